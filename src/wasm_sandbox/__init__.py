@@ -1,0 +1,100 @@
+"""wasm_sandbox: run untrusted WebAssembly under enforced memory, fuel and wall-clock limits.
+
+Everything public is importable from here; every other module is private.
+"""
+
+from ._builder import SandboxBuilder as SandboxBuilder
+from ._builder import SandboxConfig as SandboxConfig
+from ._engine import default_cache_dir as default_cache_dir
+from ._errors import CompilationError as CompilationError
+from ._errors import ConfigurationError as ConfigurationError
+from ._errors import ExecutionCancelled as ExecutionCancelled
+from ._errors import ExecutionError as ExecutionError
+from ._errors import ExecutionTimeout as ExecutionTimeout
+from ._errors import FuelExhausted as FuelExhausted
+from ._errors import FunctionNotFound as FunctionNotFound
+from ._errors import GuestExit as GuestExit
+from ._errors import GuestTrap as GuestTrap
+from ._errors import HostError as HostError
+from ._errors import IndirectCallError as IndirectCallError
+from ._errors import IntegerDivisionByZero as IntegerDivisionByZero
+from ._errors import IntegerOverflow as IntegerOverflow
+from ._errors import InvalidArguments as InvalidArguments
+from ._errors import InvalidConversionToInteger as InvalidConversionToInteger
+from ._errors import InvalidModule as InvalidModule
+from ._errors import MemoryAccessOutOfBounds as MemoryAccessOutOfBounds
+from ._errors import MemoryLimitExceeded as MemoryLimitExceeded
+from ._errors import ResourceLimitExceeded as ResourceLimitExceeded
+from ._errors import SandboxError as SandboxError
+from ._errors import StackOverflow as StackOverflow
+from ._errors import TableAccessOutOfBounds as TableAccessOutOfBounds
+from ._errors import UnreachableExecuted as UnreachableExecuted
+from ._errors import UnsupportedSource as UnsupportedSource
+from ._limits import OptimizationLevel as OptimizationLevel
+from ._limits import ProfileBuilder as ProfileBuilder
+from ._limits import ResourceLimits as ResourceLimits
+from ._limits import ResourceProfile as ResourceProfile
+from ._report import ExecutionResult as ExecutionResult
+from ._report import MonitoredResult as MonitoredResult
+from ._report import ProfiledResult as ProfiledResult
+from ._report import ResourceReport as ResourceReport
+from ._sandbox import AsyncWasmSandbox as AsyncWasmSandbox
+from ._sandbox import WasmSandbox as WasmSandbox
+from ._units import parse_count as parse_count
+from ._units import parse_duration as parse_duration
+from ._units import parse_size as parse_size
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncWasmSandbox",
+    "CompilationError",
+    "ConfigurationError",
+    "ExecutionCancelled",
+    "ExecutionError",
+    "ExecutionResult",
+    "ExecutionTimeout",
+    "FuelExhausted",
+    "FunctionNotFound",
+    "GuestExit",
+    "GuestTrap",
+    "HostError",
+    "IndirectCallError",
+    "IntegerDivisionByZero",
+    "IntegerOverflow",
+    "InvalidArguments",
+    "InvalidConversionToInteger",
+    "InvalidModule",
+    "MemoryAccessOutOfBounds",
+    "MemoryLimitExceeded",
+    "MonitoredResult",
+    "OptimizationLevel",
+    "ProfileBuilder",
+    "ProfiledResult",
+    "ResourceLimitExceeded",
+    "ResourceLimits",
+    "ResourceProfile",
+    "ResourceReport",
+    "SandboxBuilder",
+    "SandboxConfig",
+    "SandboxError",
+    "StackOverflow",
+    "TableAccessOutOfBounds",
+    "UnreachableExecuted",
+    "UnsupportedSource",
+    "WasmSandbox",
+    "default_cache_dir",
+    "parse_count",
+    "parse_duration",
+    "parse_size",
+]
+
+
+def _set_public_module() -> None:
+    for name in __all__:
+        obj = globals()[name]
+        if isinstance(obj, type):
+            obj.__module__ = __name__
+
+
+_set_public_module()

@@ -1,0 +1,252 @@
+"""``SandboxConfig``, the frozen description of a sandbox, and ``SandboxBuilder``, the fluent
+sugar that produces one. ``WasmSandbox(config)`` works without the builder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from ._errors import ConfigurationError
+from ._limits import OptimizationLevel, ResourceLimits, ResourceProfile
+from ._sources import Source
+
+if TYPE_CHECKING:
+    from ._sandbox import AsyncWasmSandbox, WasmSandbox
+
+__all__ = ["ProgressCallback", "SandboxBuilder", "SandboxConfig", "StdinSource"]
+
+StdinSource = bytes | str | BinaryIO | None
+ProgressCallback = Callable[[str, float], None]
+DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024
+_MAX_OUTPUT_CAP = 1 << 30
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SandboxConfig:
+    """Everything a ``WasmSandbox`` needs; validated at construction."""
+
+    source: Source
+    """A ``.wasm``/``.wat`` path, or module bytes (binary or WAT text)."""
+    limits: ResourceLimits = field(default_factory=lambda: ResourceProfile.STANDARD.limits)
+    """The limits each execution runs under (default: the STANDARD profile)."""
+    profile_name: str | None = "standard"
+    """The profile the limits came from, for reports; None once limits were edited by hand."""
+    optimization_level: OptimizationLevel = OptimizationLevel.SPEED
+    """How hard the compiler optimises the guest."""
+    debug_mode: bool = False
+    """Compile with debug info (guest frames in trap backtraces) and log at DEBUG level."""
+    verbose_resource_logging: bool = False
+    """Log each execution's resource report through the ``wasm_sandbox`` logger."""
+    args: tuple[str, ...] = ()
+    """Arguments after argv[0] given to ``run()`` when it is called without ``args``."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Environment variables the guest sees (none by default: the host's are never passed)."""
+    stdin: bytes | BinaryIO | None = None
+    """Standard input for ``run()``: fixed bytes, or a binary stream with a ``fileno()``."""
+    keep_instance: bool = False
+    """Keep one instance across calls (globals and memory persist); default: fresh per call."""
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT
+    """How much of stdout and of stderr each is captured; the rest is counted and dropped."""
+    cache_dir: Path | None = None
+    """Where compiled modules are cached (default: ``default_cache_dir()``)."""
+    use_cache: bool = True
+    """False: never read or write the on-disk compiled-module cache."""
+    progress: ProgressCallback | bool | None = None
+    """First-compile progress: a callback ``(phase, seconds)``, True for a line on stderr,
+    False for none; None (default): on stderr when it is a terminal."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.limits, ResourceLimits):
+            raise TypeError(f"limits must be ResourceLimits, got {type(self.limits).__name__}")
+        if not isinstance(self.optimization_level, OptimizationLevel):
+            raise TypeError(
+                "optimization_level must be an OptimizationLevel, "
+                f"got {type(self.optimization_level).__name__}"
+            )
+        _check_strings("args", self.args)
+        for key, value in self.env:
+            _check_strings("env", (key, value))
+            if not key or "=" in key:
+                raise ConfigurationError(f"env names must be non-empty and contain no '=', got {key!r}")
+        if isinstance(self.max_output_bytes, bool) or not isinstance(self.max_output_bytes, int):
+            raise TypeError("max_output_bytes must be an int")
+        if not 0 <= self.max_output_bytes <= _MAX_OUTPUT_CAP:
+            raise ConfigurationError(
+                f"max_output_bytes must be between 0 and {_MAX_OUTPUT_CAP}, got {self.max_output_bytes}"
+            )
+        object.__setattr__(self, "stdin", normalize_stdin(self.stdin))
+
+    def replace(self, **changes: Any) -> SandboxConfig:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+SandboxConfig.__module__ = "wasm_sandbox"
+
+
+def _check_strings(what: str, values: Sequence[str]) -> None:
+    for value in values:
+        if not isinstance(value, str):
+            raise TypeError(f"{what} must be strings, got {type(value).__name__} {value!r}")
+        if "\0" in value:
+            raise ConfigurationError(f"{what} must not contain NUL characters, got {value!r}")
+
+
+def normalize_stdin(stdin: StdinSource) -> bytes | BinaryIO | None:
+    """Bytes for text or bytes; a stream as-is if it has a usable ``fileno()``."""
+    if stdin is None or isinstance(stdin, bytes):
+        return stdin
+    if isinstance(stdin, str):
+        return stdin.encode("utf-8")
+    if isinstance(stdin, bytearray | memoryview):
+        return bytes(stdin)
+    fileno = getattr(stdin, "fileno", None)
+    if fileno is not None:
+        try:
+            fileno()
+            return stdin
+        except (OSError, ValueError):
+            pass
+    read = getattr(stdin, "read", None)
+    if read is not None:
+        data = read()
+        return data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    raise TypeError(f"stdin must be bytes, str or a binary stream, got {type(stdin).__name__}")
+
+
+def env_pairs(env: Mapping[str, str] | Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """Environment variables as a tuple of pairs, from a mapping or pairs."""
+    items = env.items() if isinstance(env, Mapping) else env
+    return tuple((str(k), str(v)) if isinstance(k, str) else (k, v) for k, v in items)
+
+
+class SandboxBuilder:
+    """Fluent builder for a ``WasmSandbox``: ``WasmSandbox.builder().source(...)...build()``.
+
+    Later calls override earlier ones: ``resource_profile`` and ``resource_limits`` replace
+    all limits, ``memory_limit``/``max_fuel``/``timeout_duration`` change one.
+    """
+
+    __module__ = "wasm_sandbox"
+
+    def __init__(self) -> None:
+        self._source: Source | None = None
+        self._limits = ResourceProfile.STANDARD.limits
+        self._profile: str | None = "standard"
+        self._options: dict[str, Any] = {}
+
+    def source(self, source: Source) -> SandboxBuilder:
+        """The guest: a ``.wasm``/``.wat`` path or module bytes (binary or WAT text)."""
+        self._source = source
+        return self
+
+    def _limit(self, **change: Any) -> SandboxBuilder:
+        self._limits = self._limits.replace(**change)
+        self._profile = None
+        return self
+
+    def memory_limit(self, memory_bytes: int | None) -> SandboxBuilder:
+        """Cap on linear memory in bytes (``None``: unlimited)."""
+        return self._limit(memory_bytes=memory_bytes)
+
+    def memory_growth_limit(self, growth_bytes: int | None) -> SandboxBuilder:
+        """Cap on the bytes a single ``memory.grow`` may add."""
+        return self._limit(memory_growth_limit=growth_bytes)
+
+    def max_fuel(self, fuel: int | None) -> SandboxBuilder:
+        """Fuel budget per call or run (``None``: unlimited)."""
+        return self._limit(max_fuel=fuel)
+
+    def timeout_duration(self, timeout: timedelta | float | None) -> SandboxBuilder:
+        """Wall-clock limit per call or run, a ``timedelta`` or seconds (``None``: unlimited)."""
+        return self._limit(execution_timeout=timeout)
+
+    def resource_limits(self, limits: ResourceLimits) -> SandboxBuilder:
+        """Replace all limits with ``limits``."""
+        if not isinstance(limits, ResourceLimits):
+            raise TypeError(f"expected ResourceLimits, got {type(limits).__name__}")
+        self._limits = limits
+        self._profile = None
+        return self
+
+    def resource_profile(self, profile: ResourceProfile) -> SandboxBuilder:
+        """Replace all limits with those of ``profile``."""
+        if not isinstance(profile, ResourceProfile):
+            raise TypeError(f"expected a ResourceProfile, got {type(profile).__name__}")
+        self._limits = profile.limits
+        self._profile = profile.name
+        return self
+
+    def optimization_level(self, level: OptimizationLevel) -> SandboxBuilder:
+        """Compiler optimisation: SPEED (default), SIZE or NONE."""
+        return self._set("optimization_level", level)
+
+    def debug_mode(self, enabled: bool = True) -> SandboxBuilder:
+        """Compile with debug info and log at DEBUG level."""
+        return self._set("debug_mode", bool(enabled))
+
+    def verbose_resource_logging(self, enabled: bool = True) -> SandboxBuilder:
+        """Log every execution's resource report (logger ``wasm_sandbox``, level INFO)."""
+        return self._set("verbose_resource_logging", bool(enabled))
+
+    def args(self, *args: str) -> SandboxBuilder:
+        """Arguments after argv[0] for ``run()``; accepts strings or one sequence of them."""
+        if len(args) == 1 and not isinstance(args[0], str):
+            args = tuple(args[0])
+        return self._set("args", tuple(args))
+
+    def env(self, env: Mapping[str, str] | Sequence[tuple[str, str]] | None = None, **kw: str) -> SandboxBuilder:
+        """Environment variables for the guest (a mapping, pairs, or keywords)."""
+        pairs = env_pairs(env or {}) + tuple(kw.items())
+        return self._set("env", pairs)
+
+    def stdin(self, stdin: StdinSource) -> SandboxBuilder:
+        """Standard input for ``run()``: bytes, text (UTF-8) or a binary stream."""
+        return self._set("stdin", stdin)
+
+    def keep_instance(self, enabled: bool = True) -> SandboxBuilder:
+        """Keep one instance across calls instead of a fresh one per call."""
+        return self._set("keep_instance", bool(enabled))
+
+    def max_output_bytes(self, limit: int) -> SandboxBuilder:
+        """How many bytes of stdout and of stderr are captured (default 16 MiB each)."""
+        return self._set("max_output_bytes", limit)
+
+    def cache_dir(self, path: str | Path | None) -> SandboxBuilder:
+        """Directory of the compiled-module cache; ``None`` turns the disk cache off."""
+        if path is None:
+            return self._set("use_cache", False)
+        return self._set("cache_dir", Path(path))
+
+    def progress(self, progress: ProgressCallback | bool) -> SandboxBuilder:
+        """First-compile progress: a callback ``(phase, seconds)``, or True/False for stderr."""
+        return self._set("progress", progress)
+
+    def _set(self, name: str, value: Any) -> SandboxBuilder:
+        self._options[name] = value
+        return self
+
+    def config(self) -> SandboxConfig:
+        """The ``SandboxConfig`` this builder describes."""
+        if self._source is None:
+            raise ConfigurationError("no source given: call .source(path_or_bytes) before .build()")
+        return SandboxConfig(
+            source=self._source, limits=self._limits, profile_name=self._profile, **self._options
+        )
+
+    def build(self) -> WasmSandbox:
+        """Load, validate and compile the guest; returns a ready ``WasmSandbox``."""
+        from ._sandbox import WasmSandbox
+
+        return WasmSandbox(self.config())
+
+    def build_async(self) -> Awaitable[AsyncWasmSandbox]:
+        """Like ``build`` but awaitable: compiles off the event loop."""
+        from ._sandbox import AsyncWasmSandbox
+
+        return AsyncWasmSandbox.create(self.config())

@@ -1,0 +1,243 @@
+"""The ``wasm-sandbox`` command: run a guest under limits and print its resource report.
+
+Built only on the public API, so it behaves exactly as the library does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, BinaryIO, NoReturn
+
+from . import (
+    ExecutionError,
+    ExecutionTimeout,
+    FuelExhausted,
+    GuestTrap,
+    MemoryLimitExceeded,
+    OptimizationLevel,
+    ResourceProfile,
+    SandboxError,
+    WasmSandbox,
+    __version__,
+    parse_count,
+    parse_duration,
+    parse_size,
+)
+from ._report import ResourceReport
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+EXIT_INVALID = 65  # the module, the source or the configuration is unusable
+EXIT_TRAP = 70  # the guest trapped
+EXIT_HOST = 71  # an internal error of the host layer
+EXIT_MEMORY = 120
+EXIT_FUEL = 121
+EXIT_TIMEOUT = 124  # as GNU timeout(1)
+
+_EPILOG = f"""\
+sizes: 65536, 64KiB, 64MiB, 1GiB (binary) or 64k, 64M, 1G (decimal)
+counts: 1000000, 10M, 1.5G          durations: 30, 30s, 500ms, 2m, 1h
+
+exit status:
+  the guest's own exit code when it ran to an exit (0 when _start returned)
+  {EXIT_USAGE}    bad command line
+  {EXIT_INVALID}   invalid module, unsupported source or invalid limits
+  {EXIT_TRAP}   the guest trapped (unreachable, out-of-bounds access, stack overflow ...)
+  {EXIT_HOST}   internal error of wasm-sandbox
+  {EXIT_MEMORY}  memory limit exceeded
+  {EXIT_FUEL}  fuel exhausted
+  {EXIT_TIMEOUT}  wall-clock timeout
+
+examples:
+  wasm-sandbox run examples/hello.wat
+  wasm-sandbox run --memory 16MiB --fuel 10M --timeout 2s prog.wasm -- --flag value
+  wasm-sandbox run --invoke add examples/add.wat -- 5 3
+  wasm-sandbox run --json --profile lightweight prog.wasm
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wasm-sandbox",
+        description="Run untrusted WebAssembly under enforced memory, fuel and time limits.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"wasm-sandbox {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="run a .wasm or .wat guest and print its resource report",
+        description="Run FILE as a WASI command (or call one export with --invoke), then print "
+        "a resource report: a table on stderr, or with --json one JSON object on stdout.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("file", metavar="FILE", help="the guest: a .wasm or .wat file")
+    run.add_argument("guest_args", nargs="*", metavar="ARG", help="arguments for the guest (after --)")
+    run.add_argument(
+        "--profile",
+        choices=["lightweight", "standard", "high-performance"],
+        default="standard",
+        help="base limits (default: standard = 64MiB, 30s, 10G fuel)",
+    )
+    run.add_argument("--memory", metavar="SIZE", help="linear-memory cap, e.g. 64MiB")
+    run.add_argument("--memory-growth", metavar="SIZE", help="cap on one memory.grow, e.g. 16MiB")
+    run.add_argument("--fuel", metavar="COUNT", help="fuel budget, e.g. 10M; 'unlimited' for none")
+    run.add_argument("--timeout", metavar="DURATION", help="wall-clock limit, e.g. 30s; 'unlimited' for none")
+    run.add_argument("--max-output", metavar="SIZE", help="stdout/stderr capture cap (default 16MiB)")
+    run.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="guest environment variable (repeatable)")
+    run.add_argument("--stdin", metavar="PATH", help="file given to the guest as stdin ('-': this process's stdin, the default)")
+    run.add_argument("--invoke", metavar="FUNCTION", help="call this export with the numeric ARGs instead of running _start")
+    run.add_argument("--opt-level", choices=["speed", "size", "none"], default="speed", help="compiler optimisation (default: speed)")
+    run.add_argument("--no-cache", action="store_true", help="do not read or write the compiled-module cache")
+    run.add_argument("--json", action="store_true", help="print one JSON object (outcome, output, report) on stdout")
+    return parser
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"wasm-sandbox: error: {message}", file=sys.stderr)
+    raise SystemExit(EXIT_USAGE)
+
+
+def _build(args: argparse.Namespace) -> WasmSandbox:
+    builder = WasmSandbox.builder().source(args.file)
+    builder.resource_profile(ResourceProfile.by_name(args.profile))
+    try:
+        if args.memory is not None:
+            builder.memory_limit(parse_size(args.memory))
+        if args.memory_growth is not None:
+            builder.memory_growth_limit(parse_size(args.memory_growth))
+        if args.fuel is not None:
+            builder.max_fuel(None if args.fuel == "unlimited" else parse_count(args.fuel))
+        if args.timeout is not None:
+            builder.timeout_duration(None if args.timeout == "unlimited" else parse_duration(args.timeout))
+        if args.max_output is not None:
+            builder.max_output_bytes(parse_size(args.max_output))
+    except (ValueError, TypeError) as exc:
+        _fail(str(exc))
+    env = {}
+    for item in args.env:
+        name, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"--env expects NAME=VALUE, got {item!r}")
+        env[name] = value
+    levels = {"speed": OptimizationLevel.SPEED, "size": OptimizationLevel.SIZE, "none": OptimizationLevel.NONE}
+    builder.env(env).args(args.guest_args).optimization_level(levels[args.opt_level])
+    if args.no_cache:
+        builder.cache_dir(None)
+    return builder.build()
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text, 0)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            _fail(f"--invoke arguments must be numbers, got {text!r}")
+
+
+def _stdin(args: argparse.Namespace) -> bytes | BinaryIO:
+    if args.stdin not in (None, "-"):
+        try:
+            with open(args.stdin, "rb") as f:
+                return f.read()
+        except OSError as exc:
+            _fail(f"cannot read --stdin {args.stdin}: {exc.strerror}")
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        return b""
+    try:
+        stream.fileno()
+    except (OSError, ValueError):
+        return b""
+    return stream  # type: ignore[no-any-return]
+
+
+def _exit_status(error: BaseException) -> int:
+    for cls, status in (
+        (MemoryLimitExceeded, EXIT_MEMORY),
+        (FuelExhausted, EXIT_FUEL),
+        (ExecutionTimeout, EXIT_TIMEOUT),
+        (GuestTrap, EXIT_TRAP),
+    ):
+        if isinstance(error, cls):
+            return status
+    return EXIT_HOST if isinstance(error, ExecutionError) else EXIT_INVALID
+
+
+def _emit(args: argparse.Namespace, payload: dict[str, Any], report: ResourceReport | None) -> None:
+    if args.json:
+        if report is not None:
+            payload["report"] = report.to_dict()
+        print(json.dumps(payload, indent=2, sort_keys=True))
+        return
+    if report is not None:
+        print(report.format_table(), file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        sandbox = _build(args)
+    except SandboxError as exc:
+        _emit(args, {"outcome": type(exc).__name__, "error": str(exc)}, None)
+        if not args.json:
+            print(f"wasm-sandbox: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except (FileNotFoundError, NotImplementedError) as exc:
+        _fail(str(exc))
+    try:
+        if args.invoke:
+            result = sandbox.call_with_detailed_monitoring(args.invoke, *map(_number, args.guest_args))
+            value = list(result.value) if isinstance(result.value, tuple) else result.value
+            if not args.json:
+                print(value)
+            _emit(args, {"outcome": "ok", "value": value}, result.resource_report)
+            return 0
+        run = sandbox.run(stdin=_stdin(args))
+    except SandboxError as exc:
+        if not args.json:
+            print(f"wasm-sandbox: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _emit(args, {"outcome": type(exc).__name__, "error": str(exc)}, getattr(exc, "report", None))
+        return _exit_status(exc)
+    if args.json:
+        _emit(
+            args,
+            {
+                "outcome": "ok" if run.exit_code == 0 else "exit",
+                "exit_code": run.exit_code,
+                "stdout": run.stdout.decode("utf-8", "replace"),
+                "stderr": run.stderr.decode("utf-8", "replace"),
+                "stdout_truncated": run.stdout_truncated,
+                "stderr_truncated": run.stderr_truncated,
+            },
+            run.resource_report,
+        )
+    else:
+        sys.stdout.buffer.write(run.stdout)
+        sys.stdout.flush()
+        sys.stderr.buffer.write(run.stderr)
+        if run.stdout_truncated or run.stderr_truncated:
+            print("wasm-sandbox: guest output was truncated at --max-output", file=sys.stderr)
+        _emit(args, {}, run.resource_report)
+    return run.exit_code & 0xFF
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``wasm-sandbox`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("wasm-sandbox: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,271 @@
+"""The exception tree of wasm_sandbox.
+
+Every failure a user can see is one of these classes; wasmtime's own exceptions are
+translated in ``_engine`` and never reach the user.
+
+    SandboxError
+    ├── ConfigurationError (also ValueError)   a limit or option that cannot be honoured
+    ├── UnsupportedSource (also NotImplementedError)   a source kind not built yet
+    ├── InvalidModule                          malformed, invalid or unlinkable module
+    ├── CompilationError                       a source file failed to compile to wasm
+    ├── FunctionNotFound                       no exported function of that name
+    ├── InvalidArguments (also TypeError)      arguments do not fit the function's signature
+    └── ExecutionError                         the guest ran and failed
+        ├── ResourceLimitExceeded
+        │   ├── MemoryLimitExceeded            linear memory cap or per-grow cap hit
+        │   ├── FuelExhausted                  the fuel budget ran out
+        │   └── ExecutionTimeout               the wall-clock deadline passed
+        ├── GuestTrap                          the guest trapped (trap_code says which)
+        │   ├── StackOverflow
+        │   ├── MemoryAccessOutOfBounds
+        │   ├── UnreachableExecuted
+        │   ├── IntegerDivisionByZero
+        │   ├── IntegerOverflow
+        │   ├── InvalidConversionToInteger
+        │   ├── TableAccessOutOfBounds
+        │   └── IndirectCallError
+        ├── GuestExit                          call() of a function that called proc_exit
+        ├── ExecutionCancelled                 cancelled by the host (e.g. asyncio)
+        └── HostError                          a bug in the host layer, never the guest's
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+__all__ = [
+    "ConfigurationError",
+    "ExecutionCancelled",
+    "ExecutionError",
+    "ExecutionTimeout",
+    "FuelExhausted",
+    "FunctionNotFound",
+    "GuestExit",
+    "GuestTrap",
+    "HostError",
+    "IndirectCallError",
+    "IntegerDivisionByZero",
+    "IntegerOverflow",
+    "InvalidArguments",
+    "InvalidConversionToInteger",
+    "InvalidModule",
+    "MemoryAccessOutOfBounds",
+    "MemoryLimitExceeded",
+    "ResourceLimitExceeded",
+    "SandboxError",
+    "StackOverflow",
+    "TableAccessOutOfBounds",
+    "UnreachableExecuted",
+    "UnsupportedSource",
+]
+
+
+class SandboxError(Exception):
+    """Root of every error wasm_sandbox raises; catch this to catch them all.
+
+    It is not raised for wrong argument *types* given to the Python API, which raise
+    ``TypeError`` as usual.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def _rebuild(cls: type[SandboxError], state: dict[str, Any]) -> SandboxError:
+    """Unpickle any SandboxError without calling its __init__ (fields are restored as-is)."""
+    err = cls.__new__(cls)
+    Exception.__init__(err, state.get("message", ""))
+    err.__dict__.update(state)
+    return err
+
+
+class ConfigurationError(SandboxError, ValueError):
+    """A limit or option that is invalid or cannot be honoured; raised before any guest runs.
+
+    Not raised for a guest that misbehaves at run time (see ``ExecutionError``).
+    """
+
+
+class UnsupportedSource(SandboxError, NotImplementedError):
+    """A source kind (file extension or language) that this version cannot run yet."""
+
+
+class InvalidModule(SandboxError):
+    """The module is malformed, fails validation, or imports something the sandbox lacks.
+
+    Raised at build time; it is not a run-time trap.
+    """
+
+
+class CompilationError(SandboxError):
+    """A guest source file failed to compile to WebAssembly; ``diagnostics`` holds the output."""
+
+    def __init__(self, message: str, diagnostics: str = "") -> None:
+        super().__init__(message)
+        self.diagnostics = diagnostics
+
+
+class FunctionNotFound(SandboxError):
+    """The module exports no function with that name (``available`` lists the ones it has)."""
+
+    def __init__(self, name: str, available: tuple[str, ...] = ()) -> None:
+        hint = f"; exported functions: {', '.join(available)}" if available else ""
+        super().__init__(f"Function not found: {name!r}{hint}")
+        self.name = name
+        self.available = available
+
+
+class InvalidArguments(SandboxError, TypeError):
+    """The arguments given to ``call`` do not match the exported function's signature."""
+
+
+class ExecutionError(SandboxError):
+    """The guest ran and did not finish normally. ``report`` holds what it used, when known."""
+
+    report: Any = None
+
+
+class ResourceLimitExceeded(ExecutionError):
+    """The guest was stopped because it reached one of its resource limits."""
+
+
+class MemoryLimitExceeded(ResourceLimitExceeded):
+    """Linear memory would have grown past ``limit`` bytes (``used`` is the size it asked for).
+
+    ``kind`` is ``"total"`` for the memory cap, ``"growth"`` for the per-grow cap
+    (``memory_growth_limit``), ``"initial"`` when the module's initial memory is already
+    larger than the cap (raised at build time).
+    """
+
+    def __init__(self, used: int, limit: int, kind: str = "total") -> None:
+        message = f"Memory limit exceeded: used {used}, limit {limit}"
+        if kind == "growth":
+            message += " (a single memory.grow asked for more than memory_growth_limit)"
+        elif kind == "initial":
+            message += " (the module's initial memory is larger than memory_bytes)"
+        super().__init__(message)
+        self.used = used
+        self.limit = limit
+        self.kind = kind
+
+
+class FuelExhausted(ResourceLimitExceeded):
+    """The call consumed its whole fuel budget (``used`` equals ``limit``)."""
+
+    def __init__(self, used: int, limit: int) -> None:
+        super().__init__(f"Fuel exhausted: used {used}, limit {limit}")
+        self.used = used
+        self.limit = limit
+
+
+def format_duration(duration: timedelta) -> str:
+    """Render a duration the way error messages show it: ``30 seconds``, ``1.5 seconds``."""
+    seconds = duration.total_seconds()
+    if seconds == int(seconds):
+        count = int(seconds)
+        return f"{count} second" if count == 1 else f"{count} seconds"
+    return f"{seconds:g} seconds"
+
+
+class ExecutionTimeout(ResourceLimitExceeded):
+    """The guest ran past its wall-clock ``timeout``; ``elapsed`` is the time it actually ran."""
+
+    def __init__(self, timeout: timedelta, elapsed: timedelta | None = None) -> None:
+        super().__init__(f"Execution timeout after {format_duration(timeout)}")
+        self.timeout = timeout
+        self.elapsed = elapsed
+
+
+class GuestTrap(ExecutionError):
+    """The guest hit a WebAssembly trap. ``trap_code`` names it (``None`` if wasmtime gave none).
+
+    Subclasses exist for the common traps; the rest are plain ``GuestTrap``.
+    ``wasm_backtrace`` is wasmtime's text of the trap with the guest's frames.
+    """
+
+    default_code: str | None = None
+
+    def __init__(
+        self, message: str, trap_code: str | None = None, wasm_backtrace: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.trap_code = trap_code if trap_code is not None else self.default_code
+        self.wasm_backtrace = wasm_backtrace
+
+
+class StackOverflow(GuestTrap):
+    """The guest's call stack exceeded the engine's maximum stack size."""
+
+    default_code = "stack_overflow"
+
+
+class MemoryAccessOutOfBounds(GuestTrap):
+    """The guest read or wrote linear memory outside its bounds."""
+
+    default_code = "memory_out_of_bounds"
+
+
+class UnreachableExecuted(GuestTrap):
+    """The guest executed ``unreachable`` (Rust panics and C ``abort()`` end this way)."""
+
+    default_code = "unreachable"
+
+
+class IntegerDivisionByZero(GuestTrap):
+    """The guest divided an integer by zero."""
+
+    default_code = "integer_division_by_zero"
+
+
+class IntegerOverflow(GuestTrap):
+    """The guest's integer division overflowed (``INT_MIN / -1``)."""
+
+    default_code = "integer_overflow"
+
+
+class InvalidConversionToInteger(GuestTrap):
+    """The guest converted a NaN or out-of-range float to an integer."""
+
+    default_code = "bad_conversion_to_integer"
+
+
+class TableAccessOutOfBounds(GuestTrap):
+    """The guest accessed a table outside its bounds."""
+
+    default_code = "table_out_of_bounds"
+
+
+class IndirectCallError(GuestTrap):
+    """An indirect call hit a null entry or a function of the wrong signature."""
+
+    default_code = "indirect_call"
+
+
+class GuestExit(ExecutionError):
+    """``call()`` of a function that ended the guest with ``proc_exit`` (``exit_code``).
+
+    ``run()`` never raises this: there an exit is a result with an exit code.
+    """
+
+    def __init__(self, exit_code: int) -> None:
+        super().__init__(f"Guest exited with code {exit_code} during the call")
+        self.exit_code = exit_code
+
+
+class ExecutionCancelled(ExecutionError):
+    """The host cancelled the execution (for example, its asyncio task was cancelled)."""
+
+
+class HostError(ExecutionError):
+    """An unexpected failure inside wasm_sandbox's host layer: a bug of ours, never the guest's.
+
+    The original exception is chained as ``__cause__``.
+    """

@@ -1,0 +1,243 @@
+"""One execution: a store and instance under limits, a deadline, accounting, and the
+translation of how the guest ended into a value, an ``ExecutionResult`` or one error.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, BinaryIO
+
+from . import _errors as e
+from ._engine import UNLIMITED_FUEL, CompiledModule, EngineHandle, GuestFailure, GuestInstance
+from ._limits import WASM_PAGE, ResourceLimits
+from ._report import ExecutionResult, ResourceReport
+from ._wasi._bind import HostBinding
+from ._wasi._context import OutputBuffer, Stdin, StopReason, WasiContext
+
+__all__ = ["Execution", "ExecutionPlan", "Outcome"]
+
+log = logging.getLogger("wasm_sandbox")
+
+_TRAPS: dict[str, type[e.GuestTrap]] = {
+    "stack_overflow": e.StackOverflow,
+    "memory_out_of_bounds": e.MemoryAccessOutOfBounds,
+    "heap_misaligned": e.MemoryAccessOutOfBounds,
+    "unreachable": e.UnreachableExecuted,
+    "integer_division_by_zero": e.IntegerDivisionByZero,
+    "integer_overflow": e.IntegerOverflow,
+    "bad_conversion_to_integer": e.InvalidConversionToInteger,
+    "table_out_of_bounds": e.TableAccessOutOfBounds,
+    "indirect_call_to_null": e.IndirectCallError,
+    "bad_signature": e.IndirectCallError,
+}
+START_EXPORT = "__wsbx_start"
+INITIALIZE_EXPORT = "_initialize"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPlan:
+    """What every execution of one sandbox shares: module, engine, limits, I/O settings."""
+
+    handle: EngineHandle
+    compiled: CompiledModule
+    limits: ResourceLimits
+    max_output_bytes: int
+    verbose: bool
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How an execution ended: a value (call) or exit code (run), plus what it used."""
+
+    value: Any
+    exit_code: int
+    ctx: WasiContext
+    report: ResourceReport
+
+
+class Execution:
+    """Runs guest code under a plan. With ``keep_instance`` the instance lives across calls."""
+
+    def __init__(self, plan: ExecutionPlan, keep_instance: bool = False) -> None:
+        self.plan = plan
+        self.keep_instance = keep_instance
+        self._kept: GuestInstance | None = None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Release the kept instance, if any."""
+        with self._lock:
+            if self._kept is not None:
+                self._kept.close()
+                self._kept = None
+
+    def new_context(
+        self, args: list[bytes], env: list[bytes], stdin: bytes | BinaryIO | None
+    ) -> WasiContext:
+        """A fresh WASI context whose deadline starts now."""
+        cap = self.plan.max_output_bytes
+        ctx = WasiContext(args, env, Stdin(stdin), OutputBuffer(cap), OutputBuffer(cap))
+        timeout = self.plan.limits.execution_timeout
+        if timeout is not None:
+            ctx.deadline = ctx.start + timeout.total_seconds()
+        return ctx
+
+    def execute(
+        self, ctx: WasiContext, export: str, args: tuple[Any, ...], *, command: bool
+    ) -> Outcome:
+        """Run ``export`` (``command``: a WASI ``_start``, exit codes are results)."""
+        if self.keep_instance:
+            with self._lock:
+                return self._execute(ctx, export, args, command)
+        return self._execute(ctx, export, args, command)
+
+    def _instance(self, ctx: WasiContext, fuel: int) -> tuple[GuestInstance, bool]:
+        if self._kept is not None:
+            self._kept.binding.wasi = ctx
+            return self._kept, False
+        limits = self.plan.limits
+        instance = GuestInstance(
+            self.plan.handle,
+            self.plan.compiled,
+            HostBinding(ctx),
+            limits.memory_bytes,
+            limits.memory_growth_limit,
+        )
+        return instance, True
+
+    def _execute(self, ctx: WasiContext, export: str, args: tuple[Any, ...], command: bool) -> Outcome:
+        limits = self.plan.limits
+        fuel = limits.max_fuel if limits.max_fuel is not None else UNLIMITED_FUEL
+        instance: GuestInstance | None = None
+        fresh = False
+        value: Any = None
+        exit_code = 0
+        failure: GuestFailure | None = None
+        try:
+            instance, fresh = self._instance(ctx, fuel)
+            instance.store.set_fuel(fuel)
+            if fresh:
+                for setup in (START_EXPORT, None if command else INITIALIZE_EXPORT):
+                    if setup is not None and setup in self.plan.compiled.functions:
+                        instance.invoke(setup, (), fuel=None)
+            value = instance.invoke(export, args, fuel=None)
+        except GuestFailure as exc:
+            failure = exc
+        report_instance = instance
+        try:
+            if failure is not None and ctx.stop_reason == StopReason.EXIT:
+                exit_code = ctx.exit_code or 0
+                failure = None if (command or exit_code is None) else failure
+            report = self._report(ctx, report_instance, fuel, failure, exit_code)
+            error = self._error(ctx, report_instance, failure, fuel, command, exit_code)
+            if error is not None:
+                report = _with_outcome(report, type(error).__name__)
+                error.report = report
+                if self.plan.verbose:
+                    log.info("execution failed: %s", error, extra={"report": report.to_dict()})
+                raise error
+            if self.plan.verbose:
+                log.info("execution finished", extra={"report": report.to_dict()})
+            return Outcome(value, exit_code, ctx, report)
+        finally:
+            if instance is not None:
+                if self.keep_instance and self._kept is None and fresh:
+                    self._kept = instance
+                elif not self.keep_instance:
+                    instance.close()
+
+    def _report(
+        self,
+        ctx: WasiContext,
+        instance: GuestInstance | None,
+        fuel: int,
+        failure: GuestFailure | None,
+        exit_code: int,
+    ) -> ResourceReport:
+        limits = self.plan.limits
+        consumed = fuel - instance.fuel_left() if instance is not None else 0
+        outcome = "ok" if failure is None and exit_code == 0 else ("exit" if failure is None else "trap")
+        return ResourceReport(
+            execution_time=timedelta(seconds=time.monotonic() - ctx.start),
+            peak_memory_bytes=instance.memory_bytes() if instance is not None else 0,
+            fuel_consumed=consumed,
+            file_operations=ctx.file_calls,
+            network_requests=ctx.socket_calls,
+            bytes_transferred=0,
+            syscalls=ctx.syscalls,
+            stdout_bytes=ctx.stdout.total,
+            stderr_bytes=ctx.stderr.total,
+            memory_limit_bytes=limits.memory_bytes,
+            fuel_limit=limits.max_fuel,
+            timeout=limits.execution_timeout,
+            memory_limit_hit=instance is not None and instance.memory_denial() is not None,
+            outcome=outcome,
+        )
+
+    def _error(
+        self,
+        ctx: WasiContext,
+        instance: GuestInstance | None,
+        failure: GuestFailure | None,
+        fuel: int,
+        command: bool,
+        exit_code: int,
+    ) -> e.ExecutionError | None:
+        reason = ctx.stop_reason
+        limits = self.plan.limits
+        if reason == StopReason.TIMEOUT and limits.execution_timeout is not None:
+            elapsed = timedelta(seconds=time.monotonic() - ctx.start)
+            return e.ExecutionTimeout(limits.execution_timeout, elapsed)
+        if reason == StopReason.CANCELLED:
+            return e.ExecutionCancelled("Execution cancelled by the host")
+        if reason == StopReason.INTERRUPTED and ctx.host_exception is not None:
+            raise ctx.host_exception
+        if reason == StopReason.HOST_ERROR:
+            err = e.HostError(f"Internal error in the wasm-sandbox host layer: {ctx.host_exception!r}")
+            err.__cause__ = ctx.host_exception
+            return err
+        if failure is None and exit_code == 0:
+            return None
+        denial = instance.memory_denial() if instance is not None else None
+        if failure is not None and failure.trap_code == "out_of_fuel":
+            limit = limits.max_fuel if limits.max_fuel is not None else fuel
+            return e.FuelExhausted(limit, limit)
+        if denial is not None:
+            return _memory_error(denial, limits)
+        if failure is None:
+            return None if command else e.GuestExit(exit_code)
+        if reason == StopReason.EXIT:
+            return e.GuestExit(exit_code)
+        cls = _TRAPS.get(failure.trap_code or "", e.GuestTrap)
+        return cls(f"Guest trapped: {failure}", failure.trap_code, failure.backtrace)
+
+
+def _memory_error(denial: tuple[int, int, int], limits: ResourceLimits) -> e.MemoryLimitExceeded:
+    kind, pages, delta = denial
+    if kind == 1 and limits.memory_growth_limit is not None:
+        return e.MemoryLimitExceeded(delta * WASM_PAGE, limits.memory_growth_limit, kind="growth")
+    limit = limits.memory_bytes if limits.memory_bytes is not None else pages * WASM_PAGE
+    return e.MemoryLimitExceeded(pages * WASM_PAGE, limit)
+
+
+def _with_outcome(report: ResourceReport, outcome: str) -> ResourceReport:
+    from dataclasses import replace
+
+    return replace(report, outcome=outcome)
+
+
+def execution_result(outcome: Outcome) -> ExecutionResult:
+    """The ``ExecutionResult`` of a finished ``run()``."""
+    ctx = outcome.ctx
+    return ExecutionResult(
+        exit_code=outcome.exit_code,
+        stdout=bytes(ctx.stdout.data),
+        stderr=bytes(ctx.stderr.data),
+        stdout_truncated=ctx.stdout.truncated,
+        stderr_truncated=ctx.stderr.truncated,
+        resource_report=outcome.report,
+    )

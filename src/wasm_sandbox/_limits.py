@@ -1,0 +1,277 @@
+"""Resource limits, the predefined resource profiles and the compiler optimisation level.
+
+``ResourceLimits`` is a frozen value validated at construction; ``ResourceProfile`` names a
+set of limits. Both are plain data: enforcement lives in ``_execution`` and the WASI layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, ClassVar
+
+from ._errors import ConfigurationError
+from ._units import to_timedelta
+
+__all__ = ["OptimizationLevel", "ProfileBuilder", "ResourceLimits", "ResourceProfile"]
+
+WASM_PAGE = 65536
+MAX_MEMORY_BYTES = 4 * 1024**3  # a 32-bit linear memory cannot be larger
+MAX_FUEL = 2**63 - 1
+MAX_TIMEOUT = timedelta(days=30)
+
+# Fields accepted only once their enforcement exists: file fields come with the file-system
+# layer, network fields with the network layer. Setting one now is an error, never a no-op.
+_NOT_YET_ENFORCED = {
+    "max_file_size": "the file-system layer",
+    "max_total_file_size": "the file-system layer",
+    "max_open_files": "the file-system layer",
+    "max_file_operations": "the file-system layer",
+    "max_directory_entries": "the file-system layer",
+    "io_batch_size": "the file-system layer",
+    "buffer_size": "the file-system layer",
+    "max_connections": "the network layer",
+    "max_requests_per_second": "the network layer",
+    "max_upload_bytes": "the network layer",
+    "max_download_bytes": "the network layer",
+    "network_timeout": "the network layer",
+    "connect_timeout": "the network layer",
+}
+_DURATION_FIELDS = ("execution_timeout", "network_timeout", "connect_timeout")
+
+
+class OptimizationLevel(enum.Enum):
+    """How hard wasmtime's compiler (Cranelift) optimises the guest's machine code."""
+
+    SPEED = "speed"
+    """Fastest code (Cranelift ``speed``); the default."""
+    SIZE = "speed_and_size"
+    """Smaller code at a small cost in speed (Cranelift ``speed_and_size``)."""
+    NONE = "none"
+    """No optimisation: the quickest compile, the slowest code (Cranelift ``none``)."""
+
+    __module__ = "wasm_sandbox"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResourceLimits:
+    """The limits one execution runs under. ``None`` means unlimited.
+
+    Every field that is set is enforced; a field whose enforcement is not built yet (the
+    file and network fields, for now) raises ``NotImplementedError`` when set.
+    """
+
+    memory_bytes: int | None = None
+    """Cap on the guest's linear memory, in bytes (>= 65536, one wasm page; <= 4 GiB)."""
+    memory_growth_limit: int | None = None
+    """Cap on the bytes one ``memory.grow`` may add (>= 65536)."""
+    execution_timeout: timedelta | None = None
+    """Wall-clock limit of one call or run; a number is taken as seconds."""
+    max_fuel: int | None = None
+    """Fuel budget of one call or run (wasmtime fuel: roughly one unit per wasm instruction)."""
+    max_file_size: int | None = None
+    """Largest size a guest may give a file, in bytes. Not enforced yet: must be ``None``."""
+    max_total_file_size: int | None = None
+    """Bytes a guest may write to files in one execution. Not enforced yet."""
+    max_open_files: int | None = None
+    """Files a guest may hold open at once. Not enforced yet."""
+    max_file_operations: int | None = None
+    """File-system calls a guest may make in one execution. Not enforced yet."""
+    max_directory_entries: int | None = None
+    """Entries a directory may hold before creating one more fails. Not enforced yet."""
+    io_batch_size: int | None = None
+    """Guest writes batched into one host write. Not built yet."""
+    buffer_size: int | None = None
+    """Host-side buffer for guest file I/O, in bytes. Not built yet."""
+    max_connections: int | None = None
+    """Concurrent network connections. Not enforced yet."""
+    max_requests_per_second: int | None = None
+    """Connection attempts and requests per second. Not enforced yet."""
+    max_upload_bytes: int | None = None
+    """Bytes a guest may send over the network. Not enforced yet."""
+    max_download_bytes: int | None = None
+    """Bytes a guest may receive over the network. Not enforced yet."""
+    network_timeout: timedelta | None = None
+    """Per read/write network timeout. Not enforced yet."""
+    connect_timeout: timedelta | None = None
+    """Connection-establishment timeout. Not enforced yet."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            if f.name in _DURATION_FIELDS:
+                object.__setattr__(self, f.name, _check_duration(f.name, value))
+            else:
+                _check_int(f.name, value)
+        _check_int_range("memory_bytes", self.memory_bytes, WASM_PAGE, MAX_MEMORY_BYTES)
+        _check_int_range("memory_growth_limit", self.memory_growth_limit, WASM_PAGE, MAX_MEMORY_BYTES)
+        _check_int_range("max_fuel", self.max_fuel, 1, MAX_FUEL)
+        for name, layer in _NOT_YET_ENFORCED.items():
+            if getattr(self, name) is not None:
+                raise NotImplementedError(
+                    f"ResourceLimits.{name} is enforced by {layer}, which this version of "
+                    f"wasm-sandbox does not have yet; leave it None (it is never silently ignored)"
+                )
+
+    def replace(self, **changes: Any) -> ResourceLimits:
+        """A copy with some fields changed (validated like a new value)."""
+        return dataclasses.replace(self, **changes)
+
+    def merged_over(self, base: ResourceLimits) -> ResourceLimits:
+        """These limits, with each unset (``None``) field taken from ``base``."""
+        values = {
+            f.name: getattr(self, f.name)
+            if getattr(self, f.name) is not None
+            else getattr(base, f.name)
+            for f in dataclasses.fields(self)
+        }
+        return ResourceLimits(**values)
+
+
+ResourceLimits.__module__ = "wasm_sandbox"
+
+
+def _check_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or None, got {type(value).__name__} {value!r}")
+    if value < 0:
+        raise ConfigurationError(f"{name} must be >= 0 or None, got {value}")
+
+
+def _check_int_range(name: str, value: int | None, low: int, high: int) -> None:
+    if value is None:
+        return
+    if value < low:
+        raise ConfigurationError(f"{name} must be >= {low}, got {value}")
+    if value > high:
+        raise ConfigurationError(f"{name} must be <= {high}, got {value}")
+
+
+def _check_duration(name: str, value: object) -> timedelta:
+    if isinstance(value, bool) or not isinstance(value, timedelta | int | float):
+        raise TypeError(
+            f"{name} must be a timedelta, a number of seconds or None, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    try:
+        duration = to_timedelta(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name}: {exc}") from None
+    if duration <= timedelta(0):
+        raise ConfigurationError(f"{name} must be > 0, got {duration.total_seconds()} seconds")
+    if duration > MAX_TIMEOUT:
+        raise ConfigurationError(f"{name} must be <= 30 days, got {duration}")
+    return duration
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceProfile:
+    """A named set of resource limits.
+
+    ``LIGHTWEIGHT``: 16 MiB memory, 5 s, 100 million fuel — small scripts and plug-in hooks.
+    ``STANDARD``: 64 MiB memory, 30 s, 10 billion fuel — the builder's default.
+    ``HIGH_PERFORMANCE``: 512 MiB memory, 300 s, unlimited fuel — heavy, trusted-ish work.
+    ``ResourceProfile.custom()`` builds your own.
+    """
+
+    name: str
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
+
+    LIGHTWEIGHT: ClassVar[ResourceProfile]
+    STANDARD: ClassVar[ResourceProfile]
+    HIGH_PERFORMANCE: ClassVar[ResourceProfile]
+
+    @staticmethod
+    def custom(base: ResourceProfile | None = None) -> ProfileBuilder:
+        """A builder for a custom profile, starting from ``base`` (default: no limits)."""
+        return ProfileBuilder(base.limits if base is not None else ResourceLimits())
+
+    @staticmethod
+    def by_name(name: str) -> ResourceProfile:
+        """The predefined profile called ``name`` (``lightweight``, ``standard``,
+        ``high-performance``; case and ``-``/``_`` are ignored)."""
+        key = name.strip().lower().replace("-", "_")
+        profiles = _PREDEFINED
+        if key not in profiles:
+            raise ConfigurationError(
+                f"unknown resource profile {name!r}; known: lightweight, standard, high-performance"
+            )
+        return profiles[key]
+
+
+ResourceProfile.__module__ = "wasm_sandbox"
+
+
+class ProfileBuilder:
+    """Fluent builder returned by ``ResourceProfile.custom()``; finish with ``build()``."""
+
+    __module__ = "wasm_sandbox"
+
+    def __init__(self, base: ResourceLimits) -> None:
+        self._limits = base
+        self._name = "custom"
+
+    def _set(self, **changes: Any) -> ProfileBuilder:
+        self._limits = self._limits.replace(**changes)
+        return self
+
+    def name(self, name: str) -> ProfileBuilder:
+        """Name the profile (shown in reports); default ``custom``."""
+        self._name = name
+        return self
+
+    def memory_mb(self, megabytes: int) -> ProfileBuilder:
+        """Linear-memory cap in MiB."""
+        _check_int("memory_mb", megabytes)
+        return self._set(memory_bytes=megabytes * 1024 * 1024)
+
+    def timeout_seconds(self, seconds: float) -> ProfileBuilder:
+        """Wall-clock limit in seconds."""
+        return self._set(execution_timeout=seconds)
+
+    def fuel_limit(self, fuel: int | None) -> ProfileBuilder:
+        """Fuel budget per call or run; ``None`` for unlimited."""
+        return self._set(max_fuel=fuel)
+
+    def memory_growth_limit_mb(self, megabytes: int) -> ProfileBuilder:
+        """Cap on the MiB one ``memory.grow`` may add."""
+        _check_int("memory_growth_limit_mb", megabytes)
+        return self._set(memory_growth_limit=megabytes * 1024 * 1024)
+
+    def build(self) -> ResourceProfile:
+        """The finished profile."""
+        return ResourceProfile(self._name, self._limits)
+
+
+_PREDEFINED = {
+    "lightweight": ResourceProfile(
+        "lightweight",
+        ResourceLimits(
+            memory_bytes=16 * 1024**2,
+            execution_timeout=timedelta(seconds=5),
+            max_fuel=100_000_000,
+        ),
+    ),
+    "standard": ResourceProfile(
+        "standard",
+        ResourceLimits(
+            memory_bytes=64 * 1024**2,
+            execution_timeout=timedelta(seconds=30),
+            max_fuel=10_000_000_000,
+        ),
+    ),
+    "high_performance": ResourceProfile(
+        "high-performance",
+        ResourceLimits(
+            memory_bytes=512 * 1024**2,
+            execution_timeout=timedelta(seconds=300),
+        ),
+    ),
+}
+ResourceProfile.LIGHTWEIGHT = _PREDEFINED["lightweight"]
+ResourceProfile.STANDARD = _PREDEFINED["standard"]
+ResourceProfile.HIGH_PERFORMANCE = _PREDEFINED["high_performance"]

@@ -1,0 +1,145 @@
+"""What an execution produced and used: ``ResourceReport``, ``ExecutionResult`` and the
+results of ``call_with_profiling`` / ``call_with_detailed_monitoring``.
+
+All are frozen snapshots; every figure in them is measured during the execution.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from typing import Any
+
+__all__ = ["ExecutionResult", "MonitoredResult", "ProfiledResult", "ResourceReport"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResourceReport:
+    """What one execution used, measured while it ran."""
+
+    execution_time: timedelta
+    """Wall-clock time from the start of the execution (instantiation included) to its end."""
+    peak_memory_bytes: int
+    """Largest size the guest's linear memory reached (wasm memory never shrinks)."""
+    fuel_consumed: int
+    """Fuel the execution burned: wasmtime charges one unit per wasm operator executed."""
+    file_operations: int
+    """File-system calls the guest made (the sandbox has no files yet, so each one failed)."""
+    network_requests: int
+    """Network calls the guest made (the sandbox has no network yet, so each one failed)."""
+    bytes_transferred: int
+    """Network bytes sent plus received."""
+    syscalls: int
+    """WASI calls the guest made, of every kind."""
+    stdout_bytes: int
+    """Bytes the guest wrote to stdout (including any beyond the capture cap)."""
+    stderr_bytes: int
+    """Bytes the guest wrote to stderr (including any beyond the capture cap)."""
+    memory_limit_bytes: int | None
+    """The memory cap in force, or None."""
+    fuel_limit: int | None
+    """The fuel budget in force, or None."""
+    timeout: timedelta | None
+    """The wall-clock limit in force, or None."""
+    memory_limit_hit: bool
+    """True if a ``memory.grow`` was refused by a limit, even if the guest recovered."""
+    outcome: str
+    """``ok``, ``exit``, or the name of the error that ended it (``FuelExhausted`` ...)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values (durations in seconds)."""
+        data = asdict(self)
+        for key in ("execution_time", "timeout"):
+            value = data[key]
+            data[key] = value.total_seconds() if value is not None else None
+        return data
+
+    def to_json(self) -> str:
+        """The report as a JSON object."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def format_table(self) -> str:
+        """The report as an aligned, human-readable table."""
+        def limit(value: object, unit: str = "") -> str:
+            return "unlimited" if value is None else f"{value}{unit}"
+
+        timeout = None if self.timeout is None else f"{self.timeout.total_seconds():g}"
+        rows = [
+            ("outcome", self.outcome),
+            ("execution time", f"{self.execution_time.total_seconds() * 1000:.3f} ms"),
+            ("peak memory", f"{self.peak_memory_bytes} bytes (limit {limit(self.memory_limit_bytes)})"),
+            ("fuel consumed", f"{self.fuel_consumed} (limit {limit(self.fuel_limit)})"),
+            ("timeout", limit(timeout, " s")),
+            ("memory limit hit", "yes" if self.memory_limit_hit else "no"),
+            ("wasi calls", str(self.syscalls)),
+            ("stdout / stderr", f"{self.stdout_bytes} / {self.stderr_bytes} bytes"),
+            ("file operations", str(self.file_operations)),
+            ("network requests", str(self.network_requests)),
+            ("bytes transferred", str(self.bytes_transferred)),
+        ]
+        width = max(len(name) for name, _ in rows)
+        lines = ["=== Resource Usage Report ==="]
+        lines += [f"{name.ljust(width)}  {value}" for name, value in rows]
+        return "\n".join(lines)
+
+
+ResourceReport.__module__ = "wasm_sandbox"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExecutionResult:
+    """The end of ``run()``: the guest's exit code, its captured output and its report."""
+
+    exit_code: int
+    """0 when ``_start`` returned; otherwise the code given to ``proc_exit``."""
+    stdout: bytes
+    """Captured standard output, at most ``max_output_bytes``."""
+    stderr: bytes
+    """Captured standard error, at most ``max_output_bytes``."""
+    stdout_truncated: bool
+    """True when the guest wrote more to stdout than was kept."""
+    stderr_truncated: bool
+    """True when the guest wrote more to stderr than was kept."""
+    resource_report: ResourceReport
+    """What the run used."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the guest exited with code 0."""
+        return self.exit_code == 0
+
+
+ExecutionResult.__module__ = "wasm_sandbox"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProfiledResult:
+    """The result of ``call_with_profiling``: the value and what computing it cost."""
+
+    value: Any
+    """What the function returned."""
+    execution_time: timedelta
+    """Wall-clock time of the call."""
+    fuel_consumed: int
+    """Fuel the call burned."""
+    instruction_count: int
+    """WebAssembly operators executed, as counted by wasmtime's fuel metering: one per
+    operator, except structural ones (``nop``, ``drop``, ``block``, ``loop``, ``end``...) which
+    cost nothing. It equals ``fuel_consumed``; it is not a count of machine instructions."""
+
+
+ProfiledResult.__module__ = "wasm_sandbox"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MonitoredResult:
+    """The result of ``call_with_detailed_monitoring``: the value and its full report."""
+
+    value: Any
+    """What the function returned."""
+    resource_report: ResourceReport
+    """What the call used."""
+
+
+MonitoredResult.__module__ = "wasm_sandbox"

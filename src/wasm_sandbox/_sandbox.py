@@ -1,0 +1,293 @@
+"""``WasmSandbox`` (blocking) and ``AsyncWasmSandbox`` (its asyncio twin): build a guest once,
+then call its functions or run it as a WASI command, each execution under the limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from . import _errors as e
+from ._builder import SandboxBuilder, SandboxConfig, StdinSource, env_pairs, normalize_stdin
+from ._engine import default_cache_dir, get_engine
+from ._execution import Execution, ExecutionPlan, Outcome, execution_result
+from ._limits import WASM_PAGE
+from ._report import ExecutionResult, MonitoredResult, ProfiledResult
+from ._sources import load_source
+from ._wasi._context import WasiContext
+
+__all__ = ["AsyncWasmSandbox", "WasmSandbox"]
+
+log = logging.getLogger("wasm_sandbox")
+T = TypeVar("T")
+_INT_RANGES = {"i32": (-(2**31), 2**32 - 1), "i64": (-(2**63), 2**64 - 1)}
+
+
+def _stderr_progress(phase: str, seconds: float) -> None:
+    end = "\n" if phase == "compiled" else ""
+    spinner = "|/-\\"[int(seconds * 4) % 4] if phase == "compiling" else "done"
+    sys.stderr.write(f"\rwasm-sandbox: compiling module {spinner} {seconds:5.1f}s{end}")
+    sys.stderr.flush()
+
+
+def _progress_callback(config: SandboxConfig, size: int) -> Callable[[str, float], None] | None:
+    progress = config.progress
+    if callable(progress):
+        return progress
+    if progress is False or size < (1 << 20):
+        return None
+    if progress is True or (progress is None and sys.stderr.isatty()):
+        return _stderr_progress
+    return None
+
+
+class WasmSandbox:
+    """A compiled guest and the limits it runs under. Thread-safe: isolated calls may run
+    concurrently from many threads (each has its own store); a kept instance serialises.
+    """
+
+    __module__ = "wasm_sandbox"
+
+    @staticmethod
+    def builder() -> SandboxBuilder:
+        """A fluent ``SandboxBuilder``."""
+        return SandboxBuilder()
+
+    def __init__(self, config: SandboxConfig) -> None:
+        if not isinstance(config, SandboxConfig):
+            raise TypeError(f"expected a SandboxConfig, got {type(config).__name__}")
+        self.config = config
+        wasm, self.source_name = load_source(config.source)
+        handle = get_engine(config.optimization_level, config.debug_mode)
+        cache_dir = (config.cache_dir or default_cache_dir()) if config.use_cache else None
+        compiled = handle.load(wasm, cache_dir, _progress_callback(config, len(wasm)))
+        limits = config.limits
+        if limits.memory_bytes is not None and compiled.initial_memory_bytes > limits.memory_bytes:
+            raise e.MemoryLimitExceeded(compiled.initial_memory_bytes, limits.memory_bytes, "initial")
+        if limits.memory_bytes is not None and limits.memory_bytes < WASM_PAGE:
+            raise e.ConfigurationError("memory_bytes must be at least one page (65536)")
+        plan = ExecutionPlan(
+            handle, compiled, limits, config.max_output_bytes, config.verbose_resource_logging
+        )
+        self._execution = Execution(plan, keep_instance=config.keep_instance)
+        self._compiled = compiled
+        if config.debug_mode:
+            log.debug(
+                "sandbox built",
+                extra={"source": self.source_name, "from_cache": compiled.from_cache},
+            )
+
+    # --- introspection ------------------------------------------------------------------
+
+    @property
+    def exports(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Exported functions: name -> (parameter types, result types)."""
+        return {
+            name: sig for name, sig in self._compiled.functions.items() if not name.startswith("__wsbx_")
+        }
+
+    @property
+    def from_cache(self) -> bool:
+        """True when the compiled module came from the on-disk cache."""
+        return self._compiled.from_cache
+
+    # --- calling ------------------------------------------------------------------------
+
+    def _context(
+        self,
+        args: Sequence[str] | None = None,
+        stdin: StdinSource = None,
+        env: Mapping[str, str] | None = None,
+        use_config_stdin: bool = False,
+    ) -> WasiContext:
+        config = self.config
+        argv = [Path(self.source_name).name, *(config.args if args is None else args)]
+        pairs = config.env if env is None else env_pairs(env)
+        checked = config.replace(args=tuple(argv), env=pairs, stdin=None)
+        source = normalize_stdin(stdin) if stdin is not None else (config.stdin if use_config_stdin else None)
+        return self._execution.new_context(
+            [a.encode() for a in checked.args],
+            [f"{k}={v}".encode() for k, v in checked.env],
+            source,
+        )
+
+    def _check_call(self, export: str, args: tuple[Any, ...]) -> None:
+        if not isinstance(export, str):
+            raise TypeError(f"the function name must be a str, got {type(export).__name__}")
+        signature = self.exports.get(export)
+        if signature is None:
+            raise e.FunctionNotFound(export, tuple(self.exports))
+        params, _ = signature
+        if len(args) != len(params):
+            raise e.InvalidArguments(
+                f"{export}({', '.join(params)}) takes {len(params)} argument(s), got {len(args)}"
+            )
+        for index, (value, kind) in enumerate(zip(args, params, strict=True)):
+            _check_value(export, index, value, kind)
+
+    def _call(self, export: str, args: tuple[Any, ...], ctx: WasiContext | None = None) -> Outcome:
+        self._check_call(export, args)
+        ctx = ctx if ctx is not None else self._context()
+        return self._execution.execute(ctx, export, args, command=False)
+
+    def call(self, export: str, *args: int | float) -> Any:
+        """Call exported function ``export`` with numeric arguments; returns its result
+        (None for no result, a tuple for several)."""
+        return self._call(export, args).value
+
+    def call_with_profiling(self, export: str, *args: int | float) -> ProfiledResult:
+        """Call ``export`` and return its value with time, fuel and operator counts."""
+        outcome = self._call(export, args)
+        report = outcome.report
+        return ProfiledResult(
+            value=outcome.value,
+            execution_time=report.execution_time,
+            fuel_consumed=report.fuel_consumed,
+            instruction_count=report.fuel_consumed,
+        )
+
+    def call_with_detailed_monitoring(self, export: str, *args: int | float) -> MonitoredResult:
+        """Call ``export`` and return its value with a full ``ResourceReport``."""
+        outcome = self._call(export, args)
+        return MonitoredResult(value=outcome.value, resource_report=outcome.report)
+
+    def _run(self, ctx: WasiContext) -> ExecutionResult:
+        if "_start" not in self.exports:
+            raise e.FunctionNotFound("_start", tuple(self.exports))
+        return execution_result(self._execution.execute(ctx, "_start", (), command=True))
+
+    def run(
+        self,
+        args: Sequence[str] | None = None,
+        stdin: StdinSource = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ExecutionResult:
+        """Run the module as a WASI command (its ``_start``); the exit code is a result.
+
+        ``args`` (after argv[0]), ``stdin`` and ``env`` override the builder's for this run.
+        """
+        return self._run(self._context(args, stdin, env, use_config_stdin=True))
+
+    def close(self) -> None:
+        """Release a kept instance. Isolated sandboxes hold nothing between calls."""
+        self._execution.close()
+
+    def __enter__(self) -> WasmSandbox:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _check_value(export: str, index: int, value: Any, kind: str) -> None:
+    where = f"argument {index} of {export} ({kind})"
+    if kind in _INT_RANGES:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise e.InvalidArguments(f"{where} must be an int, got {type(value).__name__}")
+        low, high = _INT_RANGES[kind]
+        if not low <= value <= high:
+            raise e.InvalidArguments(f"{where} is out of range: {value}")
+    elif kind in ("f32", "f64"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise e.InvalidArguments(f"{where} must be a float, got {type(value).__name__}")
+        if isinstance(value, int) and not math.isfinite(float(value)):
+            raise e.InvalidArguments(f"{where} is out of range: {value}")
+    else:
+        raise e.InvalidArguments(f"{where}: parameters of type {kind} cannot be passed from Python")
+
+
+class AsyncWasmSandbox:
+    """The asyncio twin of ``WasmSandbox``: same methods, as coroutines that run the guest in
+    a worker thread. Cancelling the awaiting task stops the guest (``ExecutionCancelled``
+    inside, ``CancelledError`` to the caller) within a few milliseconds.
+    """
+
+    __module__ = "wasm_sandbox"
+
+    def __init__(self, sandbox: WasmSandbox) -> None:
+        self.sync = sandbox
+
+    @classmethod
+    async def create(cls, config: SandboxConfig) -> AsyncWasmSandbox:
+        """Build (load and compile) off the event loop."""
+        return cls(await asyncio.to_thread(WasmSandbox, config))
+
+    @staticmethod
+    def builder() -> SandboxBuilder:
+        """A fluent ``SandboxBuilder``; finish it with ``await builder.build_async()``."""
+        return SandboxBuilder()
+
+    @property
+    def exports(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Exported functions: name -> (parameter types, result types)."""
+        return self.sync.exports
+
+    async def _in_thread(self, ctx: WasiContext, work: Callable[[], T]) -> T:
+        task = asyncio.ensure_future(asyncio.to_thread(work))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            ctx.cancel.set()
+            try:
+                await task
+            except e.ExecutionCancelled:
+                pass
+            raise
+
+    async def call(self, export: str, *args: int | float) -> Any:
+        """Coroutine twin of ``WasmSandbox.call``."""
+        ctx = self.sync._context()
+        outcome = await self._in_thread(ctx, lambda: self.sync._call(export, args, ctx))
+        return outcome.value
+
+    async def call_with_profiling(self, export: str, *args: int | float) -> ProfiledResult:
+        """Coroutine twin of ``WasmSandbox.call_with_profiling``."""
+        ctx = self.sync._context()
+        outcome = await self._in_thread(ctx, lambda: self.sync._call(export, args, ctx))
+        report = outcome.report
+        return ProfiledResult(
+            value=outcome.value,
+            execution_time=report.execution_time,
+            fuel_consumed=report.fuel_consumed,
+            instruction_count=report.fuel_consumed,
+        )
+
+    async def call_with_detailed_monitoring(self, export: str, *args: int | float) -> MonitoredResult:
+        """Coroutine twin of ``WasmSandbox.call_with_detailed_monitoring``."""
+        ctx = self.sync._context()
+        outcome = await self._in_thread(ctx, lambda: self.sync._call(export, args, ctx))
+        return MonitoredResult(value=outcome.value, resource_report=outcome.report)
+
+    async def run(
+        self,
+        args: Sequence[str] | None = None,
+        stdin: StdinSource = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ExecutionResult:
+        """Coroutine twin of ``WasmSandbox.run``."""
+        ctx = self.sync._context(args, stdin, env, use_config_stdin=True)
+        return await self._in_thread(ctx, lambda: self.sync._run(ctx))
+
+    async def close(self) -> None:
+        """Release a kept instance."""
+        self.sync.close()
+
+    async def __aenter__(self) -> AsyncWasmSandbox:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+

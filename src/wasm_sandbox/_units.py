@@ -1,0 +1,108 @@
+"""Parsing of sizes (``"64MiB"``), counts (``"10M"``) and durations (``"30s"``).
+
+The one place where human-written quantities become numbers; the Python API and the
+command line share it, so both accept exactly the same spellings.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import timedelta
+
+__all__ = ["parse_count", "parse_duration", "parse_size", "to_timedelta"]
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+}
+_COUNT_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9, "t": 10**12}
+_DURATION_UNITS = {
+    "": 1.0,
+    "s": 1.0,
+    "sec": 1.0,
+    "ms": 1e-3,
+    "us": 1e-6,
+    "m": 60.0,
+    "min": 60.0,
+    "h": 3600.0,
+}
+_QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]*)\s*$")
+_MAX_SECONDS = timedelta.max.total_seconds() / 2
+
+
+def _split(text: str, what: str, units: dict[str, float] | dict[str, int]) -> tuple[float, float]:
+    match = _QUANTITY.match(text.replace("_", ""))
+    if match is None:
+        raise ValueError(f"invalid {what} {text!r}: expected a number with an optional unit")
+    unit = match.group(2).lower()
+    if unit not in units:
+        known = ", ".join(sorted(u for u in units if u))
+        raise ValueError(f"invalid {what} {text!r}: unknown unit {unit!r} (known: {known})")
+    return float(match.group(1)), float(units[unit])
+
+
+def parse_size(value: int | str) -> int:
+    """Bytes from an int or a string such as ``"64MiB"``, ``"64MB"``, ``"1.5G"`` or ``"4096"``.
+
+    Decimal units (k, M, G) are powers of 1000; binary ones (KiB, MiB, GiB) of 1024.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"a size must be an int or a string, got {type(value).__name__}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"a size must be >= 0, got {value}")
+        return value
+    number, unit = _split(value, "size", _SIZE_UNITS)
+    result = number * unit
+    if result != int(result):
+        raise ValueError(f"invalid size {value!r}: not a whole number of bytes")
+    return int(result)
+
+
+def parse_count(value: int | str) -> int:
+    """A count from an int or a string such as ``"10M"`` (10,000,000) or ``"1.5k"``."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"a count must be an int or a string, got {type(value).__name__}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"a count must be >= 0, got {value}")
+        return value
+    number, unit = _split(value, "count", _COUNT_UNITS)
+    result = number * unit
+    if result != int(result):
+        raise ValueError(f"invalid count {value!r}: not a whole number")
+    return int(result)
+
+
+def parse_duration(value: timedelta | float | int | str) -> timedelta:
+    """A duration from a ``timedelta``, seconds as a number, or ``"30s"``, ``"500ms"``, ``"2m"``."""
+    if isinstance(value, str):
+        number, unit = _split(value, "duration", _DURATION_UNITS)
+        return to_timedelta(number * unit)
+    return to_timedelta(value)
+
+
+def to_timedelta(value: timedelta | float | int) -> timedelta:
+    """A ``timedelta`` from a ``timedelta`` or a number of seconds; refuses NaN and infinity."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(
+            f"a duration must be a timedelta or a number of seconds, got {type(value).__name__}"
+        )
+    if not math.isfinite(value) or abs(value) > _MAX_SECONDS:
+        raise ValueError(f"a duration must be a finite number of seconds, got {value}")
+    return timedelta(seconds=value)

@@ -1,0 +1,199 @@
+"""Binds the preview1 syscalls and the epoch callback into wasmtime, through its C API.
+
+Host functions are defined once per engine on a ``Linker`` with raw ("unchecked")
+trampolines: no per-call value boxing, no shared global for exceptions (wasmtime-py keeps
+one ``LAST_EXCEPTION`` for all threads). The running execution is found through a
+thread-local: a store is only ever used by the thread that calls into it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi
+
+from ._abi import GuestMemory
+from ._context import GuestStop, StopReason, WasiContext
+from ._errno import WasiError
+from ._preview1 import SYSCALLS, Syscall
+
+__all__ = ["HostBinding", "bind", "define_wasi", "install_epoch_callback"]
+
+WASI_MODULE = "wasi_snapshot_preview1"
+
+# Our own handle on the same shared library, so our argtypes never clash with wasmtime-py's.
+_lib = ctypes.CDLL(_ffi.dll._name)
+_caller_context = _lib.wasmtime_caller_context
+_caller_context.restype = ctypes.c_void_p
+_caller_context.argtypes = [ctypes.c_void_p]
+_memory_data = _lib.wasmtime_memory_data
+_memory_data.restype = ctypes.c_void_p
+_memory_data.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+_memory_data_size = _lib.wasmtime_memory_data_size
+_memory_data_size.restype = ctypes.c_size_t
+_memory_data_size.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+_trap_new = _lib.wasmtime_trap_new
+_trap_new.restype = ctypes.c_void_p
+_trap_new.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_error_new = _lib.wasmtime_error_new
+_error_new.restype = ctypes.c_void_p
+_error_new.argtypes = [ctypes.c_char_p]
+
+_UNCHECKED = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+_define_unchecked = _lib.wasmtime_linker_define_func_unchecked
+_define_unchecked.restype = ctypes.c_void_p
+_define_unchecked.argtypes = [
+    ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t,
+    ctypes.c_void_p, _UNCHECKED, ctypes.c_void_p, ctypes.c_void_p,
+]  # fmt: skip
+_EPOCH_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+    ctypes.c_void_p,
+    ctypes.POINTER(ctypes.c_uint64),
+    ctypes.POINTER(ctypes.c_uint8),
+)
+_set_epoch_callback = _lib.wasmtime_store_epoch_deadline_callback
+_set_epoch_callback.restype = None
+_set_epoch_callback.argtypes = [ctypes.c_void_p, _EPOCH_CALLBACK, ctypes.c_void_p, ctypes.c_void_p]
+
+_SLOT = struct.Struct("<q8x")  # the low 8 bytes of one 16-byte wasmtime_val_raw_t
+_NO_MEMORY = GuestMemory(0, 0)
+
+
+class HostBinding:
+    """What the host functions need from the running execution."""
+
+    __slots__ = ("memory_address", "on_tick", "wasi")
+
+    def __init__(self, wasi: WasiContext) -> None:
+        self.wasi = wasi
+        self.memory_address: int | None = None  # address of the wasmtime_memory_t struct
+        self.on_tick: Callable[[], None] | None = None  # called on every epoch tick
+
+
+_current = threading.local()
+
+
+@contextmanager
+def bind(binding: HostBinding) -> Iterator[None]:
+    """Make ``binding`` the execution that host calls on this thread belong to."""
+    previous = getattr(_current, "binding", None)
+    _current.binding = binding
+    try:
+        yield
+    finally:
+        _current.binding = previous
+
+
+def _stop_trap(ctx: WasiContext, reason: str, exc: BaseException | None = None) -> int:
+    ctx.stop(reason, exc)
+    message = f"wasm-sandbox: guest stopped ({ctx.stop_reason})".encode()
+    return int(_trap_new(message, len(message)))
+
+
+def _make_trampoline(sc: Syscall) -> Any:
+    impl = sc.impl
+    count = max(len(sc.params), len(sc.results))
+    size = 16 * count
+    masks = [0xFFFFFFFF if p == "i" else None for p in sc.params]
+    unpack = struct.Struct("<" + "q8x" * len(sc.params)).unpack_from
+    has_result = bool(sc.results)
+
+    def trampoline(env: int, caller: int, values: int, nvalues: int) -> int | None:
+        binding: HostBinding | None = getattr(_current, "binding", None)
+        if binding is None:  # a guest call outside any execution: impossible by construction
+            message = b"wasm-sandbox: host call outside an execution"
+            return int(_trap_new(message, len(message)))
+        ctx = binding.wasi
+        try:
+            raw = unpack(ctypes.string_at(values, size))
+            args = [v & m if m is not None else v for v, m in zip(raw, masks, strict=True)]
+            address = binding.memory_address
+            if address is not None:
+                context = _caller_context(caller)
+                mem = GuestMemory(_memory_data(context, address) or 0, _memory_data_size(context, address))
+            else:
+                mem = _NO_MEMORY
+            ctx.syscalls += 1
+            try:
+                errno = impl(ctx, mem, *args)
+            except WasiError as err:
+                errno = err.errno
+        except GuestStop:
+            return _stop_trap(ctx, ctx.stop_reason or StopReason.HOST_ERROR)
+        except KeyboardInterrupt as exc:
+            return _stop_trap(ctx, StopReason.INTERRUPTED, exc)
+        except BaseException as exc:  # a bug of ours: never let it unwind into wasmtime
+            return _stop_trap(ctx, StopReason.HOST_ERROR, exc)
+        if has_result:
+            ctypes.c_int64.from_address(values).value = int(errno)
+        return None
+
+    return _UNCHECKED(trampoline)
+
+
+# CFUNCTYPE objects must outlive every linker that references them: keep them for the process.
+_TRAMPOLINES: dict[str, Any] = {name: _make_trampoline(sc) for name, sc in SYSCALLS.items()}
+
+
+def _functype(sc: Syscall) -> wasmtime.FuncType:
+    kinds = {"i": wasmtime.ValType.i32, "I": wasmtime.ValType.i64}
+    return wasmtime.FuncType([kinds[p]() for p in sc.params], [kinds[r]() for r in sc.results])
+
+
+def define_wasi(linker: wasmtime.Linker) -> list[wasmtime.FuncType]:
+    """Define every preview1 function on ``linker``; returns the FuncTypes (keep them alive)."""
+    linker_ptr = ctypes.cast(linker.ptr(), ctypes.c_void_p).value
+    module = WASI_MODULE.encode()
+    types = []
+    for name, sc in SYSCALLS.items():
+        functype = _functype(sc)
+        types.append(functype)
+        encoded = name.encode()
+        error = _define_unchecked(
+            linker_ptr, module, len(module), encoded, len(encoded),
+            ctypes.cast(functype.ptr(), ctypes.c_void_p).value, _TRAMPOLINES[name], None, None,
+        )  # fmt: skip
+        if error:
+            raise RuntimeError(f"wasm-sandbox: could not define {WASI_MODULE}.{name}")
+    return types
+
+
+def _on_epoch(context: int, data: int, delta: Any, kind: Any) -> int | None:
+    delta[0] = 1
+    kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+    binding: HostBinding | None = getattr(_current, "binding", None)
+    if binding is None:
+        return None
+    ctx = binding.wasi
+    try:
+        ctx.check_stop()
+        if binding.on_tick is not None:
+            binding.on_tick()
+    except GuestStop:
+        return int(_error_new(f"wasm-sandbox: guest stopped ({ctx.stop_reason})".encode()))
+    except KeyboardInterrupt as exc:
+        ctx.stop(StopReason.INTERRUPTED, exc)
+        return int(_error_new(b"wasm-sandbox: interrupted"))
+    except BaseException as exc:
+        ctx.stop(StopReason.HOST_ERROR, exc)
+        return int(_error_new(b"wasm-sandbox: host error in epoch callback"))
+    return None
+
+
+_EPOCH_TRAMPOLINE = _EPOCH_CALLBACK(_on_epoch)
+
+
+def install_epoch_callback(store: wasmtime.Store) -> None:
+    """Call back into the host on every epoch tick of ``store`` (deadline, cancel, sampling)."""
+    store_ptr = ctypes.cast(store.ptr(), ctypes.c_void_p).value
+    _set_epoch_callback(store_ptr, _EPOCH_TRAMPOLINE, None, None)
+    store.set_epoch_deadline(1)

@@ -1,0 +1,161 @@
+"""Per-execution WASI state: arguments, environment, standard streams, deadline, stop reason.
+
+One ``WasiContext`` lives for one execution; the syscalls in ``_preview1`` read and update
+it, and ``_execution`` turns its stop reason into the error or result the user sees.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from ._errno import Errno, WasiError
+
+__all__ = ["OutputBuffer", "Stdin", "StopReason", "WasiContext"]
+
+WAIT_SLICE = 0.05  # blocking host waits wake at least this often to honour deadline and cancel
+
+
+class StopReason:
+    """Why the host stopped a guest from inside a host call or the epoch callback."""
+
+    EXIT = "exit"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # KeyboardInterrupt reached the host while the guest ran
+    HOST_ERROR = "host_error"
+
+
+class GuestStop(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised inside a syscall to unwind the guest; the reason is already recorded."""
+
+
+class OutputBuffer:
+    """Captured guest output, kept up to ``cap`` bytes; the rest is counted, then dropped."""
+
+    __slots__ = ("cap", "data", "total")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.data = bytearray()
+        self.total = 0
+
+    def write(self, chunk: bytes) -> None:
+        """Keep what fits under the cap; count everything."""
+        self.total += len(chunk)
+        room = self.cap - len(self.data)
+        if room > 0:
+            self.data += chunk if len(chunk) <= room else chunk[:room]
+
+    @property
+    def truncated(self) -> bool:
+        """True when the guest wrote more than the cap."""
+        return self.total > len(self.data)
+
+
+class Stdin:
+    """The guest's standard input: fixed bytes, or a host stream read with a deadline."""
+
+    __slots__ = ("_data", "_fd", "_pos")
+
+    def __init__(self, source: bytes | BinaryIO | None) -> None:
+        self._data = b""
+        self._pos = 0
+        self._fd: int | None = None
+        if isinstance(source, bytes):
+            self._data = source
+        elif source is not None:
+            self._fd = source.fileno()
+
+    @property
+    def fileno(self) -> int | None:
+        """The host file descriptor of a stream source, None for fixed bytes."""
+        return self._fd
+
+    def ready(self) -> bool:
+        """True when a read would not block."""
+        if self._fd is None:
+            return True
+        readable, _, _ = select.select([self._fd], [], [], 0)
+        return bool(readable)
+
+    def available(self) -> int:
+        """Bytes known to be readable without blocking (0 for a stream)."""
+        return len(self._data) - self._pos if self._fd is None else 0
+
+    def read(self, size: int, ctx: WasiContext) -> bytes:
+        """Up to ``size`` bytes; waits on a stream in slices, honouring the deadline."""
+        if self._fd is None:
+            chunk = self._data[self._pos : self._pos + size]
+            self._pos += len(chunk)
+            return chunk
+        while True:
+            timeout = ctx.wait_slice()
+            readable, _, _ = select.select([self._fd], [], [], timeout)
+            if readable:
+                try:
+                    return os.read(self._fd, size)
+                except BlockingIOError:
+                    continue
+            ctx.check_stop()
+
+
+@dataclass(slots=True, eq=False)
+class WasiContext:
+    """Everything the WASI layer knows about one execution."""
+
+    args: list[bytes]
+    env: list[bytes]
+    stdin: Stdin
+    stdout: OutputBuffer
+    stderr: OutputBuffer
+    deadline: float | None = None  # time.monotonic() value; None: no wall-clock limit
+    cancel: threading.Event = field(default_factory=threading.Event)
+    start: float = field(default_factory=time.monotonic)
+    stop_reason: str | None = None
+    exit_code: int | None = None
+    host_exception: BaseException | None = None
+    syscalls: int = 0
+    file_calls: int = 0  # path_* calls (file-system operations attempted)
+    socket_calls: int = 0  # sock_* calls
+    open_fds: set[int] = field(default_factory=lambda: {0, 1, 2})
+
+    def stop(self, reason: str, exc: BaseException | None = None) -> GuestStop:
+        """Record why the guest stops (the first reason wins) and return the unwind signal."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.host_exception = exc
+        return GuestStop(reason)
+
+    def check_stop(self) -> None:
+        """Raise ``GuestStop`` when the deadline has passed or the execution was cancelled."""
+        if self.cancel.is_set():
+            raise self.stop(StopReason.CANCELLED)
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise self.stop(StopReason.TIMEOUT)
+
+    def wait_slice(self, longest: float = WAIT_SLICE) -> float:
+        """How long the next blocking wait may last: at most ``longest``, never past the deadline."""
+        self.check_stop()
+        if self.deadline is None:
+            return longest
+        return max(0.0, min(longest, self.deadline - time.monotonic()))
+
+    def sleep_until(self, wake: float) -> None:
+        """Sleep until the monotonic time ``wake``, in slices, honouring deadline and cancel."""
+        while True:
+            remaining = wake - time.monotonic()
+            if remaining <= 0:
+                return
+            self.cancel.wait(min(self.wait_slice(), remaining))
+            self.check_stop()
+
+    def require_fd(self, fd: int) -> int:
+        """``fd`` if it is open, else EBADF."""
+        if fd not in self.open_fds:
+            raise WasiError(Errno.EBADF)
+        return fd
