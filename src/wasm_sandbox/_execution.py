@@ -95,7 +95,7 @@ class Execution:
                 return self._execute(ctx, export, args, command)
         return self._execute(ctx, export, args, command)
 
-    def _instance(self, ctx: WasiContext, fuel: int) -> tuple[GuestInstance, bool]:
+    def _instance(self, ctx: WasiContext) -> tuple[GuestInstance, bool]:
         if self._kept is not None:
             self._kept.binding.wasi = ctx
             return self._kept, False
@@ -118,8 +118,8 @@ class Execution:
         exit_code = 0
         failure: GuestFailure | None = None
         try:
-            instance, fresh = self._instance(ctx, fuel)
-            instance.store.set_fuel(fuel)
+            instance, fresh = self._instance(ctx)
+            instance.set_fuel(fuel)
             if fresh:
                 for setup in (START_EXPORT, None if command else INITIALIZE_EXPORT):
                     if setup is not None and setup in self.plan.compiled.functions:
@@ -159,7 +159,8 @@ class Execution:
         exit_code: int,
     ) -> ResourceReport:
         limits = self.plan.limits
-        consumed = fuel - instance.fuel_left() if instance is not None else 0
+        left = instance.fuel_left() if instance is not None else None
+        consumed = fuel - left if left is not None else None
         outcome = "ok" if failure is None and exit_code == 0 else ("exit" if failure is None else "trap")
         return ResourceReport(
             execution_time=timedelta(seconds=time.monotonic() - ctx.start),

@@ -22,8 +22,9 @@ class ResourceReport:
     """Wall-clock time from the start of the execution (instantiation included) to its end."""
     peak_memory_bytes: int
     """Largest size the guest's linear memory reached (wasm memory never shrinks)."""
-    fuel_consumed: int
-    """Fuel the execution burned: wasmtime charges one unit per wasm operator executed."""
+    fuel_consumed: int | None
+    """Fuel the execution burned (wasmtime charges one unit per wasm operator executed);
+    None when the sandbox does not meter fuel (no ``max_fuel`` and metering not forced)."""
     file_operations: int
     """File-system calls the guest made (the sandbox has no files yet, so each one failed)."""
     network_requests: int
@@ -69,7 +70,7 @@ class ResourceReport:
             ("outcome", self.outcome),
             ("execution time", f"{self.execution_time.total_seconds() * 1000:.3f} ms"),
             ("peak memory", f"{self.peak_memory_bytes} bytes (limit {limit(self.memory_limit_bytes)})"),
-            ("fuel consumed", f"{self.fuel_consumed} (limit {limit(self.fuel_limit)})"),
+            ("fuel consumed", f"{'not metered' if self.fuel_consumed is None else self.fuel_consumed} (limit {limit(self.fuel_limit)})"),
             ("timeout", limit(timeout, " s")),
             ("memory limit hit", "yes" if self.memory_limit_hit else "no"),
             ("wasi calls", str(self.syscalls)),

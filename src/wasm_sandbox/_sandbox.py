@@ -15,7 +15,14 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from . import _errors as e
-from ._builder import SandboxBuilder, SandboxConfig, StdinSource, env_pairs, normalize_stdin
+from ._builder import (
+    SandboxBuilder,
+    SandboxConfig,
+    StdinSource,
+    encode_args,
+    env_pairs,
+    normalize_stdin,
+)
 from ._engine import default_cache_dir, get_engine
 from ._execution import Execution, ExecutionPlan, Outcome, execution_result
 from ._limits import WASM_PAGE
@@ -65,7 +72,7 @@ class WasmSandbox:
             raise TypeError(f"expected a SandboxConfig, got {type(config).__name__}")
         self.config = config
         wasm, self.source_name = load_source(config.source)
-        handle = get_engine(config.optimization_level, config.debug_mode)
+        handle = get_engine(config.optimization_level, config.debug_mode, config.metered)
         cache_dir = (config.cache_dir or default_cache_dir()) if config.use_cache else None
         compiled = handle.load(wasm, cache_dir, _progress_callback(config, len(wasm)))
         limits = config.limits
@@ -78,6 +85,10 @@ class WasmSandbox:
         )
         self._execution = Execution(plan, keep_instance=config.keep_instance)
         self._compiled = compiled
+        self._argv0 = Path(self.source_name).name.encode()
+        self._args = [self._argv0, *encode_args(config.args)]
+        self._env = [f"{k}={v}".encode() for k, v in config.env]
+        self._profiler: WasmSandbox | None = None
         if config.debug_mode:
             log.debug(
                 "sandbox built",
@@ -108,15 +119,13 @@ class WasmSandbox:
         use_config_stdin: bool = False,
     ) -> WasiContext:
         config = self.config
-        argv = [Path(self.source_name).name, *(config.args if args is None else args)]
-        pairs = config.env if env is None else env_pairs(env)
-        checked = config.replace(args=tuple(argv), env=pairs, stdin=None)
-        source = normalize_stdin(stdin) if stdin is not None else (config.stdin if use_config_stdin else None)
-        return self._execution.new_context(
-            [a.encode() for a in checked.args],
-            [f"{k}={v}".encode() for k, v in checked.env],
-            source,
-        )
+        argv = self._args if args is None else [self._argv0, *encode_args(args)]
+        envv = self._env if env is None else [f"{k}={v}".encode() for k, v in env_pairs(env)]
+        if stdin is not None:
+            source = normalize_stdin(stdin)
+        else:
+            source = config.stdin if use_config_stdin else None
+        return self._execution.new_context(argv, envv, source)
 
     def _check_call(self, export: str, args: tuple[Any, ...]) -> None:
         if not isinstance(export, str):
@@ -142,16 +151,25 @@ class WasmSandbox:
         (None for no result, a tuple for several)."""
         return self._call(export, args).value
 
+    def _metered(self) -> WasmSandbox:
+        """This sandbox if it counts fuel, else a twin of it that does (built once)."""
+        if self.config.metered:
+            return self
+        if self.config.keep_instance:
+            raise e.ConfigurationError(
+                "call_with_profiling counts fuel, and this sandbox keeps an instance without "
+                "fuel metering: build it with .fuel_metering(True) or a max_fuel"
+            )
+        if self._profiler is None:
+            self._profiler = WasmSandbox(self.config.replace(fuel_metering=True))
+        return self._profiler
+
     def call_with_profiling(self, export: str, *args: int | float) -> ProfiledResult:
-        """Call ``export`` and return its value with time, fuel and operator counts."""
-        outcome = self._call(export, args)
-        report = outcome.report
-        return ProfiledResult(
-            value=outcome.value,
-            execution_time=report.execution_time,
-            fuel_consumed=report.fuel_consumed,
-            instruction_count=report.fuel_consumed,
-        )
+        """Call ``export`` and return its value with time, fuel and operator counts.
+
+        On a sandbox that does not meter fuel, the call runs on a metered twin of it.
+        """
+        return _profiled(self._metered()._call(export, args))
 
     def call_with_detailed_monitoring(self, export: str, *args: int | float) -> MonitoredResult:
         """Call ``export`` and return its value with a full ``ResourceReport``."""
@@ -205,6 +223,17 @@ def _check_value(export: str, index: int, value: Any, kind: str) -> None:
         raise e.InvalidArguments(f"{where}: parameters of type {kind} cannot be passed from Python")
 
 
+def _profiled(outcome: Outcome) -> ProfiledResult:
+    report = outcome.report
+    fuel = report.fuel_consumed if report.fuel_consumed is not None else 0
+    return ProfiledResult(
+        value=outcome.value,
+        execution_time=report.execution_time,
+        fuel_consumed=fuel,
+        instruction_count=fuel,
+    )
+
+
 class AsyncWasmSandbox:
     """The asyncio twin of ``WasmSandbox``: same methods, as coroutines that run the guest in
     a worker thread. Cancelling the awaiting task stops the guest (``ExecutionCancelled``
@@ -236,7 +265,7 @@ class AsyncWasmSandbox:
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            ctx.cancel.set()
+            ctx.cancel()
             try:
                 await task
             except e.ExecutionCancelled:
@@ -251,15 +280,9 @@ class AsyncWasmSandbox:
 
     async def call_with_profiling(self, export: str, *args: int | float) -> ProfiledResult:
         """Coroutine twin of ``WasmSandbox.call_with_profiling``."""
-        ctx = self.sync._context()
-        outcome = await self._in_thread(ctx, lambda: self.sync._call(export, args, ctx))
-        report = outcome.report
-        return ProfiledResult(
-            value=outcome.value,
-            execution_time=report.execution_time,
-            fuel_consumed=report.fuel_consumed,
-            instruction_count=report.fuel_consumed,
-        )
+        sandbox = await asyncio.to_thread(self.sync._metered)
+        ctx = sandbox._context()
+        return _profiled(await self._in_thread(ctx, lambda: sandbox._call(export, args, ctx)))
 
     async def call_with_detailed_monitoring(self, export: str, *args: int | float) -> MonitoredResult:
         """Coroutine twin of ``WasmSandbox.call_with_detailed_monitoring``."""

@@ -23,7 +23,7 @@ from ._context import GuestStop, StopReason, WasiContext
 from ._errno import WasiError
 from ._preview1 import SYSCALLS, Syscall
 
-__all__ = ["HostBinding", "bind", "define_wasi", "install_epoch_callback"]
+__all__ = ["HostBinding", "bind", "current", "define_wasi", "install_epoch_callback"]
 
 WASI_MODULE = "wasi_snapshot_preview1"
 
@@ -79,7 +79,8 @@ class HostBinding:
         self.on_tick: Callable[[], None] | None = None  # called on every epoch tick
 
 
-_current = threading.local()
+current = threading.local()
+_current = current
 
 
 @contextmanager

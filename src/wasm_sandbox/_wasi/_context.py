@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import select
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -17,7 +16,7 @@ from ._errno import Errno, WasiError
 
 __all__ = ["OutputBuffer", "Stdin", "StopReason", "WasiContext"]
 
-WAIT_SLICE = 0.05  # blocking host waits wake at least this often to honour deadline and cancel
+WAIT_SLICE = 0.02  # blocking host waits wake at least this often to honour deadline and cancel
 
 
 class StopReason:
@@ -114,7 +113,7 @@ class WasiContext:
     stdout: OutputBuffer
     stderr: OutputBuffer
     deadline: float | None = None  # time.monotonic() value; None: no wall-clock limit
-    cancel: threading.Event = field(default_factory=threading.Event)
+    cancelled: bool = False  # set from another thread to stop the guest
     start: float = field(default_factory=time.monotonic)
     stop_reason: str | None = None
     exit_code: int | None = None
@@ -133,7 +132,7 @@ class WasiContext:
 
     def check_stop(self) -> None:
         """Raise ``GuestStop`` when the deadline has passed or the execution was cancelled."""
-        if self.cancel.is_set():
+        if self.cancelled:
             raise self.stop(StopReason.CANCELLED)
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise self.stop(StopReason.TIMEOUT)
@@ -151,8 +150,12 @@ class WasiContext:
             remaining = wake - time.monotonic()
             if remaining <= 0:
                 return
-            self.cancel.wait(min(self.wait_slice(), remaining))
+            time.sleep(min(self.wait_slice(), remaining))
             self.check_stop()
+
+    def cancel(self) -> None:
+        """Ask the guest to stop: it ends with ExecutionCancelled within one tick or wait slice."""
+        self.cancelled = True
 
     def require_fd(self, fd: int) -> int:
         """``fd`` if it is open, else EBADF."""

@@ -458,7 +458,7 @@ def poll_oneoff(ctx: WasiContext, mem: GuestMemory, in_ptr: int, out_ptr: int, n
         if wake is not None and now >= wake:
             events = _poll_once(ctx, subs, fire_clocks=True)
             break
-        slice_ = ctx.wait_slice() if wake is None else ctx.wait_slice(min(0.05, wake - now))
+        slice_ = ctx.wait_slice() if wake is None else ctx.wait_slice(min(0.02, wake - now))
         _wait_fds(ctx, subs, slice_)
         ctx.check_stop()
         events = _poll_once(ctx, subs, fire_clocks=False)
@@ -497,5 +497,5 @@ def _wait_fds(ctx: WasiContext, subs: list[tuple[int, ...]], timeout: float) -> 
     if fileno is not None and any(tag == _EVENTTYPE_FD_READ for _, tag, *_ in subs):
         select.select([fileno], [], [], timeout)
     else:
-        ctx.cancel.wait(timeout)
+        time.sleep(timeout)
 

@@ -1,0 +1,156 @@
+"""Direct calls into wasmtime's C API for the hot paths (instantiate, export lookup, call,
+globals, fuel), skipping wasmtime-py's per-call boxing. Part of the engine seam: only
+``_engine`` uses it, and failures come back as wasmtime-py exception objects.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import POINTER, byref, c_bool, c_char_p, c_size_t, c_uint64, c_void_p
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi
+
+__all__ = [
+    "Extern",
+    "FuncCaller",
+    "context_of",
+    "export_get",
+    "get_fuel",
+    "global_get",
+    "global_set",
+    "instantiate_pre",
+    "memory_size",
+    "set_fuel",
+]
+
+_lib = ctypes.CDLL(_ffi.dll._name)
+
+
+def _fn(name: str, restype: Any, *argtypes: Any) -> Any:
+    func = getattr(_lib, name)
+    func.restype = restype
+    func.argtypes = list(argtypes)
+    return func
+
+
+_instantiate = _fn("wasmtime_instance_pre_instantiate", c_void_p, c_void_p, c_void_p, c_void_p, c_void_p)
+_export_get = _fn("wasmtime_instance_export_get", c_bool, c_void_p, c_void_p, c_char_p, c_size_t, c_void_p)
+_call = _fn("wasmtime_func_call_unchecked", c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p)
+_global_get = _fn("wasmtime_global_get", None, c_void_p, c_void_p, c_void_p)
+_global_set = _fn("wasmtime_global_set", c_void_p, c_void_p, c_void_p, c_void_p)
+_set_fuel = _fn("wasmtime_context_set_fuel", c_void_p, c_void_p, c_uint64)
+_get_fuel = _fn("wasmtime_context_get_fuel", c_void_p, c_void_p, c_void_p)
+_memory_size = _fn("wasmtime_memory_data_size", c_size_t, c_void_p, c_void_p)
+_error_delete = _fn("wasmtime_error_delete", None, c_void_p)
+
+Extern = _ffi.wasmtime_extern_t
+EXTERN_FUNC, EXTERN_GLOBAL, EXTERN_MEMORY = 0, 1, 3
+_KIND_I32, _KIND_I64 = 0, 1
+_RAW = _ffi.wasmtime_val_raw_t
+
+
+def _raise(error: int | None, trap: c_void_p | None = None) -> None:
+    """Turn an error or trap pointer into wasmtime-py's exception and raise it."""
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(ctypes.cast(error, POINTER(_ffi.wasmtime_error_t)))
+    if trap is not None and trap.value:
+        raise wasmtime.Trap._from_ptr(ctypes.cast(trap.value, POINTER(_ffi.wasm_trap_t)))
+
+
+def context_of(store: wasmtime.Store) -> int:
+    """The address of ``store``'s context."""
+    address = ctypes.cast(store._context(), c_void_p).value
+    if address is None:
+        raise ValueError("store is closed")
+    return address
+
+
+def instantiate_pre(pre: wasmtime.InstancePre, context: int) -> _ffi.wasmtime_instance_t:
+    """Instantiate a pre-linked module; raises wasmtime.Trap/WasmtimeError on failure."""
+    instance = _ffi.wasmtime_instance_t()
+    trap = c_void_p()
+    pre_ptr = ctypes.cast(pre.ptr(), c_void_p).value
+    error = _instantiate(pre_ptr, context, ctypes.addressof(instance), ctypes.addressof(trap))
+    _raise(error, trap)
+    return instance
+
+
+def export_get(context: int, instance: _ffi.wasmtime_instance_t, name: str) -> Extern | None:
+    """The export ``name`` of ``instance``, or None."""
+    item = Extern()
+    encoded = name.encode()
+    if not _export_get(context, ctypes.addressof(instance), encoded, len(encoded), ctypes.addressof(item)):
+        return None
+    return item
+
+
+def global_get(context: int, item: Extern) -> int:
+    """The value of an i32 or i64 global."""
+    value = _ffi.wasmtime_val_t()
+    _global_get(context, ctypes.addressof(item.of.global_), ctypes.addressof(value))
+    return int(value.of.i64 if value.kind == _KIND_I64 else value.of.i32)
+
+
+def global_set(context: int, item: Extern, is_i64: bool, number: int) -> None:
+    """Set an i32 or i64 global (``number`` wraps to the global's width)."""
+    value = _ffi.wasmtime_val_t()
+    if is_i64:
+        value.kind = _KIND_I64
+        value.of.i64 = number
+    else:
+        value.kind = _KIND_I32
+        value.of.i32 = number
+    _raise(_global_set(context, ctypes.addressof(item.of.global_), ctypes.addressof(value)))
+
+
+def set_fuel(context: int, fuel: int) -> None:
+    """Give the store ``fuel`` units."""
+    _raise(_set_fuel(context, fuel))
+
+
+def get_fuel(context: int) -> int:
+    """Fuel left in the store."""
+    out = c_uint64()
+    _raise(_get_fuel(context, ctypes.addressof(out)))
+    return out.value
+
+
+def memory_size(context: int, item: Extern) -> int:
+    """Current byte size of a memory export."""
+    return int(_memory_size(context, ctypes.addressof(item.of.memory)))
+
+
+_SETTERS = {"i32": "i32", "i64": "i64", "f32": "f32", "f64": "f64"}
+
+
+class FuncCaller:
+    """Calls one exported function with raw values: types worked out once, buffers reused."""
+
+    __slots__ = ("_address", "_buffer", "_context", "_func", "_params", "_results", "_trap")
+
+    def __init__(self, context: int, item: Extern, params: tuple[str, ...], results: tuple[str, ...]) -> None:
+        self._context = context
+        self._func = item  # keeps the extern alive
+        self._address = ctypes.addressof(item.of.func)
+        self._buffer = (_RAW * max(1, len(params), len(results)))()
+        self._params = tuple(_SETTERS[p] for p in params)
+        self._results = tuple(_SETTERS[r] for r in results)
+        self._trap = c_void_p()
+
+    def __call__(self, args: tuple[Any, ...]) -> Any:
+        buffer = self._buffer
+        for slot, kind, value in zip(buffer, self._params, args, strict=False):
+            setattr(slot, kind, value)
+        trap = self._trap
+        trap.value = None
+        error = _call(self._context, self._address, buffer, len(buffer), ctypes.addressof(trap))
+        if error or trap.value:
+            _raise(error, trap)
+        results = self._results
+        if not results:
+            return None
+        if len(results) == 1:
+            return getattr(buffer[0], results[0])
+        return tuple(getattr(buffer[i], kind) for i, kind in enumerate(results))
