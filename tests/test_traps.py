@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from tests.conftest import sandbox
 
 import wasm_sandbox as ws
-from tests.conftest import sandbox
 
 TRAPS_WAT = b"""(module
   (memory (export "memory") 1)
@@ -46,7 +46,9 @@ def traps() -> ws.WasmSandbox:
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
-def test_each_trap_has_its_own_error(traps: ws.WasmSandbox, export: str, error: type, code: str) -> None:
+def test_each_trap_has_its_own_error(
+    traps: ws.WasmSandbox, export: str, error: type, code: str
+) -> None:
     """The trap raises its class with its trap code, and the sandbox keeps working."""
     with pytest.raises(error) as info:
         traps.call(export)

@@ -4,20 +4,62 @@ directly with good and garbage arguments."""
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
+from tests.conftest import sandbox
 
 import wasm_sandbox as ws
-from tests.conftest import sandbox
 from wasm_sandbox._wasi._preview1 import SYSCALLS
 
-PREVIEW1 = """args_get args_sizes_get environ_get environ_sizes_get clock_res_get clock_time_get
-fd_advise fd_allocate fd_close fd_datasync fd_fdstat_get fd_fdstat_set_flags fd_fdstat_set_rights
-fd_filestat_get fd_filestat_set_size fd_filestat_set_times fd_pread fd_prestat_get
-fd_prestat_dir_name fd_pwrite fd_read fd_readdir fd_renumber fd_seek fd_sync fd_tell fd_write
-path_create_directory path_filestat_get path_filestat_set_times path_link path_open path_readlink
-path_remove_directory path_rename path_symlink path_unlink_file poll_oneoff proc_exit proc_raise
-sched_yield random_get sock_accept sock_recv sock_send sock_shutdown""".split()
+PREVIEW1 = [
+    "args_get",
+    "args_sizes_get",
+    "environ_get",
+    "environ_sizes_get",
+    "clock_res_get",
+    "clock_time_get",
+    "fd_advise",
+    "fd_allocate",
+    "fd_close",
+    "fd_datasync",
+    "fd_fdstat_get",
+    "fd_fdstat_set_flags",
+    "fd_fdstat_set_rights",
+    "fd_filestat_get",
+    "fd_filestat_set_size",
+    "fd_filestat_set_times",
+    "fd_pread",
+    "fd_prestat_get",
+    "fd_prestat_dir_name",
+    "fd_pwrite",
+    "fd_read",
+    "fd_readdir",
+    "fd_renumber",
+    "fd_seek",
+    "fd_sync",
+    "fd_tell",
+    "fd_write",
+    "path_create_directory",
+    "path_filestat_get",
+    "path_filestat_set_times",
+    "path_link",
+    "path_open",
+    "path_readlink",
+    "path_remove_directory",
+    "path_rename",
+    "path_symlink",
+    "path_unlink_file",
+    "poll_oneoff",
+    "proc_exit",
+    "proc_raise",
+    "sched_yield",
+    "random_get",
+    "sock_accept",
+    "sock_recv",
+    "sock_send",
+    "sock_shutdown",
+]
 
 
 def test_syscall_table_covers_every_preview1_function() -> None:
@@ -69,8 +111,6 @@ def test_proc_exit_code_is_a_result_not_an_error(c_guest) -> None:
 
 def test_clock_and_sleep(c_guest) -> None:
     """The monotonic clock advances across a sleep; the realtime clock is near the host's."""
-    import time
-
     out = sandbox(c_guest("probe")).run(["clock"]).stdout.split()
     assert 15 <= int(out[0]) < 1000
     assert abs(int(out[1]) - time.time()) < 5
@@ -104,26 +144,67 @@ EBADF, EFAULT, EINVAL, ENOSYS, ENOTSOCK, ESPIPE, ENOTDIR = 8, 21, 28, 52, 57, 70
 @pytest.mark.parametrize(
     ("call", "params", "args", "errno"),
     [
-        ("fd_write", "(param i32 i32 i32 i32)", "i32.const 1 i32.const 70000 i32.const 1 i32.const 0", EFAULT),
-        ("fd_write", "(param i32 i32 i32 i32)", "i32.const 1 i32.const 0 i32.const 1 i32.const 65535", EFAULT),
-        ("fd_write", "(param i32 i32 i32 i32)", "i32.const 9 i32.const 0 i32.const 0 i32.const 0", EBADF),
-        ("fd_read", "(param i32 i32 i32 i32)", "i32.const 0 i32.const -8 i32.const 1 i32.const 0", EFAULT),
+        (
+            "fd_write",
+            "(param i32 i32 i32 i32)",
+            "i32.const 1 i32.const 70000 i32.const 1 i32.const 0",
+            EFAULT,
+        ),
+        (
+            "fd_write",
+            "(param i32 i32 i32 i32)",
+            "i32.const 1 i32.const 0 i32.const 1 i32.const 65535",
+            EFAULT,
+        ),
+        (
+            "fd_write",
+            "(param i32 i32 i32 i32)",
+            "i32.const 9 i32.const 0 i32.const 0 i32.const 0",
+            EBADF,
+        ),
+        (
+            "fd_read",
+            "(param i32 i32 i32 i32)",
+            "i32.const 0 i32.const -8 i32.const 1 i32.const 0",
+            EFAULT,
+        ),
         ("args_get", "(param i32 i32)", "i32.const 65534 i32.const 0", EFAULT),
         ("random_get", "(param i32 i32)", "i32.const 65000 i32.const 1000", EFAULT),
         ("clock_time_get", "(param i32 i64 i32)", "i32.const 99 i64.const 0 i32.const 0", EINVAL),
         ("fd_prestat_get", "(param i32 i32)", "i32.const 3 i32.const 0", EBADF),
-        ("path_open", "(param i32 i32 i32 i32 i32 i64 i64 i32 i32)",
-         "i32.const 3 i32.const 0 i32.const 0 i32.const 1 i32.const 0 i64.const 0 i64.const 0 i32.const 0 i32.const 0", EBADF),
+        (
+            "path_open",
+            "(param i32 i32 i32 i32 i32 i64 i64 i32 i32)",
+            "i32.const 3 i32.const 0 i32.const 0 i32.const 1 i32.const 0 i64.const 0 i64.const 0 i32.const 0 i32.const 0",
+            EBADF,
+        ),
         ("path_unlink_file", "(param i32 i32 i32)", "i32.const 1 i32.const 0 i32.const 1", ENOTDIR),
-        ("fd_seek", "(param i32 i64 i32 i32)", "i32.const 1 i64.const 0 i32.const 0 i32.const 0", ESPIPE),
+        (
+            "fd_seek",
+            "(param i32 i64 i32 i32)",
+            "i32.const 1 i64.const 0 i32.const 0 i32.const 0",
+            ESPIPE,
+        ),
         ("sock_shutdown", "(param i32 i32)", "i32.const 1 i32.const 0", ENOTSOCK),
         ("proc_raise", "(param i32)", "i32.const 9", ENOSYS),
-        ("poll_oneoff", "(param i32 i32 i32 i32)", "i32.const 0 i32.const 0 i32.const 0 i32.const 0", EINVAL),
-        ("poll_oneoff", "(param i32 i32 i32 i32)", "i32.const 65500 i32.const 0 i32.const 1 i32.const 0", EFAULT),
+        (
+            "poll_oneoff",
+            "(param i32 i32 i32 i32)",
+            "i32.const 0 i32.const 0 i32.const 0 i32.const 0",
+            EINVAL,
+        ),
+        (
+            "poll_oneoff",
+            "(param i32 i32 i32 i32)",
+            "i32.const 65500 i32.const 0 i32.const 1 i32.const 0",
+            EFAULT,
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) and " " not in v and "(" not in v else None,
 )
-def test_syscalls_return_errno_for_bad_or_unsupported_calls(call: str, params: str, args: str, errno: int) -> None:
+def test_syscalls_return_errno_for_bad_or_unsupported_calls(
+    call: str, params: str, args: str, errno: int
+) -> None:
     """Garbage pointers give EFAULT, missing descriptors EBADF, unsupported calls their errno."""
     assert _raw(call, params, args).call("go") == errno
 

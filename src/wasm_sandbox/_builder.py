@@ -78,11 +78,13 @@ class SandboxConfig:
             raise TypeError("max_output_bytes must be an int")
         if not 0 <= self.max_output_bytes <= _MAX_OUTPUT_CAP:
             raise ConfigurationError(
-                f"max_output_bytes must be between 0 and {_MAX_OUTPUT_CAP}, got {self.max_output_bytes}"
+                f"max_output_bytes must be between 0 and {_MAX_OUTPUT_CAP}, "
+                f"got {self.max_output_bytes}"
             )
         if self.fuel_metering is False and self.limits.max_fuel is not None:
             raise ConfigurationError(
-                f"max_fuel={self.limits.max_fuel} needs fuel metering: do not set fuel_metering(False)"
+                f"max_fuel={self.limits.max_fuel} needs fuel metering: "
+                "do not set fuel_metering(False)"
             )
         object.__setattr__(self, "stdin", normalize_stdin(self.stdin))
 
@@ -224,7 +226,9 @@ class SandboxBuilder:
             args = tuple(args[0])
         return self._set("args", tuple(args))
 
-    def env(self, env: Mapping[str, str] | Sequence[tuple[str, str]] | None = None, **kw: str) -> SandboxBuilder:
+    def env(
+        self, env: Mapping[str, str] | Sequence[tuple[str, str]] | None = None, **kw: str
+    ) -> SandboxBuilder:
         """Environment variables for the guest (a mapping, pairs, or keywords)."""
         pairs = env_pairs(env or {}) + tuple(kw.items())
         return self._set("env", pairs)
@@ -269,12 +273,12 @@ class SandboxBuilder:
 
     def build(self) -> WasmSandbox:
         """Load, validate and compile the guest; returns a ready ``WasmSandbox``."""
-        from ._sandbox import WasmSandbox
+        from ._sandbox import WasmSandbox  # noqa: PLC0415 - _sandbox imports this module
 
         return WasmSandbox(self.config())
 
     def build_async(self) -> Awaitable[AsyncWasmSandbox]:
         """Like ``build`` but awaitable: compiles off the event loop."""
-        from ._sandbox import AsyncWasmSandbox
+        from ._sandbox import AsyncWasmSandbox  # noqa: PLC0415 - _sandbox imports this module
 
         return AsyncWasmSandbox.create(self.config())

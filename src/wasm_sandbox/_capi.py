@@ -6,8 +6,8 @@ globals, fuel), skipping wasmtime-py's per-call boxing. Part of the engine seam:
 from __future__ import annotations
 
 import ctypes
-from ctypes import POINTER, byref, c_bool, c_char_p, c_size_t, c_uint64, c_void_p
-from typing import Any
+from ctypes import POINTER, c_bool, c_char_p, c_size_t, c_uint64, c_void_p
+from typing import Any, cast
 
 import wasmtime
 from wasmtime import _ffi
@@ -21,6 +21,7 @@ __all__ = [
     "global_get",
     "global_set",
     "instantiate_pre",
+    "kind_of",
     "memory_size",
     "set_fuel",
 ]
@@ -35,9 +36,15 @@ def _fn(name: str, restype: Any, *argtypes: Any) -> Any:
     return func
 
 
-_instantiate = _fn("wasmtime_instance_pre_instantiate", c_void_p, c_void_p, c_void_p, c_void_p, c_void_p)
-_export_get = _fn("wasmtime_instance_export_get", c_bool, c_void_p, c_void_p, c_char_p, c_size_t, c_void_p)
-_call = _fn("wasmtime_func_call_unchecked", c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p)
+_instantiate = _fn(
+    "wasmtime_instance_pre_instantiate", c_void_p, c_void_p, c_void_p, c_void_p, c_void_p
+)
+_export_get = _fn(
+    "wasmtime_instance_export_get", c_bool, c_void_p, c_void_p, c_char_p, c_size_t, c_void_p
+)
+_call = _fn(
+    "wasmtime_func_call_unchecked", c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p
+)
 _global_get = _fn("wasmtime_global_get", None, c_void_p, c_void_p, c_void_p)
 _global_set = _fn("wasmtime_global_set", c_void_p, c_void_p, c_void_p, c_void_p)
 _set_fuel = _fn("wasmtime_context_set_fuel", c_void_p, c_void_p, c_uint64)
@@ -81,26 +88,33 @@ def export_get(context: int, instance: _ffi.wasmtime_instance_t, name: str) -> E
     """The export ``name`` of ``instance``, or None."""
     item = Extern()
     encoded = name.encode()
-    if not _export_get(context, ctypes.addressof(instance), encoded, len(encoded), ctypes.addressof(item)):
+    if not _export_get(
+        context, ctypes.addressof(instance), encoded, len(encoded), ctypes.addressof(item)
+    ):
         return None
     return item
+
+
+def kind_of(item: Extern | _ffi.wasmtime_val_t) -> int:
+    """The ``kind`` tag of an extern or value, as an int."""
+    return cast(int, item.kind)
 
 
 def global_get(context: int, item: Extern) -> int:
     """The value of an i32 or i64 global."""
     value = _ffi.wasmtime_val_t()
     _global_get(context, ctypes.addressof(item.of.global_), ctypes.addressof(value))
-    return int(value.of.i64 if value.kind == _KIND_I64 else value.of.i32)
+    return int(value.of.i64 if kind_of(value) == _KIND_I64 else value.of.i32)
 
 
 def global_set(context: int, item: Extern, is_i64: bool, number: int) -> None:
     """Set an i32 or i64 global (``number`` wraps to the global's width)."""
     value = _ffi.wasmtime_val_t()
+    # wasmtime-py annotates ``kind`` as c_ubyte; at run time ctypes reads and writes ints.
+    setattr(value, "kind", _KIND_I64 if is_i64 else _KIND_I32)  # noqa: B010
     if is_i64:
-        value.kind = _KIND_I64
         value.of.i64 = number
     else:
-        value.kind = _KIND_I32
         value.of.i32 = number
     _raise(_global_set(context, ctypes.addressof(item.of.global_), ctypes.addressof(value)))
 
@@ -130,7 +144,9 @@ class FuncCaller:
 
     __slots__ = ("_address", "_buffer", "_context", "_func", "_params", "_results", "_trap")
 
-    def __init__(self, context: int, item: Extern, params: tuple[str, ...], results: tuple[str, ...]) -> None:
+    def __init__(
+        self, context: int, item: Extern, params: tuple[str, ...], results: tuple[str, ...]
+    ) -> None:
         self._context = context
         self._func = item  # keeps the extern alive
         self._address = ctypes.addressof(item.of.func)

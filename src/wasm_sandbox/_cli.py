@@ -78,7 +78,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("file", metavar="FILE", help="the guest: a .wasm or .wat file")
-    run.add_argument("guest_args", nargs="*", metavar="ARG", help="arguments for the guest (after --)")
+    run.add_argument(
+        "guest_args", nargs="*", metavar="ARG", help="arguments for the guest (after --)"
+    )
     run.add_argument(
         "--profile",
         choices=["lightweight", "standard", "high-performance"],
@@ -88,14 +90,43 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--memory", metavar="SIZE", help="linear-memory cap, e.g. 64MiB")
     run.add_argument("--memory-growth", metavar="SIZE", help="cap on one memory.grow, e.g. 16MiB")
     run.add_argument("--fuel", metavar="COUNT", help="fuel budget, e.g. 10M; 'unlimited' for none")
-    run.add_argument("--timeout", metavar="DURATION", help="wall-clock limit, e.g. 30s; 'unlimited' for none")
-    run.add_argument("--max-output", metavar="SIZE", help="stdout/stderr capture cap (default 16MiB)")
-    run.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="guest environment variable (repeatable)")
-    run.add_argument("--stdin", metavar="PATH", help="file given to the guest as stdin ('-': this process's stdin, the default)")
-    run.add_argument("--invoke", metavar="FUNCTION", help="call this export with the numeric ARGs instead of running _start")
-    run.add_argument("--opt-level", choices=["speed", "size", "none"], default="speed", help="compiler optimisation (default: speed)")
-    run.add_argument("--no-cache", action="store_true", help="do not read or write the compiled-module cache")
-    run.add_argument("--json", action="store_true", help="print one JSON object (outcome, output, report) on stdout")
+    run.add_argument(
+        "--timeout", metavar="DURATION", help="wall-clock limit, e.g. 30s; 'unlimited' for none"
+    )
+    run.add_argument(
+        "--max-output", metavar="SIZE", help="stdout/stderr capture cap (default 16MiB)"
+    )
+    run.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="guest environment variable (repeatable)",
+    )
+    run.add_argument(
+        "--stdin",
+        metavar="PATH",
+        help="file given to the guest as stdin ('-': this process's stdin, the default)",
+    )
+    run.add_argument(
+        "--invoke",
+        metavar="FUNCTION",
+        help="call this export with the numeric ARGs instead of running _start",
+    )
+    run.add_argument(
+        "--opt-level",
+        choices=["speed", "size", "none"],
+        default="speed",
+        help="compiler optimisation (default: speed)",
+    )
+    run.add_argument(
+        "--no-cache", action="store_true", help="do not read or write the compiled-module cache"
+    )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (outcome, output, report) on stdout",
+    )
     return parser
 
 
@@ -115,7 +146,9 @@ def _build(args: argparse.Namespace) -> WasmSandbox:
         if args.fuel is not None:
             builder.max_fuel(None if args.fuel == "unlimited" else parse_count(args.fuel))
         if args.timeout is not None:
-            builder.timeout_duration(None if args.timeout == "unlimited" else parse_duration(args.timeout))
+            builder.timeout_duration(
+                None if args.timeout == "unlimited" else parse_duration(args.timeout)
+            )
         if args.max_output is not None:
             builder.max_output_bytes(parse_size(args.max_output))
     except (ValueError, TypeError) as exc:
@@ -126,7 +159,11 @@ def _build(args: argparse.Namespace) -> WasmSandbox:
         if not sep:
             _fail(f"--env expects NAME=VALUE, got {item!r}")
         env[name] = value
-    levels = {"speed": OptimizationLevel.SPEED, "size": OptimizationLevel.SIZE, "none": OptimizationLevel.NONE}
+    levels = {
+        "speed": OptimizationLevel.SPEED,
+        "size": OptimizationLevel.SIZE,
+        "none": OptimizationLevel.NONE,
+    }
     builder.env(env).args(args.guest_args).optimization_level(levels[args.opt_level])
     if args.no_cache:
         builder.cache_dir(None)
@@ -182,6 +219,39 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], report: ResourceRep
         print(report.format_table(), file=sys.stderr)
 
 
+def _write_output(stdout: bytes, stderr: bytes) -> None:
+    sys.stdout.flush()
+    sys.stdout.buffer.write(stdout)
+    sys.stdout.buffer.flush()
+    sys.stderr.flush()
+    sys.stderr.buffer.write(stderr)
+    sys.stderr.buffer.flush()
+
+
+def _invoke(args: argparse.Namespace, sandbox: WasmSandbox) -> int:
+    result = sandbox.call_with_detailed_monitoring(args.invoke, *map(_number, args.guest_args))
+    value = list(result.value) if isinstance(result.value, tuple) else result.value
+    if not args.json:
+        _write_output(result.stdout, result.stderr)
+        print(value)
+    _emit(args, {"outcome": "ok", "value": value}, result.resource_report)
+    return 0
+
+
+def _failed(args: argparse.Namespace, exc: SandboxError) -> int:
+    payload: dict[str, Any] = {"outcome": type(exc).__name__, "error": str(exc)}
+    if isinstance(exc, ExecutionError):
+        if args.json:
+            payload["stdout"] = exc.stdout.decode("utf-8", "replace")
+            payload["stderr"] = exc.stderr.decode("utf-8", "replace")
+        else:
+            _write_output(exc.stdout, exc.stderr)
+    if not args.json:
+        print(f"wasm-sandbox: {type(exc).__name__}: {exc}", file=sys.stderr)
+    _emit(args, payload, getattr(exc, "report", None))
+    return _exit_status(exc)
+
+
 def _run(args: argparse.Namespace) -> int:
     try:
         sandbox = _build(args)
@@ -194,18 +264,10 @@ def _run(args: argparse.Namespace) -> int:
         _fail(str(exc))
     try:
         if args.invoke:
-            result = sandbox.call_with_detailed_monitoring(args.invoke, *map(_number, args.guest_args))
-            value = list(result.value) if isinstance(result.value, tuple) else result.value
-            if not args.json:
-                print(value)
-            _emit(args, {"outcome": "ok", "value": value}, result.resource_report)
-            return 0
+            return _invoke(args, sandbox)
         run = sandbox.run(stdin=_stdin(args))
     except SandboxError as exc:
-        if not args.json:
-            print(f"wasm-sandbox: {type(exc).__name__}: {exc}", file=sys.stderr)
-        _emit(args, {"outcome": type(exc).__name__, "error": str(exc)}, getattr(exc, "report", None))
-        return _exit_status(exc)
+        return _failed(args, exc)
     if args.json:
         _emit(
             args,
@@ -220,9 +282,7 @@ def _run(args: argparse.Namespace) -> int:
             run.resource_report,
         )
     else:
-        sys.stdout.buffer.write(run.stdout)
-        sys.stdout.flush()
-        sys.stderr.buffer.write(run.stderr)
+        _write_output(run.stdout, run.stderr)
         if run.stdout_truncated or run.stderr_truncated:
             print("wasm-sandbox: guest output was truncated at --max-output", file=sys.stderr)
         _emit(args, {}, run.resource_report)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import platform
 import sys
@@ -43,6 +44,8 @@ __all__ = [
     "default_cache_dir",
     "get_engine",
 ]
+
+log = logging.getLogger("wasm_sandbox")
 
 TICK_SECONDS = 0.005  # epoch granularity: the wall-clock limit is checked this often
 UNLIMITED_FUEL = 2**63 - 1
@@ -188,15 +191,26 @@ class EngineHandle:
         return compiled
 
     def _deserialize(self, path: Path) -> wasmtime.Module | None:
+        """Load a cached artifact if its checksum matches; wasmtime checks only the header,
+        so a damaged file would otherwise run damaged machine code."""
         if not path.is_file():
             return None
         try:
-            return wasmtime.Module.deserialize_file(self.engine, str(path))
-        except wasmtime.WasmtimeError:
-            path.unlink(missing_ok=True)  # stale or foreign artifact: compile afresh
-            return None
+            expected = _checksum_path(path).read_text(encoding="ascii").strip()
+            with open(path, "rb") as f:
+                actual = hashlib.file_digest(f, "sha256").hexdigest()
+            if actual == expected:
+                return wasmtime.Module.deserialize_file(self.engine, str(path))
+        except (OSError, ValueError, wasmtime.WasmtimeError):
+            pass
+        log.warning("compiled-module cache entry %s is damaged or stale; recompiling", path.name)
+        for stale in (path, _checksum_path(path)):
+            stale.unlink(missing_ok=True)
+        return None
 
-    def _compile(self, wasm: bytes, progress: Callable[[str, float], None] | None) -> wasmtime.Module:
+    def _compile(
+        self, wasm: bytes, progress: Callable[[str, float], None] | None
+    ) -> wasmtime.Module:
         try:
             instrumented = _wasm.instrument(wasm)
         except _wasm.WasmFormatError as exc:
@@ -212,7 +226,7 @@ class EngineHandle:
         finally:
             done.set()
             if progress is not None:
-                progress("compiled", time.monotonic() - started)
+                _report_progress(progress, "compiled", time.monotonic() - started)
 
     def _finish(
         self, module: wasmtime.Module, info: _wasm.ModuleInfo, digest: str, from_cache: bool
@@ -259,32 +273,50 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _report_progress(progress: Callable[[str, float], None], phase: str, seconds: float) -> bool:
+    """Call the user's progress callback; one that raises is logged and never breaks a build."""
+    try:
+        progress(phase, seconds)
+    except Exception:
+        log.warning("progress callback %r raised; ignoring it", progress, exc_info=True)
+        return False
+    return True
+
+
 def _start_progress(
     progress: Callable[[str, float], None], done: threading.Event, started: float
 ) -> None:
     def report() -> None:
         while not done.wait(0.25):
-            try:
-                progress("compiling", time.monotonic() - started)
-            except Exception:  # a broken progress callback must not break the compile
+            if not _report_progress(progress, "compiling", time.monotonic() - started):
                 return
 
     threading.Thread(target=report, name="wasm-sandbox-progress", daemon=True).start()
 
 
+def _checksum_path(path: Path) -> Path:
+    return path.with_suffix(".sha256")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def _store_artifact(path: Path, module: wasmtime.Module) -> None:
-    """Write a compiled artifact atomically; a cache that cannot be written is only skipped."""
+    """Write a compiled artifact and its checksum atomically; a cache that cannot be written
+    is skipped with a warning, never an error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        data = module.serialize()
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".cwasm")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        data = bytes(module.serialize())
+        _write_atomically(path, data)
+        _write_atomically(_checksum_path(path), hashlib.sha256(data).hexdigest().encode())
     except OSError as exc:
         print(f"wasm-sandbox: not caching compiled module in {path.parent}: {exc}", file=sys.stderr)
 
@@ -305,7 +337,7 @@ def get_engine(opt_level: OptimizationLevel, debug: bool, metered: bool = True) 
         return handle
 
 
-class GuestFailure(Exception):  # noqa: N818 - carries wasmtime's verdict to _execution
+class GuestFailure(Exception):
     """A guest call that did not return normally; ``trap_code`` is None for non-trap errors."""
 
     def __init__(self, message: str, trap_code: str | None, backtrace: str) -> None:
@@ -319,7 +351,15 @@ def _failure(exc: wasmtime.Trap | wasmtime.WasmtimeError) -> GuestFailure:
     code = None
     if isinstance(exc, wasmtime.Trap) and exc.trap_code is not None:
         code = exc.trap_code.name.lower()
-    return GuestFailure(_first_line(exc), code, text)
+    return GuestFailure(_cause(text), code, text)
+
+
+def _cause(text: str) -> str:
+    """The reason in wasmtime's error text: the 'Caused by:' part when there is a backtrace."""
+    head, sep, cause = text.partition("Caused by:")
+    lines = [line.strip() for line in (cause if sep else head).strip().splitlines()]
+    reason = next((line for line in lines if line), "")
+    return reason.removeprefix("wasm trap: ") or _first_line(Exception(text))
 
 
 class GuestInstance:
@@ -355,7 +395,8 @@ class GuestInstance:
             except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
                 raise _failure(exc) from None
         memory = _capi.export_get(context, self.instance, "memory")
-        self.memory = memory if memory is not None and memory.kind == _capi.EXTERN_MEMORY else None
+        is_memory = memory is not None and _capi.kind_of(memory) == _capi.EXTERN_MEMORY
+        self.memory = memory if is_memory else None
         if self.memory is not None:
             binding.memory_address = ctypes.addressof(self.memory.of.memory)
         # The hook's globals: limits are written once, the denial is read after failures.
@@ -367,7 +408,7 @@ class GuestInstance:
 
     def _global(self, name: str) -> _capi.Extern | None:
         item = _capi.export_get(self.context, self.instance, name)
-        return item if item is not None and item.kind == _capi.EXTERN_GLOBAL else None
+        return item if item is not None and _capi.kind_of(item) == _capi.EXTERN_GLOBAL else None
 
     def _set_global(self, name: str, is_i64: bool, value: int) -> None:
         item = self._global(name)
@@ -380,7 +421,7 @@ class GuestInstance:
         if caller is None:
             signature = self.compiled.functions.get(name)
             item = _capi.export_get(self.context, self.instance, name)
-            if signature is None or item is None or item.kind != _capi.EXTERN_FUNC:
+            if signature is None or item is None or _capi.kind_of(item) != _capi.EXTERN_FUNC:
                 return None
             caller = self._callers[name] = _capi.FuncCaller(self.context, item, *signature)
         return caller
@@ -447,4 +488,6 @@ def wat_to_wasm(text: str | bytes) -> bytes:
     try:
         return bytes(wasmtime.wat2wasm(text))
     except wasmtime.WasmtimeError as exc:
-        raise InvalidModule(f"Invalid module: WAT text does not assemble: {str(exc).strip()}") from None
+        raise InvalidModule(
+            f"Invalid module: WAT text does not assemble: {str(exc).strip()}"
+        ) from None

@@ -128,9 +128,15 @@ class InvalidArguments(SandboxError, TypeError):
 
 
 class ExecutionError(SandboxError):
-    """The guest ran and did not finish normally. ``report`` holds what it used, when known."""
+    """The guest ran and did not finish normally.
+
+    ``report`` holds what it used (a ``ResourceReport``, when known); ``stdout`` and
+    ``stderr`` what it had written before it stopped.
+    """
 
     report: Any = None
+    stdout: bytes = b""
+    stderr: bytes = b""
 
 
 class ResourceLimitExceeded(ExecutionError):

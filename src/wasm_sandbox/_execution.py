@@ -4,7 +4,9 @@ translation of how the guest ended into a value, an ``ExecutionResult`` or one e
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -90,10 +92,17 @@ class Execution:
         self, ctx: WasiContext, export: str, args: tuple[Any, ...], *, command: bool
     ) -> Outcome:
         """Run ``export`` (``command``: a WASI ``_start``, exit codes are results)."""
-        if self.keep_instance:
-            with self._lock:
-                return self._execute(ctx, export, args, command)
-        return self._execute(ctx, export, args, command)
+        restore = _catch_sigint(ctx)
+        try:
+            if self.keep_instance:
+                with self._lock:
+                    return self._execute(ctx, export, args, command)
+            return self._execute(ctx, export, args, command)
+        finally:
+            if restore is not None:
+                signal.signal(signal.SIGINT, restore)
+            if ctx.interrupted and ctx.stop_reason is None:
+                raise KeyboardInterrupt  # Ctrl-C arrived after the guest had finished
 
     def _instance(self, ctx: WasiContext) -> tuple[GuestInstance, bool]:
         if self._kept is not None:
@@ -109,7 +118,9 @@ class Execution:
         )
         return instance, True
 
-    def _execute(self, ctx: WasiContext, export: str, args: tuple[Any, ...], command: bool) -> Outcome:
+    def _execute(
+        self, ctx: WasiContext, export: str, args: tuple[Any, ...], command: bool
+    ) -> Outcome:
         limits = self.plan.limits
         fuel = limits.max_fuel if limits.max_fuel is not None else UNLIMITED_FUEL
         instance: GuestInstance | None = None
@@ -137,6 +148,8 @@ class Execution:
             if error is not None:
                 report = _with_outcome(report, type(error).__name__)
                 error.report = report
+                error.stdout = bytes(ctx.stdout.data)
+                error.stderr = bytes(ctx.stderr.data)
                 if self.plan.verbose:
                     log.info("execution failed: %s", error, extra={"report": report.to_dict()})
                 raise error
@@ -161,7 +174,9 @@ class Execution:
         limits = self.plan.limits
         left = instance.fuel_left() if instance is not None else None
         consumed = fuel - left if left is not None else None
-        outcome = "ok" if failure is None and exit_code == 0 else ("exit" if failure is None else "trap")
+        outcome = (
+            "ok" if failure is None and exit_code == 0 else ("exit" if failure is None else "trap")
+        )
         return ResourceReport(
             execution_time=timedelta(seconds=time.monotonic() - ctx.start),
             peak_memory_bytes=instance.memory_bytes() if instance is not None else 0,
@@ -195,10 +210,12 @@ class Execution:
             return e.ExecutionTimeout(limits.execution_timeout, elapsed)
         if reason == StopReason.CANCELLED:
             return e.ExecutionCancelled("Execution cancelled by the host")
-        if reason == StopReason.INTERRUPTED and ctx.host_exception is not None:
-            raise ctx.host_exception
+        if reason == StopReason.INTERRUPTED:
+            raise KeyboardInterrupt
         if reason == StopReason.HOST_ERROR:
-            err = e.HostError(f"Internal error in the wasm-sandbox host layer: {ctx.host_exception!r}")
+            err = e.HostError(
+                f"Internal error in the wasm-sandbox host layer: {ctx.host_exception!r}"
+            )
             err.__cause__ = ctx.host_exception
             return err
         if failure is None and exit_code == 0:
@@ -217,6 +234,19 @@ class Execution:
         return cls(f"Guest trapped: {failure}", failure.trap_code, failure.backtrace)
 
 
+def _catch_sigint(ctx: WasiContext) -> Any:
+    """On the main thread with Python's default Ctrl-C handling, route SIGINT to the guest's
+    context (it stops within a tick, then KeyboardInterrupt is raised); returns the handler to
+    restore, or None. A KeyboardInterrupt raised inside a wasmtime callback could not unwind."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        return None
+    signal.signal(signal.SIGINT, lambda signum, frame: ctx.interrupt())
+    return previous
+
+
 def _memory_error(denial: tuple[int, int, int], limits: ResourceLimits) -> e.MemoryLimitExceeded:
     kind, pages, delta = denial
     if kind == 1 and limits.memory_growth_limit is not None:
@@ -226,9 +256,7 @@ def _memory_error(denial: tuple[int, int, int], limits: ResourceLimits) -> e.Mem
 
 
 def _with_outcome(report: ResourceReport, outcome: str) -> ResourceReport:
-    from dataclasses import replace
-
-    return replace(report, outcome=outcome)
+    return dataclasses.replace(report, outcome=outcome)
 
 
 def execution_result(outcome: Outcome) -> ExecutionResult:

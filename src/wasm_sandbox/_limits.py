@@ -108,7 +108,9 @@ class ResourceLimits:
             else:
                 _check_int(f.name, value)
         _check_int_range("memory_bytes", self.memory_bytes, WASM_PAGE, MAX_MEMORY_BYTES)
-        _check_int_range("memory_growth_limit", self.memory_growth_limit, WASM_PAGE, MAX_MEMORY_BYTES)
+        _check_int_range(
+            "memory_growth_limit", self.memory_growth_limit, WASM_PAGE, MAX_MEMORY_BYTES
+        )
         _check_int_range("max_fuel", self.max_fuel, 1, MAX_FUEL)
         for name, layer in _NOT_YET_ENFORCED.items():
             if getattr(self, name) is not None:

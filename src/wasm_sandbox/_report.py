@@ -62,15 +62,20 @@ class ResourceReport:
 
     def format_table(self) -> str:
         """The report as an aligned, human-readable table."""
+
         def limit(value: object, unit: str = "") -> str:
             return "unlimited" if value is None else f"{value}{unit}"
 
         timeout = None if self.timeout is None else f"{self.timeout.total_seconds():g}"
+        fuel = "not metered" if self.fuel_consumed is None else str(self.fuel_consumed)
         rows = [
             ("outcome", self.outcome),
             ("execution time", f"{self.execution_time.total_seconds() * 1000:.3f} ms"),
-            ("peak memory", f"{self.peak_memory_bytes} bytes (limit {limit(self.memory_limit_bytes)})"),
-            ("fuel consumed", f"{'not metered' if self.fuel_consumed is None else self.fuel_consumed} (limit {limit(self.fuel_limit)})"),
+            (
+                "peak memory",
+                f"{self.peak_memory_bytes} bytes (limit {limit(self.memory_limit_bytes)})",
+            ),
+            ("fuel consumed", f"{fuel} (limit {limit(self.fuel_limit)})"),
             ("timeout", limit(timeout, " s")),
             ("memory limit hit", "yes" if self.memory_limit_hit else "no"),
             ("wasi calls", str(self.syscalls)),
@@ -141,6 +146,10 @@ class MonitoredResult:
     """What the function returned."""
     resource_report: ResourceReport
     """What the call used."""
+    stdout: bytes = b""
+    """What the guest wrote to stdout during the call (at most ``max_output_bytes``)."""
+    stderr: bytes = b""
+    """What the guest wrote to stderr during the call (at most ``max_output_bytes``)."""
 
 
 MonitoredResult.__module__ = "wasm_sandbox"

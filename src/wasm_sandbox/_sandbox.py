@@ -5,11 +5,11 @@ then call its functions or run it as a WASI command, each execution under the li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -77,7 +77,9 @@ class WasmSandbox:
         compiled = handle.load(wasm, cache_dir, _progress_callback(config, len(wasm)))
         limits = config.limits
         if limits.memory_bytes is not None and compiled.initial_memory_bytes > limits.memory_bytes:
-            raise e.MemoryLimitExceeded(compiled.initial_memory_bytes, limits.memory_bytes, "initial")
+            raise e.MemoryLimitExceeded(
+                compiled.initial_memory_bytes, limits.memory_bytes, "initial"
+            )
         if limits.memory_bytes is not None and limits.memory_bytes < WASM_PAGE:
             raise e.ConfigurationError("memory_bytes must be at least one page (65536)")
         plan = ExecutionPlan(
@@ -101,7 +103,9 @@ class WasmSandbox:
     def exports(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
         """Exported functions: name -> (parameter types, result types)."""
         return {
-            name: sig for name, sig in self._compiled.functions.items() if not name.startswith("__wsbx_")
+            name: sig
+            for name, sig in self._compiled.functions.items()
+            if not name.startswith("__wsbx_")
         }
 
     @property
@@ -173,8 +177,7 @@ class WasmSandbox:
 
     def call_with_detailed_monitoring(self, export: str, *args: int | float) -> MonitoredResult:
         """Call ``export`` and return its value with a full ``ResourceReport``."""
-        outcome = self._call(export, args)
-        return MonitoredResult(value=outcome.value, resource_report=outcome.report)
+        return _monitored(self._call(export, args))
 
     def _run(self, ctx: WasiContext) -> ExecutionResult:
         if "_start" not in self.exports:
@@ -201,7 +204,10 @@ class WasmSandbox:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -221,6 +227,15 @@ def _check_value(export: str, index: int, value: Any, kind: str) -> None:
             raise e.InvalidArguments(f"{where} is out of range: {value}")
     else:
         raise e.InvalidArguments(f"{where}: parameters of type {kind} cannot be passed from Python")
+
+
+def _monitored(outcome: Outcome) -> MonitoredResult:
+    return MonitoredResult(
+        value=outcome.value,
+        resource_report=outcome.report,
+        stdout=bytes(outcome.ctx.stdout.data),
+        stderr=bytes(outcome.ctx.stderr.data),
+    )
 
 
 def _profiled(outcome: Outcome) -> ProfiledResult:
@@ -266,10 +281,8 @@ class AsyncWasmSandbox:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             ctx.cancel()
-            try:
+            with contextlib.suppress(e.ExecutionCancelled):
                 await task
-            except e.ExecutionCancelled:
-                pass
             raise
 
     async def call(self, export: str, *args: int | float) -> Any:
@@ -284,11 +297,12 @@ class AsyncWasmSandbox:
         ctx = sandbox._context()
         return _profiled(await self._in_thread(ctx, lambda: sandbox._call(export, args, ctx)))
 
-    async def call_with_detailed_monitoring(self, export: str, *args: int | float) -> MonitoredResult:
+    async def call_with_detailed_monitoring(
+        self, export: str, *args: int | float
+    ) -> MonitoredResult:
         """Coroutine twin of ``WasmSandbox.call_with_detailed_monitoring``."""
         ctx = self.sync._context()
-        outcome = await self._in_thread(ctx, lambda: self.sync._call(export, args, ctx))
-        return MonitoredResult(value=outcome.value, resource_report=outcome.report)
+        return _monitored(await self._in_thread(ctx, lambda: self.sync._call(export, args, ctx)))
 
     async def run(
         self,
@@ -308,9 +322,9 @@ class AsyncWasmSandbox:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.close()
-
-
-

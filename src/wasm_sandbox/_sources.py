@@ -69,6 +69,8 @@ def _from_path(path: Path) -> bytes:
         raise FileNotFoundError(f"source file not found: {path}") from None
     if suffix == ".wasm":
         if not data.startswith(WASM_MAGIC):
-            raise InvalidModule(f"Invalid module {path}: not a WebAssembly binary (no \\0asm header)")
+            raise InvalidModule(
+                f"Invalid module {path}: not a WebAssembly binary (no \\0asm header)"
+            )
         return data
     return _from_bytes(data, str(path))

@@ -47,7 +47,7 @@ class GuestMemory:
         length = len(data)
         address = self.check(ptr, length)
         if length:
-            ctypes.memmove(address, bytes(data) if isinstance(data, memoryview) else data, length)
+            ctypes.memmove(address, data if isinstance(data, bytes) else bytes(data), length)
 
     def u32(self, ptr: int) -> int:
         """The little-endian u32 at ``ptr``."""

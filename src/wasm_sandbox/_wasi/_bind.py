@@ -45,7 +45,9 @@ _error_new = _lib.wasmtime_error_new
 _error_new.restype = ctypes.c_void_p
 _error_new.argtypes = [ctypes.c_char_p]
 
-_UNCHECKED = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+_UNCHECKED = ctypes.CFUNCTYPE(
+    ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t
+)
 _FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _define_unchecked = _lib.wasmtime_linker_define_func_unchecked
 _define_unchecked.restype = ctypes.c_void_p
@@ -120,7 +122,9 @@ def _make_trampoline(sc: Syscall) -> Any:
             address = binding.memory_address
             if address is not None:
                 context = _caller_context(caller)
-                mem = GuestMemory(_memory_data(context, address) or 0, _memory_data_size(context, address))
+                mem = GuestMemory(
+                    _memory_data(context, address) or 0, _memory_data_size(context, address)
+                )
             else:
                 mem = _NO_MEMORY
             ctx.syscalls += 1

@@ -29,7 +29,7 @@ class StopReason:
     HOST_ERROR = "host_error"
 
 
-class GuestStop(Exception):  # noqa: N818 - a control-flow signal, not an error
+class GuestStop(Exception):
     """Raised inside a syscall to unwind the guest; the reason is already recorded."""
 
 
@@ -114,6 +114,7 @@ class WasiContext:
     stderr: OutputBuffer
     deadline: float | None = None  # time.monotonic() value; None: no wall-clock limit
     cancelled: bool = False  # set from another thread to stop the guest
+    interrupted: bool = False  # set by the SIGINT handler while the guest runs
     start: float = field(default_factory=time.monotonic)
     stop_reason: str | None = None
     exit_code: int | None = None
@@ -133,12 +134,14 @@ class WasiContext:
     def check_stop(self) -> None:
         """Raise ``GuestStop`` when the deadline has passed or the execution was cancelled."""
         if self.cancelled:
+            if self.interrupted:
+                raise self.stop(StopReason.INTERRUPTED, KeyboardInterrupt())
             raise self.stop(StopReason.CANCELLED)
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise self.stop(StopReason.TIMEOUT)
 
     def wait_slice(self, longest: float = WAIT_SLICE) -> float:
-        """How long the next blocking wait may last: at most ``longest``, never past the deadline."""
+        """How long the next blocking wait may last: at most ``longest``, not past the deadline."""
         self.check_stop()
         if self.deadline is None:
             return longest
@@ -155,6 +158,11 @@ class WasiContext:
 
     def cancel(self) -> None:
         """Ask the guest to stop: it ends with ExecutionCancelled within one tick or wait slice."""
+        self.cancelled = True
+
+    def interrupt(self) -> None:
+        """Ctrl-C arrived: stop the guest, then KeyboardInterrupt is raised to the caller."""
+        self.interrupted = True
         self.cancelled = True
 
     def require_fd(self, fd: int) -> int:

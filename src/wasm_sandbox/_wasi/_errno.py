@@ -5,8 +5,8 @@ Values are the spec's ``errno`` enum (``witx``), not the host's C errno values.
 
 from __future__ import annotations
 
-import errno as _host
 import enum
+import errno as _host
 
 __all__ = ["Errno", "WasiError", "errno_from_oserror"]
 

@@ -55,7 +55,9 @@ _RIGHTS_FD_WRITE = 1 << 6
 _RIGHTS_POLL_FD_READWRITE = 1 << 27
 _FDSTAT = struct.Struct("<BxHxxxxQQ")  # filetype, flags, rights base, rights inheriting
 _FILESTAT = struct.Struct("<QQBxxxxxxxQQQQQ")
-_SUBSCRIPTION = struct.Struct("<QB7xIxxxxQQH")  # userdata, tag, clock id/fd, timeout, precision, flags
+_SUBSCRIPTION = struct.Struct(
+    "<QB7xIxxxxQQH"
+)  # userdata, tag, clock id/fd, timeout, precision, flags
 _EVENT = struct.Struct("<QHBxxxxxQH6x")  # userdata, error, type, nbytes, flags
 _MAX_SUBSCRIPTIONS = 4096
 _EVENTTYPE_CLOCK, _EVENTTYPE_FD_READ, _EVENTTYPE_FD_WRITE = 0, 1, 2
@@ -172,9 +174,11 @@ def proc_raise(ctx: WasiContext, mem: GuestMemory, sig: int) -> int:
 
 
 @syscall("iiii")
-def fd_write(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, nwritten: int) -> int:
+def fd_write(
+    ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, nwritten: int
+) -> int:
     """Write to a file descriptor."""
-    if fd == 1 or fd == 2:
+    if fd in {1, 2}:
         ctx.require_fd(fd)
         data = mem.gather(iovs, iovs_len)
         (ctx.stdout if fd == 1 else ctx.stderr).write(data)
@@ -185,7 +189,9 @@ def fd_write(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: i
 
 
 @syscall("iiii")
-def fd_read(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, nread: int) -> int:
+def fd_read(
+    ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, nread: int
+) -> int:
     """Read from a file descriptor."""
     ctx.require_fd(fd)
     if fd != 0:
@@ -197,21 +203,33 @@ def fd_read(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: in
 
 
 @syscall("iiiIi")
-def fd_pread(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int, nread: int) -> int:
+def fd_pread(
+    ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int, nread: int
+) -> int:
     """Read from a file descriptor, without using and updating its offset."""
     ctx.require_fd(fd)
     return Errno.ESPIPE
 
 
 @syscall("iiiIi")
-def fd_pwrite(ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int, nwritten: int) -> int:
+def fd_pwrite(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    iovs: int,
+    iovs_len: int,
+    offset: int,
+    nwritten: int,
+) -> int:
     """Write to a file descriptor, without using and updating its offset."""
     ctx.require_fd(fd)
     return Errno.ESPIPE
 
 
 @syscall("iIii")
-def fd_seek(ctx: WasiContext, mem: GuestMemory, fd: int, offset: int, whence: int, newoffset: int) -> int:
+def fd_seek(
+    ctx: WasiContext, mem: GuestMemory, fd: int, offset: int, whence: int, newoffset: int
+) -> int:
     """Move the offset of a file descriptor."""
     ctx.require_fd(fd)
     return Errno.ESPIPE
@@ -257,7 +275,9 @@ def fd_fdstat_set_flags(ctx: WasiContext, mem: GuestMemory, fd: int, flags: int)
 
 
 @syscall("iII")
-def fd_fdstat_set_rights(ctx: WasiContext, mem: GuestMemory, fd: int, base: int, inheriting: int) -> int:
+def fd_fdstat_set_rights(
+    ctx: WasiContext, mem: GuestMemory, fd: int, base: int, inheriting: int
+) -> int:
     """Adjust the rights associated with a file descriptor (rights can only shrink)."""
     ctx.require_fd(fd)
     return Errno.ENOTCAPABLE
@@ -279,14 +299,18 @@ def fd_filestat_set_size(ctx: WasiContext, mem: GuestMemory, fd: int, size: int)
 
 
 @syscall("iIIi")
-def fd_filestat_set_times(ctx: WasiContext, mem: GuestMemory, fd: int, atim: int, mtim: int, flags: int) -> int:
+def fd_filestat_set_times(
+    ctx: WasiContext, mem: GuestMemory, fd: int, atim: int, mtim: int, flags: int
+) -> int:
     """Adjust the timestamps of an open file or directory."""
     ctx.require_fd(fd)
     return Errno.ENOTSUP
 
 
 @syscall("iIIi")
-def fd_advise(ctx: WasiContext, mem: GuestMemory, fd: int, offset: int, length: int, advice: int) -> int:
+def fd_advise(
+    ctx: WasiContext, mem: GuestMemory, fd: int, offset: int, length: int, advice: int
+) -> int:
     """Provide file advisory information on a file descriptor."""
     ctx.require_fd(fd)
     return Errno.ESPIPE
@@ -320,13 +344,17 @@ def fd_prestat_get(ctx: WasiContext, mem: GuestMemory, fd: int, buf: int) -> int
 
 
 @syscall("iii")
-def fd_prestat_dir_name(ctx: WasiContext, mem: GuestMemory, fd: int, path: int, path_len: int) -> int:
+def fd_prestat_dir_name(
+    ctx: WasiContext, mem: GuestMemory, fd: int, path: int, path_len: int
+) -> int:
     """Return a description of the given preopened file descriptor (none exist: EBADF)."""
     return Errno.EBADF
 
 
 @syscall("iiiIi")
-def fd_readdir(ctx: WasiContext, mem: GuestMemory, fd: int, buf: int, buf_len: int, cookie: int, bufused: int) -> int:
+def fd_readdir(
+    ctx: WasiContext, mem: GuestMemory, fd: int, buf: int, buf_len: int, cookie: int, bufused: int
+) -> int:
     """Read directory entries from a directory."""
     ctx.require_fd(fd)
     return Errno.ENOTDIR
@@ -342,55 +370,119 @@ def _no_directory(ctx: WasiContext, fd: int) -> int:
 
 
 @syscall("iii")
-def path_create_directory(ctx: WasiContext, mem: GuestMemory, fd: int, path: int, path_len: int) -> int:
+def path_create_directory(
+    ctx: WasiContext, mem: GuestMemory, fd: int, path: int, path_len: int
+) -> int:
     """Create a directory."""
     return _no_directory(ctx, fd)
 
 
 @syscall("iiiii")
-def path_filestat_get(ctx: WasiContext, mem: GuestMemory, fd: int, flags: int, path: int, path_len: int, buf: int) -> int:
+def path_filestat_get(
+    ctx: WasiContext, mem: GuestMemory, fd: int, flags: int, path: int, path_len: int, buf: int
+) -> int:
     """Return the attributes of a file or directory."""
     return _no_directory(ctx, fd)
 
 
 @syscall("iiiiIIi")
-def path_filestat_set_times(ctx: WasiContext, mem: GuestMemory, fd: int, flags: int, path: int, path_len: int, atim: int, mtim: int, fst_flags: int) -> int:
+def path_filestat_set_times(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    flags: int,
+    path: int,
+    path_len: int,
+    atim: int,
+    mtim: int,
+    fst_flags: int,
+) -> int:
     """Adjust the timestamps of a file or directory."""
     return _no_directory(ctx, fd)
 
 
 @syscall("iiiiiii")
-def path_link(ctx: WasiContext, mem: GuestMemory, old_fd: int, old_flags: int, old_path: int, old_len: int, new_fd: int, new_path: int, new_len: int) -> int:
+def path_link(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    old_fd: int,
+    old_flags: int,
+    old_path: int,
+    old_len: int,
+    new_fd: int,
+    new_path: int,
+    new_len: int,
+) -> int:
     """Create a hard link."""
     return _no_directory(ctx, old_fd)
 
 
 @syscall("iiiiiIIii")
-def path_open(ctx: WasiContext, mem: GuestMemory, fd: int, dirflags: int, path: int, path_len: int, oflags: int, rights_base: int, rights_inheriting: int, fdflags: int, opened_fd: int) -> int:
+def path_open(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    dirflags: int,
+    path: int,
+    path_len: int,
+    oflags: int,
+    rights_base: int,
+    rights_inheriting: int,
+    fdflags: int,
+    opened_fd: int,
+) -> int:
     """Open a file or directory."""
     return _no_directory(ctx, fd)
 
 
 @syscall("iiiiii")
-def path_readlink(ctx: WasiContext, mem: GuestMemory, fd: int, path: int, path_len: int, buf: int, buf_len: int, bufused: int) -> int:
+def path_readlink(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    path: int,
+    path_len: int,
+    buf: int,
+    buf_len: int,
+    bufused: int,
+) -> int:
     """Read the contents of a symbolic link."""
     return _no_directory(ctx, fd)
 
 
 @syscall("iii")
-def path_remove_directory(ctx: WasiContext, mem: GuestMemory, fd: int, path: int, path_len: int) -> int:
+def path_remove_directory(
+    ctx: WasiContext, mem: GuestMemory, fd: int, path: int, path_len: int
+) -> int:
     """Remove a directory."""
     return _no_directory(ctx, fd)
 
 
 @syscall("iiiiii")
-def path_rename(ctx: WasiContext, mem: GuestMemory, fd: int, old_path: int, old_len: int, new_fd: int, new_path: int, new_len: int) -> int:
+def path_rename(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    old_path: int,
+    old_len: int,
+    new_fd: int,
+    new_path: int,
+    new_len: int,
+) -> int:
     """Rename a file or directory."""
     return _no_directory(ctx, fd)
 
 
 @syscall("iiiii")
-def path_symlink(ctx: WasiContext, mem: GuestMemory, old_path: int, old_len: int, fd: int, new_path: int, new_len: int) -> int:
+def path_symlink(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    old_path: int,
+    old_len: int,
+    fd: int,
+    new_path: int,
+    new_len: int,
+) -> int:
     """Create a symbolic link."""
     return _no_directory(ctx, fd)
 
@@ -417,13 +509,30 @@ def sock_accept(ctx: WasiContext, mem: GuestMemory, fd: int, flags: int, new_fd:
 
 
 @syscall("iiiiii")
-def sock_recv(ctx: WasiContext, mem: GuestMemory, fd: int, ri_data: int, ri_len: int, ri_flags: int, ro_len: int, ro_flags: int) -> int:
+def sock_recv(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    ri_data: int,
+    ri_len: int,
+    ri_flags: int,
+    ro_len: int,
+    ro_flags: int,
+) -> int:
     """Receive a message from a socket."""
     return _no_socket(ctx, fd)
 
 
 @syscall("iiiii")
-def sock_send(ctx: WasiContext, mem: GuestMemory, fd: int, si_data: int, si_len: int, si_flags: int, so_len: int) -> int:
+def sock_send(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    si_data: int,
+    si_len: int,
+    si_flags: int,
+    so_len: int,
+) -> int:
     """Send a message on a socket."""
     return _no_socket(ctx, fd)
 
@@ -438,7 +547,9 @@ def sock_shutdown(ctx: WasiContext, mem: GuestMemory, fd: int, how: int) -> int:
 
 
 @syscall("iiii")
-def poll_oneoff(ctx: WasiContext, mem: GuestMemory, in_ptr: int, out_ptr: int, nsubscriptions: int, nevents: int) -> int:
+def poll_oneoff(
+    ctx: WasiContext, mem: GuestMemory, in_ptr: int, out_ptr: int, nsubscriptions: int, nevents: int
+) -> int:
     """Concurrently poll for the occurrence of a set of events."""
     if nsubscriptions == 0 or nsubscriptions > _MAX_SUBSCRIPTIONS:
         return Errno.EINVAL
@@ -487,7 +598,9 @@ def _poll_once(ctx: WasiContext, subs: list[tuple[int, ...]], *, fire_clocks: bo
         elif fd not in ctx.open_fds or (tag == _EVENTTYPE_FD_READ) != (fd == 0):
             events.append(_EVENT.pack(userdata, Errno.EBADF, tag, 0, 0))
         elif tag == _EVENTTYPE_FD_WRITE or ctx.stdin.ready():
-            events.append(_EVENT.pack(userdata, 0, tag, ctx.stdin.available() if tag == 1 else 0, 0))
+            events.append(
+                _EVENT.pack(userdata, 0, tag, ctx.stdin.available() if tag == 1 else 0, 0)
+            )
     return events
 
 
@@ -498,4 +611,3 @@ def _wait_fds(ctx: WasiContext, subs: list[tuple[int, ...]], timeout: float) -> 
         select.select([fileno], [], [], timeout)
     else:
         time.sleep(timeout)
-

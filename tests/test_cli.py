@@ -1,0 +1,555 @@
+"""The ``wasm-sandbox`` command, run for real in a subprocess against real guests: help and
+version, output pass-through, the report, exit statuses for every limit, --json, --invoke,
+guest arguments, environment and stdin, profiles, and clear messages for bad usage."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wasm_sandbox
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+MiB = 1024 * 1024
+
+ADD_WAT = """(module
+  (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))
+"""
+
+RUN_OPTIONS = [
+    "--memory",
+    "--memory-growth",
+    "--fuel",
+    "--timeout",
+    "--profile",
+    "--json",
+    "--env",
+    "--stdin",
+    "--invoke",
+    "--opt-level",
+    "--no-cache",
+    "--max-output",
+]
+
+
+@dataclass(frozen=True)
+class Cli:
+    """What one run of the command did."""
+
+    status: int
+    out: str
+    err: str
+    seconds: float
+
+    def json(self) -> dict[str, Any]:
+        """stdout parsed as exactly one JSON object (extra text makes json.loads fail)."""
+        payload = json.loads(self.out)
+        assert isinstance(payload, dict), payload
+        return payload
+
+
+CliRunner = Callable[..., Cli]
+
+
+@pytest.fixture(scope="module")
+def cli_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One compiled-module cache for this module's command runs (first compile only once)."""
+    return tmp_path_factory.mktemp("cli-cache")
+
+
+def _run_cli(*args: object, cache_dir: Path, stdin: str | None = None, timeout: float = 60) -> Cli:
+    env = dict(os.environ, PYTHONPATH=str(SRC), WASM_SANDBOX_CACHE_DIR=str(cache_dir))
+    io: dict[str, Any] = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "wasm_sandbox", *map(str, args)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        env=env,
+        timeout=timeout,
+        check=False,
+        **io,
+    )
+    return Cli(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+
+@pytest.fixture
+def cli(cli_cache: Path) -> CliRunner:
+    """``cli("run", file, ...)`` runs ``python -m wasm_sandbox`` with an isolated cache."""
+
+    def run(*args: object, stdin: str | None = None, cache_dir: Path | None = None) -> Cli:
+        return _run_cli(*args, cache_dir=cache_dir or cli_cache, stdin=stdin)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def probe(c_guest: Callable[[str], Path]) -> Path:
+    return c_guest("probe")
+
+
+@pytest.fixture
+def add_wat(tmp_path: Path) -> Path:
+    path = tmp_path / "add.wat"
+    path.write_text(ADD_WAT)
+    return path
+
+
+def _no_traceback(result: Cli) -> None:
+    assert "Traceback" not in result.err, result.err
+    assert "Traceback" not in result.out, result.out
+
+
+# --- help and version ------------------------------------------------------------------------
+
+
+def test_run_help_documents_every_option_and_the_exit_statuses(cli: CliRunner) -> None:
+    """`run --help` lists every option of `run` and what each exit status means."""
+    result = cli("run", "--help")
+    assert result.status == 0, result.err
+    for option in RUN_OPTIONS:
+        assert option in result.out, f"{option} missing from run --help"
+    assert "exit status" in result.out
+    for status, meaning in [
+        ("2", "bad command line"),
+        ("65", "invalid module"),
+        ("70", "trapped"),
+        ("120", "memory limit"),
+        ("121", "fuel"),
+        ("124", "timeout"),
+    ]:
+        lines = [line for line in result.out.splitlines() if line.split()[:1] == [status]]
+        assert lines and meaning in lines[0], f"exit status {status} ({meaning}) not documented"
+
+
+def test_top_level_help_names_the_run_command_and_exit_statuses(cli: CliRunner) -> None:
+    """`--help` names the `run` command and documents the exit statuses too."""
+    result = cli("--help")
+    assert result.status == 0, result.err
+    assert "run" in result.out
+    assert "exit status" in result.out
+    assert "124" in result.out and "120" in result.out
+
+
+def test_version_prints_the_package_version(cli: CliRunner) -> None:
+    """`--version` prints the program name and the package's version, then exits 0."""
+    result = cli("--version")
+    assert result.status == 0
+    assert result.out.strip() == f"wasm-sandbox {wasm_sandbox.__version__}"
+
+
+def test_no_command_is_a_usage_error(cli: CliRunner) -> None:
+    """Without a command the usage is shown and the status is 2."""
+    result = cli()
+    assert result.status == 2
+    assert "usage:" in result.err
+    _no_traceback(result)
+
+
+# --- a normal run ----------------------------------------------------------------------------
+
+
+def test_guest_stdout_passes_through_and_report_goes_to_stderr(cli: CliRunner, probe: Path) -> None:
+    """The guest's stdout is the command's stdout, untouched; the report table is on stderr."""
+    result = cli("run", probe, "--", "hello")
+    assert result.status == 0, result.err
+    assert result.out == "hello from wasm\n"
+    for text in ("Resource Usage Report", "peak memory", "fuel consumed", "execution time"):
+        assert text in result.err
+
+
+def test_exit_status_is_the_guests_exit_code(cli: CliRunner, probe: Path) -> None:
+    """A guest that calls exit(7) makes the command exit with 7, not an error status."""
+    result = cli("run", probe, "--", "exit", "7")
+    assert result.status == 7, result.err
+    assert "outcome" in result.err and "exit" in result.err
+    _no_traceback(result)
+
+
+# --- limits and their exit statuses ----------------------------------------------------------
+
+
+def test_memory_limit_exits_120_with_exact_message(cli: CliRunner, probe: Path) -> None:
+    """--memory 8MiB stops a guest allocating 64 MiB: status 120 and the limit in bytes."""
+    result = cli("run", "--memory", "8MiB", probe, "--", "alloc", "64")
+    assert result.status == 120, result.err
+    assert "Memory limit exceeded: used " in result.err
+    assert ", limit 8388608" in result.err
+    assert "allocated" not in result.out
+    _no_traceback(result)
+
+
+def test_memory_growth_limit_exits_120(cli: CliRunner, probe: Path) -> None:
+    """--memory-growth 64KiB refuses the guest's 1 MiB malloc: status 120, per-grow cap named."""
+    result = cli("run", "--memory-growth", "64KiB", probe, "--", "alloc", "1")
+    assert result.status == 120, result.err
+    assert "limit 65536" in result.err
+    assert "memory_growth_limit" in result.err
+
+
+def test_fuel_limit_exits_121_with_exact_message(cli: CliRunner, probe: Path) -> None:
+    """--fuel 1M stops a spinning guest: status 121, used == limit == 1000000."""
+    result = cli("run", "--fuel", "1M", probe, "--", "spin")
+    assert result.status == 121, result.err
+    assert "Fuel exhausted: used 1000000, limit 1000000" in result.err
+    _no_traceback(result)
+
+
+def test_timeout_exits_124_on_time(cli: CliRunner, probe: Path) -> None:
+    """--timeout 300ms stops a spinning guest (unlimited fuel) within a sane time: status 124."""
+    result = cli("run", "--timeout", "300ms", "--fuel", "unlimited", probe, "--", "spin")
+    assert result.status == 124, result.err
+    assert "Execution timeout after 0.3 seconds" in result.err
+    assert 0.3 <= result.seconds < 10, result.seconds
+    _no_traceback(result)
+
+
+def test_timeout_report_in_json_measures_the_run(cli: CliRunner, probe: Path) -> None:
+    """With --json the timed-out run's report shows the limit and about that much time."""
+    result = cli("run", "--json", "--timeout", "300ms", probe, "--", "sleep", "10000")
+    assert result.status == 124, result.err
+    payload = result.json()
+    assert payload["outcome"] == "ExecutionTimeout"
+    assert payload["report"]["timeout"] == 0.3
+    assert 0.3 <= payload["report"]["execution_time"] < 1.0
+
+
+def test_trap_exits_70(cli: CliRunner, probe: Path) -> None:
+    """A guest that aborts (wasm unreachable) makes the command exit with 70."""
+    result = cli("run", probe, "--", "abort")
+    assert result.status == 70, result.err
+    assert "UnreachableExecuted" in result.err
+    assert "Resource Usage Report" in result.err
+    _no_traceback(result)
+
+
+def test_trap_message_says_what_trapped(cli: CliRunner, probe: Path) -> None:
+    """The trap's error message names its cause (the wasm `unreachable` instruction), not
+    only a header such as 'error while executing at wasm backtrace:'."""
+    payload = cli("run", "--json", probe, "--", "abort").json()
+    assert payload["outcome"] == "UnreachableExecuted"
+    message = payload["error"]
+    assert message.startswith("Guest trapped")
+    assert "unreachable" in message.lower(), message
+    assert not message.endswith(":"), message
+
+
+# --- --json ----------------------------------------------------------------------------------
+
+
+def test_json_success_is_one_object_with_output_and_report(cli: CliRunner, probe: Path) -> None:
+    """--json prints one JSON object on stdout: outcome, exit code, guest output, report."""
+    result = cli("run", "--json", probe, "--", "hello")
+    assert result.status == 0, result.err
+    payload = result.json()
+    assert payload["outcome"] == "ok"
+    assert payload["exit_code"] == 0
+    assert payload["stdout"] == "hello from wasm\n"
+    assert payload["stderr"] == ""
+    assert payload["stdout_truncated"] is False
+    report = payload["report"]
+    assert report["outcome"] == "ok"
+    assert report["stdout_bytes"] == len("hello from wasm\n")
+    assert report["peak_memory_bytes"] > 0
+    assert report["fuel_consumed"] > 0
+    assert report["memory_limit_bytes"] == 64 * MiB
+    assert "Resource Usage Report" not in result.err
+
+
+def test_json_exit_code_is_reported_and_is_the_status(cli: CliRunner, probe: Path) -> None:
+    """A non-zero guest exit is outcome 'exit' in JSON, and still the command's status."""
+    result = cli("run", "--json", probe, "--", "exit", "7")
+    assert result.status == 7
+    payload = result.json()
+    assert (payload["outcome"], payload["exit_code"]) == ("exit", 7)
+
+
+def test_json_error_has_class_name_message_and_report(cli: CliRunner, probe: Path) -> None:
+    """On a limit error --json gives the error's class, its message and the report."""
+    result = cli("run", "--json", "--memory", "8MiB", probe, "--", "alloc", "64")
+    assert result.status == 120
+    payload = result.json()
+    assert payload["outcome"] == "MemoryLimitExceeded"
+    assert payload["error"].startswith("Memory limit exceeded: used ")
+    assert payload["error"].endswith(", limit 8388608")
+    report = payload["report"]
+    assert report["outcome"] == "MemoryLimitExceeded"
+    assert report["memory_limit_hit"] is True
+    assert report["memory_limit_bytes"] == 8 * MiB
+    assert report["peak_memory_bytes"] <= 8 * MiB
+
+
+def test_json_fuel_error(cli: CliRunner, probe: Path) -> None:
+    """FuelExhausted in --json: exact message and fuel figures in the report."""
+    result = cli("run", "--json", "--fuel", "1M", probe, "--", "spin")
+    assert result.status == 121
+    payload = result.json()
+    assert payload["outcome"] == "FuelExhausted"
+    assert payload["error"] == "Fuel exhausted: used 1000000, limit 1000000"
+    assert payload["report"]["fuel_consumed"] == 1_000_000
+    assert payload["report"]["fuel_limit"] == 1_000_000
+
+
+def test_json_invalid_module_is_an_error_object(cli: CliRunner, tmp_path: Path) -> None:
+    """An invalid module under --json is still one JSON object naming InvalidModule; status 65."""
+    bad = tmp_path / "bad.wasm"
+    bad.write_bytes(b"\0asm\x99\x99\x99\x99garbage")
+    result = cli("run", "--json", bad)
+    assert result.status == 65
+    payload = result.json()
+    assert payload["outcome"] == "InvalidModule"
+    assert payload["error"].startswith("Invalid module")
+
+
+# --- --invoke --------------------------------------------------------------------------------
+
+
+def test_invoke_calls_an_export_with_numeric_args(cli: CliRunner, add_wat: Path) -> None:
+    """`--invoke add FILE -- 5 3` prints the function's result, 8."""
+    result = cli("run", "--invoke", "add", add_wat, "--", "5", "3")
+    assert result.status == 0, result.err
+    assert result.out == "8\n"
+    assert "Resource Usage Report" in result.err
+
+
+def test_invoke_accepts_negative_numbers_after_double_dash(cli: CliRunner, add_wat: Path) -> None:
+    """Arguments after `--` that look like options (-5) are numbers for the function."""
+    result = cli("run", "--invoke", "add", add_wat, "--", "-5", "3")
+    assert result.status == 0, result.err
+    assert result.out == "-2\n"
+
+
+def test_invoke_json_has_the_value(cli: CliRunner, add_wat: Path) -> None:
+    """--invoke with --json puts the return value in the object."""
+    payload = cli("run", "--json", "--invoke", "add", add_wat, "--", "5", "3").json()
+    assert payload["outcome"] == "ok"
+    assert payload["value"] == 8
+    assert payload["report"]["outcome"] == "ok"
+
+
+def test_invoke_of_a_missing_export_is_a_clear_error(cli: CliRunner, add_wat: Path) -> None:
+    """Invoking an export that does not exist fails with a message listing those that do."""
+    result = cli("run", "--invoke", "nope", add_wat)
+    assert result.status != 0
+    assert "nope" in result.err and "add" in result.err
+    _no_traceback(result)
+
+
+def test_invoke_with_a_non_numeric_argument_is_a_usage_error(cli: CliRunner, add_wat: Path) -> None:
+    """A non-number argument for --invoke is refused with status 2 and a clear message."""
+    result = cli("run", "--invoke", "add", add_wat, "--", "5", "x")
+    assert result.status == 2
+    assert "numbers" in result.err and "'x'" in result.err
+    _no_traceback(result)
+
+
+# --- guest arguments, environment, stdin -----------------------------------------------------
+
+
+def test_guest_args_after_double_dash_reach_the_guest(cli: CliRunner, probe: Path) -> None:
+    """Everything after `--` is the guest's argv (after argv[0], the file name)."""
+    result = cli("run", probe, "--", "args", "--flag", "two words", "-x")
+    assert result.status == 0, result.err
+    assert result.out == f"[{probe.name}][args][--flag][two words][-x]\n"
+
+
+def test_env_option_sets_guest_variables(cli: CliRunner, probe: Path) -> None:
+    """--env NAME=VALUE (repeatable; the value may contain '=') reaches the guest's getenv."""
+    first = cli("run", "--env", "A=B", "--env", "C=x=y", probe, "--", "env", "A")
+    assert (first.status, first.out) == (0, "B\n"), first.err
+    second = cli("run", "--env", "A=B", "--env", "C=x=y", probe, "--", "env", "C")
+    assert second.out == "x=y\n"
+
+
+def test_host_environment_is_not_passed_to_the_guest(cli: CliRunner, probe: Path) -> None:
+    """Without --env the guest sees no variables, not even PYTHONPATH from the host."""
+    result = cli("run", probe, "--", "env", "PYTHONPATH")
+    assert result.out == "(unset)\n"
+
+
+def test_stdin_option_feeds_a_file(cli: CliRunner, probe: Path, tmp_path: Path) -> None:
+    """--stdin FILE gives the file's bytes to the guest as its standard input."""
+    data = tmp_path / "input.txt"
+    data.write_text("from a file\n")
+    result = cli("run", "--stdin", data, probe, "--", "cat")
+    assert result.status == 0, result.err
+    assert result.out == "from a file\n"
+    assert "read 12 bytes" in result.err
+
+
+def test_parent_stdin_is_piped_to_the_guest(cli: CliRunner, probe: Path) -> None:
+    """Without --stdin, the command's own standard input reaches the guest."""
+    result = cli("run", probe, "--", "cat", stdin="piped through\n")
+    assert result.status == 0, result.err
+    assert result.out == "piped through\n"
+    assert "read 14 bytes" in result.err
+
+
+def test_missing_stdin_file_is_a_usage_error(cli: CliRunner, probe: Path, tmp_path: Path) -> None:
+    """A --stdin file that does not exist is refused with status 2, naming the file."""
+    result = cli("run", "--stdin", tmp_path / "absent.txt", probe, "--", "cat")
+    assert result.status == 2
+    assert "absent.txt" in result.err
+    _no_traceback(result)
+
+
+# --- profiles, output cap, optimisation, cache -----------------------------------------------
+
+
+def test_profile_lightweight_applies_its_limits(cli: CliRunner, probe: Path) -> None:
+    """--profile lightweight: 16 MiB, 100M fuel and 5 s are the limits in the report."""
+    payload = cli("run", "--json", "--profile", "lightweight", probe, "--", "hello").json()
+    report = payload["report"]
+    assert report["memory_limit_bytes"] == 16 * MiB
+    assert report["fuel_limit"] == 100_000_000
+    assert report["timeout"] == 5.0
+
+
+def test_explicit_limit_overrides_the_profile(cli: CliRunner, probe: Path) -> None:
+    """--memory given with --profile replaces only the profile's memory cap."""
+    payload = cli(
+        "run", "--json", "--profile", "lightweight", "--memory", "32MiB", probe, "--", "hello"
+    ).json()
+    assert payload["report"]["memory_limit_bytes"] == 32 * MiB
+    assert payload["report"]["fuel_limit"] == 100_000_000
+
+
+def test_profile_lightweight_memory_is_enforced(cli: CliRunner, probe: Path) -> None:
+    """Under the lightweight profile a 64 MiB allocation hits the 16 MiB cap: status 120."""
+    result = cli("run", "--profile", "lightweight", probe, "--", "alloc", "64")
+    assert result.status == 120
+    assert ", limit 16777216" in result.err
+
+
+def test_max_output_truncates_and_says_so(cli: CliRunner, probe: Path) -> None:
+    """--max-output caps the captured stdout and a note says the output was truncated."""
+    result = cli("run", "--max-output", "100", probe, "--", "print", "1000")
+    assert result.status == 0, result.err
+    assert result.out == "x" * 100
+    assert "truncated" in result.err
+
+
+@pytest.mark.parametrize("level", ["speed", "size", "none"])
+def test_every_opt_level_runs_the_guest(cli: CliRunner, probe: Path, level: str) -> None:
+    """Each --opt-level compiles a working guest."""
+    result = cli("run", "--opt-level", level, probe, "--", "hello")
+    assert (result.status, result.out) == (0, "hello from wasm\n"), result.err
+
+
+def test_no_cache_writes_nothing_and_default_writes_an_artifact(
+    cli: CliRunner, probe: Path, tmp_path: Path
+) -> None:
+    """--no-cache leaves the cache directory untouched; without it a .cwasm is written."""
+    cache = tmp_path / "cache"
+    result = cli("run", "--no-cache", probe, "--", "hello", cache_dir=cache)
+    assert result.out == "hello from wasm\n"
+    assert not cache.exists() or not any(cache.iterdir())
+    result = cli("run", probe, "--", "hello", cache_dir=cache)
+    assert result.out == "hello from wasm\n"
+    assert len(list(cache.glob("*.cwasm"))) == 1
+
+
+# --- bad usage -------------------------------------------------------------------------------
+
+
+def test_bad_memory_size_is_a_clear_usage_error(cli: CliRunner, probe: Path) -> None:
+    """--memory banana: status 2 and a message quoting the bad size."""
+    result = cli("run", "--memory", "banana", probe)
+    assert result.status == 2
+    assert "banana" in result.err and "size" in result.err
+    _no_traceback(result)
+
+
+def test_memory_below_one_page_is_a_clear_error(cli: CliRunner, probe: Path) -> None:
+    """A memory cap below one wasm page is refused before running, naming the minimum."""
+    result = cli("run", "--memory", "1k", probe)
+    assert result.status != 0
+    assert "65536" in result.err
+    _no_traceback(result)
+
+
+def test_env_without_equals_is_a_clear_usage_error(cli: CliRunner, probe: Path) -> None:
+    """--env NOEQUALS: status 2 and a message showing the expected NAME=VALUE form."""
+    result = cli("run", "--env", "NOEQUALS", probe)
+    assert result.status == 2
+    assert "NAME=VALUE" in result.err and "NOEQUALS" in result.err
+    _no_traceback(result)
+
+
+def test_missing_file_is_a_clear_error(cli: CliRunner, tmp_path: Path) -> None:
+    """A guest file that does not exist: non-zero status, message naming it as not found."""
+    result = cli("run", tmp_path / "absent.wasm")
+    assert result.status != 0
+    assert "not found" in result.err and "absent.wasm" in result.err
+    _no_traceback(result)
+
+
+def test_rust_source_is_refused_as_not_supported_yet(cli: CliRunner, tmp_path: Path) -> None:
+    """A .rs file is refused with a message saying Rust sources are not supported yet."""
+    source = tmp_path / "main.rs"
+    source.write_text("fn main() {}\n")
+    result = cli("run", source)
+    assert result.status != 0
+    assert "Rust" in result.err and "not supported yet" in result.err
+    _no_traceback(result)
+
+
+def test_unknown_suffix_is_refused(cli: CliRunner, tmp_path: Path) -> None:
+    """A file that is neither .wasm nor .wat is refused with a message naming the suffix."""
+    source = tmp_path / "prog.txt"
+    source.write_text("hello")
+    result = cli("run", source)
+    assert result.status != 0
+    assert "'.txt'" in result.err
+    _no_traceback(result)
+
+
+def test_garbage_wasm_file_exits_65(cli: CliRunner, tmp_path: Path) -> None:
+    """Garbage bytes in x.wasm: status 65 and an 'Invalid module' message."""
+    bad = tmp_path / "x.wasm"
+    bad.write_bytes(bytes(range(256)) * 4)
+    result = cli("run", bad)
+    assert result.status == 65
+    assert "Invalid module" in result.err
+    _no_traceback(result)
+
+
+def test_wasm_header_with_broken_body_exits_65(cli: CliRunner, tmp_path: Path) -> None:
+    """A file with the \\0asm magic but a malformed body is also an invalid module: 65."""
+    bad = tmp_path / "x.wasm"
+    bad.write_bytes(b"\0asm\x01\x00\x00\x00\x01\xff\xff\xff\xff")
+    result = cli("run", bad)
+    assert result.status == 65
+    assert "Invalid module" in result.err
+    _no_traceback(result)
+
+
+def test_bad_wat_exits_65_naming_the_problem(cli: CliRunner, tmp_path: Path) -> None:
+    """WAT text that does not assemble: status 65 and a message saying so."""
+    bad = tmp_path / "bad.wat"
+    bad.write_text('(module (func (export "f") i32.bogus))')
+    result = cli("run", bad)
+    assert result.status == 65
+    assert "WAT" in result.err
+    _no_traceback(result)
+
+
+def test_module_with_unavailable_imports_exits_65(cli: CliRunner, tmp_path: Path) -> None:
+    """A module importing host functions the sandbox lacks is refused (65), naming them."""
+    wat = tmp_path / "imports.wat"
+    wat.write_text('(module (import "env" "secret" (func)) (func (export "_start")))')
+    result = cli("run", wat)
+    assert result.status == 65
+    assert "env.secret" in result.err
+    _no_traceback(result)
