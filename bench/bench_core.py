@@ -376,10 +376,15 @@ def bench_fib(s: Settings) -> tuple[Result, Callable[[], Any]]:
         store.set_epoch_deadline(2**40)
         return func(store, FIB_N)
 
+    fueled = WasmSandbox.builder().source(wasm).max_fuel(10**12).timeout_duration(None).build()
+    ours_fuel = functools.partial(fueled.call, "fib", FIB_N)
+
     samples = compare(
-        {"ours": ours, "raw": raw, "raw fuel+epoch": raw_metered, "raw epoch only": raw_epoch},
+        {"ours": ours, "raw": raw, "ours with max_fuel": ours_fuel,
+         "raw fuel+epoch": raw_metered, "raw epoch only": raw_epoch},
         s.fib_rounds, max(s.batch_ms, 20.0), s.warmup_ms,
     )  # fmt: skip
+    samples["ours with max_fuel"].note = "a fuel limit set: wasmtime fuel metering on (information)"
     samples["raw"].note = "plain wasmtime.Engine(): no fuel, no epoch"
     samples["raw fuel+epoch"].note = "consume_fuel + epoch_interruption, no ticker (information)"
     samples["raw epoch only"].note = "epoch_interruption, no fuel (information)"
@@ -388,11 +393,12 @@ def bench_fib(s: Settings) -> tuple[Result, Callable[[], Any]]:
         f"metering overhead fib({FIB_N})",
         samples["ours"],
         samples["raw"],
-        [samples["raw fuel+epoch"], samples["raw epoch only"]],
+        [samples["ours with max_fuel"], samples["raw fuel+epoch"], samples["raw epoch only"]],
         target=1.6,
     )
     check_value(result, "ours", ours(), FIB_RESULT)
     check_value(result, "raw", raw(), FIB_RESULT)
+    check_value(result, "ours with max_fuel", ours_fuel(), FIB_RESULT)
     check_value(result, "raw fuel+epoch", raw_metered(), FIB_RESULT)
     check_value(result, "raw epoch only", raw_epoch(), FIB_RESULT)
     return result, ours

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The project's task file: every command the README documents.
+#   ./tasks.sh demo    install everything, then run an example guest under limits (main job)
+#   ./tasks.sh test    install everything, then run the whole test suite
+#   ./tasks.sh lint    ruff (check + format) and mypy (strict on src/, checked tests/)
+#   ./tasks.sh bench   the core benchmarks (bench/bench_core.py; add --quick for a short run)
+#   ./tasks.sh setup   only install: Debian packages (via apt-get) and the Python venv
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+# clang + wasi-libc build the C guests the tests use (Debian's clang-14 targets wasm32-wasi).
+APT_PACKAGES="clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32"
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo "$@"
+    else echo "tasks.sh: root (or sudo) is needed to run: $*" >&2; exit 1
+    fi
+}
+
+setup_system() {
+    local missing=""
+    for package in $APT_PACKAGES; do
+        dpkg -s "$package" >/dev/null 2>&1 || missing="$missing $package"
+    done
+    if ! "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1; then
+        missing="$missing python3-venv"
+    fi
+    if [ -n "$missing" ]; then
+        echo "tasks.sh: installing Debian packages:$missing"
+        as_root apt-get update -qq
+        # shellcheck disable=SC2086 # one word per package
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+    fi
+}
+
+setup_python() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$PYTHON" -m venv "$VENV"
+    fi
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]"
+}
+
+setup() {
+    setup_system
+    setup_python
+}
+
+task=${1:-}
+[ $# -gt 0 ] && shift
+case "$task" in
+    setup) setup ;;
+    demo)
+        setup
+        "$VENV/bin/wasm-sandbox" run --memory 16MiB --fuel 10M --timeout 5s examples/hello.wat "$@"
+        ;;
+    test)
+        setup
+        "$VENV/bin/python" -m pytest "$@"
+        ;;
+    lint)
+        setup_python
+        "$VENV/bin/ruff" check src tests bench
+        "$VENV/bin/ruff" format --check src tests bench
+        "$VENV/bin/mypy"
+        "$VENV/bin/mypy" tests
+        ;;
+    bench)
+        setup
+        "$VENV/bin/python" bench/bench_core.py "$@"
+        ;;
+    *)
+        sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+        exit 2
+        ;;
+esac
