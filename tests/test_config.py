@@ -327,3 +327,10 @@ def test_all_is_exactly_the_public_surface() -> None:
 def test_package_is_typed() -> None:
     """py.typed ships with the package."""
     assert (Path(ws.__file__).parent / "py.typed").exists()
+
+
+@given(st.integers(min_value=0, max_value=2**62), st.sampled_from(["", "k", "M", "G", "T"]))
+def test_parse_count_is_exact_for_large_values(number: int, unit: str) -> None:
+    """Counts are computed exactly, never through a lossy float."""
+    factor = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+    assert ws.parse_count(f"{number}{unit}") == number * factor[unit]

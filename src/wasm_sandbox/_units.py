@@ -7,6 +7,7 @@ command line share it, so both accept exactly the same spellings.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 import re
 from datetime import timedelta
 
@@ -43,7 +44,8 @@ _QUANTITY = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]*)\s*$")
 _MAX_SECONDS = timedelta.max.total_seconds() / 2
 
 
-def _split(text: str, what: str, units: dict[str, float] | dict[str, int]) -> tuple[float, float]:
+def _split(text: str, what: str, units: dict[str, float] | dict[str, int]) -> Fraction:
+    """The quantity ``text`` in base units, exactly (no float rounding of large values)."""
     match = _QUANTITY.match(text.replace("_", ""))
     if match is None:
         raise ValueError(f"invalid {what} {text!r}: expected a number with an optional unit")
@@ -51,7 +53,7 @@ def _split(text: str, what: str, units: dict[str, float] | dict[str, int]) -> tu
     if unit not in units:
         known = ", ".join(sorted(u for u in units if u))
         raise ValueError(f"invalid {what} {text!r}: unknown unit {unit!r} (known: {known})")
-    return float(match.group(1)), float(units[unit])
+    return Fraction(match.group(1)) * Fraction(units[unit])
 
 
 def parse_size(value: int | str) -> int:
@@ -65,9 +67,8 @@ def parse_size(value: int | str) -> int:
         if value < 0:
             raise ValueError(f"a size must be >= 0, got {value}")
         return value
-    number, unit = _split(value, "size", _SIZE_UNITS)
-    result = number * unit
-    if result != int(result):
+    result = _split(value, "size", _SIZE_UNITS)
+    if result.denominator != 1:
         raise ValueError(f"invalid size {value!r}: not a whole number of bytes")
     return int(result)
 
@@ -80,9 +81,8 @@ def parse_count(value: int | str) -> int:
         if value < 0:
             raise ValueError(f"a count must be >= 0, got {value}")
         return value
-    number, unit = _split(value, "count", _COUNT_UNITS)
-    result = number * unit
-    if result != int(result):
+    result = _split(value, "count", _COUNT_UNITS)
+    if result.denominator != 1:
         raise ValueError(f"invalid count {value!r}: not a whole number")
     return int(result)
 
@@ -90,8 +90,7 @@ def parse_count(value: int | str) -> int:
 def parse_duration(value: timedelta | float | int | str) -> timedelta:
     """A duration from a ``timedelta``, seconds as a number, or ``"30s"``, ``"500ms"``, ``"2m"``."""
     if isinstance(value, str):
-        number, unit = _split(value, "duration", _DURATION_UNITS)
-        return to_timedelta(number * unit)
+        return to_timedelta(float(_split(value, "duration", _DURATION_UNITS)))
     return to_timedelta(value)
 
 
