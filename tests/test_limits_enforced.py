@@ -8,9 +8,9 @@ import time
 from datetime import timedelta
 
 import pytest
-from tests.conftest import sandbox
 
 import wasm_sandbox as ws
+from tests.conftest import sandbox
 
 MiB = 1024 * 1024
 PAGE = 65536

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.conftest import sandbox
 
 import wasm_sandbox as ws
+from tests.conftest import sandbox
 
 MiB = 1024 * 1024
 

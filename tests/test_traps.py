@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from tests.conftest import sandbox
 
 import wasm_sandbox as ws
+from tests.conftest import sandbox
 
 TRAPS_WAT = b"""(module
   (memory (export "memory") 1)

@@ -7,9 +7,9 @@ import re
 import time
 
 import pytest
-from tests.conftest import sandbox
 
 import wasm_sandbox as ws
+from tests.conftest import sandbox
 from wasm_sandbox._wasi._preview1 import SYSCALLS
 
 PREVIEW1 = [

@@ -7,9 +7,9 @@ command line share it, so both accept exactly the same spellings.
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 import re
 from datetime import timedelta
+from fractions import Fraction
 
 __all__ = ["parse_count", "parse_duration", "parse_size", "to_timedelta"]
 
