@@ -874,3 +874,20 @@ def test_c_wasi_module_still_validates_and_runs_under_limits(c_module: bytes) ->
     assert code == 3
     kind, pages = guest.denial()
     assert kind == 1 and pages > 8 * 16
+
+
+def test_parse_module_info_gives_export_signatures() -> None:
+    """Exported functions' signatures are read from the type/function sections, counting
+    imported functions in the index space."""
+    source = wat(
+        """(module
+          (import "wasi_snapshot_preview1" "sched_yield" (func $y (result i32)))
+          (func $f (param i64 f32) (result f64 i32) f64.const 0 i32.const 0)
+          (export "f" (func $f)) (export "y" (func $y)) (export "g" (func $f)))"""
+    )
+    info = parse_module_info(source)
+    assert info.functions == {
+        "f": (("i64", "f32"), ("f64", "i32")),
+        "y": ((), ("i32",)),
+        "g": (("i64", "f32"), ("f64", "i32")),
+    }

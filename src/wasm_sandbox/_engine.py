@@ -235,14 +235,11 @@ class EngineHandle:
             pre = self.linker.instantiate_pre(module)
         except wasmtime.WasmtimeError as exc:
             raise InvalidModule(f"Invalid module: cannot link it: {_first_line(exc)}") from None
-        functions = {}
-        for export in module.exports:
-            ty = export.type
-            if isinstance(ty, wasmtime.FuncType):
-                functions[export.name] = (
-                    tuple(str(p) for p in ty.params),
-                    tuple(str(r) for r in ty.results),
-                )
+        # Signatures come from our own parse of the module: asking wasmtime-py for them costs
+        # several FFI calls per export (tens of ms for thousands of exports).
+        functions = dict(info.functions)
+        if info.has_start:
+            functions[_wasm.START_EXPORT] = ((), ())
         return CompiledModule(module, pre, info, functions, digest, from_cache)
 
 
@@ -401,6 +398,7 @@ class GuestInstance:
             binding.memory_address = ctypes.addressof(self.memory.of.memory)
         # The hook's globals: limits are written once, the denial is read after failures.
         self._limited = memory_bytes is not None or growth_bytes is not None
+        self._denied_kind = self._global(_wasm.DENIED_KIND_EXPORT) if self._limited else None
         if growth_bytes is not None:
             self._set_global(_wasm.GROW_MAX_PAGES_EXPORT, False, growth_bytes // WASM_PAGE)
         if memory_bytes is not None:
@@ -462,12 +460,12 @@ class GuestInstance:
 
     def memory_denial(self) -> tuple[int, int, int] | None:
         """(kind, attempted total pages, requested pages) of the first refused memory.grow."""
-        if not self._limited:
-            return None
-        kind_global = self._global(_wasm.DENIED_KIND_EXPORT)
-        if kind_global is None or _capi.global_get(self.context, kind_global) == 0:
+        kind_global = self._denied_kind
+        if kind_global is None:
             return None
         kind = _capi.global_get(self.context, kind_global)
+        if kind == 0:
+            return None
         pages = self._global(_wasm.DENIED_PAGES_EXPORT)
         delta = self._global(_wasm.DENIED_DELTA_EXPORT)
         return (

@@ -4,7 +4,7 @@ translation of how the guest ended into a value, an ``ExecutionResult`` or one e
 
 from __future__ import annotations
 
-import dataclasses
+import importlib
 import logging
 import signal
 import threading
@@ -51,14 +51,70 @@ class ExecutionPlan:
     verbose: bool
 
 
-@dataclass(slots=True)
-class Outcome:
-    """How an execution ended: a value (call) or exit code (run), plus what it used."""
+class Measurement:
+    """The raw figures of one execution, read while its instance still exists."""
 
-    value: Any
-    exit_code: int
-    ctx: WasiContext
-    report: ResourceReport
+    __slots__ = ("denied", "elapsed", "fuel_consumed", "peak_memory")
+
+    def __init__(self, ctx: WasiContext, instance: GuestInstance | None, fuel: int) -> None:
+        self.elapsed = time.monotonic() - ctx.start
+        left = instance.fuel_left() if instance is not None else None
+        self.fuel_consumed = fuel - left if left is not None else None
+        self.peak_memory = instance.memory_bytes() if instance is not None else 0
+        self.denied = instance.memory_denial() if instance is not None else None
+
+
+class Outcome:
+    """How an execution ended: a value (call) or exit code (run), plus what it used.
+
+    The ``ResourceReport`` is built on first access: plain ``call()`` never pays for it.
+    """
+
+    __slots__ = ("_report", "ctx", "exit_code", "limits", "measurement", "outcome", "value")
+
+    def __init__(
+        self,
+        value: Any,
+        exit_code: int,
+        ctx: WasiContext,
+        limits: ResourceLimits,
+        measurement: Measurement,
+        outcome: str,
+    ) -> None:
+        self.value = value
+        self.exit_code = exit_code
+        self.ctx = ctx
+        self.limits = limits
+        self.measurement = measurement
+        self.outcome = outcome
+        self._report: ResourceReport | None = None
+
+    @property
+    def report(self) -> ResourceReport:
+        """What the execution used."""
+        if self._report is None:
+            self._report = _build_report(self)
+        return self._report
+
+
+def _build_report(outcome: Outcome) -> ResourceReport:
+    ctx, limits, measured = outcome.ctx, outcome.limits, outcome.measurement
+    return ResourceReport(
+        execution_time=timedelta(seconds=measured.elapsed),
+        peak_memory_bytes=measured.peak_memory,
+        fuel_consumed=measured.fuel_consumed,
+        file_operations=ctx.file_calls,
+        network_requests=ctx.socket_calls,
+        bytes_transferred=0,
+        syscalls=ctx.syscalls,
+        stdout_bytes=ctx.stdout.total,
+        stderr_bytes=ctx.stderr.total,
+        memory_limit_bytes=limits.memory_bytes,
+        fuel_limit=limits.max_fuel,
+        timeout=limits.execution_timeout,
+        memory_limit_hit=measured.denied is not None,
+        outcome=outcome.outcome,
+    )
 
 
 class Execution:
@@ -100,7 +156,7 @@ class Execution:
             return self._execute(ctx, export, args, command)
         finally:
             if restore is not None:
-                signal.signal(signal.SIGINT, restore)
+                _signal.signal(_SIGINT, restore)
             if ctx.interrupted and ctx.stop_reason is None:
                 raise KeyboardInterrupt  # Ctrl-C arrived after the guest had finished
 
@@ -138,24 +194,27 @@ class Execution:
             value = instance.invoke(export, args, fuel=None)
         except GuestFailure as exc:
             failure = exc
-        report_instance = instance
         try:
             if failure is not None and ctx.stop_reason == StopReason.EXIT:
                 exit_code = ctx.exit_code or 0
-                failure = None if (command or exit_code is None) else failure
-            report = self._report(ctx, report_instance, fuel, failure, exit_code)
-            error = self._error(ctx, report_instance, failure, fuel, command, exit_code)
+                failure = None if command else failure
+            measured = Measurement(ctx, instance, fuel)
+            error = self._error(ctx, measured, failure, fuel, command, exit_code)
+            kind = "ok" if exit_code == 0 else "exit"
+            outcome = Outcome(value, exit_code, ctx, limits, measured, kind)
             if error is not None:
-                report = _with_outcome(report, type(error).__name__)
-                error.report = report
+                outcome.outcome = type(error).__name__
+                error.report = outcome.report
                 error.stdout = bytes(ctx.stdout.data)
                 error.stderr = bytes(ctx.stderr.data)
                 if self.plan.verbose:
-                    log.info("execution failed: %s", error, extra={"report": report.to_dict()})
+                    log.info(
+                        "execution failed: %s", error, extra={"report": error.report.to_dict()}
+                    )
                 raise error
             if self.plan.verbose:
-                log.info("execution finished", extra={"report": report.to_dict()})
-            return Outcome(value, exit_code, ctx, report)
+                log.info("execution finished", extra={"report": outcome.report.to_dict()})
+            return outcome
         finally:
             if instance is not None:
                 if self.keep_instance and self._kept is None and fresh:
@@ -163,41 +222,10 @@ class Execution:
                 elif not self.keep_instance:
                     instance.close()
 
-    def _report(
-        self,
-        ctx: WasiContext,
-        instance: GuestInstance | None,
-        fuel: int,
-        failure: GuestFailure | None,
-        exit_code: int,
-    ) -> ResourceReport:
-        limits = self.plan.limits
-        left = instance.fuel_left() if instance is not None else None
-        consumed = fuel - left if left is not None else None
-        outcome = (
-            "ok" if failure is None and exit_code == 0 else ("exit" if failure is None else "trap")
-        )
-        return ResourceReport(
-            execution_time=timedelta(seconds=time.monotonic() - ctx.start),
-            peak_memory_bytes=instance.memory_bytes() if instance is not None else 0,
-            fuel_consumed=consumed,
-            file_operations=ctx.file_calls,
-            network_requests=ctx.socket_calls,
-            bytes_transferred=0,
-            syscalls=ctx.syscalls,
-            stdout_bytes=ctx.stdout.total,
-            stderr_bytes=ctx.stderr.total,
-            memory_limit_bytes=limits.memory_bytes,
-            fuel_limit=limits.max_fuel,
-            timeout=limits.execution_timeout,
-            memory_limit_hit=instance is not None and instance.memory_denial() is not None,
-            outcome=outcome,
-        )
-
     def _error(
         self,
         ctx: WasiContext,
-        instance: GuestInstance | None,
+        measured: Measurement,
         failure: GuestFailure | None,
         fuel: int,
         command: bool,
@@ -220,7 +248,7 @@ class Execution:
             return err
         if failure is None and exit_code == 0:
             return None
-        denial = instance.memory_denial() if instance is not None else None
+        denial = measured.denied
         if failure is not None and failure.trap_code == "out_of_fuel":
             limit = limits.max_fuel if limits.max_fuel is not None else fuel
             return e.FuelExhausted(limit, limit)
@@ -238,13 +266,29 @@ def _catch_sigint(ctx: WasiContext) -> Any:
     """On the main thread with Python's default Ctrl-C handling, route SIGINT to the guest's
     context (it stops within a tick, then KeyboardInterrupt is raised); returns the handler to
     restore, or None. A KeyboardInterrupt raised inside a wasmtime callback could not unwind."""
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not _MAIN_THREAD:
         return None
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.default_int_handler:
+    previous = _signal.getsignal(_SIGINT)
+    if previous is not _DEFAULT_INT_HANDLER:
         return None
-    signal.signal(signal.SIGINT, lambda signum, frame: ctx.interrupt())
+    global _sigint_target  # noqa: PLW0603 - one running execution per main thread
+    _sigint_target = ctx
+    _signal.signal(_SIGINT, _route_sigint)
     return previous
+
+
+def _route_sigint(signum: int, frame: object) -> None:
+    target = _sigint_target
+    if target is not None:
+        target.interrupt()
+
+
+# The C module behind ``signal``: its functions skip signal.signal's enum conversions.
+_signal: Any = importlib.import_module("_signal")
+_MAIN_THREAD = threading.main_thread()
+_SIGINT = int(signal.SIGINT)
+_DEFAULT_INT_HANDLER = signal.default_int_handler
+_sigint_target: WasiContext | None = None
 
 
 def _memory_error(denial: tuple[int, int, int], limits: ResourceLimits) -> e.MemoryLimitExceeded:
@@ -253,10 +297,6 @@ def _memory_error(denial: tuple[int, int, int], limits: ResourceLimits) -> e.Mem
         return e.MemoryLimitExceeded(delta * WASM_PAGE, limits.memory_growth_limit, kind="growth")
     limit = limits.memory_bytes if limits.memory_bytes is not None else pages * WASM_PAGE
     return e.MemoryLimitExceeded(pages * WASM_PAGE, limit)
-
-
-def _with_outcome(report: ResourceReport, outcome: str) -> ResourceReport:
-    return dataclasses.replace(report, outcome=outcome)
 
 
 def execution_result(outcome: Outcome) -> ExecutionResult:

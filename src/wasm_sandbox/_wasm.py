@@ -79,6 +79,8 @@ class ModuleInfo:
     exports: tuple[tuple[str, str], ...]
     memories: tuple[MemoryInfo, ...]
     has_start: bool
+    #: exported function name -> (parameter types, result types), e.g. (("i32",), ("i64",))
+    functions: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
 
 
 def initial_memory_bytes(info: ModuleInfo) -> int:
@@ -225,10 +227,17 @@ def _refuse_type(r: _Reader, byte: int, offset: int) -> NoReturn:
     r.fail(f"invalid value type 0x{byte:02x}", offset)
 
 
-def _valtype(r: _Reader) -> None:
+_VALTYPE_NAMES: Final = {
+    0x7F: "i32", 0x7E: "i64", 0x7D: "f32", 0x7C: "f64", 0x7B: "v128",
+    0x70: "funcref", 0x6F: "externref", 0x69: "exnref",
+}  # fmt: skip
+
+
+def _valtype(r: _Reader) -> str:
     b = r.byte()
     if b not in _VALTYPES:
         _refuse_type(r, b, r.pos - 1)
+    return _VALTYPE_NAMES[b]
 
 
 def _reftype(r: _Reader) -> None:
@@ -584,6 +593,9 @@ class _State:
     memory_offsets: list[int] = field(default_factory=list)  # where each memory's type starts
     start: int | None = None
     imported_funcs: int = 0
+    signatures: list[tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=list)
+    func_types: list[int] = field(default_factory=list)  # type index of each function
+    export_funcs: list[tuple[str, int]] = field(default_factory=list)
     imported_globals: int = 0
     types: int = 0
     funcs: int = 0
@@ -651,9 +663,9 @@ def _parse_types(st: _State, r: _Reader) -> None:
             if form in (0x4E, 0x50, 0x4F, 0x5F, 0x5E):
                 _unsupported(f"type form 0x{form:02x} (GC proposal)", start)
             r.fail(f"invalid type form 0x{form:02x}", start)
-        for _ in range(2):  # parameters, then results
-            for _ in range(r.uleb()):
-                _valtype(r)
+        params = tuple(_valtype(r) for _ in range(r.uleb()))
+        results = tuple(_valtype(r) for _ in range(r.uleb()))
+        st.signatures.append((params, results))
 
 
 def _add_memory(st: _State, r: _Reader, imported: bool) -> None:
@@ -669,7 +681,7 @@ def _parse_imports(st: _State, r: _Reader) -> None:
         start = r.pos
         kind = r.byte()
         if kind == 0:
-            r.uleb()
+            st.func_types.append(r.uleb())
             st.imported_funcs += 1
         elif kind == 1:
             _tabletype(r)
@@ -694,7 +706,7 @@ def _tag(r: _Reader) -> None:
 def _parse_functions(st: _State, r: _Reader) -> None:
     st.funcs = r.uleb()
     for _ in range(st.funcs):
-        r.uleb()
+        st.func_types.append(r.uleb())
 
 
 def _parse_tables(st: _State, r: _Reader) -> None:
@@ -727,7 +739,9 @@ def _parse_exports(st: _State, r: _Reader) -> None:
         kind = r.byte()
         if kind >= len(_KIND_NAMES):
             r.fail(f"invalid export kind 0x{kind:02x}", start)
-        r.uleb()
+        index = r.uleb()
+        if kind == 0:
+            st.export_funcs.append((name, index))
         st.exports.append((name, _KIND_NAMES[kind]))
 
 
@@ -789,7 +803,7 @@ _PARSERS: Final[dict[int, _Parser]] = {
     12: _parse_data_count,
     11: _parse_data,
 }
-_INFO_SECTIONS: Final = frozenset({2, 5, 7, 8})
+_INFO_SECTIONS: Final = frozenset({1, 2, 3, 5, 7, 8})
 _ALL_SECTIONS: Final = frozenset(_PARSERS)
 
 
@@ -812,7 +826,18 @@ def parse_module_info(data: bytes | bytearray | memoryview) -> ModuleInfo:
         exports=tuple(st.exports),
         memories=tuple(st.memories),
         has_start=st.start is not None,
+        functions=_export_signatures(st),
     )
+
+
+def _export_signatures(st: _State) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    """Signatures of the exported functions; indices are checked here, the rest by wasmtime."""
+    signatures = {}
+    for name, index in st.export_funcs:
+        if index >= len(st.func_types) or st.func_types[index] >= len(st.signatures):
+            raise WasmFormatError(f"malformed module: export {name!r} names no function")
+        signatures[name] = st.signatures[st.func_types[index]]
+    return signatures
 
 
 # ---------------------------------------------------------------------------
