@@ -379,3 +379,50 @@ def test_raising_progress_callback_does_not_break_the_build() -> None:
     sb = ws.WasmSandbox.builder().source(wat).progress(progress).cache_dir(None).build()
     assert sb.call("f7") == 7
     assert calls and calls[-1] == "compiled"
+
+
+def test_bug_in_host_layer_is_host_error_and_sandbox_survives(
+    monkeypatch: pytest.MonkeyPatch, c_guest
+) -> None:
+    """An unexpected exception inside a syscall becomes HostError (cause chained), never a
+    crash or a raw exception through wasmtime. A host bug cannot be provoked by a real guest,
+    so one is injected here."""
+    from wasm_sandbox._wasi._context import WasiContext
+
+    sb = sandbox(c_guest("probe"))
+
+    def broken(self: WasiContext, fd: int) -> int:
+        raise RuntimeError("injected host bug")
+
+    monkeypatch.setattr(WasiContext, "require_fd", broken)
+    with pytest.raises(ws.HostError, match="injected host bug") as info:
+        sb.run(["hello"])
+    assert isinstance(info.value.__cause__, RuntimeError)
+    monkeypatch.undo()
+    assert sb.run(["hello"]).stdout == b"hello from wasm\n"
+
+
+def test_verbose_resource_logging_logs_each_report(caplog: pytest.LogCaptureFixture) -> None:
+    """verbose_resource_logging logs every execution, with the report as a structured field."""
+    sb = sandbox(CALC, verbose_resource_logging=True)
+    with caplog.at_level("INFO", logger="wasm_sandbox"):
+        sb.call("add", 1, 2)
+        with pytest.raises(ws.FuelExhausted):
+            sandbox(CALC, verbose_resource_logging=True, max_fuel=1000).call("spin")
+    records = [r for r in caplog.records if r.name == "wasm_sandbox"]
+    assert [r.getMessage().split(":")[0] for r in records] == [
+        "execution finished",
+        "execution failed",
+    ]
+    assert records[0].report["outcome"] == "ok"  # type: ignore[attr-defined]
+    assert records[1].report["outcome"] == "FuelExhausted"  # type: ignore[attr-defined]
+
+
+def test_debug_mode_compiles_with_debug_info_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """debug_mode builds on a debug-info engine and logs the build at DEBUG level."""
+    with caplog.at_level("DEBUG", logger="wasm_sandbox"):
+        sb = sandbox(CALC, debug_mode=True)
+    assert sb.call("add", 2, 3) == 5
+    assert any(r.getMessage() == "sandbox built" for r in caplog.records)
+    with pytest.raises(ws.UnreachableExecuted):
+        sandbox(b'(module (func (export "u") unreachable))', debug_mode=True).call("u")

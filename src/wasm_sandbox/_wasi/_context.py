@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from ._errno import Errno, WasiError
+from ._errno import Errno, WasiError, errno_from_oserror
 
 __all__ = ["OutputBuffer", "Stdin", "StopReason", "WasiContext"]
 
@@ -100,6 +100,8 @@ class Stdin:
                     return os.read(self._fd, size)
                 except BlockingIOError:
                     continue
+                except OSError as exc:
+                    raise WasiError(errno_from_oserror(exc)) from None
             ctx.check_stop()
 
 
