@@ -16,6 +16,7 @@ import wasmtime
 
 import wasm_sandbox as ws
 from tests.conftest import sandbox
+from wasm_sandbox._wasi._context import WasiContext
 
 CALC = b"""(module
   (memory (export "memory") 1)
@@ -387,8 +388,6 @@ def test_bug_in_host_layer_is_host_error_and_sandbox_survives(
     """An unexpected exception inside a syscall becomes HostError (cause chained), never a
     crash or a raw exception through wasmtime. A host bug cannot be provoked by a real guest,
     so one is injected here."""
-    from wasm_sandbox._wasi._context import WasiContext
-
     sb = sandbox(c_guest("probe"))
 
     def broken(self: WasiContext, fd: int) -> int:

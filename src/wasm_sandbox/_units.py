@@ -56,35 +56,31 @@ def _split(text: str, what: str, units: dict[str, float] | dict[str, int]) -> Fr
     return Fraction(match.group(1)) * Fraction(units[unit])
 
 
+def _parse_whole(value: int | str, what: str, units: dict[str, int]) -> int:
+    """A non-negative whole quantity from an int or a string with a unit."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"a {what} must be an int or a string, got {type(value).__name__}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"a {what} must be >= 0, got {value}")
+        return value
+    result = _split(value, what, units)
+    if result.denominator != 1:
+        raise ValueError(f"invalid {what} {value!r}: not a whole number")
+    return int(result)
+
+
 def parse_size(value: int | str) -> int:
     """Bytes from an int or a string such as ``"64MiB"``, ``"64MB"``, ``"1.5G"`` or ``"4096"``.
 
     Decimal units (k, M, G) are powers of 1000; binary ones (KiB, MiB, GiB) of 1024.
     """
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise TypeError(f"a size must be an int or a string, got {type(value).__name__}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"a size must be >= 0, got {value}")
-        return value
-    result = _split(value, "size", _SIZE_UNITS)
-    if result.denominator != 1:
-        raise ValueError(f"invalid size {value!r}: not a whole number of bytes")
-    return int(result)
+    return _parse_whole(value, "size", _SIZE_UNITS)
 
 
 def parse_count(value: int | str) -> int:
     """A count from an int or a string such as ``"10M"`` (10,000,000) or ``"1.5k"``."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise TypeError(f"a count must be an int or a string, got {type(value).__name__}")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"a count must be >= 0, got {value}")
-        return value
-    result = _split(value, "count", _COUNT_UNITS)
-    if result.denominator != 1:
-        raise ValueError(f"invalid count {value!r}: not a whole number")
-    return int(result)
+    return _parse_whole(value, "count", _COUNT_UNITS)
 
 
 def parse_duration(value: timedelta | float | int | str) -> timedelta:
