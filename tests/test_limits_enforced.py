@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from datetime import timedelta
 
 import pytest
@@ -238,3 +239,24 @@ def test_output_under_cap_is_whole(c_guest) -> None:
     result = sandbox(c_guest("probe")).run(["print", "50000"])
     assert result.stdout == b"x" * 50_000
     assert not result.stdout_truncated and not result.stderr_truncated
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_timeout_still_enforced_in_a_forked_child() -> None:
+    """A child forked after the sandbox ran still gets its epoch ticker (timeouts fire)."""
+    sb = sandbox(SPIN_WAT, max_fuel=None, timeout_duration=0.2)
+    with pytest.raises(ws.ExecutionTimeout):
+        sb.call("spin")
+    with warnings.catch_warnings():  # 3.12+ warns about fork() with threads running
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # child: exit 0 only if the timeout fires
+        try:
+            sb.call("spin")
+        except ws.ExecutionTimeout:
+            os._exit(0)
+        except BaseException:
+            os._exit(2)
+        os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

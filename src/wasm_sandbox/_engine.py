@@ -104,6 +104,13 @@ class _Ticker:
             elif self._sleeping:
                 self._cond.notify()
 
+    def reset_after_fork(self) -> None:
+        """In a forked child the ticker thread is gone: start afresh on the next enter()."""
+        self._cond = threading.Condition()
+        self._thread = None
+        self._active = 0
+        self._sleeping = False
+
     def leave(self) -> None:
         with self._cond:
             self._active -= 1
@@ -320,6 +327,14 @@ def _store_artifact(path: Path, module: wasmtime.Module) -> None:
 
 _ENGINES: dict[tuple[OptimizationLevel, bool, bool], EngineHandle] = {}
 _ENGINES_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    for handle in _ENGINES.values():
+        handle.ticker.reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_engine(opt_level: OptimizationLevel, debug: bool, metered: bool = True) -> EngineHandle:
