@@ -260,3 +260,17 @@ def test_timeout_still_enforced_in_a_forked_child() -> None:
         os._exit(1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_kept_instance_forgets_a_memory_refusal_between_calls() -> None:
+    """A refusal in one call does not colour the next call's outcome or report."""
+    wat = GROW_WAT.replace(
+        b'(func (export "size")', b'(func (export "trap") unreachable)\n  (func (export "size")'
+    )
+    kept = sandbox(wat, memory_limit=2 * MiB, keep_instance=True)
+    first = kept.call_with_detailed_monitoring("grow", 100)
+    assert first.value == -1 and first.resource_report.memory_limit_hit
+    with pytest.raises(ws.UnreachableExecuted) as info:
+        kept.call("trap")
+    assert not info.value.report.memory_limit_hit
+    assert not kept.call_with_detailed_monitoring("size").resource_report.memory_limit_hit

@@ -489,6 +489,12 @@ class GuestInstance:
             _capi.global_get(self.context, delta) if delta is not None else 0,
         )
 
+    def reset_denial(self) -> None:
+        """Forget a recorded memory.grow refusal (a kept instance starts each call clean)."""
+        kind_global = self._denied_kind
+        if kind_global is not None and _capi.global_get(self.context, kind_global) != 0:
+            _capi.global_set(self.context, kind_global, False, 0)
+
     def close(self) -> None:
         """Release the store now rather than at garbage collection."""
         self._callers.clear()

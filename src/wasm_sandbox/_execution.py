@@ -187,7 +187,9 @@ class Execution:
         try:
             instance, fresh = self._instance(ctx)
             instance.set_fuel(fuel)
-            if fresh:
+            if not fresh:
+                instance.reset_denial()
+            else:
                 for setup in (START_EXPORT, None if command else INITIALIZE_EXPORT):
                     if setup is not None and setup in self.plan.compiled.functions:
                         instance.invoke(setup, (), fuel=None)
