@@ -425,3 +425,14 @@ def test_debug_mode_compiles_with_debug_info_and_logs(caplog: pytest.LogCaptureF
     assert any(r.getMessage() == "sandbox built" for r in caplog.records)
     with pytest.raises(ws.UnreachableExecuted):
         sandbox(b'(module (func (export "u") unreachable))', debug_mode=True).call("u")
+
+
+def test_kept_instance_whose_start_failed_is_not_kept() -> None:
+    """If the start function fails, the half-built instance is dropped and retried next call."""
+    wat = b"""(module (global $runs (mut i32) (i32.const 0))
+      (func $init (if (i32.eqz (global.get $runs)) (then (loop br 0)))) (start $init)
+      (func (export "get") (result i32) global.get $runs))"""
+    kept = sandbox(wat, keep_instance=True, max_fuel=10_000)
+    for _ in range(2):  # start spins each time: every call pays it again, none is kept
+        with pytest.raises(ws.FuelExhausted):
+            kept.call("get")

@@ -184,15 +184,11 @@ class Execution:
         value: Any = None
         exit_code = 0
         failure: GuestFailure | None = None
+        prepared = False
         try:
             instance, fresh = self._instance(ctx)
-            instance.set_fuel(fuel)
-            if not fresh:
-                instance.reset_denial()
-            else:
-                for setup in (START_EXPORT, None if command else INITIALIZE_EXPORT):
-                    if setup is not None and setup in self.plan.compiled.functions:
-                        instance.invoke(setup, (), fuel=None)
+            self._prepare(instance, fresh, fuel, command)
+            prepared = True
             value = instance.invoke(export, args, fuel=None)
         except GuestFailure as exc:
             failure = exc
@@ -202,27 +198,48 @@ class Execution:
                 failure = None if command else failure
             measured = Measurement(ctx, instance, fuel)
             error = self._error(ctx, measured, failure, fuel, command, exit_code)
-            kind = "ok" if exit_code == 0 else "exit"
-            outcome = Outcome(value, exit_code, ctx, limits, measured, kind)
+            outcome = Outcome(
+                value, exit_code, ctx, limits, measured, "ok" if exit_code == 0 else "exit"
+            )
             if error is not None:
-                outcome.outcome = type(error).__name__
-                error.report = outcome.report
-                error.stdout = bytes(ctx.stdout.data)
-                error.stderr = bytes(ctx.stderr.data)
-                if self.plan.verbose:
-                    log.info(
-                        "execution failed: %s", error, extra={"report": error.report.to_dict()}
-                    )
+                self._attach(error, outcome)
                 raise error
             if self.plan.verbose:
                 log.info("execution finished", extra={"report": outcome.report.to_dict()})
             return outcome
         finally:
             if instance is not None:
-                if self.keep_instance and self._kept is None and fresh:
-                    self._kept = instance
-                elif not self.keep_instance:
-                    instance.close()
+                self._release(instance, fresh, prepared)
+
+    def _prepare(self, instance: GuestInstance, fresh: bool, fuel: int, command: bool) -> None:
+        """Fresh budget; on a new instance run its start function (and a reactor's
+        ``_initialize`` when calling a function), under the same limits."""
+        instance.set_fuel(fuel)
+        if not fresh:
+            instance.reset_denial()
+            return
+        for setup in (START_EXPORT, None if command else INITIALIZE_EXPORT):
+            if setup is not None and setup in self.plan.compiled.functions:
+                instance.invoke(setup, (), fuel=None)
+
+    def _attach(self, error: e.ExecutionError, outcome: Outcome) -> None:
+        """Give an error its report and the output written before it."""
+        outcome.outcome = type(error).__name__
+        error.report = outcome.report
+        error.stdout = bytes(outcome.ctx.stdout.data)
+        error.stderr = bytes(outcome.ctx.stderr.data)
+        if self.plan.verbose:
+            log.info("execution failed: %s", error, extra={"report": error.report.to_dict()})
+
+    def _release(self, instance: GuestInstance, fresh: bool, prepared: bool) -> None:
+        """Close an isolated instance; keep a new one whose start function completed."""
+        if not self.keep_instance:
+            instance.close()
+        elif fresh:
+            if prepared:
+                self._kept = instance
+            else:
+                instance.close()  # its start function failed: the next call starts afresh
 
     def _error(
         self,
