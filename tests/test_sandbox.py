@@ -436,3 +436,20 @@ def test_kept_instance_whose_start_failed_is_not_kept() -> None:
     for _ in range(2):  # start spins each time: every call pays it again, none is kept
         with pytest.raises(ws.FuelExhausted):
             kept.call("get")
+
+
+def test_report_names_the_profile() -> None:
+    """The report says which profile the limits came from, or None for hand-set limits."""
+    light = (
+        ws.WasmSandbox.builder()
+        .source(CALC)
+        .resource_profile(ws.ResourceProfile.LIGHTWEIGHT)
+        .build()
+    )
+    assert light.call_with_detailed_monitoring("add", 1, 1).resource_report.profile == "lightweight"
+    assert (
+        sandbox(CALC).call_with_detailed_monitoring("add", 1, 1).resource_report.profile
+        == "standard"
+    )
+    custom = sandbox(CALC, memory_limit=1 << 20)
+    assert custom.call_with_detailed_monitoring("add", 1, 1).resource_report.profile is None

@@ -49,6 +49,7 @@ class ExecutionPlan:
     limits: ResourceLimits
     max_output_bytes: int
     verbose: bool
+    profile: str | None = None
 
 
 class Measurement:
@@ -70,21 +71,21 @@ class Outcome:
     The ``ResourceReport`` is built on first access: plain ``call()`` never pays for it.
     """
 
-    __slots__ = ("_report", "ctx", "exit_code", "limits", "measurement", "outcome", "value")
+    __slots__ = ("_report", "ctx", "exit_code", "measurement", "outcome", "plan", "value")
 
     def __init__(
         self,
         value: Any,
         exit_code: int,
         ctx: WasiContext,
-        limits: ResourceLimits,
+        plan: ExecutionPlan,
         measurement: Measurement,
         outcome: str,
     ) -> None:
         self.value = value
         self.exit_code = exit_code
         self.ctx = ctx
-        self.limits = limits
+        self.plan = plan
         self.measurement = measurement
         self.outcome = outcome
         self._report: ResourceReport | None = None
@@ -98,7 +99,7 @@ class Outcome:
 
 
 def _build_report(outcome: Outcome) -> ResourceReport:
-    ctx, limits, measured = outcome.ctx, outcome.limits, outcome.measurement
+    ctx, limits, measured = outcome.ctx, outcome.plan.limits, outcome.measurement
     return ResourceReport(
         execution_time=timedelta(seconds=measured.elapsed),
         peak_memory_bytes=measured.peak_memory,
@@ -114,6 +115,7 @@ def _build_report(outcome: Outcome) -> ResourceReport:
         timeout=limits.execution_timeout,
         memory_limit_hit=measured.denied is not None,
         outcome=outcome.outcome,
+        profile=outcome.plan.profile,
     )
 
 
@@ -198,9 +200,8 @@ class Execution:
                 failure = None if command else failure
             measured = Measurement(ctx, instance, fuel)
             error = self._error(ctx, measured, failure, fuel, command, exit_code)
-            outcome = Outcome(
-                value, exit_code, ctx, limits, measured, "ok" if exit_code == 0 else "exit"
-            )
+            kind = "ok" if exit_code == 0 else "exit"
+            outcome = Outcome(value, exit_code, ctx, self.plan, measured, kind)
             if error is not None:
                 self._attach(error, outcome)
                 raise error

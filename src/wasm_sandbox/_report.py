@@ -47,6 +47,8 @@ class ResourceReport:
     """True if a ``memory.grow`` was refused by a limit, even if the guest recovered."""
     outcome: str
     """``ok``, ``exit``, or the name of the error that ended it (``FuelExhausted`` ...)."""
+    profile: str | None = None
+    """The resource profile the limits came from (``standard`` ...), None if set by hand."""
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready values (durations in seconds)."""
@@ -70,6 +72,7 @@ class ResourceReport:
         fuel = "not metered" if self.fuel_consumed is None else str(self.fuel_consumed)
         rows = [
             ("outcome", self.outcome),
+            ("profile", self.profile or "custom limits"),
             ("execution time", f"{self.execution_time.total_seconds() * 1000:.3f} ms"),
             (
                 "peak memory",

@@ -83,7 +83,12 @@ class WasmSandbox:
         if limits.memory_bytes is not None and limits.memory_bytes < WASM_PAGE:
             raise e.ConfigurationError("memory_bytes must be at least one page (65536)")
         plan = ExecutionPlan(
-            handle, compiled, limits, config.max_output_bytes, config.verbose_resource_logging
+            handle,
+            compiled,
+            limits,
+            config.max_output_bytes,
+            config.verbose_resource_logging,
+            config.profile_name,
         )
         self._execution = Execution(plan, keep_instance=config.keep_instance)
         self._compiled = compiled
