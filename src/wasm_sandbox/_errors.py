@@ -117,7 +117,10 @@ class FunctionNotFound(SandboxError):
     """The module exports no function with that name (``available`` lists the ones it has)."""
 
     def __init__(self, name: str, available: tuple[str, ...] = ()) -> None:
-        hint = f"; exported functions: {', '.join(available)}" if available else ""
+        shown = ", ".join(available[:20]) + (
+            f" and {len(available) - 20} more" if len(available) > 20 else ""
+        )
+        hint = f"; exported functions: {shown}" if available else ""
         super().__init__(f"Function not found: {name!r}{hint}")
         self.name = name
         self.available = available

@@ -11,7 +11,7 @@ import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar
 
 from . import _errors as e
@@ -25,7 +25,6 @@ from ._builder import (
 )
 from ._engine import default_cache_dir, get_engine
 from ._execution import Execution, ExecutionPlan, Outcome, execution_result
-from ._limits import WASM_PAGE
 from ._report import ExecutionResult, MonitoredResult, ProfiledResult
 from ._sources import load_source
 from ._wasi._context import WasiContext
@@ -80,8 +79,6 @@ class WasmSandbox:
             raise e.MemoryLimitExceeded(
                 compiled.initial_memory_bytes, limits.memory_bytes, "initial"
             )
-        if limits.memory_bytes is not None and limits.memory_bytes < WASM_PAGE:
-            raise e.ConfigurationError("memory_bytes must be at least one page (65536)")
         plan = ExecutionPlan(
             handle,
             compiled,
@@ -92,6 +89,13 @@ class WasmSandbox:
         )
         self._execution = Execution(plan, keep_instance=config.keep_instance)
         self._compiled = compiled
+        self._exports = MappingProxyType(
+            {
+                name: sig
+                for name, sig in compiled.functions.items()
+                if not name.startswith("__wsbx_")
+            }
+        )
         self._argv0 = Path(self.source_name).name.encode()
         self._args = [self._argv0, *encode_args(config.args)]
         self._env = [f"{k}={v}".encode() for k, v in config.env]
@@ -105,13 +109,9 @@ class WasmSandbox:
     # --- introspection ------------------------------------------------------------------
 
     @property
-    def exports(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
-        """Exported functions: name -> (parameter types, result types)."""
-        return {
-            name: sig
-            for name, sig in self._compiled.functions.items()
-            if not name.startswith("__wsbx_")
-        }
+    def exports(self) -> Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Exported functions (read-only): name -> (parameter types, result types)."""
+        return self._exports
 
     @property
     def from_cache(self) -> bool:
@@ -276,8 +276,8 @@ class AsyncWasmSandbox:
         return SandboxBuilder()
 
     @property
-    def exports(self) -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
-        """Exported functions: name -> (parameter types, result types)."""
+    def exports(self) -> Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Exported functions (read-only): name -> (parameter types, result types)."""
         return self.sync.exports
 
     async def _in_thread(self, ctx: WasiContext, work: Callable[[], T]) -> T:
