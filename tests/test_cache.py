@@ -5,6 +5,8 @@ entries, and a cache that cannot be written never breaks a build."""
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import json
 import os
 import re
@@ -12,13 +14,16 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import wasmtime
 
 import wasm_sandbox as ws
+from wasm_sandbox._engine import get_engine
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -27,6 +32,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 BUILD_SCRIPT = """
 import json, sys
 import wasm_sandbox as ws
+from wasm_sandbox._engine import get_engine
 
 source, cache = sys.argv[1], sys.argv[2]
 for level in sys.argv[3:]:
@@ -278,3 +284,18 @@ def test_unwritable_cache_in_process(probe: Path, tmp_path: Path) -> None:
     sandbox = ws.WasmSandbox.builder().source(wat).cache_dir(blocker / "cache").build()
     assert sandbox.call("answer") == 4242
     assert sandbox.from_cache is False
+
+
+def test_in_memory_module_cache_is_bounded() -> None:
+    """Building many different guests keeps only the modules in use plus a few recent ones."""
+    digests = []
+    for i in range(40):
+        wat = (
+            f'(module (func (export "f{i}_{time.time_ns()}") (result i32) i32.const {i}))'.encode()
+        )
+        ws.WasmSandbox.builder().source(wat).cache_dir(None).build()
+        digests.append(hashlib.sha256(wasmtime.wat2wasm(wat)).hexdigest())
+    gc.collect()
+    handle = get_engine(ws.OptimizationLevel.SPEED, False, True)
+    alive = [d for d in digests if d in handle._modules]
+    assert len(alive) <= 16

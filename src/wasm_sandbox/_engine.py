@@ -6,6 +6,7 @@ Only this module and ``_wasi/_bind.py`` import wasmtime.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import hashlib
 import logging
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,7 @@ TICK_SECONDS = 0.005  # epoch granularity: the wall-clock limit is checked this 
 UNLIMITED_FUEL = 2**63 - 1
 WASMTIME_VERSION = getattr(wasmtime, "__version__", "49")
 _TABLE_ELEMENTS_CAP = 1_000_000
+_RECENT_MODULES = 16
 _INSTANCES_CAP = 16
 
 
@@ -130,7 +133,7 @@ class _Ticker:
             increment()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class CompiledModule:
     """A validated, instrumented, compiled module ready to instantiate."""
 
@@ -165,7 +168,12 @@ class EngineHandle:
         self.linker = wasmtime.Linker(self.engine)
         self._functypes = define_wasi(self.linker)
         self.ticker = _Ticker(self.engine)
-        self._modules: dict[str, CompiledModule] = {}
+        # Compiled modules stay in memory while a sandbox uses them, plus the most recent few,
+        # so a service that builds many different guests does not grow without bound.
+        self._modules: weakref.WeakValueDictionary[str, CompiledModule] = (
+            weakref.WeakValueDictionary()
+        )
+        self._recent: collections.deque[CompiledModule] = collections.deque(maxlen=_RECENT_MODULES)
         self._lock = threading.Lock()
 
     def load(
@@ -195,6 +203,7 @@ class EngineHandle:
         compiled = self._finish(module, info, digest, from_cache)
         with self._lock:
             self._modules[digest] = compiled
+            self._recent.append(compiled)
         return compiled
 
     def _deserialize(self, path: Path) -> wasmtime.Module | None:
