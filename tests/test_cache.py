@@ -32,7 +32,6 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 BUILD_SCRIPT = """
 import json, sys
 import wasm_sandbox as ws
-from wasm_sandbox._engine import get_engine
 
 source, cache = sys.argv[1], sys.argv[2]
 for level in sys.argv[3:]:
