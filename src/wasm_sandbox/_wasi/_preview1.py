@@ -143,6 +143,7 @@ def random_get(ctx: WasiContext, mem: GuestMemory, buf: int, buf_len: int) -> in
     mem.check(buf, buf_len)
     done = 0
     while done < buf_len:
+        ctx.check_stop()  # gigabytes of randomness take seconds: honour the deadline
         chunk = os.urandom(min(buf_len - done, 1 << 20))
         mem.write(buf + done, chunk)
         done += len(chunk)
