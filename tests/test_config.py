@@ -305,7 +305,7 @@ PUBLIC = {
     "ExecutionError", "ExecutionResult", "ExecutionTimeout", "FuelExhausted", "FunctionNotFound",
     "GuestExit", "GuestTrap", "HostError", "IndirectCallError", "IntegerDivisionByZero",
     "IntegerOverflow", "InvalidArguments", "InvalidConversionToInteger", "InvalidModule",
-    "MemoryAccessOutOfBounds", "MemoryLimitExceeded", "MonitoredResult", "OptimizationLevel",
+    "MemoryAccessOutOfBounds", "MemoryLimitExceeded", "MonitoredResult", "Mount", "OptimizationLevel",
     "ProfileBuilder", "ProfiledResult", "ResourceLimitExceeded", "ResourceLimits",
     "ResourceProfile", "ResourceReport", "SandboxBuilder", "SandboxConfig", "SandboxError",
     "StackOverflow", "TableAccessOutOfBounds", "UnreachableExecuted", "UnsupportedSource",

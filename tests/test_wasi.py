@@ -10,7 +10,7 @@ import pytest
 
 import wasm_sandbox as ws
 from tests.conftest import sandbox
-from wasm_sandbox._wasi._preview1 import SYSCALLS
+from wasm_sandbox._wasi._registry import SYSCALLS
 
 PREVIEW1 = [
     "args_get",

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import wasm_sandbox as ws
 from tests.conftest import sandbox
 from wasm_sandbox._wasi._errno import Errno
-from wasm_sandbox._wasi._preview1 import SYSCALLS
+from wasm_sandbox._wasi._registry import SYSCALLS
 
 _TYPES = {"i": "i32", "I": "i64"}
 _ERRNOS = {int(e) for e in Errno}

@@ -34,6 +34,7 @@ from ._limits import OptimizationLevel as OptimizationLevel
 from ._limits import ProfileBuilder as ProfileBuilder
 from ._limits import ResourceLimits as ResourceLimits
 from ._limits import ResourceProfile as ResourceProfile
+from ._mounts import Mount as Mount
 from ._report import ExecutionResult as ExecutionResult
 from ._report import MonitoredResult as MonitoredResult
 from ._report import ProfiledResult as ProfiledResult
@@ -68,6 +69,7 @@ __all__ = [
     "MemoryAccessOutOfBounds",
     "MemoryLimitExceeded",
     "MonitoredResult",
+    "Mount",
     "OptimizationLevel",
     "ProfileBuilder",
     "ProfiledResult",

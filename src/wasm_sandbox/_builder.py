@@ -5,6 +5,7 @@ sugar that produces one. ``WasmSandbox(config)`` works without the builder.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ._errors import ConfigurationError
 from ._limits import OptimizationLevel, ResourceLimits, ResourceProfile
+from ._mounts import DEFAULT_MEMORY_FS_BYTES, Mount, check_mounts
 from ._sources import Source
 
 if TYPE_CHECKING:
@@ -52,6 +54,8 @@ class SandboxConfig:
     """Count fuel. None (default): only when ``max_fuel`` is set, since wasmtime's fuel
     instrumentation slows call-heavy guests about 1.9x; True: always, so every report has
     ``fuel_consumed``; False with a ``max_fuel`` is refused."""
+    mounts: tuple[Mount, ...] = ()
+    """Directories the guest can see (none by default: no file system at all)."""
     keep_instance: bool = False
     """Keep one instance across calls (globals and memory persist); default: fresh per call."""
     max_output_bytes: int = DEFAULT_MAX_OUTPUT
@@ -73,6 +77,7 @@ class SandboxConfig:
                 f"got {type(self.optimization_level).__name__}"
             )
         _check_strings("args", self.args)
+        object.__setattr__(self, "mounts", check_mounts(self.mounts))
         env_pairs(self.env)
         if isinstance(self.max_output_bytes, bool) or not isinstance(self.max_output_bytes, int):
             raise TypeError("max_output_bytes must be an int")
@@ -236,6 +241,25 @@ class SandboxBuilder:
     def stdin(self, stdin: StdinSource) -> SandboxBuilder:
         """Standard input for ``run()``: bytes, text (UTF-8) or a binary stream."""
         return self._set("stdin", stdin)
+
+    def mount_directory(
+        self, host_path: str | os.PathLike[str], guest_path: str, read_only: bool = True
+    ) -> SandboxBuilder:
+        """Let the guest see the host directory ``host_path`` at ``guest_path``, read-only
+        unless ``read_only=False``. Nothing outside it is reachable through it."""
+        return self.mount(Mount.directory(host_path, guest_path, read_only=read_only))
+
+    def memory_fs(
+        self, guest_path: str = "/tmp", max_bytes: int = DEFAULT_MEMORY_FS_BYTES
+    ) -> SandboxBuilder:
+        """An empty, writable scratch directory at ``guest_path`` held in memory (a private
+        tmpfs directory, never the disk), at most ``max_bytes``, fresh for each instance."""
+        return self.mount(Mount.memory(guest_path, max_bytes))
+
+    def mount(self, mount: Mount) -> SandboxBuilder:
+        """Add a ``Mount`` (see ``mount_directory`` and ``memory_fs``)."""
+        mounts = (*self._options.get("mounts", ()), mount)
+        return self._set("mounts", check_mounts(mounts))
 
     def keep_instance(self, enabled: bool = True) -> SandboxBuilder:
         """Keep one instance across calls instead of a fresh one per call."""

@@ -35,7 +35,7 @@ from ._wasi._bind import (
     define_wasi,
     install_epoch_callback,
 )
-from ._wasi._preview1 import SYSCALLS
+from ._wasi._registry import SYSCALLS
 
 __all__ = [
     "TICK_SECONDS",
@@ -505,9 +505,10 @@ class GuestInstance:
             _capi.global_set(self.context, kind_global, False, 0)
 
     def close(self) -> None:
-        """Release the store now rather than at garbage collection."""
+        """Release the store and the guest's host descriptors now."""
         self._callers.clear()
         self.binding.memory_address = None
+        self.binding.fds.close()
         self.store.close()
 
 

@@ -16,9 +16,11 @@ from typing import Any, BinaryIO
 from . import _errors as e
 from ._engine import UNLIMITED_FUEL, CompiledModule, EngineHandle, GuestFailure, GuestInstance
 from ._limits import WASM_PAGE, ResourceLimits
+from ._mounts import Mount
 from ._report import ExecutionResult, ResourceReport
 from ._wasi._bind import HostBinding
 from ._wasi._context import OutputBuffer, Stdin, StopReason, WasiContext
+from ._wasi._fs import FdTable
 
 __all__ = ["Execution", "ExecutionPlan", "Outcome"]
 
@@ -50,6 +52,7 @@ class ExecutionPlan:
     max_output_bytes: int
     verbose: bool
     profile: str | None = None
+    mounts: tuple[Mount, ...] = ()
 
 
 class Measurement:
@@ -164,16 +167,23 @@ class Execution:
 
     def _instance(self, ctx: WasiContext) -> tuple[GuestInstance, bool]:
         if self._kept is not None:
-            self._kept.binding.wasi = ctx
+            binding = self._kept.binding
+            binding.wasi = ctx
+            ctx.fds = binding.fds
             return self._kept, False
         limits = self.plan.limits
-        instance = GuestInstance(
-            self.plan.handle,
-            self.plan.compiled,
-            HostBinding(ctx),
-            limits.memory_bytes,
-            limits.memory_growth_limit,
-        )
+        fds = FdTable(self.plan.mounts)
+        try:
+            instance = GuestInstance(
+                self.plan.handle,
+                self.plan.compiled,
+                HostBinding(ctx, fds),
+                limits.memory_bytes,
+                limits.memory_growth_limit,
+            )
+        except BaseException:
+            fds.close()
+            raise
         return instance, True
 
     def _execute(

@@ -86,6 +86,7 @@ class WasmSandbox:
             config.max_output_bytes,
             config.verbose_resource_logging,
             config.profile_name,
+            config.mounts,
         )
         self._execution = Execution(plan, keep_instance=config.keep_instance)
         self._compiled = compiled

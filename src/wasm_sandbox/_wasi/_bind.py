@@ -18,10 +18,12 @@ from typing import Any
 import wasmtime
 from wasmtime import _ffi
 
+from . import _files, _preview1  # noqa: F401 - importing them registers their syscalls
 from ._abi import GuestMemory
 from ._context import GuestStop, StopReason, WasiContext
 from ._errno import WasiError
-from ._preview1 import SYSCALLS, Syscall
+from ._fs import FdTable
+from ._registry import SYSCALLS, Syscall
 
 __all__ = ["HostBinding", "bind", "current", "define_wasi", "install_epoch_callback"]
 
@@ -73,10 +75,12 @@ _NO_MEMORY = GuestMemory(0, 0)
 class HostBinding:
     """What the host functions need from the running execution."""
 
-    __slots__ = ("memory_address", "on_tick", "wasi")
+    __slots__ = ("fds", "memory_address", "on_tick", "wasi")
 
-    def __init__(self, wasi: WasiContext) -> None:
+    def __init__(self, wasi: WasiContext, fds: FdTable) -> None:
         self.wasi = wasi
+        self.fds = fds
+        wasi.fds = fds
         self.memory_address: int | None = None  # address of the wasmtime_memory_t struct
         self.on_tick: Callable[[], None] | None = None  # called on every epoch tick
 

@@ -13,10 +13,22 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from ._errno import Errno, WasiError, errno_from_oserror
+from ._fs import FdEntry, FdTable, Resolved, count_entries
 
-__all__ = ["OutputBuffer", "Stdin", "StopReason", "WasiContext"]
+__all__ = ["OutputBuffer", "SecurityEvent", "Stdin", "StopReason", "WasiContext"]
 
+MAX_SECURITY_EVENTS = 1000  # per execution; more are counted in the report, not kept
 WAIT_SLICE = 0.02  # blocking host waits wake at least this often to honour deadline and cancel
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEvent:
+    """A guest's attempt that the sandbox refused: ``kind`` (``path_escape``,
+    ``read_only``), the guest ``path`` and a human-readable ``detail``."""
+
+    kind: str
+    path: str
+    detail: str
 
 
 class StopReason:
@@ -124,7 +136,13 @@ class WasiContext:
     syscalls: int = 0
     file_calls: int = 0  # path_* calls (file-system operations attempted)
     socket_calls: int = 0  # sock_* calls
-    open_fds: set[int] = field(default_factory=lambda: {0, 1, 2})
+    fds: FdTable = field(init=False)  # the instance's descriptors, set when it is bound
+    fds_limit: int | None = None  # max_open_files
+    directory_entries_limit: int | None = None  # max_directory_entries
+    bytes_read: int = 0  # from files
+    bytes_written: int = 0  # to files
+    security_events: list[SecurityEvent] = field(default_factory=list)
+    limits_hit: dict[str, tuple[int, int]] = field(default_factory=dict)  # name: (tried, cap)
 
     def stop(self, reason: str, exc: BaseException | None = None) -> GuestStop:
         """Record why the guest stops (the first reason wins) and return the unwind signal."""
@@ -167,8 +185,26 @@ class WasiContext:
         self.interrupted = True
         self.cancelled = True
 
-    def require_fd(self, fd: int) -> int:
-        """``fd`` if it is open, else EBADF."""
-        if fd not in self.open_fds:
-            raise WasiError(Errno.EBADF)
-        return fd
+    def require_fd(self, fd: int) -> FdEntry:
+        """The entry of ``fd`` if it is open, else EBADF."""
+        return self.fds.get(fd)
+
+    def limit_hit(self, name: str, attempted: int, cap: int, errno: Errno) -> WasiError:
+        """Record that the I/O limit ``name`` refused an operation; returns the errno."""
+        self.limits_hit.setdefault(name, (attempted, cap))
+        return WasiError(errno)
+
+    def check_directory_room(self, target: Resolved) -> None:
+        """ENOSPC when creating ``target`` would exceed max_directory_entries."""
+        cap = self.directory_entries_limit
+        if cap is None:
+            return
+        count = count_entries(target.dir_fd)
+        if count >= cap:
+            raise self.limit_hit("max_directory_entries", count + 1, cap, Errno.ENOSPC)
+
+    def refuse(self, kind: str, path: str, detail: str, errno: Errno) -> WasiError:
+        """Record a refused access as a security event; returns the errno to raise."""
+        if len(self.security_events) < MAX_SECURITY_EVENTS:
+            self.security_events.append(SecurityEvent(kind=kind, path=path, detail=detail))
+        return WasiError(errno)

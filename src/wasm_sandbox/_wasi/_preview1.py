@@ -12,39 +12,13 @@ import os
 import select
 import struct
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from ._abi import GuestMemory
 from ._context import StopReason, WasiContext
 from ._errno import Errno, WasiError
+from ._registry import SYSCALLS, Syscall, syscall
 
 __all__ = ["SYSCALLS", "Syscall"]
-
-SyscallImpl = Callable[..., int]
-
-
-@dataclass(frozen=True, slots=True)
-class Syscall:
-    """One preview1 function: its implementation and its wasm signature."""
-
-    name: str
-    impl: SyscallImpl
-    params: str  # one letter per parameter: "i" i32, "I" i64
-    results: str  # "i" (an errno) or "" (proc_exit)
-
-
-SYSCALLS: dict[str, Syscall] = {}
-
-
-def syscall(params: str, results: str = "i") -> Callable[[SyscallImpl], SyscallImpl]:
-    """Register the decorated function as the preview1 call of the same name."""
-
-    def register(impl: SyscallImpl) -> SyscallImpl:
-        SYSCALLS[impl.__name__] = Syscall(impl.__name__, impl, params, results)
-        return impl
-
-    return register
 
 
 _SUCCESS = Errno.SUCCESS
@@ -171,329 +145,6 @@ def proc_raise(ctx: WasiContext, mem: GuestMemory, sig: int) -> int:
     return Errno.ENOSYS
 
 
-# --- file descriptors: standard streams only -------------------------------------------------
-
-
-@syscall("iiii")
-def fd_write(
-    ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, nwritten: int
-) -> int:
-    """Write to a file descriptor."""
-    if fd in {1, 2}:
-        ctx.require_fd(fd)
-        data = mem.gather(iovs, iovs_len)
-        (ctx.stdout if fd == 1 else ctx.stderr).write(data)
-        mem.set_u32(nwritten, len(data))
-        return _SUCCESS
-    ctx.require_fd(fd)
-    return Errno.EBADF
-
-
-@syscall("iiii")
-def fd_read(
-    ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, nread: int
-) -> int:
-    """Read from a file descriptor."""
-    ctx.require_fd(fd)
-    if fd != 0:
-        return Errno.EBADF
-    wanted = mem.capacity(iovs, iovs_len)
-    data = ctx.stdin.read(wanted, ctx) if wanted else b""
-    mem.set_u32(nread, mem.scatter(iovs, iovs_len, data))
-    return _SUCCESS
-
-
-@syscall("iiiIi")
-def fd_pread(
-    ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int, nread: int
-) -> int:
-    """Read from a file descriptor, without using and updating its offset."""
-    ctx.require_fd(fd)
-    return Errno.ESPIPE
-
-
-@syscall("iiiIi")
-def fd_pwrite(
-    ctx: WasiContext,
-    mem: GuestMemory,
-    fd: int,
-    iovs: int,
-    iovs_len: int,
-    offset: int,
-    nwritten: int,
-) -> int:
-    """Write to a file descriptor, without using and updating its offset."""
-    ctx.require_fd(fd)
-    return Errno.ESPIPE
-
-
-@syscall("iIii")
-def fd_seek(
-    ctx: WasiContext, mem: GuestMemory, fd: int, offset: int, whence: int, newoffset: int
-) -> int:
-    """Move the offset of a file descriptor."""
-    ctx.require_fd(fd)
-    return Errno.ESPIPE
-
-
-@syscall("ii")
-def fd_tell(ctx: WasiContext, mem: GuestMemory, fd: int, offset: int) -> int:
-    """Return the current offset of a file descriptor."""
-    ctx.require_fd(fd)
-    return Errno.ESPIPE
-
-
-@syscall("i")
-def fd_close(ctx: WasiContext, mem: GuestMemory, fd: int) -> int:
-    """Close a file descriptor."""
-    ctx.require_fd(fd)
-    ctx.open_fds.discard(fd)
-    return _SUCCESS
-
-
-@syscall("ii")
-def fd_renumber(ctx: WasiContext, mem: GuestMemory, fd: int, to: int) -> int:
-    """Atomically replace a file descriptor by renumbering another file descriptor."""
-    ctx.require_fd(fd)
-    ctx.require_fd(to)
-    return Errno.ENOTSUP if fd != to else _SUCCESS
-
-
-@syscall("ii")
-def fd_fdstat_get(ctx: WasiContext, mem: GuestMemory, fd: int, buf: int) -> int:
-    """Get the attributes of a file descriptor."""
-    ctx.require_fd(fd)
-    rights = _RIGHTS_POLL_FD_READWRITE | (_RIGHTS_FD_READ if fd == 0 else _RIGHTS_FD_WRITE)
-    mem.write(buf, _FDSTAT.pack(_FILETYPE_CHARACTER_DEVICE, 0, rights, 0))
-    return _SUCCESS
-
-
-@syscall("ii")
-def fd_fdstat_set_flags(ctx: WasiContext, mem: GuestMemory, fd: int, flags: int) -> int:
-    """Adjust the flags associated with a file descriptor."""
-    ctx.require_fd(fd)
-    return _SUCCESS if flags == 0 else Errno.ENOTSUP
-
-
-@syscall("iII")
-def fd_fdstat_set_rights(
-    ctx: WasiContext, mem: GuestMemory, fd: int, base: int, inheriting: int
-) -> int:
-    """Adjust the rights associated with a file descriptor (rights can only shrink)."""
-    ctx.require_fd(fd)
-    return Errno.ENOTCAPABLE
-
-
-@syscall("ii")
-def fd_filestat_get(ctx: WasiContext, mem: GuestMemory, fd: int, buf: int) -> int:
-    """Return the attributes of an open file."""
-    ctx.require_fd(fd)
-    mem.write(buf, _FILESTAT.pack(0, fd, _FILETYPE_CHARACTER_DEVICE, 1, 0, 0, 0, 0))
-    return _SUCCESS
-
-
-@syscall("iI")
-def fd_filestat_set_size(ctx: WasiContext, mem: GuestMemory, fd: int, size: int) -> int:
-    """Adjust the size of an open file."""
-    ctx.require_fd(fd)
-    return Errno.EINVAL
-
-
-@syscall("iIIi")
-def fd_filestat_set_times(
-    ctx: WasiContext, mem: GuestMemory, fd: int, atim: int, mtim: int, flags: int
-) -> int:
-    """Adjust the timestamps of an open file or directory."""
-    ctx.require_fd(fd)
-    return Errno.ENOTSUP
-
-
-@syscall("iIIi")
-def fd_advise(
-    ctx: WasiContext, mem: GuestMemory, fd: int, offset: int, length: int, advice: int
-) -> int:
-    """Provide file advisory information on a file descriptor."""
-    ctx.require_fd(fd)
-    return Errno.ESPIPE
-
-
-@syscall("iII")
-def fd_allocate(ctx: WasiContext, mem: GuestMemory, fd: int, offset: int, length: int) -> int:
-    """Force the allocation of space in a file."""
-    ctx.require_fd(fd)
-    return Errno.ENOTSUP
-
-
-@syscall("i")
-def fd_datasync(ctx: WasiContext, mem: GuestMemory, fd: int) -> int:
-    """Synchronize the data of a file to disk."""
-    ctx.require_fd(fd)
-    return Errno.EINVAL
-
-
-@syscall("i")
-def fd_sync(ctx: WasiContext, mem: GuestMemory, fd: int) -> int:
-    """Synchronize the data and metadata of a file to disk."""
-    ctx.require_fd(fd)
-    return Errno.EINVAL
-
-
-@syscall("ii")
-def fd_prestat_get(ctx: WasiContext, mem: GuestMemory, fd: int, buf: int) -> int:
-    """Return a description of the given preopened file descriptor (none exist: EBADF)."""
-    return Errno.EBADF
-
-
-@syscall("iii")
-def fd_prestat_dir_name(
-    ctx: WasiContext, mem: GuestMemory, fd: int, path: int, path_len: int
-) -> int:
-    """Return a description of the given preopened file descriptor (none exist: EBADF)."""
-    return Errno.EBADF
-
-
-@syscall("iiiIi")
-def fd_readdir(
-    ctx: WasiContext, mem: GuestMemory, fd: int, buf: int, buf_len: int, cookie: int, bufused: int
-) -> int:
-    """Read directory entries from a directory."""
-    ctx.require_fd(fd)
-    return Errno.ENOTDIR
-
-
-# --- paths: no directory is open yet, so each names a missing or non-directory fd ------------
-
-
-def _no_directory(ctx: WasiContext, fd: int) -> int:
-    ctx.file_calls += 1
-    ctx.require_fd(fd)
-    return Errno.ENOTDIR
-
-
-@syscall("iii")
-def path_create_directory(
-    ctx: WasiContext, mem: GuestMemory, fd: int, path: int, path_len: int
-) -> int:
-    """Create a directory."""
-    return _no_directory(ctx, fd)
-
-
-@syscall("iiiii")
-def path_filestat_get(
-    ctx: WasiContext, mem: GuestMemory, fd: int, flags: int, path: int, path_len: int, buf: int
-) -> int:
-    """Return the attributes of a file or directory."""
-    return _no_directory(ctx, fd)
-
-
-@syscall("iiiiIIi")
-def path_filestat_set_times(
-    ctx: WasiContext,
-    mem: GuestMemory,
-    fd: int,
-    flags: int,
-    path: int,
-    path_len: int,
-    atim: int,
-    mtim: int,
-    fst_flags: int,
-) -> int:
-    """Adjust the timestamps of a file or directory."""
-    return _no_directory(ctx, fd)
-
-
-@syscall("iiiiiii")
-def path_link(
-    ctx: WasiContext,
-    mem: GuestMemory,
-    old_fd: int,
-    old_flags: int,
-    old_path: int,
-    old_len: int,
-    new_fd: int,
-    new_path: int,
-    new_len: int,
-) -> int:
-    """Create a hard link."""
-    return _no_directory(ctx, old_fd)
-
-
-@syscall("iiiiiIIii")
-def path_open(
-    ctx: WasiContext,
-    mem: GuestMemory,
-    fd: int,
-    dirflags: int,
-    path: int,
-    path_len: int,
-    oflags: int,
-    rights_base: int,
-    rights_inheriting: int,
-    fdflags: int,
-    opened_fd: int,
-) -> int:
-    """Open a file or directory."""
-    return _no_directory(ctx, fd)
-
-
-@syscall("iiiiii")
-def path_readlink(
-    ctx: WasiContext,
-    mem: GuestMemory,
-    fd: int,
-    path: int,
-    path_len: int,
-    buf: int,
-    buf_len: int,
-    bufused: int,
-) -> int:
-    """Read the contents of a symbolic link."""
-    return _no_directory(ctx, fd)
-
-
-@syscall("iii")
-def path_remove_directory(
-    ctx: WasiContext, mem: GuestMemory, fd: int, path: int, path_len: int
-) -> int:
-    """Remove a directory."""
-    return _no_directory(ctx, fd)
-
-
-@syscall("iiiiii")
-def path_rename(
-    ctx: WasiContext,
-    mem: GuestMemory,
-    fd: int,
-    old_path: int,
-    old_len: int,
-    new_fd: int,
-    new_path: int,
-    new_len: int,
-) -> int:
-    """Rename a file or directory."""
-    return _no_directory(ctx, fd)
-
-
-@syscall("iiiii")
-def path_symlink(
-    ctx: WasiContext,
-    mem: GuestMemory,
-    old_path: int,
-    old_len: int,
-    fd: int,
-    new_path: int,
-    new_len: int,
-) -> int:
-    """Create a symbolic link."""
-    return _no_directory(ctx, fd)
-
-
-@syscall("iii")
-def path_unlink_file(ctx: WasiContext, mem: GuestMemory, fd: int, path: int, path_len: int) -> int:
-    """Unlink a file."""
-    return _no_directory(ctx, fd)
-
-
 # --- sockets: no socket descriptors exist ---------------------------------------------------
 
 
@@ -596,12 +247,19 @@ def _poll_once(ctx: WasiContext, subs: list[tuple[int, ...]], *, fire_clocks: bo
         if tag == _EVENTTYPE_CLOCK:
             if fire_clocks:
                 events.append(_EVENT.pack(userdata, 0, tag, 0, 0))
-        elif fd not in ctx.open_fds or (tag == _EVENTTYPE_FD_READ) != (fd == 0):
+            continue
+        entry = ctx.fds.entries.get(fd)
+        reading = tag == _EVENTTYPE_FD_READ
+        if (
+            entry is None
+            or (reading and not entry.readable)
+            or (not reading and not entry.writable)
+        ):
             events.append(_EVENT.pack(userdata, Errno.EBADF, tag, 0, 0))
-        elif tag == _EVENTTYPE_FD_WRITE or ctx.stdin.ready():
-            events.append(
-                _EVENT.pack(userdata, 0, tag, ctx.stdin.available() if tag == 1 else 0, 0)
-            )
+        elif entry.kind != "stdin":  # files, directories and output streams never block
+            events.append(_EVENT.pack(userdata, 0, tag, 0, 0))
+        elif ctx.stdin.ready():
+            events.append(_EVENT.pack(userdata, 0, tag, ctx.stdin.available(), 0))
     return events
 
 

@@ -1,0 +1,136 @@
+"""What the guest may see of a file system: host directories mounted at guest paths, and
+in-memory scratch directories. Plain validated configuration; ``_wasi/_fs`` runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._errors import ConfigurationError
+
+__all__ = ["Mount", "check_mounts"]
+
+DEFAULT_MEMORY_FS_BYTES = 64 * 1024 * 1024
+_MAX_MEMORY_FS_BYTES = 1 << 40
+_MAX_GUEST_PATH = 4096
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Mount:
+    """One directory the guest can see at ``guest_path``.
+
+    Either a host directory (``host_path``) or, when ``host_path`` is None, an in-memory
+    scratch directory that starts empty for each instance and holds at most ``max_bytes``.
+    Build them with ``Mount.directory(...)`` and ``Mount.memory(...)``.
+    """
+
+    guest_path: str
+    """Absolute guest path, e.g. ``/data``."""
+    host_path: Path | None = None
+    """The host directory, or None for an in-memory directory."""
+    read_only: bool = True
+    """Refuse every write (host directories only; memory directories are writable)."""
+    max_bytes: int | None = None
+    """Byte cap of an in-memory directory (default 64 MiB); must be None for host ones."""
+
+    @staticmethod
+    def directory(
+        host_path: str | os.PathLike[str], guest_path: str, *, read_only: bool = True
+    ) -> Mount:
+        """Mount the host directory ``host_path`` at ``guest_path`` (read-only by default)."""
+        return Mount(guest_path=guest_path, host_path=Path(host_path), read_only=read_only)
+
+    @staticmethod
+    def memory(guest_path: str = "/tmp", max_bytes: int = DEFAULT_MEMORY_FS_BYTES) -> Mount:
+        """An empty in-memory directory at ``guest_path`` holding at most ``max_bytes``."""
+        return Mount(guest_path=guest_path, read_only=False, max_bytes=max_bytes)
+
+    @property
+    def in_memory(self) -> bool:
+        """True for an in-memory scratch directory."""
+        return self.host_path is None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "guest_path", _check_guest_path(self.guest_path))
+        if self.host_path is not None:
+            object.__setattr__(self, "host_path", _check_host_path(self.host_path))
+            if self.max_bytes is not None:
+                raise ConfigurationError("max_bytes applies to in-memory mounts only")
+        else:
+            if self.read_only:
+                raise ConfigurationError(
+                    "an in-memory mount is a scratch area: it cannot be read-only"
+                )
+            size = DEFAULT_MEMORY_FS_BYTES if self.max_bytes is None else self.max_bytes
+            if isinstance(size, bool) or not isinstance(size, int):
+                raise TypeError(f"max_bytes must be an int, got {type(size).__name__}")
+            if not 0 < size <= _MAX_MEMORY_FS_BYTES:
+                raise ConfigurationError(f"max_bytes must be between 1 and 1 TiB, got {size}")
+            object.__setattr__(self, "max_bytes", size)
+
+
+Mount.__module__ = "wasm_sandbox"
+
+
+def _check_guest_path(path: object) -> str:
+    if not isinstance(path, str):
+        raise TypeError(f"guest_path must be a str, got {type(path).__name__}")
+    if "\0" in path:
+        raise ConfigurationError(f"guest_path must not contain NUL characters, got {path!r}")
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(f"guest_path must be valid UTF-8, got {path!r}") from None
+    if not path.startswith("/"):
+        raise ConfigurationError(f"guest_path must be absolute (start with '/'), got {path!r}")
+    if len(path) > _MAX_GUEST_PATH:
+        raise ConfigurationError(f"guest_path is longer than {_MAX_GUEST_PATH} characters")
+    parts = [p for p in path.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise ConfigurationError(f"guest_path must not contain '.' or '..', got {path!r}")
+    return posixpath.normpath("/" + "/".join(parts)) if parts else "/"
+
+
+def _check_host_path(path: object) -> Path:
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"host_path must be a path, got {type(path).__name__}")
+    text = os.fspath(path)
+    if "\0" in str(text):
+        raise ConfigurationError(f"host_path must not contain NUL characters, got {text!r}")
+    resolved = Path(text).resolve()
+    try:
+        mode = resolved.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigurationError(f"host_path does not exist: {text}") from None
+    except OSError as exc:
+        raise ConfigurationError(f"host_path cannot be used: {text}: {exc.strerror}") from None
+    if not stat.S_ISDIR(mode):
+        raise ConfigurationError(f"host_path is not a directory: {text}")
+    return resolved
+
+
+def check_mounts(mounts: Iterable[Mount]) -> tuple[Mount, ...]:
+    """The mounts as a tuple, refusing duplicates and mounts nested in one another."""
+    result = tuple(mounts)
+    for mount in result:
+        if not isinstance(mount, Mount):
+            raise TypeError(f"mounts must be Mount values, got {type(mount).__name__}")
+    for index, first in enumerate(result):
+        for second in result[index + 1 :]:
+            if _nested(first.guest_path, second.guest_path):
+                raise ConfigurationError(
+                    f"mount {second.guest_path!r} overlaps mount {first.guest_path!r}: "
+                    "guest paths must not be equal or nested"
+                )
+    return result
+
+
+def _nested(a: str, b: str) -> bool:
+    if a in (b, "/") or b == "/":
+        return True
+    return b.startswith(a.rstrip("/") + "/") or a.startswith(b.rstrip("/") + "/")

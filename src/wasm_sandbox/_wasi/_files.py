@@ -1,0 +1,802 @@
+"""The preview1 descriptor (``fd_*``) and path (``path_*``) calls over the instance's mounts.
+
+Standard streams are served from the execution's buffers; files and directories from host
+descriptors opened through the confined resolution of ``_fs``. Every call that touches the
+file system counts as a file operation; every refusal of an escape or of a write to a
+read-only mount is recorded as a security event.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import struct
+import time
+from collections.abc import Callable
+from functools import wraps
+
+from ._abi import GuestMemory
+from ._context import WasiContext
+from ._errno import Errno, WasiError, errno_from_oserror
+from ._fs import Escape, FdEntry, Resolved, decode_path, resolve
+from ._registry import syscall
+
+__all__: list[str] = []
+
+_SUCCESS = Errno.SUCCESS
+# filetype
+_UNKNOWN, _BLOCK, _CHAR, _DIRECTORY, _REGULAR, _SOCK_STREAM, _SYMLINK = 0, 1, 2, 3, 4, 6, 7
+# rights
+_FD_READ, _FD_WRITE, _FD_READDIR = 1 << 1, 1 << 6, 1 << 14
+_FD_ALLOCATE, _FD_FILESTAT_SET_SIZE = 1 << 8, 1 << 22
+_ALL_RIGHTS = (1 << 30) - 1
+_WRITE_RIGHTS = _FD_WRITE | _FD_ALLOCATE | _FD_FILESTAT_SET_SIZE | 1  # | FD_DATASYNC
+_READ_RIGHTS = _FD_READ | _FD_READDIR
+# flags
+_LOOKUP_SYMLINK_FOLLOW = 1
+_O_CREAT, _O_DIRECTORY, _O_EXCL, _O_TRUNC = 1, 2, 4, 8
+_FDFLAG_APPEND, _FDFLAG_DSYNC, _FDFLAG_NONBLOCK, _FDFLAG_RSYNC, _FDFLAG_SYNC = 1, 2, 4, 8, 16
+_ATIM, _ATIM_NOW, _MTIM, _MTIM_NOW = 1, 2, 4, 8
+_WHENCE = {0: os.SEEK_SET, 1: os.SEEK_CUR, 2: os.SEEK_END}
+
+_FDSTAT = struct.Struct("<BxHxxxxQQ")
+_FILESTAT = struct.Struct("<QQBxxxxxxxQQQQQ")
+_DIRENT = struct.Struct("<QQIBxxx")
+_PRESTAT = struct.Struct("<BxxxI")
+
+
+def _file_call(impl: Callable[..., int]) -> Callable[..., int]:
+    """Count the call as a file operation and turn host OSErrors into errnos."""
+
+    @wraps(impl)
+    def call(ctx: WasiContext, mem: GuestMemory, *args: int) -> int:
+        ctx.file_calls += 1
+        try:
+            return impl(ctx, mem, *args)
+        except Escape as exc:
+            raise ctx.refuse(
+                "path_escape", _describe(ctx, args), exc.reason, Errno.ENOTCAPABLE
+            ) from None
+        except OSError as exc:
+            raise WasiError(errno_from_oserror(exc)) from None
+
+    return call
+
+
+def _describe(ctx: WasiContext, args: tuple[int, ...]) -> str:
+    entry = ctx.fds.entries.get(args[0]) if args else None
+    return entry.guest_path if entry is not None else "?"
+
+
+def _path(mem: GuestMemory, ptr: int, length: int) -> str:
+    return decode_path(mem.read(ptr, length))
+
+
+def _dir(ctx: WasiContext, fd: int) -> FdEntry:
+    entry = ctx.require_fd(fd)
+    if entry.kind != "dir":
+        raise WasiError(Errno.ENOTDIR)
+    return entry
+
+
+def _writable(ctx: WasiContext, target: Resolved, what: str) -> None:
+    if target.mount.read_only:
+        path = target.mount.guest_name(target.rel)
+        raise ctx.refuse("read_only", path, f"{what} on a read-only mount", Errno.EROFS)
+
+
+def _host_fd(entry: FdEntry) -> int:
+    if entry.fd is not None:
+        return entry.fd
+    if entry.mount is not None:  # a preopened directory: its mount's root
+        return entry.mount.root_fd
+    raise WasiError(Errno.EBADF)
+
+
+def _filetype(mode: int) -> int:
+    if stat.S_ISREG(mode):
+        return _REGULAR
+    if stat.S_ISDIR(mode):
+        return _DIRECTORY
+    if stat.S_ISLNK(mode):
+        return _SYMLINK
+    if stat.S_ISCHR(mode):
+        return _CHAR
+    if stat.S_ISBLK(mode):
+        return _BLOCK
+    if stat.S_ISSOCK(mode):
+        return _SOCK_STREAM
+    return _UNKNOWN
+
+
+def _filestat(st: os.stat_result) -> bytes:
+    return _FILESTAT.pack(
+        st.st_dev, st.st_ino, _filetype(st.st_mode), st.st_nlink, st.st_size,
+        st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns,
+    )  # fmt: skip
+
+
+# --- reading and writing ----------------------------------------------------------------------
+
+
+@syscall("iiii")
+def fd_write(
+    ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, nwritten: int
+) -> int:
+    """Write to a file descriptor."""
+    entry = ctx.require_fd(fd)
+    kind = entry.kind
+    if kind in {"stdout", "stderr"}:
+        data = mem.gather(iovs, iovs_len)
+        (ctx.stdout if kind == "stdout" else ctx.stderr).write(data)
+        mem.set_u32(nwritten, len(data))
+        return _SUCCESS
+    return _write_file(ctx, mem, entry, iovs, iovs_len, nwritten, None)
+
+
+@syscall("iiiIi")
+def fd_pwrite(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    iovs: int,
+    iovs_len: int,
+    offset: int,
+    nwritten: int,
+) -> int:
+    """Write to a file descriptor, without using and updating its offset."""
+    entry = ctx.require_fd(fd)
+    if entry.kind != "file":
+        return Errno.ESPIPE if entry.kind != "dir" else Errno.EISDIR
+    if offset < 0:
+        return Errno.EINVAL
+    return _write_file(ctx, mem, entry, iovs, iovs_len, nwritten, offset)
+
+
+@_file_call
+def _write_file(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    entry: FdEntry,
+    iovs: int,
+    iovs_len: int,
+    nwritten: int,
+    offset: int | None,
+) -> int:
+    if entry.kind == "dir":
+        return Errno.EISDIR
+    if entry.kind == "stdin" or not entry.writable or entry.fd is None:
+        return Errno.EBADF
+    data = mem.gather(iovs, iovs_len)
+    data = _fit_memory_cap(entry, data, offset)
+    written = os.write(entry.fd, data) if offset is None else os.pwrite(entry.fd, data, offset)
+    ctx.bytes_written += written
+    mem.set_u32(nwritten, written)
+    return _SUCCESS
+
+
+def _fit_memory_cap(entry: FdEntry, data: bytes, offset: int | None) -> bytes:
+    """On an in-memory mount, cut a write to what its byte cap still allows (ENOSPC if none)."""
+    mount = entry.mount
+    if mount is None or mount.cap is None or entry.fd is None:
+        return data
+    size = os.fstat(entry.fd).st_size
+    start = (
+        size
+        if offset is None and entry.append
+        else (os.lseek(entry.fd, 0, os.SEEK_CUR) if offset is None else offset)
+    )
+    growth = max(0, start + len(data) - size)
+    room = mount.cap - mount.used
+    if growth > room:
+        allowed = max(0, size + room - start)
+        if allowed == 0:
+            raise WasiError(Errno.ENOSPC)
+        data = data[:allowed]
+        growth = room
+    mount.used += growth
+    return data
+
+
+@syscall("iiii")
+def fd_read(
+    ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, nread: int
+) -> int:
+    """Read from a file descriptor."""
+    entry = ctx.require_fd(fd)
+    if entry.kind == "stdin":
+        wanted = mem.capacity(iovs, iovs_len)
+        data = ctx.stdin.read(wanted, ctx) if wanted else b""
+        mem.set_u32(nread, mem.scatter(iovs, iovs_len, data))
+        return _SUCCESS
+    return _read_file(ctx, mem, entry, iovs, iovs_len, nread, None)
+
+
+@syscall("iiiIi")
+def fd_pread(
+    ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int, nread: int
+) -> int:
+    """Read from a file descriptor, without using and updating its offset."""
+    entry = ctx.require_fd(fd)
+    if entry.kind != "file":
+        return Errno.ESPIPE if entry.kind != "dir" else Errno.EISDIR
+    if offset < 0:
+        return Errno.EINVAL
+    return _read_file(ctx, mem, entry, iovs, iovs_len, nread, offset)
+
+
+@_file_call
+def _read_file(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    entry: FdEntry,
+    iovs: int,
+    iovs_len: int,
+    nread: int,
+    offset: int | None,
+) -> int:
+    if entry.kind == "dir":
+        return Errno.EISDIR
+    if not entry.readable or entry.fd is None:
+        return Errno.EBADF
+    wanted = mem.capacity(iovs, iovs_len)
+    data = os.read(entry.fd, wanted) if offset is None else os.pread(entry.fd, wanted, offset)
+    ctx.bytes_read += len(data)
+    mem.set_u32(nread, mem.scatter(iovs, iovs_len, data))
+    return _SUCCESS
+
+
+@syscall("iIii")
+@_file_call
+def fd_seek(
+    ctx: WasiContext, mem: GuestMemory, fd: int, offset: int, whence: int, newoffset: int
+) -> int:
+    """Move the offset of a file descriptor."""
+    entry = ctx.require_fd(fd)
+    if entry.kind == "dir":
+        return Errno.EISDIR
+    if entry.kind != "file" or entry.fd is None:
+        return Errno.ESPIPE
+    if whence not in _WHENCE:
+        return Errno.EINVAL
+    mem.set_u64(newoffset, os.lseek(entry.fd, offset, _WHENCE[whence]))
+    return _SUCCESS
+
+
+@syscall("ii")
+def fd_tell(ctx: WasiContext, mem: GuestMemory, fd: int, offset: int) -> int:
+    """Return the current offset of a file descriptor."""
+    return int(fd_seek(ctx, mem, fd, 0, 1, offset))
+
+
+# --- descriptor attributes ----------------------------------------------------------------
+
+
+@syscall("i")
+def fd_close(ctx: WasiContext, mem: GuestMemory, fd: int) -> int:
+    """Close a file descriptor."""
+    ctx.fds.close_fd(fd)
+    return _SUCCESS
+
+
+@syscall("ii")
+def fd_renumber(ctx: WasiContext, mem: GuestMemory, fd: int, to: int) -> int:
+    """Atomically replace a file descriptor by renumbering another file descriptor."""
+    entry = ctx.require_fd(fd)
+    ctx.require_fd(to)
+    if fd != to:
+        ctx.fds.close_fd(to)
+        ctx.fds.entries[to] = ctx.fds.entries.pop(fd)
+    del entry
+    return _SUCCESS
+
+
+@syscall("ii")
+def fd_fdstat_get(ctx: WasiContext, mem: GuestMemory, fd: int, buf: int) -> int:
+    """Get the attributes of a file descriptor."""
+    entry = ctx.require_fd(fd)
+    if entry.kind == "dir":
+        filetype, rights, inheriting = _DIRECTORY, _ALL_RIGHTS, _ALL_RIGHTS
+        if entry.mount is not None and entry.mount.read_only:
+            inheriting &= ~_WRITE_RIGHTS
+    else:
+        filetype = _REGULAR if entry.kind == "file" else _CHAR
+        rights = _ALL_RIGHTS & ~(_READ_RIGHTS | _WRITE_RIGHTS)
+        rights |= (_READ_RIGHTS if entry.readable else 0) | (_WRITE_RIGHTS if entry.writable else 0)
+        inheriting = 0
+    flags = _FDFLAG_APPEND if entry.append else 0
+    mem.write(buf, _FDSTAT.pack(filetype, flags, rights, inheriting))
+    return _SUCCESS
+
+
+@syscall("ii")
+@_file_call
+def fd_fdstat_set_flags(ctx: WasiContext, mem: GuestMemory, fd: int, flags: int) -> int:
+    """Adjust the flags associated with a file descriptor."""
+    entry = ctx.require_fd(fd)
+    if flags & ~(_FDFLAG_APPEND | _FDFLAG_NONBLOCK):
+        return Errno.ENOTSUP
+    if entry.kind == "file" and entry.fd is not None:
+        current = _fcntl_flags(entry.fd)
+        wanted = (current | os.O_APPEND) if flags & _FDFLAG_APPEND else (current & ~os.O_APPEND)
+        _set_fcntl_flags(entry.fd, wanted)
+        entry.append = bool(flags & _FDFLAG_APPEND)
+        return _SUCCESS
+    return _SUCCESS if flags & _FDFLAG_APPEND == 0 else Errno.ENOTSUP
+
+
+def _fcntl_flags(fd: int) -> int:
+    import fcntl  # noqa: PLC0415 - POSIX only, and only needed here
+
+    return fcntl.fcntl(fd, fcntl.F_GETFL)
+
+
+def _set_fcntl_flags(fd: int, flags: int) -> None:
+    import fcntl  # noqa: PLC0415 - POSIX only, and only needed here
+
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+
+
+@syscall("iII")
+def fd_fdstat_set_rights(
+    ctx: WasiContext, mem: GuestMemory, fd: int, base: int, inheriting: int
+) -> int:
+    """Adjust the rights associated with a file descriptor (rights can only shrink)."""
+    entry = ctx.require_fd(fd)
+    if not base & (_FD_READ | _FD_READDIR):
+        entry.readable = entry.readable and entry.kind in ("stdout", "stderr")
+    if not base & _FD_WRITE:
+        entry.writable = False
+    return _SUCCESS
+
+
+@syscall("ii")
+@_file_call
+def fd_filestat_get(ctx: WasiContext, mem: GuestMemory, fd: int, buf: int) -> int:
+    """Return the attributes of an open file."""
+    entry = ctx.require_fd(fd)
+    if entry.kind in ("stdin", "stdout", "stderr"):
+        mem.write(buf, _FILESTAT.pack(0, fd, _CHAR, 1, 0, 0, 0, 0))
+        return _SUCCESS
+    mem.write(buf, _filestat(os.fstat(_host_fd(entry))))
+    return _SUCCESS
+
+
+@syscall("iI")
+@_file_call
+def fd_filestat_set_size(ctx: WasiContext, mem: GuestMemory, fd: int, size: int) -> int:
+    """Adjust the size of an open file."""
+    entry = ctx.require_fd(fd)
+    if entry.kind != "file" or entry.fd is None:
+        return Errno.EINVAL if entry.kind != "dir" else Errno.EISDIR
+    if not entry.writable:
+        return Errno.EBADF
+    if size < 0:
+        return Errno.EINVAL
+    _account_resize(entry, size)
+    os.ftruncate(entry.fd, size)
+    return _SUCCESS
+
+
+def _account_resize(entry: FdEntry, size: int) -> None:
+    mount = entry.mount
+    if mount is None or mount.cap is None or entry.fd is None:
+        return
+    growth = size - os.fstat(entry.fd).st_size
+    if growth > mount.cap - mount.used:
+        raise WasiError(Errno.ENOSPC)
+    mount.used += growth
+
+
+@syscall("iIIi")
+@_file_call
+def fd_filestat_set_times(
+    ctx: WasiContext, mem: GuestMemory, fd: int, atim: int, mtim: int, flags: int
+) -> int:
+    """Adjust the timestamps of an open file or directory."""
+    entry = ctx.require_fd(fd)
+    if entry.kind in ("stdin", "stdout", "stderr"):
+        return Errno.EBADF
+    if entry.mount is not None and entry.mount.read_only:
+        raise ctx.refuse(
+            "read_only", entry.guest_path, "set times on a read-only mount", Errno.EROFS
+        )
+    host = _host_fd(entry)
+    os.utime(host, ns=_times(os.fstat(host), atim, mtim, flags))
+    return _SUCCESS
+
+
+def _times(st: os.stat_result, atim: int, mtim: int, flags: int) -> tuple[int, int]:
+    if (flags & _ATIM and flags & _ATIM_NOW) or (flags & _MTIM and flags & _MTIM_NOW):
+        raise WasiError(Errno.EINVAL)
+    now = time.time_ns()
+    access = atim if flags & _ATIM else now if flags & _ATIM_NOW else st.st_atime_ns
+    modify = mtim if flags & _MTIM else now if flags & _MTIM_NOW else st.st_mtime_ns
+    return access, modify
+
+
+@syscall("iIIi")
+@_file_call
+def fd_advise(
+    ctx: WasiContext, mem: GuestMemory, fd: int, offset: int, length: int, advice: int
+) -> int:
+    """Provide file advisory information on a file descriptor."""
+    entry = ctx.require_fd(fd)
+    if entry.kind != "file":
+        return Errno.ESPIPE if entry.kind != "dir" else Errno.EISDIR
+    if offset < 0 or length < 0 or advice > 5:
+        return Errno.EINVAL
+    return _SUCCESS  # advice only: nothing to enforce
+
+
+@syscall("iII")
+@_file_call
+def fd_allocate(ctx: WasiContext, mem: GuestMemory, fd: int, offset: int, length: int) -> int:
+    """Force the allocation of space in a file."""
+    entry = ctx.require_fd(fd)
+    if entry.kind != "file" or entry.fd is None:
+        return Errno.ESPIPE if entry.kind != "dir" else Errno.EISDIR
+    if not entry.writable:
+        return Errno.EBADF
+    if offset < 0 or length <= 0:
+        return Errno.EINVAL
+    end = offset + length
+    if end > os.fstat(entry.fd).st_size:
+        _account_resize(entry, end)
+        os.ftruncate(entry.fd, end)
+    return _SUCCESS
+
+
+@syscall("i")
+@_file_call
+def fd_datasync(ctx: WasiContext, mem: GuestMemory, fd: int) -> int:
+    """Synchronize the data of a file to disk."""
+    entry = ctx.require_fd(fd)
+    if entry.kind != "file" or entry.fd is None:
+        return Errno.EINVAL
+    os.fdatasync(entry.fd)
+    return _SUCCESS
+
+
+@syscall("i")
+@_file_call
+def fd_sync(ctx: WasiContext, mem: GuestMemory, fd: int) -> int:
+    """Synchronize the data and metadata of a file to disk."""
+    entry = ctx.require_fd(fd)
+    if entry.kind not in ("file", "dir"):
+        return Errno.EINVAL
+    os.fsync(_host_fd(entry))
+    return _SUCCESS
+
+
+# --- preopened directories and directory listing ------------------------------------------
+
+
+@syscall("ii")
+def fd_prestat_get(ctx: WasiContext, mem: GuestMemory, fd: int, buf: int) -> int:
+    """Return a description of the given preopened file descriptor."""
+    entry = ctx.require_fd(fd)
+    if not entry.preopen or entry.mount is None:
+        return Errno.EBADF
+    mem.write(buf, _PRESTAT.pack(0, len(entry.mount.guest_path.encode())))
+    return _SUCCESS
+
+
+@syscall("iii")
+def fd_prestat_dir_name(
+    ctx: WasiContext, mem: GuestMemory, fd: int, path: int, path_len: int
+) -> int:
+    """Return the directory name of the given preopened file descriptor."""
+    entry = ctx.require_fd(fd)
+    if not entry.preopen or entry.mount is None:
+        return Errno.EBADF
+    name = entry.mount.guest_path.encode()
+    if path_len < len(name):
+        return Errno.ENAMETOOLONG
+    mem.write(path, name)
+    return _SUCCESS
+
+
+@syscall("iiiIi")
+@_file_call
+def fd_readdir(
+    ctx: WasiContext, mem: GuestMemory, fd: int, buf: int, buf_len: int, cookie: int, bufused: int
+) -> int:
+    """Read directory entries from a directory."""
+    entry = _dir(ctx, fd)
+    mem.check(buf, buf_len)
+    if entry.listing is None or cookie == 0:
+        entry.listing = _listing(_host_fd(entry))
+    out = bytearray()
+    for index in range(max(cookie, 0), len(entry.listing)):
+        name, ino, kind = entry.listing[index]
+        encoded = name.encode("utf-8", "surrogateescape")
+        out += _DIRENT.pack(index + 1, ino, len(encoded), kind) + encoded
+        if len(out) >= buf_len:
+            break
+    data = bytes(out[:buf_len])
+    mem.write(buf, data)
+    mem.set_u32(bufused, len(data))
+    return _SUCCESS
+
+
+def _listing(dir_fd: int) -> list[tuple[str, int, int]]:
+    here = os.fstat(dir_fd)
+    entries = [(".", here.st_ino, _DIRECTORY), ("..", 0, _DIRECTORY)]
+    for name in sorted(os.listdir(dir_fd)):
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # removed since the listing
+        entries.append((name, st.st_ino, _filetype(st.st_mode)))
+    return entries
+
+
+# --- paths ----------------------------------------------------------------------------------
+
+
+@syscall("iiiiiIIii")
+@_file_call
+def path_open(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    dirflags: int,
+    path: int,
+    path_len: int,
+    oflags: int,
+    rights_base: int,
+    rights_inheriting: int,
+    fdflags: int,
+    opened_fd: int,
+) -> int:
+    """Open a file or directory."""
+    base = _dir(ctx, fd)
+    mem.check(opened_fd, 4)
+    limit = ctx.fds_limit
+    if limit is not None and ctx.fds.count_open() >= limit:
+        raise ctx.limit_hit("max_open_files", ctx.fds.count_open() + 1, limit, Errno.EMFILE)
+    readable = bool(rights_base & _READ_RIGHTS)
+    writable = bool(rights_base & _WRITE_RIGHTS) or bool(oflags & _O_TRUNC)
+    name = _path(mem, path, path_len)
+    with resolve(base, name, follow=bool(dirflags & _LOOKUP_SYMLINK_FOLLOW)) as target:
+        if writable or oflags & (_O_CREAT | _O_TRUNC):
+            _writable(ctx, target, "open for writing")
+        entry = _open(target, oflags, fdflags, readable, writable)
+    new_fd = ctx.fds.add(entry)
+    mem.set_u32(opened_fd, new_fd)
+    return _SUCCESS
+
+
+def _open(target: Resolved, oflags: int, fdflags: int, readable: bool, writable: bool) -> FdEntry:
+    flags = os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    flags |= os.O_RDWR if readable and writable else os.O_WRONLY if writable else os.O_RDONLY
+    for wasi_flag, host_flag in ((_O_CREAT, os.O_CREAT), (_O_DIRECTORY, os.O_DIRECTORY),
+                                 (_O_EXCL, os.O_EXCL), (_O_TRUNC, os.O_TRUNC)):  # fmt: skip
+        if oflags & wasi_flag:
+            flags |= host_flag
+    if fdflags & _FDFLAG_APPEND:
+        flags |= os.O_APPEND
+    if fdflags & (_FDFLAG_DSYNC | _FDFLAG_RSYNC):
+        flags |= os.O_DSYNC
+    if fdflags & _FDFLAG_SYNC:
+        flags |= os.O_SYNC
+    if target.must_be_dir:
+        flags |= os.O_DIRECTORY
+    host = os.open(target.name, flags, 0o666, dir_fd=target.dir_fd)
+    mode = os.fstat(host).st_mode
+    if stat.S_ISDIR(mode):
+        return FdEntry("dir", target.mount, host, target.rel, True, False)
+    if not stat.S_ISREG(mode):  # FIFOs, devices, sockets: never served from a mount
+        os.close(host)
+        raise WasiError(Errno.ENOTSUP)
+    os.set_blocking(host, True)
+    return FdEntry("file", target.mount, host, target.rel, readable, writable, bool(fdflags & 1))
+
+
+@syscall("iii")
+@_file_call
+def path_create_directory(
+    ctx: WasiContext, mem: GuestMemory, fd: int, path: int, path_len: int
+) -> int:
+    """Create a directory."""
+    with resolve(_dir(ctx, fd), _path(mem, path, path_len), follow=False) as target:
+        _writable(ctx, target, "create a directory")
+        ctx.check_directory_room(target)
+        os.mkdir(target.name, 0o777, dir_fd=target.dir_fd)
+    return _SUCCESS
+
+
+@syscall("iiiii")
+@_file_call
+def path_filestat_get(
+    ctx: WasiContext, mem: GuestMemory, fd: int, flags: int, path: int, path_len: int, buf: int
+) -> int:
+    """Return the attributes of a file or directory."""
+    follow = bool(flags & _LOOKUP_SYMLINK_FOLLOW)
+    with resolve(_dir(ctx, fd), _path(mem, path, path_len), follow=follow) as target:
+        st = os.stat(target.name, dir_fd=target.dir_fd, follow_symlinks=False)
+    mem.write(buf, _filestat(st))
+    return _SUCCESS
+
+
+@syscall("iiiiIIi")
+@_file_call
+def path_filestat_set_times(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    flags: int,
+    path: int,
+    path_len: int,
+    atim: int,
+    mtim: int,
+    fst_flags: int,
+) -> int:
+    """Adjust the timestamps of a file or directory."""
+    follow = bool(flags & _LOOKUP_SYMLINK_FOLLOW)
+    with resolve(_dir(ctx, fd), _path(mem, path, path_len), follow=follow) as target:
+        _writable(ctx, target, "set times")
+        st = os.stat(target.name, dir_fd=target.dir_fd, follow_symlinks=False)
+        times = _times(st, atim, mtim, fst_flags)
+        os.utime(target.name, ns=times, dir_fd=target.dir_fd, follow_symlinks=False)
+    return _SUCCESS
+
+
+@syscall("iiiiiii")
+@_file_call
+def path_link(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    old_fd: int,
+    old_flags: int,
+    old_path: int,
+    old_len: int,
+    new_fd: int,
+    new_path: int,
+    new_len: int,
+) -> int:
+    """Create a hard link."""
+    old_base, new_base = _dir(ctx, old_fd), _dir(ctx, new_fd)
+    follow = bool(old_flags & _LOOKUP_SYMLINK_FOLLOW)
+    with resolve(old_base, _path(mem, old_path, old_len), follow=follow) as source, \
+            resolve(new_base, _path(mem, new_path, new_len), follow=False) as target:  # fmt: skip
+        if source.mount is not target.mount:
+            return Errno.EXDEV
+        _writable(ctx, target, "create a hard link")
+        ctx.check_directory_room(target)
+        os.link(source.name, target.name, src_dir_fd=source.dir_fd, dst_dir_fd=target.dir_fd,
+                follow_symlinks=False)  # fmt: skip
+    return _SUCCESS
+
+
+@syscall("iiiiii")
+@_file_call
+def path_readlink(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    path: int,
+    path_len: int,
+    buf: int,
+    buf_len: int,
+    bufused: int,
+) -> int:
+    """Read the contents of a symbolic link."""
+    with resolve(_dir(ctx, fd), _path(mem, path, path_len), follow=False) as target:
+        data = os.readlink(target.name, dir_fd=target.dir_fd).encode("utf-8", "surrogateescape")
+    data = data[:buf_len]
+    mem.write(buf, data)
+    mem.set_u32(bufused, len(data))
+    return _SUCCESS
+
+
+@syscall("iii")
+@_file_call
+def path_remove_directory(
+    ctx: WasiContext, mem: GuestMemory, fd: int, path: int, path_len: int
+) -> int:
+    """Remove a directory."""
+    with resolve(_dir(ctx, fd), _path(mem, path, path_len), follow=False) as target:
+        if target.name == ".":
+            return Errno.EBUSY if not target.rel else Errno.EINVAL
+        _writable(ctx, target, "remove a directory")
+        os.rmdir(target.name, dir_fd=target.dir_fd)
+    return _SUCCESS
+
+
+@syscall("iiiiii")
+@_file_call
+def path_rename(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    fd: int,
+    old_path: int,
+    old_len: int,
+    new_fd: int,
+    new_path: int,
+    new_len: int,
+) -> int:
+    """Rename a file or directory."""
+    old_base, new_base = _dir(ctx, fd), _dir(ctx, new_fd)
+    with resolve(old_base, _path(mem, old_path, old_len), follow=False) as source, \
+            resolve(new_base, _path(mem, new_path, new_len), follow=False) as target:  # fmt: skip
+        if source.mount is not target.mount:
+            return Errno.EXDEV
+        if source.name == "." or target.name == ".":
+            return Errno.EBUSY
+        _writable(ctx, target, "rename")
+        _release_replaced(ctx, target)
+        os.rename(source.name, target.name, src_dir_fd=source.dir_fd, dst_dir_fd=target.dir_fd)
+    return _SUCCESS
+
+
+@syscall("iiiii")
+@_file_call
+def path_symlink(
+    ctx: WasiContext,
+    mem: GuestMemory,
+    old_path: int,
+    old_len: int,
+    fd: int,
+    new_path: int,
+    new_len: int,
+) -> int:
+    """Create a symbolic link."""
+    link_target = _path(mem, old_path, old_len)
+    with resolve(_dir(ctx, fd), _path(mem, new_path, new_len), follow=False) as target:
+        _writable(ctx, target, "create a symbolic link")
+        if link_target.startswith("/") or _escapes(target.rel[:-1], link_target):
+            raise Escape(f"symbolic link to {link_target!r} would point outside the mount")
+        ctx.check_directory_room(target)
+        os.symlink(link_target, target.name, dir_fd=target.dir_fd)
+    return _SUCCESS
+
+
+def _escapes(directory: tuple[str, ...], link_target: str) -> bool:
+    depth = len(directory)
+    for part in link_target.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            depth += 1
+    return False
+
+
+@syscall("iii")
+@_file_call
+def path_unlink_file(ctx: WasiContext, mem: GuestMemory, fd: int, path: int, path_len: int) -> int:
+    """Unlink a file."""
+    with resolve(_dir(ctx, fd), _path(mem, path, path_len), follow=False) as target:
+        if target.name == "." or target.must_be_dir:
+            return Errno.EISDIR
+        _writable(ctx, target, "delete a file")
+        _release_replaced(ctx, target)
+        os.unlink(target.name, dir_fd=target.dir_fd)
+    return _SUCCESS
+
+
+def _release_replaced(ctx: WasiContext, target: Resolved) -> None:
+    """On an in-memory mount, give back the bytes of a file about to be unlinked or replaced,
+    unless another link or an open descriptor keeps its data alive (then they stay counted:
+    the cap errs on the safe side)."""
+    mount = target.mount
+    if mount.cap is None:
+        return
+    try:
+        st = os.stat(target.name, dir_fd=target.dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and not _is_open(ctx, st):
+        mount.used = max(0, mount.used - st.st_size)
+
+
+def _is_open(ctx: WasiContext, st: os.stat_result) -> bool:
+    for entry in ctx.fds.entries.values():
+        if entry.kind == "file" and entry.fd is not None:
+            other = os.fstat(entry.fd)
+            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                return True
+    return False
