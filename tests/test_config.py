@@ -76,8 +76,7 @@ def test_timeout_accepts_seconds_and_timedelta() -> None:
 @pytest.mark.parametrize(
     "field",
     [
-        "max_file_size", "max_total_file_size", "max_open_files", "max_file_operations",
-        "max_directory_entries", "io_batch_size", "buffer_size", "max_connections",
+        "io_batch_size", "buffer_size", "max_connections",
         "max_requests_per_second", "max_upload_bytes", "max_download_bytes",
     ],
 )  # fmt: skip
@@ -304,8 +303,9 @@ PUBLIC = {
     "AsyncWasmSandbox", "CompilationError", "ConfigurationError", "ExecutionCancelled",
     "ExecutionError", "ExecutionResult", "ExecutionTimeout", "FuelExhausted", "FunctionNotFound",
     "GuestExit", "GuestTrap", "HostError", "IndirectCallError", "IntegerDivisionByZero",
-    "IntegerOverflow", "InvalidArguments", "InvalidConversionToInteger", "InvalidModule",
+    "IntegerOverflow", "InvalidArguments", "InvalidConversionToInteger", "InvalidModule", "IoLimitExceeded",
     "MemoryAccessOutOfBounds", "MemoryLimitExceeded", "MonitoredResult", "Mount", "OptimizationLevel",
+    "SecurityEvent",
     "ProfileBuilder", "ProfiledResult", "ResourceLimitExceeded", "ResourceLimits",
     "ResourceProfile", "ResourceReport", "SandboxBuilder", "SandboxConfig", "SandboxError",
     "StackOverflow", "TableAccessOutOfBounds", "UnreachableExecuted", "UnsupportedSource",

@@ -22,6 +22,7 @@ from ._errors import IntegerOverflow as IntegerOverflow
 from ._errors import InvalidArguments as InvalidArguments
 from ._errors import InvalidConversionToInteger as InvalidConversionToInteger
 from ._errors import InvalidModule as InvalidModule
+from ._errors import IoLimitExceeded as IoLimitExceeded
 from ._errors import MemoryAccessOutOfBounds as MemoryAccessOutOfBounds
 from ._errors import MemoryLimitExceeded as MemoryLimitExceeded
 from ._errors import ResourceLimitExceeded as ResourceLimitExceeded
@@ -44,6 +45,7 @@ from ._sandbox import WasmSandbox as WasmSandbox
 from ._units import parse_count as parse_count
 from ._units import parse_duration as parse_duration
 from ._units import parse_size as parse_size
+from ._wasi._context import SecurityEvent as SecurityEvent
 
 __version__ = "0.1.0"
 
@@ -66,6 +68,7 @@ __all__ = [
     "InvalidArguments",
     "InvalidConversionToInteger",
     "InvalidModule",
+    "IoLimitExceeded",
     "MemoryAccessOutOfBounds",
     "MemoryLimitExceeded",
     "MonitoredResult",
@@ -80,6 +83,7 @@ __all__ = [
     "SandboxBuilder",
     "SandboxConfig",
     "SandboxError",
+    "SecurityEvent",
     "StackOverflow",
     "TableAccessOutOfBounds",
     "UnreachableExecuted",

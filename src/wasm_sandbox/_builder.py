@@ -56,6 +56,9 @@ class SandboxConfig:
     ``fuel_consumed``; False with a ``max_fuel`` is refused."""
     mounts: tuple[Mount, ...] = ()
     """Directories the guest can see (none by default: no file system at all)."""
+    strict_io_limits: bool = False
+    """Stop the guest with IoLimitExceeded at the first file-system limit it reaches, instead
+    of giving it the errno (EFBIG, EDQUOT, EMFILE, ENOSPC) to handle."""
     keep_instance: bool = False
     """Keep one instance across calls (globals and memory persist); default: fresh per call."""
     max_output_bytes: int = DEFAULT_MAX_OUTPUT
@@ -260,6 +263,10 @@ class SandboxBuilder:
         """Add a ``Mount`` (see ``mount_directory`` and ``memory_fs``)."""
         mounts = (*self._options.get("mounts", ()), mount)
         return self._set("mounts", check_mounts(mounts))
+
+    def strict_io_limits(self, enabled: bool = True) -> SandboxBuilder:
+        """Turn the first file-system limit hit into ``IoLimitExceeded``."""
+        return self._set("strict_io_limits", bool(enabled))
 
     def keep_instance(self, enabled: bool = True) -> SandboxBuilder:
         """Keep one instance across calls instead of a fresh one per call."""

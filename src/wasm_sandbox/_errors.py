@@ -14,7 +14,8 @@ translated in ``_engine`` and never reach the user.
         ├── ResourceLimitExceeded
         │   ├── MemoryLimitExceeded            linear memory cap or per-grow cap hit
         │   ├── FuelExhausted                  the fuel budget ran out
-        │   └── ExecutionTimeout               the wall-clock deadline passed
+        │   ├── ExecutionTimeout               the wall-clock deadline passed
+        │   └── IoLimitExceeded                a file-system limit (strict mode only)
         ├── GuestTrap                          the guest trapped (trap_code says which)
         │   ├── StackOverflow
         │   ├── MemoryAccessOutOfBounds
@@ -50,6 +51,7 @@ __all__ = [
     "InvalidArguments",
     "InvalidConversionToInteger",
     "InvalidModule",
+    "IoLimitExceeded",
     "MemoryAccessOutOfBounds",
     "MemoryLimitExceeded",
     "ResourceLimitExceeded",
@@ -191,6 +193,18 @@ class ExecutionTimeout(ResourceLimitExceeded):
         super().__init__(f"Execution timeout after {format_duration(timeout)}")
         self.timeout = timeout
         self.elapsed = elapsed
+
+
+class IoLimitExceeded(ResourceLimitExceeded):
+    """With ``strict_io_limits``, the first file-system limit the guest reached: ``limit`` is
+    the ResourceLimits field, ``attempted`` what the operation needed, ``cap`` the limit.
+    Without strict mode the guest gets an errno instead and the report records the hit."""
+
+    def __init__(self, limit: str, attempted: int, cap: int) -> None:
+        super().__init__(f"I/O limit exceeded: {limit} (attempted {attempted}, limit {cap})")
+        self.limit = limit
+        self.attempted = attempted
+        self.cap = cap
 
 
 class GuestTrap(ExecutionError):

@@ -53,6 +53,7 @@ class ExecutionPlan:
     verbose: bool
     profile: str | None = None
     mounts: tuple[Mount, ...] = ()
+    strict_io: bool = False
 
 
 class Measurement:
@@ -119,6 +120,10 @@ def _build_report(outcome: Outcome) -> ResourceReport:
         memory_limit_hit=measured.denied is not None,
         outcome=outcome.outcome,
         profile=outcome.plan.profile,
+        bytes_read=ctx.bytes_read,
+        bytes_written=ctx.bytes_written,
+        io_limits_hit=dict(ctx.limits_hit),
+        security_events=tuple(ctx.security_events),
     )
 
 
@@ -144,6 +149,13 @@ class Execution:
         """A fresh WASI context whose deadline starts now."""
         cap = self.plan.max_output_bytes
         ctx = WasiContext(args, env, Stdin(stdin), OutputBuffer(cap), OutputBuffer(cap))
+        limits = self.plan.limits
+        ctx.fds_limit = limits.max_open_files
+        ctx.directory_entries_limit = limits.max_directory_entries
+        ctx.file_size_limit = limits.max_file_size
+        ctx.total_write_limit = limits.max_total_file_size
+        ctx.file_ops_limit = limits.max_file_operations
+        ctx.strict_io = self.plan.strict_io
         timeout = self.plan.limits.execution_timeout
         if timeout is not None:
             ctx.deadline = ctx.start + timeout.total_seconds()
@@ -266,6 +278,8 @@ class Execution:
         if reason == StopReason.TIMEOUT and limits.execution_timeout is not None:
             elapsed = timedelta(seconds=time.monotonic() - ctx.start)
             return e.ExecutionTimeout(limits.execution_timeout, elapsed)
+        if reason == StopReason.IO_LIMIT and ctx.strict_hit is not None:
+            return e.IoLimitExceeded(*ctx.strict_hit)
         if reason == StopReason.CANCELLED:
             return e.ExecutionCancelled("Execution cancelled by the host")
         if reason == StopReason.INTERRUPTED:

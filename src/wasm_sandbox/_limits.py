@@ -25,13 +25,8 @@ MAX_TIMEOUT = timedelta(days=30)
 # Fields accepted only once their enforcement exists: file fields come with the file-system
 # layer, network fields with the network layer. Setting one now is an error, never a no-op.
 _NOT_YET_ENFORCED = {
-    "max_file_size": "the file-system layer",
-    "max_total_file_size": "the file-system layer",
-    "max_open_files": "the file-system layer",
-    "max_file_operations": "the file-system layer",
-    "max_directory_entries": "the file-system layer",
-    "io_batch_size": "the file-system layer",
-    "buffer_size": "the file-system layer",
+    "io_batch_size": "the file-system layer's write buffering",
+    "buffer_size": "the file-system layer's write buffering",
     "max_connections": "the network layer",
     "max_requests_per_second": "the network layer",
     "max_upload_bytes": "the network layer",
@@ -72,15 +67,15 @@ class ResourceLimits:
     max_fuel: int | None = None
     """Fuel budget of one call or run (wasmtime fuel: roughly one unit per wasm instruction)."""
     max_file_size: int | None = None
-    """Largest size a guest may give a file, in bytes. Not enforced yet: must be ``None``."""
+    """Largest size a guest may give a file, in bytes (a write or resize past it: EFBIG)."""
     max_total_file_size: int | None = None
-    """Bytes a guest may write to files in one execution. Not enforced yet."""
+    """Bytes a guest may write to files in one execution (past it: EDQUOT)."""
     max_open_files: int | None = None
-    """Files a guest may hold open at once. Not enforced yet."""
+    """Files and directories a guest may hold open at once, mounts aside (past it: EMFILE)."""
     max_file_operations: int | None = None
-    """File-system calls a guest may make in one execution. Not enforced yet."""
+    """File-system calls a guest may make in one execution (past it: EDQUOT)."""
     max_directory_entries: int | None = None
-    """Entries a directory may hold before creating one more fails. Not enforced yet."""
+    """Entries a directory may hold: creating one more fails with ENOSPC."""
     io_batch_size: int | None = None
     """Guest writes batched into one host write. Not built yet."""
     buffer_size: int | None = None

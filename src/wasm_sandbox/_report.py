@@ -7,9 +7,11 @@ All are frozen snapshots; every figure in them is measured during the execution.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
+
+from ._wasi._context import SecurityEvent
 
 __all__ = ["ExecutionResult", "MonitoredResult", "ProfiledResult", "ResourceReport"]
 
@@ -26,7 +28,7 @@ class ResourceReport:
     """Fuel the execution burned (wasmtime charges one unit per wasm operator executed);
     None when the sandbox does not meter fuel (no ``max_fuel`` and metering not forced)."""
     file_operations: int
-    """File-system calls the guest made (the sandbox has no files yet, so each one failed)."""
+    """File-system calls the guest made (``path_*`` and ``fd_*`` on files and directories)."""
     network_requests: int
     """Network calls the guest made (the sandbox has no network yet, so each one failed)."""
     bytes_transferred: int
@@ -49,6 +51,15 @@ class ResourceReport:
     """``ok``, ``exit``, or the name of the error that ended it (``FuelExhausted`` ...)."""
     profile: str | None = None
     """The resource profile the limits came from (``standard`` ...), None if set by hand."""
+    bytes_read: int = 0
+    """Bytes the guest read from files."""
+    bytes_written: int = 0
+    """Bytes the guest wrote to files."""
+    io_limits_hit: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """File-system limits that refused an operation: field name -> (attempted, limit), first
+    refusal of each."""
+    security_events: tuple[SecurityEvent, ...] = ()
+    """Accesses the sandbox refused: path escapes, writes to read-only mounts."""
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready values (durations in seconds)."""
@@ -84,6 +95,9 @@ class ResourceReport:
             ("wasi calls", str(self.syscalls)),
             ("stdout / stderr", f"{self.stdout_bytes} / {self.stderr_bytes} bytes"),
             ("file operations", str(self.file_operations)),
+            ("file bytes read/written", f"{self.bytes_read} / {self.bytes_written}"),
+            ("I/O limits hit", ", ".join(self.io_limits_hit) or "none"),
+            ("security events", str(len(self.security_events))),
             ("network requests", str(self.network_requests)),
             ("bytes transferred", str(self.bytes_transferred)),
         ]

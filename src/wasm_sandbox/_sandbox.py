@@ -87,6 +87,7 @@ class WasmSandbox:
             config.verbose_resource_logging,
             config.profile_name,
             config.mounts,
+            config.strict_io_limits,
         )
         self._execution = Execution(plan, keep_instance=config.keep_instance)
         self._compiled = compiled

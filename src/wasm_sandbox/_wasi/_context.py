@@ -37,6 +37,7 @@ class StopReason:
     EXIT = "exit"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
+    IO_LIMIT = "io_limit"  # strict mode: an I/O limit was reached
     INTERRUPTED = "interrupted"  # KeyboardInterrupt reached the host while the guest ran
     HOST_ERROR = "host_error"
 
@@ -139,10 +140,15 @@ class WasiContext:
     fds: FdTable = field(init=False)  # the instance's descriptors, set when it is bound
     fds_limit: int | None = None  # max_open_files
     directory_entries_limit: int | None = None  # max_directory_entries
+    file_size_limit: int | None = None  # max_file_size
+    total_write_limit: int | None = None  # max_total_file_size
+    file_ops_limit: int | None = None  # max_file_operations
+    strict_io: bool = False  # the first limit hit stops the guest (IoLimitExceeded)
     bytes_read: int = 0  # from files
     bytes_written: int = 0  # to files
     security_events: list[SecurityEvent] = field(default_factory=list)
     limits_hit: dict[str, tuple[int, int]] = field(default_factory=dict)  # name: (tried, cap)
+    strict_hit: tuple[str, int, int] | None = None
 
     def stop(self, reason: str, exc: BaseException | None = None) -> GuestStop:
         """Record why the guest stops (the first reason wins) and return the unwind signal."""
@@ -190,8 +196,12 @@ class WasiContext:
         return self.fds.get(fd)
 
     def limit_hit(self, name: str, attempted: int, cap: int, errno: Errno) -> WasiError:
-        """Record that the I/O limit ``name`` refused an operation; returns the errno."""
+        """Record that the I/O limit ``name`` refused an operation; returns the errno to give
+        the guest, or, in strict mode, stops the guest (IoLimitExceeded)."""
         self.limits_hit.setdefault(name, (attempted, cap))
+        if self.strict_io:
+            self.strict_hit = (name, attempted, cap)
+            raise self.stop(StopReason.IO_LIMIT)
         return WasiError(errno)
 
     def check_directory_room(self, target: Resolved) -> None:

@@ -51,6 +51,9 @@ def _file_call(impl: Callable[..., int]) -> Callable[..., int]:
     @wraps(impl)
     def call(ctx: WasiContext, mem: GuestMemory, *args: int) -> int:
         ctx.file_calls += 1
+        limit = ctx.file_ops_limit
+        if limit is not None and ctx.file_calls > limit:
+            raise ctx.limit_hit("max_file_operations", ctx.file_calls, limit, Errno.EDQUOT)
         try:
             return impl(ctx, mem, *args)
         except Escape as exc:
@@ -163,16 +166,53 @@ def _write_file(
     nwritten: int,
     offset: int | None,
 ) -> int:
-    if entry.kind == "dir":
-        return Errno.EISDIR
-    if entry.kind == "stdin" or not entry.writable or entry.fd is None:
-        return Errno.EBADF
+    if entry.kind != "file" or not entry.writable or entry.fd is None:
+        return Errno.EBADF  # directories have no write right (as in wasmtime)
     data = mem.gather(iovs, iovs_len)
+    data = _fit_limits(ctx, entry, data, offset)
     data = _fit_memory_cap(entry, data, offset)
     written = os.write(entry.fd, data) if offset is None else os.pwrite(entry.fd, data, offset)
     ctx.bytes_written += written
     mem.set_u32(nwritten, written)
     return _SUCCESS
+
+
+def _fit_limits(ctx: WasiContext, entry: FdEntry, data: bytes, offset: int | None) -> bytes:
+    """Cut a write to what max_file_size and max_total_file_size still allow; when nothing
+    fits, EFBIG / EDQUOT (a partial write is what POSIX does at such limits)."""
+    if not data or entry.fd is None:
+        return data
+    total_cap = ctx.total_write_limit
+    if total_cap is not None:
+        room = total_cap - ctx.bytes_written
+        if len(data) > room:
+            if room <= 0:
+                tried = ctx.bytes_written + len(data)
+                raise ctx.limit_hit("max_total_file_size", tried, total_cap, Errno.EDQUOT)
+            data = data[:room]
+    size_cap = ctx.file_size_limit
+    if size_cap is not None:
+        start = _write_position(entry.fd, entry.append, offset)
+        if start + len(data) > size_cap:
+            if start >= size_cap:
+                tried = start + len(data)
+                raise ctx.limit_hit("max_file_size", tried, size_cap, Errno.EFBIG)
+            data = data[: size_cap - start]
+    return data
+
+
+def _write_position(fd: int, append: bool, offset: int | None) -> int:
+    if offset is not None:
+        return offset
+    if append:
+        return os.fstat(fd).st_size
+    return os.lseek(fd, 0, os.SEEK_CUR)
+
+
+def _check_size(ctx: WasiContext, size: int) -> None:
+    cap = ctx.file_size_limit
+    if cap is not None and size > cap:
+        raise ctx.limit_hit("max_file_size", size, cap, Errno.EFBIG)
 
 
 def _fit_memory_cap(entry: FdEntry, data: bytes, offset: int | None) -> bytes:
@@ -235,10 +275,8 @@ def _read_file(
     nread: int,
     offset: int | None,
 ) -> int:
-    if entry.kind == "dir":
-        return Errno.EISDIR
-    if not entry.readable or entry.fd is None:
-        return Errno.EBADF
+    if entry.kind == "dir" or not entry.readable or entry.fd is None:
+        return Errno.EBADF  # directories are read with fd_readdir, not fd_read
     wanted = mem.capacity(iovs, iovs_len)
     data = os.read(entry.fd, wanted) if offset is None else os.pread(entry.fd, wanted, offset)
     ctx.bytes_read += len(data)
@@ -296,9 +334,9 @@ def fd_fdstat_get(ctx: WasiContext, mem: GuestMemory, fd: int, buf: int) -> int:
     """Get the attributes of a file descriptor."""
     entry = ctx.require_fd(fd)
     if entry.kind == "dir":
+        # Full rights even on a read-only mount: the guest then asks for write access and
+        # gets EROFS when it opens, rather than a read-only descriptor and EBADF on write.
         filetype, rights, inheriting = _DIRECTORY, _ALL_RIGHTS, _ALL_RIGHTS
-        if entry.mount is not None and entry.mount.read_only:
-            inheriting &= ~_WRITE_RIGHTS
     else:
         filetype = _REGULAR if entry.kind == "file" else _CHAR
         rights = _ALL_RIGHTS & ~(_READ_RIGHTS | _WRITE_RIGHTS)
@@ -373,6 +411,7 @@ def fd_filestat_set_size(ctx: WasiContext, mem: GuestMemory, fd: int, size: int)
         return Errno.EBADF
     if size < 0:
         return Errno.EINVAL
+    _check_size(ctx, size)
     _account_resize(entry, size)
     os.ftruncate(entry.fd, size)
     return _SUCCESS
@@ -442,6 +481,7 @@ def fd_allocate(ctx: WasiContext, mem: GuestMemory, fd: int, offset: int, length
         return Errno.EINVAL
     end = offset + length
     if end > os.fstat(entry.fd).st_size:
+        _check_size(ctx, end)
         _account_resize(entry, end)
         os.ftruncate(entry.fd, end)
     return _SUCCESS
@@ -562,10 +602,20 @@ def path_open(
     with resolve(base, name, follow=bool(dirflags & _LOOKUP_SYMLINK_FOLLOW)) as target:
         if writable or oflags & (_O_CREAT | _O_TRUNC):
             _writable(ctx, target, "open for writing")
+        if oflags & _O_CREAT and not _exists(target):
+            ctx.check_directory_room(target)
         entry = _open(target, oflags, fdflags, readable, writable)
     new_fd = ctx.fds.add(entry)
     mem.set_u32(opened_fd, new_fd)
     return _SUCCESS
+
+
+def _exists(target: Resolved) -> bool:
+    try:
+        os.stat(target.name, dir_fd=target.dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _open(target: Resolved, oflags: int, fdflags: int, readable: bool, writable: bool) -> FdEntry:
@@ -726,6 +776,8 @@ def path_rename(
         if source.name == "." or target.name == ".":
             return Errno.EBUSY
         _writable(ctx, target, "rename")
+        if source.rel[:-1] != target.rel[:-1] and not _exists(target):
+            ctx.check_directory_room(target)
         _release_replaced(ctx, target)
         os.rename(source.name, target.name, src_dir_fd=source.dir_fd, dst_dir_fd=target.dir_fd)
     return _SUCCESS
