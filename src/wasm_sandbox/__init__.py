@@ -31,6 +31,16 @@ from ._errors import StackOverflow as StackOverflow
 from ._errors import TableAccessOutOfBounds as TableAccessOutOfBounds
 from ._errors import UnreachableExecuted as UnreachableExecuted
 from ._errors import UnsupportedSource as UnsupportedSource
+from ._iomonitor import DirectoryCreate as DirectoryCreate
+from ._iomonitor import DirectoryDelete as DirectoryDelete
+from ._iomonitor import DirectoryList as DirectoryList
+from ._iomonitor import FileClose as FileClose
+from ._iomonitor import FileDelete as FileDelete
+from ._iomonitor import FileOpen as FileOpen
+from ._iomonitor import FileRead as FileRead
+from ._iomonitor import FileRename as FileRename
+from ._iomonitor import FileWrite as FileWrite
+from ._iomonitor import IoOperation as IoOperation
 from ._limits import OptimizationLevel as OptimizationLevel
 from ._limits import ProfileBuilder as ProfileBuilder
 from ._limits import ResourceLimits as ResourceLimits
@@ -53,10 +63,19 @@ __all__ = [
     "AsyncWasmSandbox",
     "CompilationError",
     "ConfigurationError",
+    "DirectoryCreate",
+    "DirectoryDelete",
+    "DirectoryList",
     "ExecutionCancelled",
     "ExecutionError",
     "ExecutionResult",
     "ExecutionTimeout",
+    "FileClose",
+    "FileDelete",
+    "FileOpen",
+    "FileRead",
+    "FileRename",
+    "FileWrite",
     "FuelExhausted",
     "FunctionNotFound",
     "GuestExit",
@@ -69,6 +88,7 @@ __all__ = [
     "InvalidConversionToInteger",
     "InvalidModule",
     "IoLimitExceeded",
+    "IoOperation",
     "MemoryAccessOutOfBounds",
     "MemoryLimitExceeded",
     "MonitoredResult",

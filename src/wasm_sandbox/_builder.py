@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ._errors import ConfigurationError
+from ._iomonitor import IoOperation
 from ._limits import OptimizationLevel, ResourceLimits, ResourceProfile
 from ._mounts import DEFAULT_MEMORY_FS_BYTES, Mount, check_mounts
 from ._sources import Source
@@ -56,6 +57,11 @@ class SandboxConfig:
     ``fuel_consumed``; False with a ``max_fuel`` is refused."""
     mounts: tuple[Mount, ...] = ()
     """Directories the guest can see (none by default: no file system at all)."""
+    io_monitoring: bool = False
+    """Report every file operation: to ``io_callback`` if given, else to the
+    ``wasm_sandbox.io`` logger at DEBUG level."""
+    io_callback: Callable[[IoOperation], object] | None = None
+    """Called with one ``IoOperation`` per file operation, on the guest's thread."""
     strict_io_limits: bool = False
     """Stop the guest with IoLimitExceeded at the first file-system limit it reaches, instead
     of giving it the errno (EFBIG, EDQUOT, EMFILE, ENOSPC) to handle."""
@@ -81,6 +87,10 @@ class SandboxConfig:
             )
         _check_strings("args", self.args)
         object.__setattr__(self, "mounts", check_mounts(self.mounts))
+        if self.io_callback is not None and not callable(self.io_callback):
+            raise TypeError(f"io_callback must be callable, got {type(self.io_callback).__name__}")
+        if self.io_callback is not None and not self.io_monitoring:
+            object.__setattr__(self, "io_monitoring", True)
         env_pairs(self.env)
         if isinstance(self.max_output_bytes, bool) or not isinstance(self.max_output_bytes, int):
             raise TypeError("max_output_bytes must be an int")
@@ -263,6 +273,18 @@ class SandboxBuilder:
         """Add a ``Mount`` (see ``mount_directory`` and ``memory_fs``)."""
         mounts = (*self._options.get("mounts", ()), mount)
         return self._set("mounts", check_mounts(mounts))
+
+    def enable_io_monitoring(self, enabled: bool = True) -> SandboxBuilder:
+        """Report every file operation (to ``io_callback``, or the debug log without one)."""
+        return self._set("io_monitoring", bool(enabled))
+
+    def io_callback(self, callback: Callable[[IoOperation], object]) -> SandboxBuilder:
+        """Call ``callback(operation)`` for each file operation; turns monitoring on. A
+        callback that raises is logged, reported and dropped; the guest goes on."""
+        if not callable(callback):
+            raise TypeError(f"io_callback must be callable, got {type(callback).__name__}")
+        self._set("io_monitoring", True)
+        return self._set("io_callback", callback)
 
     def strict_io_limits(self, enabled: bool = True) -> SandboxBuilder:
         """Turn the first file-system limit hit into ``IoLimitExceeded``."""

@@ -9,12 +9,14 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, BinaryIO
 
 from . import _errors as e
 from ._engine import UNLIMITED_FUEL, CompiledModule, EngineHandle, GuestFailure, GuestInstance
+from ._iomonitor import IoObserver, IoOperation
 from ._limits import WASM_PAGE, ResourceLimits
 from ._mounts import Mount
 from ._report import ExecutionResult, ResourceReport
@@ -54,6 +56,8 @@ class ExecutionPlan:
     profile: str | None = None
     mounts: tuple[Mount, ...] = ()
     strict_io: bool = False
+    io_monitoring: bool = False
+    io_callback: Callable[[IoOperation], object] | None = None
 
 
 class Measurement:
@@ -124,6 +128,7 @@ def _build_report(outcome: Outcome) -> ResourceReport:
         bytes_written=ctx.bytes_written,
         io_limits_hit=dict(ctx.limits_hit),
         security_events=tuple(ctx.security_events),
+        io_callback_errors=tuple(ctx.io.errors) if ctx.io is not None else (),
     )
 
 
@@ -156,6 +161,8 @@ class Execution:
         ctx.total_write_limit = limits.max_total_file_size
         ctx.file_ops_limit = limits.max_file_operations
         ctx.strict_io = self.plan.strict_io
+        if self.plan.io_monitoring:
+            ctx.io = IoObserver(self.plan.io_callback)
         timeout = self.plan.limits.execution_timeout
         if timeout is not None:
             ctx.deadline = ctx.start + timeout.total_seconds()

@@ -60,6 +60,8 @@ class ResourceReport:
     refusal of each."""
     security_events: tuple[SecurityEvent, ...] = ()
     """Accesses the sandbox refused: path escapes, writes to read-only mounts."""
+    io_callback_errors: tuple[str, ...] = ()
+    """What a raising ``io_callback`` raised (it is dropped after the first error)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready values (durations in seconds)."""

@@ -88,6 +88,8 @@ class WasmSandbox:
             config.profile_name,
             config.mounts,
             config.strict_io_limits,
+            config.io_monitoring,
+            config.io_callback,
         )
         self._execution = Execution(plan, keep_instance=config.keep_instance)
         self._compiled = compiled

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from .._iomonitor import IoObserver
 from ._errno import Errno, WasiError, errno_from_oserror
 from ._fs import FdEntry, FdTable, Resolved, count_entries
 
@@ -144,6 +145,7 @@ class WasiContext:
     total_write_limit: int | None = None  # max_total_file_size
     file_ops_limit: int | None = None  # max_file_operations
     strict_io: bool = False  # the first limit hit stops the guest (IoLimitExceeded)
+    io: IoObserver | None = None  # file-operation monitoring, when enabled
     bytes_read: int = 0  # from files
     bytes_written: int = 0  # to files
     security_events: list[SecurityEvent] = field(default_factory=list)

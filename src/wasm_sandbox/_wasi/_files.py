@@ -15,6 +15,17 @@ import time
 from collections.abc import Callable
 from functools import wraps
 
+from .._iomonitor import (
+    DirectoryCreate,
+    DirectoryDelete,
+    DirectoryList,
+    FileClose,
+    FileDelete,
+    FileOpen,
+    FileRead,
+    FileRename,
+    FileWrite,
+)
 from ._abi import GuestMemory
 from ._context import WasiContext
 from ._errno import Errno, WasiError, errno_from_oserror
@@ -173,6 +184,8 @@ def _write_file(
     data = _fit_memory_cap(entry, data, offset)
     written = os.write(entry.fd, data) if offset is None else os.pwrite(entry.fd, data, offset)
     ctx.bytes_written += written
+    if ctx.io is not None:
+        ctx.io.emit(FileWrite(entry.guest_path, written))
     mem.set_u32(nwritten, written)
     return _SUCCESS
 
@@ -280,6 +293,8 @@ def _read_file(
     wanted = mem.capacity(iovs, iovs_len)
     data = os.read(entry.fd, wanted) if offset is None else os.pread(entry.fd, wanted, offset)
     ctx.bytes_read += len(data)
+    if ctx.io is not None:
+        ctx.io.emit(FileRead(entry.guest_path, len(data)))
     mem.set_u32(nread, mem.scatter(iovs, iovs_len, data))
     return _SUCCESS
 
@@ -313,7 +328,11 @@ def fd_tell(ctx: WasiContext, mem: GuestMemory, fd: int, offset: int) -> int:
 @syscall("i")
 def fd_close(ctx: WasiContext, mem: GuestMemory, fd: int) -> int:
     """Close a file descriptor."""
-    ctx.fds.close_fd(fd)
+    entry = ctx.fds.close_fd(fd)
+    if entry.mount is not None:  # counted, but never refused: closing frees resources
+        ctx.file_calls += 1
+        if ctx.io is not None:
+            ctx.io.emit(FileClose(entry.guest_path))
     return _SUCCESS
 
 
@@ -547,6 +566,8 @@ def fd_readdir(
     mem.check(buf, buf_len)
     if entry.listing is None or cookie == 0:
         entry.listing = _listing(_host_fd(entry))
+        if ctx.io is not None:
+            ctx.io.emit(DirectoryList(entry.guest_path))
     out = bytearray()
     for index in range(max(cookie, 0), len(entry.listing)):
         name, ino, kind = entry.listing[index]
@@ -607,6 +628,8 @@ def path_open(
         entry = _open(target, oflags, fdflags, readable, writable)
     new_fd = ctx.fds.add(entry)
     mem.set_u32(opened_fd, new_fd)
+    if ctx.io is not None:
+        ctx.io.emit(FileOpen(entry.guest_path))
     return _SUCCESS
 
 
@@ -654,6 +677,8 @@ def path_create_directory(
         _writable(ctx, target, "create a directory")
         ctx.check_directory_room(target)
         os.mkdir(target.name, 0o777, dir_fd=target.dir_fd)
+    if ctx.io is not None:
+        ctx.io.emit(DirectoryCreate(target.mount.guest_name(target.rel)))
     return _SUCCESS
 
 
@@ -752,6 +777,8 @@ def path_remove_directory(
             return Errno.EBUSY if not target.rel else Errno.EINVAL
         _writable(ctx, target, "remove a directory")
         os.rmdir(target.name, dir_fd=target.dir_fd)
+    if ctx.io is not None:
+        ctx.io.emit(DirectoryDelete(target.mount.guest_name(target.rel)))
     return _SUCCESS
 
 
@@ -780,6 +807,9 @@ def path_rename(
             ctx.check_directory_room(target)
         _release_replaced(ctx, target)
         os.rename(source.name, target.name, src_dir_fd=source.dir_fd, dst_dir_fd=target.dir_fd)
+        if ctx.io is not None:
+            old, new = source.mount.guest_name(source.rel), target.mount.guest_name(target.rel)
+            ctx.io.emit(FileRename(old, new))
     return _SUCCESS
 
 
@@ -827,6 +857,8 @@ def path_unlink_file(ctx: WasiContext, mem: GuestMemory, fd: int, path: int, pat
         _writable(ctx, target, "delete a file")
         _release_replaced(ctx, target)
         os.unlink(target.name, dir_fd=target.dir_fd)
+    if ctx.io is not None:
+        ctx.io.emit(FileDelete(target.mount.guest_name(target.rel)))
     return _SUCCESS
 
 

@@ -1,0 +1,118 @@
+"""The file operations a guest performs, as values delivered to an ``io_callback``.
+
+Each is a frozen dataclass carrying the guest path (as the guest names it, under its mount),
+so a callback can ``match`` on them. Emitted by ``_wasi/_files`` only when monitoring is on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = [
+    "DirectoryCreate",
+    "DirectoryDelete",
+    "DirectoryList",
+    "FileClose",
+    "FileDelete",
+    "FileOpen",
+    "FileRead",
+    "FileRename",
+    "FileWrite",
+    "IoObserver",
+    "IoOperation",
+]
+
+log = logging.getLogger("wasm_sandbox.io")
+
+
+@dataclass(frozen=True, slots=True)
+class IoOperation:
+    """One file operation of the guest. ``path`` is the guest path it concerns."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileOpen(IoOperation):
+    """The guest opened a file (or a directory)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileRead(IoOperation):
+    """The guest read ``bytes`` bytes from a file."""
+
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileWrite(IoOperation):
+    """The guest wrote ``bytes`` bytes to a file."""
+
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileClose(IoOperation):
+    """The guest closed a file or directory it had opened."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileDelete(IoOperation):
+    """The guest deleted (unlinked) a file."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileRename(IoOperation):
+    """The guest renamed ``path`` to ``new_path``."""
+
+    new_path: str
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryCreate(IoOperation):
+    """The guest created a directory."""
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryDelete(IoOperation):
+    """The guest removed a directory."""
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryList(IoOperation):
+    """The guest started listing a directory."""
+
+
+for _cls in (IoOperation, FileOpen, FileRead, FileWrite, FileClose, FileDelete, FileRename,
+             DirectoryCreate, DirectoryDelete, DirectoryList):  # fmt: skip
+    _cls.__module__ = "wasm_sandbox"
+
+
+class IoObserver:
+    """Delivers one execution's operations to the user's callback (or the debug log).
+
+    A callback that raises is reported (logged with its traceback and kept in ``errors``)
+    and dropped for the rest of the execution; the guest never notices.
+    """
+
+    __slots__ = ("callback", "errors")
+
+    def __init__(self, callback: Callable[[IoOperation], object] | None) -> None:
+        self.callback = callback
+        self.errors: list[str] = []
+
+    def emit(self, operation: IoOperation) -> None:
+        """Hand ``operation`` to the callback."""
+        callback = self.callback
+        if callback is None:
+            log.debug("%s", operation)
+            return
+        try:
+            callback(operation)
+        except Exception as exc:
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            self.callback = None
+            log.warning("io_callback %r raised; it is not called again for this execution",
+                        callback, exc_info=True)  # fmt: skip

@@ -1,0 +1,96 @@
+"""I/O monitoring: the io_callback sees each file operation with guest paths, a raising
+callback never breaks the guest, and the report counts operations and bytes."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+import wasm_sandbox as ws
+
+
+def _run(c_guest, tmp_path: Path, callback) -> ws.ExecutionResult:
+    builder = ws.WasmSandbox.builder().source(c_guest("fs_ops"))
+    builder.mount_directory(tmp_path, "/work", read_only=False)
+    if callback is not None:
+        builder.io_callback(callback)
+    return builder.build().run(["/work"])
+
+
+def test_callback_sees_every_operation_in_order(c_guest, tmp_path: Path) -> None:
+    """Open, write, close, read, rename, mkdir, list, delete: each with its guest path."""
+    seen: list[ws.IoOperation] = []
+    result = _run(c_guest, tmp_path, seen.append)
+    assert result.stdout == b"done 11\n"
+    assert seen == [
+        ws.FileOpen("/work/a.txt"),
+        ws.FileWrite("/work/a.txt", 11),
+        ws.FileClose("/work/a.txt"),
+        ws.FileOpen("/work/a.txt"),
+        ws.FileRead("/work/a.txt", 11),
+        ws.FileClose("/work/a.txt"),
+        ws.FileRename("/work/a.txt", "/work/b.txt"),
+        ws.DirectoryCreate("/work/dir"),
+        ws.FileOpen("/work"),
+        ws.DirectoryList("/work"),
+        ws.FileClose("/work"),
+        ws.FileDelete("/work/b.txt"),
+        ws.DirectoryDelete("/work/dir"),
+    ]
+    report = result.resource_report
+    assert (report.bytes_read, report.bytes_written) == (11, 11)
+    assert report.file_operations >= len(seen)
+
+
+def test_operations_can_be_matched(c_guest, tmp_path: Path) -> None:
+    """IoOperation values work with structural pattern matching, as the seed's example does."""
+    written = 0
+
+    def on_io(operation: ws.IoOperation) -> None:
+        nonlocal written
+        match operation:
+            case ws.FileWrite(path=_, bytes=count):
+                written += count
+            case _:
+                pass
+
+    _run(c_guest, tmp_path, on_io)
+    assert written == 11
+
+
+def test_raising_callback_is_reported_and_guest_finishes(
+    c_guest, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A callback that raises is dropped and reported; the guest completes normally."""
+    calls = 0
+
+    def broken(operation: ws.IoOperation) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("observer bug")
+
+    with caplog.at_level(logging.WARNING, logger="wasm_sandbox.io"):
+        result = _run(c_guest, tmp_path, broken)
+    assert result.exit_code == 0 and result.stdout == b"done 11\n"
+    assert calls == 1
+    assert result.resource_report.io_callback_errors == ("RuntimeError: observer bug",)
+    assert any("io_callback" in r.getMessage() for r in caplog.records)
+
+
+def test_monitoring_without_callback_logs_at_debug(
+    c_guest, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """enable_io_monitoring without a callback sends the operations to the debug log."""
+    builder = ws.WasmSandbox.builder().source(c_guest("fs_ops")).enable_io_monitoring()
+    sb = builder.mount_directory(tmp_path, "/work", read_only=False).build()
+    with caplog.at_level(logging.DEBUG, logger="wasm_sandbox.io"):
+        sb.run(["/work"])
+    assert "FileWrite(path='/work/a.txt', bytes=11)" in caplog.text
+
+
+def test_non_callable_callback_is_refused() -> None:
+    """io_callback must be callable."""
+    with pytest.raises(TypeError, match="io_callback must be callable"):
+        ws.WasmSandbox.builder().io_callback(42)  # type: ignore[arg-type]
