@@ -76,7 +76,7 @@ def test_timeout_accepts_seconds_and_timedelta() -> None:
 @pytest.mark.parametrize(
     "field",
     [
-        "io_batch_size", "buffer_size", "max_connections",
+        "max_connections",
         "max_requests_per_second", "max_upload_bytes", "max_download_bytes",
     ],
 )  # fmt: skip

@@ -180,3 +180,43 @@ def test_overlapping_mounts_are_refused(tmp_path: Path) -> None:
         builder.mount_directory(tmp_path, "/data/sub")
     with pytest.raises(ws.ConfigurationError, match="overlaps"):
         builder.memory_fs("/data")
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{"io_batch_size": 64}, {"buffer_size": 4096}, {"io_batch_size": 1000, "buffer_size": 1 << 20}],
+    ids=["batch", "bytes", "both"],
+)
+def test_buffered_writes_are_complete_and_visible(
+    c_guest, tmp_path: Path, limits: dict[str, int]
+) -> None:
+    """With write buffering, reads through another descriptor see every byte written, and the
+    file holds exactly what the guest wrote once the run ends."""
+    result = _sandbox(c_guest, tmp_path, **limits).run(["smallwrites", "/work", "5000"])
+    expected = "".join(f"line {i}\n" for i in range(5000)).encode()
+    assert result.stdout == f"wrote {len(expected)} read {len(expected)}\n".encode()
+    assert (tmp_path / "lines").read_bytes() == expected
+    assert result.resource_report.io_errors == ()
+
+
+def test_buffered_writes_still_honour_max_file_size(c_guest, tmp_path: Path) -> None:
+    """Buffering does not loosen limits: the file stops at max_file_size exactly."""
+    result = _sandbox(c_guest, tmp_path, io_batch_size=100, max_file_size=2500).run(
+        ["write", "/work", "10000"]
+    )
+    assert result.stdout == f"wrote 2500 then errno {EFBIG}\n".encode()
+    assert (tmp_path / "big").stat().st_size == 2500
+
+
+def test_buffered_writes_flush_at_the_end_of_the_call(c_guest, tmp_path: Path) -> None:
+    """Data still buffered when the guest exits without closing is written out."""
+    result = _sandbox(c_guest, tmp_path, buffer_size=1 << 20).run(["write", "/work", "3000"])
+    assert result.stdout == b"wrote 3000\n"
+    assert (tmp_path / "big").stat().st_size == 3000
+
+
+@pytest.mark.parametrize(("field", "value"), [("io_batch_size", 0), ("buffer_size", 1 << 30)])
+def test_bad_buffer_settings_are_refused(field: str, value: int) -> None:
+    """Buffer settings are validated like every limit."""
+    with pytest.raises(ws.ConfigurationError, match=field):
+        ws.ResourceLimits(**{field: value})  # type: ignore[arg-type]

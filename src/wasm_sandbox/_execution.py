@@ -41,6 +41,7 @@ _TRAPS: dict[str, type[e.GuestTrap]] = {
     "bad_signature": e.IndirectCallError,
 }
 START_EXPORT = "__wsbx_start"
+_DEFAULT_BUFFER = 64 * 1024
 INITIALIZE_EXPORT = "_initialize"
 
 
@@ -129,6 +130,7 @@ def _build_report(outcome: Outcome) -> ResourceReport:
         io_limits_hit=dict(ctx.limits_hit),
         security_events=tuple(ctx.security_events),
         io_callback_errors=tuple(ctx.io.errors) if ctx.io is not None else (),
+        io_errors=tuple(ctx.io_errors),
     )
 
 
@@ -163,6 +165,9 @@ class Execution:
         ctx.strict_io = self.plan.strict_io
         if self.plan.io_monitoring:
             ctx.io = IoObserver(self.plan.io_callback)
+        if limits.buffer_size is not None or limits.io_batch_size is not None:
+            ctx.buffer_size = limits.buffer_size or _DEFAULT_BUFFER
+            ctx.io_batch_size = limits.io_batch_size
         timeout = self.plan.limits.execution_timeout
         if timeout is not None:
             ctx.deadline = ctx.start + timeout.total_seconds()
@@ -224,6 +229,7 @@ class Execution:
         except GuestFailure as exc:
             failure = exc
         try:
+            ctx.io_errors.extend(ctx.fds.flush_all() if hasattr(ctx, "fds") else ())
             if failure is not None and ctx.stop_reason == StopReason.EXIT:
                 exit_code = ctx.exit_code or 0
                 failure = None if command else failure

@@ -25,8 +25,6 @@ MAX_TIMEOUT = timedelta(days=30)
 # Fields accepted only once their enforcement exists: file fields come with the file-system
 # layer, network fields with the network layer. Setting one now is an error, never a no-op.
 _NOT_YET_ENFORCED = {
-    "io_batch_size": "the file-system layer's write buffering",
-    "buffer_size": "the file-system layer's write buffering",
     "max_connections": "the network layer",
     "max_requests_per_second": "the network layer",
     "max_upload_bytes": "the network layer",
@@ -77,9 +75,11 @@ class ResourceLimits:
     max_directory_entries: int | None = None
     """Entries a directory may hold: creating one more fails with ENOSPC."""
     io_batch_size: int | None = None
-    """Guest writes batched into one host write. Not built yet."""
+    """Buffer sequential file writes: one host write per this many guest writes (at most).
+    Buffers are flushed before any other file operation, on close and at the end of a call."""
     buffer_size: int | None = None
-    """Host-side buffer for guest file I/O, in bytes. Not built yet."""
+    """Buffer sequential file writes: one host write per this many bytes (default 64 KiB
+    when only ``io_batch_size`` is set; 1 B .. 64 MiB)."""
     max_connections: int | None = None
     """Concurrent network connections. Not enforced yet."""
     max_requests_per_second: int | None = None
@@ -107,6 +107,8 @@ class ResourceLimits:
             "memory_growth_limit", self.memory_growth_limit, WASM_PAGE, MAX_MEMORY_BYTES
         )
         _check_int_range("max_fuel", self.max_fuel, 1, MAX_FUEL)
+        _check_int_range("io_batch_size", self.io_batch_size, 1, 1 << 30)
+        _check_int_range("buffer_size", self.buffer_size, 1, 64 * 1024 * 1024)
         for name, layer in _NOT_YET_ENFORCED.items():
             if getattr(self, name) is not None:
                 raise NotImplementedError(

@@ -60,6 +60,9 @@ class ResourceReport:
     refusal of each."""
     security_events: tuple[SecurityEvent, ...] = ()
     """Accesses the sandbox refused: path escapes, writes to read-only mounts."""
+    io_errors: tuple[str, ...] = ()
+    """Buffered writes that failed when flushed at the end of the call (io_batch_size /
+    buffer_size): the guest had already been told they succeeded."""
     io_callback_errors: tuple[str, ...] = ()
     """What a raising ``io_callback`` raised (it is dropped after the first error)."""
 

@@ -60,6 +60,26 @@ int main(int argc, char **argv) {
         printf("truncate %d errno %d\n", r, r ? errno : 0);
         return 0;
     }
+    if (!strcmp(mode, "smallwrites")) {      /* argv[3] tiny writes, then read back via a new fd */
+        int lines = atoi(argv[3]);
+        snprintf(path, sizeof path, "%s/lines", dir);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        long total = 0;
+        for (int i = 0; i < lines; i++) {
+            char line[32];
+            int n = snprintf(line, sizeof line, "line %d\n", i);
+            if (write(fd, line, (size_t)n) != n) { printf("write failed: errno %d\n", errno); return 1; }
+            total += n;
+        }
+        int rd = open(path, O_RDONLY);
+        static char buf[1 << 20];
+        long got = 0; ssize_t k;
+        while ((k = read(rd, buf, sizeof buf)) > 0) got += k;
+        close(rd);
+        close(fd);
+        printf("wrote %ld read %ld\n", total, got);
+        return 0;
+    }
     if (!strcmp(mode, "cat")) {              /* print a file */
         FILE *f = fopen(dir, "r");
         if (!f) { printf("open: errno %d\n", errno); return 1; }

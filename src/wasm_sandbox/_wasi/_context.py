@@ -146,11 +146,14 @@ class WasiContext:
     file_ops_limit: int | None = None  # max_file_operations
     strict_io: bool = False  # the first limit hit stops the guest (IoLimitExceeded)
     io: IoObserver | None = None  # file-operation monitoring, when enabled
+    buffer_size: int | None = None  # write buffering: host write per this many bytes ...
+    io_batch_size: int | None = None  # ... or per this many guest writes
     bytes_read: int = 0  # from files
     bytes_written: int = 0  # to files
     security_events: list[SecurityEvent] = field(default_factory=list)
     limits_hit: dict[str, tuple[int, int]] = field(default_factory=dict)  # name: (tried, cap)
     strict_hit: tuple[str, int, int] | None = None
+    io_errors: list[str] = field(default_factory=list)  # buffered writes that failed late
 
     def stop(self, reason: str, exc: BaseException | None = None) -> GuestStop:
         """Record why the guest stops (the first reason wins) and return the unwind signal."""

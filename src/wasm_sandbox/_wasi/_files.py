@@ -62,6 +62,8 @@ def _file_call(impl: Callable[..., int]) -> Callable[..., int]:
     @wraps(impl)
     def call(ctx: WasiContext, mem: GuestMemory, *args: int) -> int:
         ctx.file_calls += 1
+        if ctx.fds.dirty and impl is not _write_file:  # others must see buffered writes
+            ctx.fds.flush_all()
         limit = ctx.file_ops_limit
         if limit is not None and ctx.file_calls > limit:
             raise ctx.limit_hit("max_file_operations", ctx.file_calls, limit, Errno.EDQUOT)
@@ -180,14 +182,37 @@ def _write_file(
     if entry.kind != "file" or not entry.writable or entry.fd is None:
         return Errno.EBADF  # directories have no write right (as in wasmtime)
     data = mem.gather(iovs, iovs_len)
+    if offset is not None and entry.pending:
+        ctx.fds.flush(entry)  # a positioned write must land after the buffered ones
     data = _fit_limits(ctx, entry, data, offset)
     data = _fit_memory_cap(entry, data, offset)
-    written = os.write(entry.fd, data) if offset is None else os.pwrite(entry.fd, data, offset)
+    if offset is None and ctx.buffer_size is not None:
+        written = _buffered_write(ctx, entry, data)
+    elif offset is None:
+        written = os.write(entry.fd, data)
+    else:
+        written = os.pwrite(entry.fd, data, offset)
     ctx.bytes_written += written
     if ctx.io is not None:
         ctx.io.emit(FileWrite(entry.guest_path, written))
     mem.set_u32(nwritten, written)
     return _SUCCESS
+
+
+def _buffered_write(ctx: WasiContext, entry: FdEntry, data: bytes) -> int:
+    """Keep a sequential write in the descriptor's buffer; one host write per
+    ``buffer_size`` bytes or ``io_batch_size`` guest writes (io_batch_size/buffer_size)."""
+    if entry.pending is None:
+        entry.pending = bytearray()
+    entry.pending += data
+    entry.pending_writes += 1
+    ctx.fds.dirty.add(entry)
+    size, batch = ctx.buffer_size, ctx.io_batch_size
+    if (size is not None and len(entry.pending) >= size) or (
+        batch is not None and entry.pending_writes >= batch
+    ):
+        ctx.fds.flush(entry)
+    return len(data)
 
 
 def _fit_limits(ctx: WasiContext, entry: FdEntry, data: bytes, offset: int | None) -> bytes:
@@ -205,7 +230,7 @@ def _fit_limits(ctx: WasiContext, entry: FdEntry, data: bytes, offset: int | Non
             data = data[:room]
     size_cap = ctx.file_size_limit
     if size_cap is not None:
-        start = _write_position(entry.fd, entry.append, offset)
+        start = _geometry(entry, offset)[0]
         if start + len(data) > size_cap:
             if start >= size_cap:
                 tried = start + len(data)
@@ -214,12 +239,18 @@ def _fit_limits(ctx: WasiContext, entry: FdEntry, data: bytes, offset: int | Non
     return data
 
 
-def _write_position(fd: int, append: bool, offset: int | None) -> int:
+def _geometry(entry: FdEntry, offset: int | None) -> tuple[int, int]:
+    """(where the next write lands, the file's size) as the guest sees them, counting the
+    bytes still in the descriptor's write buffer."""
+    fd = entry.fd
+    if fd is None:
+        raise WasiError(Errno.EBADF)
+    pending = len(entry.pending) if entry.pending else 0
+    host_size = os.fstat(fd).st_size
     if offset is not None:
-        return offset
-    if append:
-        return os.fstat(fd).st_size
-    return os.lseek(fd, 0, os.SEEK_CUR)
+        return offset, host_size
+    position = host_size if entry.append else os.lseek(fd, 0, os.SEEK_CUR)
+    return position + pending, max(host_size, position + pending)
 
 
 def _check_size(ctx: WasiContext, size: int) -> None:
@@ -233,12 +264,7 @@ def _fit_memory_cap(entry: FdEntry, data: bytes, offset: int | None) -> bytes:
     mount = entry.mount
     if mount is None or mount.cap is None or entry.fd is None:
         return data
-    size = os.fstat(entry.fd).st_size
-    start = (
-        size
-        if offset is None and entry.append
-        else (os.lseek(entry.fd, 0, os.SEEK_CUR) if offset is None else offset)
-    )
+    start, size = _geometry(entry, offset)
     growth = max(0, start + len(data) - size)
     room = mount.cap - mount.used
     if growth > room:
@@ -328,7 +354,10 @@ def fd_tell(ctx: WasiContext, mem: GuestMemory, fd: int, offset: int) -> int:
 @syscall("i")
 def fd_close(ctx: WasiContext, mem: GuestMemory, fd: int) -> int:
     """Close a file descriptor."""
-    entry = ctx.fds.close_fd(fd)
+    entry = ctx.fds.get(fd)
+    if entry.pending:
+        ctx.fds.flush(entry)
+    ctx.fds.close_fd(fd)
     if entry.mount is not None:  # counted, but never refused: closing frees resources
         ctx.file_calls += 1
         if ctx.io is not None:

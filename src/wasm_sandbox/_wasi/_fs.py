@@ -76,6 +76,8 @@ class FdEntry:
     append: bool = False
     preopen: bool = False
     listing: list[tuple[str, int, int]] | None = None  # readdir snapshot: (name, ino, type)
+    pending: bytearray | None = None  # buffered sequential writes not yet on the host
+    pending_writes: int = 0
 
     @property
     def guest_path(self) -> str:
@@ -94,6 +96,7 @@ class FdTable:
             2: FdEntry("stderr", writable=True),
         }
         self.mounts: list[MountRuntime] = []
+        self.dirty: set[FdEntry] = set()  # entries with buffered writes
         try:
             for mount in mounts:
                 runtime = MountRuntime(mount)
@@ -124,6 +127,30 @@ class FdTable:
         """Descriptors the guest opened itself (not stdio, not preopens)."""
         return sum(1 for e in self.entries.values() if e.fd is not None)
 
+    def flush(self, entry: FdEntry) -> None:
+        """Write ``entry``'s buffered bytes to the host (errors become the guest's errno)."""
+        data, fd = entry.pending, entry.fd
+        entry.pending, entry.pending_writes = None, 0
+        self.dirty.discard(entry)
+        if not data or fd is None:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as exc:
+            raise WasiError(errno_from_oserror(exc)) from None
+
+    def flush_all(self) -> list[str]:
+        """Flush every buffer; returns the errors (the guest may not be there to hear them)."""
+        errors = []
+        for entry in list(self.dirty):
+            try:
+                self.flush(entry)
+            except WasiError as exc:
+                errors.append(f"{entry.guest_path}: {exc.errno.name}")
+        return errors
+
     def close_fd(self, fd: int) -> FdEntry:
         """Close ``fd`` (EBADF if it is not open)."""
         entry = self.entries.pop(fd, None)
@@ -135,6 +162,7 @@ class FdTable:
 
     def close(self) -> None:
         """Close every host descriptor and mount (the instance is going away)."""
+        self.flush_all()
         for entry in self.entries.values():
             if entry.fd is not None:
                 os.close(entry.fd)
