@@ -59,10 +59,12 @@ _PRESTAT = struct.Struct("<BxxxI")
 def _file_call(impl: Callable[..., int]) -> Callable[..., int]:
     """Count the call as a file operation and turn host OSErrors into errnos."""
 
+    flush_first = impl.__name__ != "_write_file"  # other calls must see buffered writes
+
     @wraps(impl)
     def call(ctx: WasiContext, mem: GuestMemory, *args: int) -> int:
         ctx.file_calls += 1
-        if ctx.fds.dirty and impl is not _write_file:  # others must see buffered writes
+        if flush_first and ctx.fds.dirty:
             ctx.fds.flush_all()
         limit = ctx.file_ops_limit
         if limit is not None and ctx.file_calls > limit:
@@ -186,7 +188,7 @@ def _write_file(
         ctx.fds.flush(entry)  # a positioned write must land after the buffered ones
     data = _fit_limits(ctx, entry, data, offset)
     data = _fit_memory_cap(entry, data, offset)
-    if offset is None and ctx.buffer_size is not None:
+    if offset is None and ctx.buffer_size is not None and not entry.sync:
         written = _buffered_write(ctx, entry, data)
     elif offset is None:
         written = os.write(entry.fd, data)
@@ -693,7 +695,9 @@ def _open(target: Resolved, oflags: int, fdflags: int, readable: bool, writable:
         os.close(host)
         raise WasiError(Errno.ENOTSUP)
     os.set_blocking(host, True)
-    return FdEntry("file", target.mount, host, target.rel, readable, writable, bool(fdflags & 1))
+    entry = FdEntry("file", target.mount, host, target.rel, readable, writable, bool(fdflags & 1))
+    entry.sync = bool(fdflags & (_FDFLAG_DSYNC | _FDFLAG_RSYNC | _FDFLAG_SYNC))
+    return entry
 
 
 @syscall("iii")

@@ -76,6 +76,7 @@ class FdEntry:
     append: bool = False
     preopen: bool = False
     listing: list[tuple[str, int, int]] | None = None  # readdir snapshot: (name, ino, type)
+    sync: bool = False  # opened with DSYNC/SYNC/RSYNC: never buffered
     pending: bytearray | None = None  # buffered sequential writes not yet on the host
     pending_writes: int = 0
 
