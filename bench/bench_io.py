@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import hashlib
 import io
 import json
@@ -50,6 +51,7 @@ GUESTS = HERE / "guests"
 FILE_MB = 100  # MiB: 100 x 1 MiB of random bytes
 CHUNK = 64 * 1024  # the guest's read() size
 LINES = 100_000
+BIG_STDIO_BUFFER = 4 << 20  # printf guest's optional setvbuf size (information rows)
 GUEST_DIR = "/data"
 FILE_NAME = "big.bin"
 OUTPUT_CAP = 64 * 1024 * 1024  # our max_output_bytes: far above the ~2.2 MB printf output
@@ -375,66 +377,90 @@ def bench_printf(
     s: Settings, wasm: Path, data_dir: Path, work: Path
 ) -> tuple[IoResult, Callable[[], Any]]:
     args = [str(LINES)]
+    big = [str(LINES), str(BIG_STDIO_BUFFER)]  # the guest's stdout with a 4 MiB stdio buffer
     want = expected_printf_output(LINES)
     sandbox = our_sandbox(wasm, data_dir)
-
-    def ours() -> Any:
-        return sandbox.run(args)
-
-    def ours_empty() -> Any:
-        return sandbox.run(["0"])
-
     raw_file = RawWasi(wasm, data_dir, stdout=work / "printf-raw.out")
     raw_custom = RawWasi(wasm, data_dir, stdout=None)
     raw_epoch = RawWasi(wasm, data_dir, epoch=True, stdout=work / "printf-raw-epoch.out")
 
-    def raw() -> int:
-        return raw_file.run(args)
+    def ours() -> Any:
+        return sandbox.run(args)
 
-    def raw_mem() -> int:
-        return raw_custom.run(args)
-
-    def raw_ep() -> int:
-        return raw_epoch.run(args)
-
-    def raw_empty() -> int:
-        return raw_file.run(["0"])
-
-    samples = compare(
-        {"ours": ours, "raw": raw, "raw stdout_custom": raw_mem, "raw epoch engine": raw_ep,
-         "ours, 0 lines": ours_empty, "raw, 0 lines": raw_empty},
-        s.rounds, s.batch_ms, s.warmup_ms,
-    )  # fmt: skip
-    notes = {
-        "ours": "wasm_sandbox run(): stdout kept in memory (max_output_bytes 64 MiB)",
-        "raw": "wasmtime-py built-in WASI, WasiConfig.stdout_file = a temp file",
-        "raw stdout_custom": "built-in WASI, stdout_custom = list.append: kept in memory"
-        " like ours (information)",
-        "raw epoch engine": "built-in WASI, stdout_file, engine with epoch_interruption like"
-        " ours (information)",
-        "ours, 0 lines": "fixed cost of one of our runs (information)",
-        "raw, 0 lines": "fixed cost of one raw run (information)",
+    variants: dict[str, tuple[Callable[[], Any], str]] = {
+        "ours": (ours, "wasm_sandbox run(): stdout kept in memory (max_output_bytes 64 MiB)"),
+        "raw": (
+            functools.partial(raw_file.run, args),
+            "wasmtime-py built-in WASI, WasiConfig.stdout_file = a temp file",
+        ),
+        "raw stdout_custom": (
+            functools.partial(raw_custom.run, args),
+            "built-in WASI, stdout_custom = list.append: kept in memory like ours (information)",
+        ),
+        "raw epoch engine": (
+            functools.partial(raw_epoch.run, args),
+            "built-in WASI, stdout_file, engine with epoch_interruption like ours (information)",
+        ),
+        "ours, 4 MiB stdio buf": (
+            functools.partial(sandbox.run, big),
+            "setvbuf(stdout, 4 MiB): the same output in a few fd_write calls (information)",
+        ),
+        "raw, 4 MiB stdio buf": (
+            functools.partial(raw_file.run, big),
+            "setvbuf(stdout, 4 MiB), stdout_file (information)",
+        ),
+        "ours, 0 lines": (
+            functools.partial(sandbox.run, ["0"]),
+            "fixed cost of one of our runs (information)",
+        ),
+        "raw, 0 lines": (
+            functools.partial(raw_file.run, ["0"]),
+            "fixed cost of one raw run (information)",
+        ),
     }
-    for name, note in notes.items():
+    samples = compare(
+        {name: fn for name, (fn, _) in variants.items()}, s.rounds, s.batch_ms, s.warmup_ms
+    )
+    for name, (_, note) in variants.items():
         samples[name].note = note
     result = IoResult(
         "printf_100k_lines",
         f"printf {LINES:,} lines",
         samples["ours"],
         samples["raw"],
-        [samples[k] for k in ("raw stdout_custom", "raw epoch engine", "ours, 0 lines",
-                              "raw, 0 lines")],
+        [samples[name] for name in list(variants)[2:]],
         target=PRINTF_TARGET,
-        info_ratios={"ours, 0 lines": ("ours, 0 lines", "raw, 0 lines"), "raw, 0 lines": None},
-    )  # fmt: skip
+        info_ratios={
+            "ours, 4 MiB stdio buf": ("ours, 4 MiB stdio buf", "raw, 4 MiB stdio buf"),
+            "raw, 4 MiB stdio buf": None,
+            "ours, 0 lines": ("ours, 0 lines", "raw, 0 lines"),
+            "raw, 0 lines": None,
+        },
+    )
     result.notes.append(f"output: {len(want)} bytes")
     check_ours(result, "ours", ours, want)
-    check_ours(result, "ours, 0 lines", ours_empty, b"")
+    check_ours(result, "ours, 4 MiB stdio buf", variants["ours, 4 MiB stdio buf"][0], want)
+    check_ours(result, "ours, 0 lines", variants["ours, 0 lines"][0], b"")
     check_raw(result, "raw", raw_file, args, want)
+    check_raw(result, "raw, 4 MiB stdio buf", raw_file, big, want)
     check_raw(result, "raw stdout_custom", raw_custom, args, want)
     check_raw(result, "raw epoch engine", raw_epoch, args, want)
-    syscalls = sandbox.run(args).resource_report.syscalls
-    result.notes.append(f"ours: {syscalls} WASI calls per run (stdio's buffer decides)")
+    calls = sandbox.run(args).resource_report.syscalls
+    calls_big = sandbox.run(big).resource_report.syscalls
+    result.notes.append(
+        f"ours: {calls} WASI calls per run with stdio's default buffer, {calls_big} with"
+        " the 4 MiB buffer"
+    )
+    if calls > calls_big:
+        per_call = {
+            side: (samples[side].median - samples[f"{side}, 4 MiB stdio buf"].median)
+            / (calls - calls_big)
+            for side in ("ours", "raw")
+        }
+        result.notes.append(
+            "cost of one extra fd_write call ((default - 4 MiB buffer) / extra calls):"
+            f" ours {fmt_ns(per_call['ours'])}, raw {fmt_ns(per_call['raw'])}"
+        )
     return result, ours
 
 

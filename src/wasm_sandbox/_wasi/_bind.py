@@ -109,9 +109,9 @@ def _stop_trap(ctx: WasiContext, reason: str, exc: BaseException | None = None) 
 def _make_trampoline(sc: Syscall) -> Any:
     impl = sc.impl
     count = max(len(sc.params), len(sc.results))
-    size = 16 * count
-    masks = [0xFFFFFFFF if p == "i" else None for p in sc.params]
-    unpack = struct.Struct("<" + "q8x" * len(sc.params)).unpack_from
+    params_size = 16 * len(sc.params)
+    # i32 arguments are read as unsigned (pointers, lengths, fds), i64 as signed.
+    unpack = struct.Struct("<" + "".join("I12x" if p == "i" else "q8x" for p in sc.params)).unpack
     has_result = bool(sc.results)
 
     def trampoline(env: int, caller: int, values: int, nvalues: int) -> int | None:
@@ -121,8 +121,7 @@ def _make_trampoline(sc: Syscall) -> Any:
             return int(_trap_new(message, len(message)))
         ctx = binding.wasi
         try:
-            raw = unpack(ctypes.string_at(values, size))
-            args = [v & m if m is not None else v for v, m in zip(raw, masks, strict=True)]
+            args = unpack(ctypes.string_at(values, params_size)) if params_size else ()
             address = binding.memory_address
             if address is not None:
                 context = _caller_context(caller)

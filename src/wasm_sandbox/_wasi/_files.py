@@ -128,9 +128,10 @@ def _filetype(mode: int) -> int:
 
 
 def _filestat(st: os.stat_result) -> bytes:
+    # WASI timestamps are unsigned: a host time before 1970 is shown as 0.
     return _FILESTAT.pack(
         st.st_dev, st.st_ino, _filetype(st.st_mode), st.st_nlink, st.st_size,
-        st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns,
+        max(st.st_atime_ns, 0), max(st.st_mtime_ns, 0), max(st.st_ctime_ns, 0),
     )  # fmt: skip
 
 
@@ -318,12 +319,18 @@ def _read_file(
 ) -> int:
     if entry.kind == "dir" or not entry.readable or entry.fd is None:
         return Errno.EBADF  # directories are read with fd_readdir, not fd_read
-    wanted = mem.capacity(iovs, iovs_len)
-    data = os.read(entry.fd, wanted) if offset is None else os.pread(entry.fd, wanted, offset)
-    ctx.bytes_read += len(data)
+    mem.check(nread, 4)
+    buffers = mem.buffers(iovs, iovs_len)  # straight into guest memory: no copy
+    if not buffers:
+        count = 0
+    elif offset is None:
+        count = os.readv(entry.fd, buffers)
+    else:
+        count = os.preadv(entry.fd, buffers, offset)
+    ctx.bytes_read += count
     if ctx.io is not None:
-        ctx.io.emit(FileRead(entry.guest_path, len(data)))
-    mem.set_u32(nread, mem.scatter(iovs, iovs_len, data))
+        ctx.io.emit(FileRead(entry.guest_path, count))
+    mem.set_u32(nread, count)
     return _SUCCESS
 
 
@@ -498,6 +505,8 @@ def fd_filestat_set_times(
 def _times(st: os.stat_result, atim: int, mtim: int, flags: int) -> tuple[int, int]:
     if (flags & _ATIM and flags & _ATIM_NOW) or (flags & _MTIM and flags & _MTIM_NOW):
         raise WasiError(Errno.EINVAL)
+    if (flags & _ATIM and atim < 0) or (flags & _MTIM and mtim < 0):
+        raise WasiError(Errno.EINVAL)  # u64 timestamps past 2**63 ns (year 2262)
     now = time.time_ns()
     access = atim if flags & _ATIM else now if flags & _ATIM_NOW else st.st_atime_ns
     modify = mtim if flags & _MTIM else now if flags & _MTIM_NOW else st.st_mtime_ns
@@ -656,12 +665,25 @@ def path_open(
             _writable(ctx, target, "open for writing")
         if oflags & _O_CREAT and not _exists(target):
             ctx.check_directory_room(target)
+        released = _truncated_bytes(target) if oflags & _O_TRUNC else 0
         entry = _open(target, oflags, fdflags, readable, writable)
+        target.mount.used = max(0, target.mount.used - released)
     new_fd = ctx.fds.add(entry)
     mem.set_u32(opened_fd, new_fd)
     if ctx.io is not None:
         ctx.io.emit(FileOpen(entry.guest_path))
     return _SUCCESS
+
+
+def _truncated_bytes(target: Resolved) -> int:
+    """On an in-memory mount, the bytes an O_TRUNC open will free (0 elsewhere)."""
+    if target.mount.cap is None:
+        return 0
+    try:
+        st = os.stat(target.name, dir_fd=target.dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return 0
+    return st.st_size if stat.S_ISREG(st.st_mode) else 0
 
 
 def _exists(target: Resolved) -> bool:
