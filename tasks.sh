@@ -3,15 +3,16 @@
 #   ./tasks.sh demo    install everything, then run an example guest under limits (main job)
 #   ./tasks.sh test    install everything, then run the whole test suite
 #   ./tasks.sh lint    ruff (check + format) and mypy (strict on src/, checked tests/)
-#   ./tasks.sh bench   the core benchmarks (bench/bench_core.py; add --quick for a short run)
+#   ./tasks.sh bench   the benchmarks (bench/bench_core.py, bench/bench_io.py; --quick: short)
 #   ./tasks.sh setup   only install: Debian packages (via apt-get) and the Python venv
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-# clang + wasi-libc build the C guests the tests use (Debian's clang-14 targets wasm32-wasi).
-APT_PACKAGES="clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32"
+# clang + wasi-libc build the C guests the tests use (Debian's clang-14 targets wasm32-wasi);
+# Debian's rustc with the wasm32 standard library builds the Rust guests (/usr/bin/rustc).
+APT_PACKAGES="clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32"
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"
@@ -70,6 +71,7 @@ case "$task" in
     bench)
         setup
         "$VENV/bin/python" bench/bench_core.py "$@"
+        "$VENV/bin/python" bench/bench_io.py "$@"
         ;;
     *)
         sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
