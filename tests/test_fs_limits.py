@@ -239,3 +239,9 @@ def test_buffering_cuts_host_writes(c_guest, tmp_path: Path) -> None:
         counts.append(_host_writes() - before)
     assert counts[0] >= 5000
     assert counts[1] <= 5000 // 100 + 20
+
+
+def test_memory_fs_frees_an_unlinked_file_when_its_last_descriptor_closes(c_guest) -> None:
+    """The temp-file pattern (open, unlink, write, close) does not eat the cap away."""
+    sb = ws.WasmSandbox.builder().source(c_guest("fs_limits")).memory_fs("/scratch", 3000).build()
+    assert sb.run(["tempfiles", "/scratch", "20"]).stdout == b"rounds 20\n"

@@ -80,6 +80,19 @@ int main(int argc, char **argv) {
         printf("wrote %ld read %ld\n", total, got);
         return 0;
     }
+    if (!strcmp(mode, "tempfiles")) {        /* open, unlink, write 2000 bytes, close; repeat */
+        static char buf[2000];
+        int rounds = atoi(argv[3]);
+        snprintf(path, sizeof path, "%s/tmpfile", dir);
+        for (int i = 0; i < rounds; i++) {
+            int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+            unlink(path);
+            if (write(fd, buf, sizeof buf) != (ssize_t)sizeof buf) { printf("round %d: errno %d\n", i, errno); return 1; }
+            close(fd);
+        }
+        printf("rounds %d\n", rounds);
+        return 0;
+    }
     if (!strcmp(mode, "cat")) {              /* print a file */
         FILE *f = fopen(dir, "r");
         if (!f) { printf("open: errno %d\n", errno); return 1; }

@@ -5,7 +5,12 @@
  *   hardlink DIR      hard-link files outside DIR reached through planted symlinks
  *   io DIR N          write N bytes to DIR/io.bin, read them back, check them
  *   create DIR N      create N empty files DIR/f0000.. in DIR
- *   list DIR          print every name readdir returns for DIR, one a line, then "count N"
+ *   rewrite DIR N SIZE  N times: open DIR/r.bin with O_TRUNC and write SIZE bytes to it
+ *   dirfd DIR         open DIR/od, rename it to DIR/moved, make a new DIR/od, then read and
+ *                     create files through the descriptor: they are in DIR/moved (POSIX)
+ *   stat PATH         stat() and fstat() PATH: result, errno, mtime and atime in seconds
+ *   list DIR [N]      (first create N empty files in DIR, as create does, then) print every
+ *                     name readdir returns for DIR, one a line, then "count <names>"
  * Every step prints "<step>: <result>" with -1 and the errno number on failure. */
 #include <dirent.h>
 #include <errno.h>
@@ -26,34 +31,34 @@ static void join(char *out, size_t size, const char *dir, const char *name) {
 }
 
 static int xdev(const char *a, const char *b) {
-    /* A/f and A/d, B/g and B/e are created first; every move between A and B must fail */
-    static const char *moves[][2] = {{"f", "f"}, {"d", "d"}, {"f", "g"}, {"d", "e"}};
+    /* A/f and A/d, B/g and B/e are created first; every move between A and B must fail.
+     * (side of the source, its name, name of the target on the other side) */
+    static const struct { int from_b; const char *src, *dst; } moves[] = {
+        {0, "f", "f"}, {0, "f", "g"}, {0, "d", "d"}, {0, "d", "e"},
+        {1, "g", "g"}, {1, "g", "f"}, {1, "e", "e"}, {1, "e", "d"},
+    };
     char from[512], to[512], step[1200];
     join(from, sizeof from, a, "f");
     int fd = open(from, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    report("create A/f", fd);
+    report("create A/f", fd < 0 ? -1 : 0);
     if (fd >= 0) { report("write A/f", (int)write(fd, "payload", 7)); close(fd); }
     join(from, sizeof from, b, "g");
     fd = open(from, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    report("create B/g", fd);
+    report("create B/g", fd < 0 ? -1 : 0);
     if (fd >= 0) close(fd);
     join(from, sizeof from, a, "d");
     report("mkdir A/d", mkdir(from, 0755));
     join(from, sizeof from, b, "e");
     report("mkdir B/e", mkdir(from, 0755));
     for (size_t i = 0; i < sizeof moves / sizeof *moves; i++) {
-        for (int back = 0; back < 2; back++) {
-            const char *src_dir = back ? b : a, *dst_dir = back ? a : b;
-            const char *src = moves[i][back], *dst = moves[i][!back];
-            join(from, sizeof from, src_dir, src);
-            join(to, sizeof to, dst_dir, dst);
-            snprintf(step, sizeof step, "rename %s -> %s", from, to);
-            report(step, rename(from, to));
-            snprintf(step, sizeof step, "link %s -> %s", from, to);
-            report(step, link(from, to));
-            snprintf(step, sizeof step, "linkat follow %s -> %s", from, to);
-            report(step, linkat(AT_FDCWD, from, AT_FDCWD, to, AT_SYMLINK_FOLLOW));
-        }
+        join(from, sizeof from, moves[i].from_b ? b : a, moves[i].src);
+        join(to, sizeof to, moves[i].from_b ? a : b, moves[i].dst);
+        snprintf(step, sizeof step, "rename %s -> %s", from, to);
+        report(step, rename(from, to));
+        snprintf(step, sizeof step, "link %s -> %s", from, to);
+        report(step, link(from, to));
+        snprintf(step, sizeof step, "linkat follow %s -> %s", from, to);
+        report(step, linkat(AT_FDCWD, from, AT_FDCWD, to, AT_SYMLINK_FOLLOW));
     }
     return 0;
 }
@@ -103,6 +108,73 @@ static int io(const char *dir, long want) {
     return 0;
 }
 
+static int rewrite(const char *dir, long times, long size) {
+    char path[512];
+    join(path, sizeof path, dir, "r.bin");
+    char *data = calloc(1, (size_t)size);
+    for (long i = 0; i < times; i++) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) { printf("rewrite %ld: open -1 %d\n", i, errno); return 0; }
+        ssize_t n = write(fd, data, (size_t)size);
+        int e = errno;
+        close(fd);
+        if (n != size) { printf("rewrite %ld: wrote %ld errno %d\n", i, (long)n, e); return 0; }
+    }
+    printf("rewrote %ld times\n", times);
+    return 0;
+}
+
+static int dirfd_follows(const char *dir) {
+    char od[512], moved[512], inner[512];
+    join(od, sizeof od, dir, "od");
+    join(moved, sizeof moved, dir, "moved");
+    snprintf(inner, sizeof inner, "%s/inner", od);
+    report("mkdir od", mkdir(od, 0755));
+    int fd = open(inner, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    report("create od/inner", fd < 0 ? -1 : 0);
+    if (fd >= 0) { report("write od/inner", (int)write(fd, "inner data", 10)); close(fd); }
+    int d = open(od, O_RDONLY | O_DIRECTORY);
+    report("open od", d < 0 ? -1 : 0);
+    if (d < 0) return 0;
+    report("rename od -> moved", rename(od, moved));
+    int f = openat(d, "inner", O_RDONLY);
+    report("openat(od fd, inner)", f < 0 ? -1 : 0);
+    if (f >= 0) {
+        char buf[32] = {0};
+        report("read it", (int)read(f, buf, sizeof buf - 1));
+        printf("content: %s\n", buf);
+        close(f);
+    }
+    report("mkdir od (a new one)", mkdir(od, 0755));
+    f = openat(d, "created", O_WRONLY | O_CREAT, 0644);
+    report("openat(od fd, created, O_CREAT)", f < 0 ? -1 : 0);
+    if (f >= 0) close(f);
+    report("mkdirat(od fd, sub)", mkdirat(d, "sub", 0755));
+    struct stat st;
+    join(inner, sizeof inner, moved, "created");
+    report("stat moved/created", stat(inner, &st));
+    join(inner, sizeof inner, od, "created");
+    report("stat od/created", stat(inner, &st));
+    join(inner, sizeof inner, moved, "sub");
+    report("stat moved/sub", stat(inner, &st));
+    close(d);
+    return 0;
+}
+
+static int stat_both(const char *path) {
+    struct stat st;
+    int r = stat(path, &st);
+    printf("stat %d errno %d mtime %lld atime %lld\n", r, r ? errno : 0,
+           r ? 0LL : (long long)st.st_mtim.tv_sec, r ? 0LL : (long long)st.st_atim.tv_sec);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) { printf("open -1 errno %d\n", errno); return 0; }
+    r = fstat(fd, &st);
+    printf("fstat %d errno %d mtime %lld atime %lld\n", r, r ? errno : 0,
+           r ? 0LL : (long long)st.st_mtim.tv_sec, r ? 0LL : (long long)st.st_atim.tv_sec);
+    close(fd);
+    return 0;
+}
+
 static int create(const char *dir, long n) {
     char path[512];
     for (long i = 0; i < n; i++) {
@@ -120,8 +192,9 @@ static int list(const char *dir) {
     if (!d) { printf("opendir: -1 %d\n", errno); return 1; }
     long count = 0;
     struct dirent *e;
-    errno = 0;
-    while ((e = readdir(d)) != NULL) {
+    for (;;) {
+        errno = 0;                 /* printf may set it (stdout is no tty) */
+        if ((e = readdir(d)) == NULL) break;
         printf("%s\n", e->d_name);
         count++;
     }
@@ -137,8 +210,14 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "xdev") && argc == 4) return xdev(argv[2], argv[3]);
     if (!strcmp(mode, "hardlink")) return hardlink(argv[2]);
     if (!strcmp(mode, "io") && argc == 4) return io(argv[2], atol(argv[3]));
+    if (!strcmp(mode, "rewrite") && argc == 5) return rewrite(argv[2], atol(argv[3]), atol(argv[4]));
     if (!strcmp(mode, "create") && argc == 4) return create(argv[2], atol(argv[3]));
-    if (!strcmp(mode, "list")) return list(argv[2]);
+    if (!strcmp(mode, "dirfd")) return dirfd_follows(argv[2]);
+    if (!strcmp(mode, "stat")) return stat_both(argv[2]);
+    if (!strcmp(mode, "list")) {
+        if (argc == 4 && create(argv[2], atol(argv[3])) != 0) return 1;
+        return list(argv[2]);
+    }
     printf("usage\n");
     return 2;
 }

@@ -108,7 +108,6 @@ def _stop_trap(ctx: WasiContext, reason: str, exc: BaseException | None = None) 
 
 def _make_trampoline(sc: Syscall) -> Any:
     impl = sc.impl
-    count = max(len(sc.params), len(sc.results))
     params_size = 16 * len(sc.params)
     # i32 arguments are read as unsigned (pointers, lengths, fds), i64 as signed.
     unpack = struct.Struct("<" + "".join("I12x" if p == "i" else "q8x" for p in sc.params)).unpack

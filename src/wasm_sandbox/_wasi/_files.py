@@ -366,6 +366,8 @@ def fd_close(ctx: WasiContext, mem: GuestMemory, fd: int) -> int:
     entry = ctx.fds.get(fd)
     if entry.pending:
         ctx.fds.flush(entry)
+    if entry.orphan:
+        _release_orphan(ctx, entry)
     ctx.fds.close_fd(fd)
     if entry.mount is not None:  # counted, but never refused: closing frees resources
         ctx.file_calls += 1
@@ -928,14 +930,32 @@ def _release_replaced(ctx: WasiContext, target: Resolved) -> None:
         st = os.stat(target.name, dir_fd=target.dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return
-    if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and not _is_open(ctx, st):
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        return
+    holders = _holders(ctx, st)
+    if holders:  # its bytes stay in use until the last descriptor closes
+        for holder in holders:
+            holder.orphan = True
+    else:
         mount.used = max(0, mount.used - st.st_size)
 
 
-def _is_open(ctx: WasiContext, st: os.stat_result) -> bool:
+def _holders(ctx: WasiContext, st: os.stat_result) -> list[FdEntry]:
+    """The open file descriptors of the file ``st`` describes."""
+    found = []
     for entry in ctx.fds.entries.values():
         if entry.kind == "file" and entry.fd is not None:
             other = os.fstat(entry.fd)
             if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
-                return True
-    return False
+                found.append(entry)
+    return found
+
+
+def _release_orphan(ctx: WasiContext, entry: FdEntry) -> None:
+    """Closing the last descriptor of an unlinked in-memory file frees its bytes."""
+    mount = entry.mount
+    if mount is None or mount.cap is None or entry.fd is None:
+        return
+    st = os.fstat(entry.fd)
+    if len(_holders(ctx, st)) == 1:
+        mount.used = max(0, mount.used - st.st_size)

@@ -77,6 +77,7 @@ class FdEntry:
     preopen: bool = False
     listing: list[tuple[str, int, int]] | None = None  # readdir snapshot: (name, ino, type)
     sync: bool = False  # opened with DSYNC/SYNC/RSYNC: never buffered
+    orphan: bool = False  # its file was unlinked while open (in-memory byte accounting)
     pending: bytearray | None = None  # buffered sequential writes not yet on the host
     pending_writes: int = 0
 
@@ -221,7 +222,10 @@ def resolve(base: FdEntry, path: str, *, follow: bool) -> Iterator[Resolved]:
         raise Escape(f"absolute path {path!r}")
     if path == "":
         raise WasiError(Errno.ENOENT)
-    resolved = _walk(base.mount, list(base.rel) + path.split("/"), follow)
+    # Each directory descriptor is its own root (as in wasmtime's cap-std): resolution starts
+    # at the directory it holds — also after a rename — and never goes above it.
+    start = base.fd if base.fd is not None else base.mount.root_fd
+    resolved = _walk(base.mount, start, base.rel, path.split("/"), follow)
     resolved.must_be_dir = path.endswith("/")
     try:
         yield resolved
@@ -229,9 +233,11 @@ def resolve(base: FdEntry, path: str, *, follow: bool) -> Iterator[Resolved]:
         resolved.close()
 
 
-def _walk(mount: MountRuntime, parts: list[str], follow: bool) -> Resolved:
+def _walk(
+    mount: MountRuntime, start: int, base_rel: tuple[str, ...], parts: list[str], follow: bool
+) -> Resolved:
     pending = deque(p for p in parts if p not in ("", "."))
-    stack = [mount.root_fd]
+    stack = [start]
     names: list[str] = []
     links = 0
     final = "."
@@ -240,7 +246,7 @@ def _walk(mount: MountRuntime, parts: list[str], follow: bool) -> Resolved:
             part = pending.popleft()
             if part == "..":
                 if not names:
-                    raise Escape("'..' above the mount root")
+                    raise Escape("'..' above the directory it is resolved from")
                 os.close(stack.pop())
                 names.pop()
                 continue
@@ -271,7 +277,7 @@ def _walk(mount: MountRuntime, parts: list[str], follow: bool) -> Resolved:
         for fd in stack[1:]:
             os.close(fd)
         raise
-    rel = tuple(names) + ((final,) if final != "." else ())
+    rel = base_rel + tuple(names) + ((final,) if final != "." else ())
     return Resolved(mount, stack[-1], final, rel, _owned=stack[1:])
 
 
