@@ -38,6 +38,10 @@ RUN_OPTIONS = [
     "--opt-level",
     "--no-cache",
     "--max-output",
+    "--mount",
+    "--memory-fs",
+    "--io-limit",
+    "--strict-io",
 ]
 
 
@@ -553,3 +557,61 @@ def test_module_with_unavailable_imports_exits_65(cli: CliRunner, tmp_path: Path
     assert result.status == 65
     assert "env.secret" in result.err
     _no_traceback(result)
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+def test_mount_makes_a_directory_visible_read_only(cli: CliRunner, c_guest, tmp_path: Path) -> None:
+    """--mount HOST:GUEST exposes the directory read-only; writes fail with EROFS."""
+    (tmp_path / "in.txt").write_text("mounted text")
+    fs = c_guest("fs_limits")
+    assert (
+        cli("run", "--mount", f"{tmp_path}:/data", fs, "--", "cat", "/data/in.txt").out
+        == "mounted text"
+    )
+    result = cli("run", "--mount", f"{tmp_path}:/data", fs, "--", "write", "/data", "10")
+    assert result.out == "open: errno 69\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_mount_rw_memory_fs_and_strict_io(cli: CliRunner, c_guest, tmp_path: Path) -> None:
+    """':rw' mounts are writable; --io-limit sets file limits; --strict-io exits 122."""
+    fs = c_guest("fs_limits")
+    ok = cli("run", "--mount", f"{tmp_path}:/w:rw", fs, "--", "write", "/w", "3000")
+    assert ok.out == "wrote 3000\n" and (tmp_path / "big").stat().st_size == 3000
+    limited = cli("run", "--mount", f"{tmp_path}:/w:rw", "--io-limit", "max_file_size=1KiB",
+                  "--strict-io", "--json", fs, "--", "write", "/w", "3000")  # fmt: skip
+    assert limited.status == 122
+    assert (
+        limited.json()["error"] == "I/O limit exceeded: max_file_size (attempted 2024, limit 1024)"
+    )
+    scratch = cli("run", "--memory-fs", "/tmp:2000", fs, "--", "write", "/tmp", "3000")
+    assert scratch.out == "wrote 2000 then errno 51\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--mount", "nocolon"], "--mount expects HOST:GUEST"),
+        (["--io-limit", "max_speed=3"], "--io-limit expects FIELD=VALUE"),
+        (["--io-limit", "max_file_size=lots"], "invalid size"),
+    ],
+)
+def test_bad_file_options_are_usage_errors(
+    cli: CliRunner, add_wat: Path, args: list[str], message: str
+) -> None:
+    """Malformed file options exit 2 with a clear message and no traceback."""
+    result = cli("run", *args, add_wat)
+    assert result.status == 2
+    assert message in result.err
+    _no_traceback(result)
+
+
+def test_mount_of_a_missing_directory_is_an_invalid_configuration(
+    cli: CliRunner, add_wat: Path, tmp_path: Path
+) -> None:
+    """A mount that cannot be honoured is refused before anything runs (exit 65)."""
+    result = cli("run", "--mount", f"{tmp_path / 'missing'}:/data", add_wat)
+    assert result.status == 65
+    assert "host_path does not exist" in result.err

@@ -16,9 +16,11 @@ from . import (
     ExecutionTimeout,
     FuelExhausted,
     GuestTrap,
+    IoLimitExceeded,
     MemoryLimitExceeded,
     OptimizationLevel,
     ResourceProfile,
+    SandboxBuilder,
     SandboxError,
     WasmSandbox,
     __version__,
@@ -36,6 +38,7 @@ EXIT_TRAP = 70  # the guest trapped
 EXIT_HOST = 71  # an internal error of the host layer
 EXIT_MEMORY = 120
 EXIT_FUEL = 121
+EXIT_IO = 122
 EXIT_TIMEOUT = 124  # as GNU timeout(1)
 
 _EPILOG = f"""\
@@ -50,6 +53,7 @@ exit status:
   {EXIT_HOST}   internal error of wasm-sandbox
   {EXIT_MEMORY}  memory limit exceeded
   {EXIT_FUEL}  fuel exhausted
+  {EXIT_IO}  file-system limit hit (with --strict-io)
   {EXIT_TIMEOUT}  wall-clock timeout
 
 examples:
@@ -127,7 +131,70 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print one JSON object (outcome, output, report) on stdout",
     )
+    files = run.add_argument_group("files (nothing is visible to the guest unless mounted)")
+    files.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="HOST:GUEST[:rw]",
+        help="mount a host directory at a guest path, read-only unless ':rw' (repeatable)",
+    )
+    files.add_argument(
+        "--memory-fs",
+        action="append",
+        default=[],
+        metavar="GUEST[:SIZE]",
+        help="an empty in-memory scratch directory, default 64MiB (repeatable)",
+    )
+    files.add_argument(
+        "--io-limit",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a file-system limit: max_file_size, max_total_file_size, max_open_files, "
+        "max_file_operations, max_directory_entries, io_batch_size, buffer_size (repeatable)",
+    )
+    files.add_argument(
+        "--strict-io",
+        action="store_true",
+        help="stop the guest at the first file-system limit it hits (exit 122)",
+    )
     return parser
+
+
+_IO_FIELDS = {
+    "max_file_size": parse_size,
+    "max_total_file_size": parse_size,
+    "buffer_size": parse_size,
+    "max_open_files": parse_count,
+    "max_file_operations": parse_count,
+    "max_directory_entries": parse_count,
+    "io_batch_size": parse_count,
+}
+
+
+def _files(builder: SandboxBuilder, args: argparse.Namespace) -> None:
+    for spec in args.mount:
+        parts = spec.rsplit(":", 2)
+        mode = parts.pop() if len(parts) == 3 and parts[-1] in ("ro", "rw") else "ro"
+        if len(parts) != 2:
+            _fail(f"--mount expects HOST:GUEST[:rw], got {spec!r}")
+        builder.mount_directory(parts[0], parts[1], read_only=mode == "ro")
+    for spec in args.memory_fs:
+        guest, _, size = spec.partition(":")
+        if size:
+            builder.memory_fs(guest, parse_size(size))
+        else:
+            builder.memory_fs(guest)
+    changes = {}
+    for item in args.io_limit:
+        name, sep, value = item.partition("=")
+        if not sep or name not in _IO_FIELDS:
+            _fail(f"--io-limit expects FIELD=VALUE with FIELD one of {', '.join(_IO_FIELDS)}")
+        changes[name] = _IO_FIELDS[name](value)
+    if changes:
+        builder.resource_limits(builder.config().limits.replace(**changes))
+    builder.strict_io_limits(args.strict_io)
 
 
 def _fail(message: str) -> NoReturn:
@@ -151,6 +218,9 @@ def _build(args: argparse.Namespace) -> WasmSandbox:
             )
         if args.max_output is not None:
             builder.max_output_bytes(parse_size(args.max_output))
+        _files(builder, args)
+    except SandboxError:
+        raise  # a limit or mount that cannot be honoured: exit 65, not a usage error
     except (ValueError, TypeError) as exc:
         _fail(str(exc))
     env = {}
@@ -202,6 +272,7 @@ def _exit_status(error: BaseException) -> int:
         (MemoryLimitExceeded, EXIT_MEMORY),
         (FuelExhausted, EXIT_FUEL),
         (ExecutionTimeout, EXIT_TIMEOUT),
+        (IoLimitExceeded, EXIT_IO),
         (GuestTrap, EXIT_TRAP),
     ):
         if isinstance(error, cls):
