@@ -72,6 +72,7 @@ case "$task" in
         setup
         "$VENV/bin/python" bench/bench_core.py "$@"
         "$VENV/bin/python" bench/bench_io.py "$@"
+        "$VENV/bin/python" bench/bench_buffering.py "$@"
         ;;
     *)
         sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
