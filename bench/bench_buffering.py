@@ -70,11 +70,11 @@ def main() -> int:
         subprocess.run([clang, "--target=wasm32-wasi", "-O2", "-o", wasm, source], check=True)
         data = work / "data"
         data.mkdir()
+        builder = ws.WasmSandbox.builder().source(wasm)
+        builder.mount_directory(data, "/data", read_only=False)
         sandboxes = {
-            name: ws.WasmSandbox.builder().source(wasm).mount_directory(data, "/data", read_only=False)
-            .resource_limits(limits).build()
-            for name, limits in VARIANTS.items()
-        }  # fmt: skip
+            name: builder.resource_limits(limits).build() for name, limits in VARIANTS.items()
+        }
         times: dict[str, list[float]] = {name: [] for name in VARIANTS}
         syscalls: dict[str, int] = {}
         for round_ in range(rounds + 1):  # round 0 warms up
