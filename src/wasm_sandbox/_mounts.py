@@ -16,6 +16,7 @@ from ._errors import ConfigurationError
 __all__ = ["Mount", "check_mounts"]
 
 DEFAULT_MEMORY_FS_BYTES = 64 * 1024 * 1024
+MEMORY_ROOT = "/dev/shm"  # where in-memory mounts live: a tmpfs (RAM), never the disk
 _MAX_MEMORY_FS_BYTES = 1 << 40
 _MAX_GUEST_PATH = 4096
 
@@ -71,6 +72,10 @@ class Mount:
                 raise TypeError(f"max_bytes must be an int, got {type(size).__name__}")
             if not 0 < size <= _MAX_MEMORY_FS_BYTES:
                 raise ConfigurationError(f"max_bytes must be between 1 and 1 TiB, got {size}")
+            if not os.path.isdir(MEMORY_ROOT):
+                raise ConfigurationError(
+                    f"in-memory mounts need a tmpfs at {MEMORY_ROOT}, which this host lacks"
+                )
             object.__setattr__(self, "max_bytes", size)
 
 

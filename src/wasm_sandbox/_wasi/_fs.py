@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .._mounts import Mount
+from .._mounts import MEMORY_ROOT, Mount
 from ._errno import Errno, WasiError, errno_from_oserror
 
 __all__ = ["FdEntry", "FdTable", "MountRuntime", "Resolved", "count_entries", "resolve"]
@@ -27,7 +27,6 @@ MAX_SYMLINKS = 40
 MAX_PATH_BYTES = 4096
 _O_PATH = getattr(os, "O_PATH", 0)
 _DIR_FLAGS = _O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_MEMORY_ROOT = "/dev/shm"
 
 
 class MountRuntime:
@@ -44,11 +43,7 @@ class MountRuntime:
         if mount.host_path is not None:
             host = str(mount.host_path)
         else:
-            if not os.path.isdir(_MEMORY_ROOT):
-                raise NotImplementedError(
-                    "in-memory mounts need a tmpfs at /dev/shm, which this host does not have"
-                )
-            host = self._scratch = tempfile.mkdtemp(prefix="wasm-sandbox-", dir=_MEMORY_ROOT)
+            host = self._scratch = tempfile.mkdtemp(prefix="wasm-sandbox-", dir=MEMORY_ROOT)
         self.root_fd = os.open(host, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def guest_name(self, rel: tuple[str, ...]) -> str:
