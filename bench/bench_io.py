@@ -18,14 +18,11 @@ measurement: it exits 0 even when a target is missed, unless ``--check`` is give
 from __future__ import annotations
 
 import argparse
-import cProfile
 import functools
 import hashlib
-import io
 import json
 import os
 import platform
-import pstats
 import shutil
 import statistics
 import struct
@@ -43,7 +40,7 @@ import wasmtime
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 # bench_core imports wasm_sandbox (falling back to the checkout's src/) and holds the method
-from bench_core import Sample, compare, environment, fmt_ns  # noqa: E402
+from bench_core import Sample, compare, environment, fmt_ns, profile_calls  # noqa: E402
 
 from wasm_sandbox import WasmSandbox  # noqa: E402
 
@@ -468,23 +465,6 @@ def bench_printf(
 # Profiling (--profile)
 
 
-def profile_runs(label: str, fn: Callable[[], Any], seconds: float) -> None:
-    prof = cProfile.Profile()
-    deadline = time.perf_counter() + seconds
-    runs = 0
-    prof.enable()
-    while time.perf_counter() < deadline:
-        fn()
-        runs += 1
-    prof.disable()
-    out = io.StringIO()
-    stats = pstats.Stats(prof, stream=out)
-    stats.sort_stats("tottime").print_stats(20)
-    stats.sort_stats("cumulative").print_stats(15)
-    print(f"\n===== cProfile: ours, {label} ({runs} runs) =====")
-    print(out.getvalue())
-
-
 # --------------------------------------------------------------------------------------
 # Report
 
@@ -599,7 +579,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.profile:  # while the data file still exists
             for label, fn in ours_fns.items():
-                profile_runs(label, fn, 1.0 if s.quick else 3.0)
+                profile_calls(f"ours, {label}", fn, 1.0 if s.quick else 3.0)
 
     if args.check and not payload["all_passed"]:
         return 1
