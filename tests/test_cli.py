@@ -499,13 +499,34 @@ def test_missing_file_is_a_clear_error(cli: CliRunner, tmp_path: Path) -> None:
     _no_traceback(result)
 
 
-def test_rust_source_is_refused_as_not_supported_yet(cli: CliRunner, tmp_path: Path) -> None:
-    """A .rs file is refused with a message saying Rust sources are not supported yet."""
-    source = tmp_path / "main.rs"
-    source.write_text("fn main() {}\n")
+def test_python_source_is_refused_as_not_supported_yet(cli: CliRunner, tmp_path: Path) -> None:
+    """A .py file is refused with a message saying Python sources are not supported yet."""
+    source = tmp_path / "main.py"
+    source.write_text("print('hi')\n")
     result = cli("run", source)
     assert result.status != 0
-    assert "Rust" in result.err and "not supported yet" in result.err
+    assert "Python" in result.err and "not supported yet" in result.err
+    _no_traceback(result)
+
+
+def test_rust_and_c_sources_are_compiled_and_run(cli: CliRunner, tmp_path: Path) -> None:
+    """wasm-sandbox run FILE.rs / FILE.c compiles the source, then runs it under limits."""
+    rust = tmp_path / "main.rs"
+    rust.write_text('fn main() { println!("hello from rust"); std::process::exit(3); }\n')
+    result = cli("run", rust)
+    assert (result.status, result.out) == (3, "hello from rust\n")
+    c = tmp_path / "calc.c"
+    c.write_text("int add(int a, int b) { return a + b; }\n")
+    assert cli("run", "--invoke", "add", c, "--", "5", "3").out.splitlines()[0] == "8"
+
+
+def test_compile_error_is_reported_with_diagnostics(cli: CliRunner, tmp_path: Path) -> None:
+    """A source that does not compile exits 65 with the compiler's message."""
+    c = tmp_path / "bad.c"
+    c.write_text("int main(void) { return undefined_name; }\n")
+    result = cli("run", c)
+    assert result.status == 65
+    assert "bad.c" in result.err and "undeclared identifier" in result.err
     _no_traceback(result)
 
 

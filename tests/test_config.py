@@ -305,7 +305,7 @@ PUBLIC = {
     "GuestExit", "GuestTrap", "HostError", "IndirectCallError", "IntegerDivisionByZero",
     "IntegerOverflow", "InvalidArguments", "InvalidConversionToInteger", "InvalidModule", "IoLimitExceeded",
     "MemoryAccessOutOfBounds", "MemoryLimitExceeded", "MonitoredResult", "Mount", "OptimizationLevel",
-    "SecurityEvent", "DirectoryCreate", "DirectoryDelete", "DirectoryList", "FileClose",
+    "SecurityEvent", "ToolchainNotFound", "DirectoryCreate", "DirectoryDelete", "DirectoryList", "FileClose",
     "FileDelete", "FileOpen", "FileRead", "FileRename", "FileWrite", "IoOperation",
     "ProfileBuilder", "ProfiledResult", "ResourceLimitExceeded", "ResourceLimits",
     "ResourceProfile", "ResourceReport", "SandboxBuilder", "SandboxConfig", "SandboxError",

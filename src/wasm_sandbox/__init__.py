@@ -31,6 +31,7 @@ from ._errors import StackOverflow as StackOverflow
 from ._errors import TableAccessOutOfBounds as TableAccessOutOfBounds
 from ._errors import UnreachableExecuted as UnreachableExecuted
 from ._errors import UnsupportedSource as UnsupportedSource
+from ._guests._compile import ToolchainNotFound as ToolchainNotFound
 from ._iomonitor import DirectoryCreate as DirectoryCreate
 from ._iomonitor import DirectoryDelete as DirectoryDelete
 from ._iomonitor import DirectoryList as DirectoryList
@@ -106,6 +107,7 @@ __all__ = [
     "SecurityEvent",
     "StackOverflow",
     "TableAccessOutOfBounds",
+    "ToolchainNotFound",
     "UnreachableExecuted",
     "UnsupportedSource",
     "WasmSandbox",

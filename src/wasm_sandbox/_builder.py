@@ -34,7 +34,10 @@ class SandboxConfig:
     """Everything a ``WasmSandbox`` needs; validated at construction."""
 
     source: Source
-    """A ``.wasm``/``.wat`` path, or module bytes (binary or WAT text)."""
+    """A ``.wasm``/``.wat``/``.c``/``.rs`` path, module bytes, or source text with ``language``."""
+    language: str | None = None
+    """``wasm``, ``wat``, ``c`` or ``rust``: the language of a source given as text or bytes
+    (a ``str`` source is then the program, not a path). None: taken from the file suffix."""
     limits: ResourceLimits = field(default_factory=lambda: ResourceProfile.STANDARD.limits)
     """The limits each execution runs under (default: the STANDARD profile)."""
     profile_name: str | None = "standard"
@@ -185,9 +188,14 @@ class SandboxBuilder:
         self._options: dict[str, Any] = {}
 
     def source(self, source: Source) -> SandboxBuilder:
-        """The guest: a ``.wasm``/``.wat`` path or module bytes (binary or WAT text)."""
+        """The guest: a ``.wasm``, ``.wat``, ``.c`` or ``.rs`` path (``str`` or ``Path``),
+        module bytes, or source text together with ``language(...)``."""
         self._source = source
         return self
+
+    def language(self, language: str) -> SandboxBuilder:
+        """Treat the source as program text in ``language`` (``c``, ``rust``, ``wat``, ``wasm``)."""
+        return self._set("language", language)
 
     def _limit(self, **change: Any) -> SandboxBuilder:
         self._limits = self._limits.replace(**change)

@@ -327,9 +327,15 @@ def _run(args: argparse.Namespace) -> int:
     try:
         sandbox = _build(args)
     except SandboxError as exc:
-        _emit(args, {"outcome": type(exc).__name__, "error": str(exc)}, None)
+        diagnostics = getattr(exc, "diagnostics", "")
+        payload = {"outcome": type(exc).__name__, "error": str(exc)}
+        if diagnostics:
+            payload["diagnostics"] = diagnostics
+        _emit(args, payload, None)
         if not args.json:
             print(f"wasm-sandbox: {exc}", file=sys.stderr)
+            if diagnostics:
+                print(diagnostics, file=sys.stderr)
         return EXIT_INVALID
     except (FileNotFoundError, NotImplementedError) as exc:
         _fail(str(exc))

@@ -8,6 +8,7 @@ translated in ``_engine`` and never reach the user.
     ├── UnsupportedSource (also NotImplementedError)   a source kind not built yet
     ├── InvalidModule                          malformed, invalid or unlinkable module
     ├── CompilationError                       a source file failed to compile to wasm
+    │   └── ToolchainNotFound                  (in _guests) the compiler is not installed
     ├── FunctionNotFound                       no exported function of that name
     ├── InvalidArguments (also TypeError)      arguments do not fit the function's signature
     └── ExecutionError                         the guest ran and failed

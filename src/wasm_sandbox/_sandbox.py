@@ -70,9 +70,9 @@ class WasmSandbox:
         if not isinstance(config, SandboxConfig):
             raise TypeError(f"expected a SandboxConfig, got {type(config).__name__}")
         self.config = config
-        wasm, self.source_name = load_source(config.source)
-        handle = get_engine(config.optimization_level, config.debug_mode, config.metered)
         cache_dir = (config.cache_dir or default_cache_dir()) if config.use_cache else None
+        wasm, self.source_name = load_source(config.source, config.language, cache_dir)
+        handle = get_engine(config.optimization_level, config.debug_mode, config.metered)
         compiled = handle.load(wasm, cache_dir, _progress_callback(config, len(wasm)))
         limits = config.limits
         if limits.memory_bytes is not None and compiled.initial_memory_bytes > limits.memory_bytes:

@@ -1,7 +1,8 @@
 """Turns what the user passed to ``source(...)`` into WebAssembly bytes.
 
-``.wasm`` files and bytes are taken as they are, ``.wat`` text is assembled; other source
-languages are recognised by suffix and refused with a clear ``UnsupportedSource``.
+``.wasm`` files and bytes are taken as they are, ``.wat`` text is assembled, ``.c`` and ``.rs``
+sources are compiled (``_guests``); languages not built yet are refused with a clear
+``UnsupportedSource``. Source text can be given with an explicit ``language``.
 """
 
 from __future__ import annotations
@@ -11,24 +12,41 @@ from pathlib import Path
 
 from ._engine import wat_to_wasm
 from ._errors import InvalidModule, UnsupportedSource
+from ._guests._compile import LANGUAGES, compile_source
 
-__all__ = ["Source", "load_source"]
+__all__ = ["LANGUAGE_NAMES", "Source", "load_source"]
 
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview
 
 WASM_MAGIC = b"\0asm"
-_LANGUAGES = {".rs": "Rust", ".c": "C", ".py": "Python", ".js": "JavaScript"}
+_NOT_YET = {".py": "Python", ".js": "JavaScript"}
+LANGUAGE_NAMES = {"wasm": ".wasm", "wat": ".wat", "c": ".c", "rust": ".rs", "python": ".py",
+                  "javascript": ".js"}  # fmt: skip
 _MAX_SOURCE_BYTES = 1 << 30
 
 
-def load_source(source: Source) -> tuple[bytes, str]:
-    """(module bytes, a name for messages) from a path or from bytes."""
+def load_source(
+    source: Source, language: str | None = None, cache_dir: Path | None = None
+) -> tuple[bytes, str]:
+    """(module bytes, a name for messages) from a path, from bytes, or from source text in
+    ``language`` (then a ``str`` source is the program text, not a path)."""
+    if language is not None:
+        suffix = LANGUAGE_NAMES.get(language)
+        if suffix is None:
+            raise UnsupportedSource(
+                f"unknown language {language!r}; known: {', '.join(LANGUAGE_NAMES)}"
+            )
+        if isinstance(source, str):
+            source = source.encode("utf-8")
+        if isinstance(source, bytes | bytearray | memoryview):
+            name = f"<{language} source>"
+            return _from_text(bytes(source), suffix, name, cache_dir), name
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
         return _from_bytes(data, "<bytes>"), "<bytes>"
     if isinstance(source, str | os.PathLike):
         path = Path(source)
-        return _from_path(path), str(path)
+        return _from_path(path, cache_dir), str(path)
     raise TypeError(
         f"source must be a path (str or os.PathLike) or module bytes, got {type(source).__name__}"
     )
@@ -48,17 +66,31 @@ def _from_bytes(data: bytes, name: str) -> bytes:
     )
 
 
-def _from_path(path: Path) -> bytes:
+def _from_text(source: bytes, suffix: str, name: str, cache_dir: Path | None) -> bytes:
+    if suffix in _NOT_YET:
+        raise _not_yet(suffix, name)
+    if suffix in LANGUAGES:
+        return compile_source(source, LANGUAGES[suffix], cache_dir, name)
+    if suffix == ".wasm":
+        return _from_bytes(source, name)
+    return wat_to_wasm(source.decode("utf-8", "replace"))
+
+
+def _not_yet(suffix: str, name: str) -> UnsupportedSource:
+    return UnsupportedSource(
+        f"{_NOT_YET[suffix]} sources ({suffix}) are not supported yet by this version of "
+        f"wasm-sandbox: {name} cannot run; compile it to a .wasm module instead"
+    )
+
+
+def _from_path(path: Path, cache_dir: Path | None = None) -> bytes:
     suffix = path.suffix.lower()
-    if suffix in _LANGUAGES:
-        raise UnsupportedSource(
-            f"{_LANGUAGES[suffix]} sources ({suffix}) are not supported yet by this version of "
-            f"wasm-sandbox: compile {path.name} to a .wasm module and pass that instead"
-        )
-    if suffix not in (".wasm", ".wat", ".wast"):
+    if suffix in _NOT_YET:
+        raise _not_yet(suffix, path.name)
+    if suffix not in (".wasm", ".wat", ".wast", *LANGUAGES):
         raise UnsupportedSource(
             f"unknown source type {suffix or '(no suffix)'!r} for {path}: "
-            "expected a .wasm or .wat file"
+            "expected .wasm, .wat, .c or .rs"
         )
     try:
         size = path.stat().st_size
@@ -67,6 +99,8 @@ def _from_path(path: Path) -> bytes:
         data = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"source file not found: {path}") from None
+    if suffix in LANGUAGES:
+        return compile_source(data, LANGUAGES[suffix], cache_dir, path.name)
     if suffix == ".wasm":
         if not data.startswith(WASM_MAGIC):
             raise InvalidModule(

@@ -1,0 +1,139 @@
+"""C and Rust sources compiled to WebAssembly (Debian's clang-14 + wasi-libc, Debian's rustc
+with the wasm32-wasi std): libraries and commands, errors with diagnostics, missing
+toolchains, the compile cache, and the same limits as any guest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import wasm_sandbox as ws
+
+CALC_RS = """
+#[no_mangle]
+pub extern "C" fn add(a: i32, b: i32) -> i32 { a.wrapping_add(b) }
+#[no_mangle]
+pub extern "C" fn spin() {
+    let mut x = 0u64;
+    loop { x = x.wrapping_add(1); unsafe { std::ptr::write_volatile(&mut x, x) } }
+}
+"""
+CALC_C = """
+int add(int a, int b) { return a + b; }
+long long mul64(long long a, long long b) { return a * b; }
+"""
+
+
+def test_rust_library_functions_are_callable(tmp_path: Path) -> None:
+    """A .rs file without main becomes a library whose #[no_mangle] functions call() reaches."""
+    path = tmp_path / "calculator.rs"
+    path.write_text(CALC_RS)
+    sb = ws.WasmSandbox.builder().source(path).build()
+    assert sb.call("add", 5, 3) == 8
+    assert sb.exports["add"] == (("i32", "i32"), ("i32",))
+
+
+def test_c_library_functions_are_callable(tmp_path: Path) -> None:
+    """A .c file without main becomes a reactor library; its functions are exported."""
+    path = tmp_path / "tool.c"
+    path.write_text(CALC_C)
+    sb = ws.WasmSandbox.builder().source(str(path)).build()
+    assert sb.call("add", 40, 2) == 42
+    assert sb.call("mul64", 2**33, 3) == 3 * 2**33
+
+
+def test_commands_run_with_args_and_exit_codes() -> None:
+    """Sources with main are WASI commands: run() gives their output and exit code."""
+    c = (
+        ws.WasmSandbox.builder()
+        .source(
+            '#include <stdio.h>\nint main(int c, char **v) { printf("%s\\n", v[1]); return 4; }'
+        )
+        .language("c")
+        .build()
+    )
+    assert (c.run(["hi"]).stdout, c.run(["hi"]).exit_code) == (b"hi\n", 4)
+    rust = (
+        ws.WasmSandbox.builder()
+        .source(
+            'fn main() { let a: Vec<String> = std::env::args().collect(); println!("{}", a[1]); }'
+        )
+        .language("rust")
+        .build()
+    )
+    assert rust.run(["there"]).stdout == b"there\n"
+
+
+def test_limits_apply_to_compiled_guests(tmp_path: Path) -> None:
+    """A Rust guest's infinite loop is stopped by fuel and by the timeout, like any guest."""
+    path = tmp_path / "spin.rs"
+    path.write_text(CALC_RS)
+    with pytest.raises(ws.FuelExhausted):
+        ws.WasmSandbox.builder().source(path).max_fuel(1_000_000).build().call("spin")
+    with pytest.raises(ws.ExecutionTimeout):
+        ws.WasmSandbox.builder().source(path).max_fuel(None).timeout_duration(0.2).build().call(
+            "spin"
+        )
+
+
+def test_rust_panic_is_a_trap() -> None:
+    """A Rust panic ends in the unreachable trap."""
+    src = '#[no_mangle] pub extern "C" fn boom() { panic!("no"); }'
+    with pytest.raises(ws.UnreachableExecuted):
+        ws.WasmSandbox.builder().source(src).language("rust").build().call("boom")
+
+
+@pytest.mark.parametrize(
+    ("language", "source", "needle"),
+    [
+        ("c", "int main(void) { return missing; }", "undeclared identifier 'missing'"),
+        ("rust", 'fn main() { let x: i32 = "no"; }', "mismatched types"),
+    ],
+)
+def test_compile_errors_carry_the_diagnostics(language: str, source: str, needle: str) -> None:
+    """CompilationError says what failed; .diagnostics has the compiler's full output."""
+    with pytest.raises(ws.CompilationError, match="failed to compile") as info:
+        ws.WasmSandbox.builder().source(source).language(language).build()
+    assert needle in info.value.diagnostics
+
+
+@pytest.mark.parametrize(
+    ("variable", "language", "packages"),
+    [
+        ("WASM_SANDBOX_CLANG", "c", "clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32"),
+        ("WASM_SANDBOX_RUSTC", "rust", "rustc libstd-rust-dev-wasm32"),
+    ],
+)
+def test_missing_toolchain_names_the_debian_packages(
+    monkeypatch: pytest.MonkeyPatch, variable: str, language: str, packages: str
+) -> None:
+    """Without the compiler, the error says which Debian packages to install. (The compiler
+    is pointed at a path that does not exist: uninstalling it here is not an option.)"""
+    monkeypatch.setenv(variable, "/nonexistent/compiler")
+    with pytest.raises(ws.CompilationError, match=f"apt-get install {packages}"):
+        ws.WasmSandbox.builder().source("int main(){}").language(language).cache_dir(None).build()
+
+
+def test_compiled_output_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second build of the same source does not run the compiler again."""
+    cache = tmp_path / "cache"
+    source = "int add(int a, int b) { return a - b + 2 * b; }"
+    first = ws.WasmSandbox.builder().source(source).language("c").cache_dir(cache).build()
+    assert list((cache / "guests").glob("*.wasm"))
+    # A "compiler" that reports clang's version but fails to compile anything: only the
+    # cache can provide the module now.
+    fake = tmp_path / "fake-clang"
+    fake.write_text(
+        '#!/bin/sh\nif [ "$1" = --version ]; then exec clang-14 --version; fi\nexit 1\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("WASM_SANDBOX_CLANG", str(fake))
+    second = ws.WasmSandbox.builder().source(source).language("c").cache_dir(cache).build()
+    assert first.call("add", 2, 3) == second.call("add", 2, 3) == 5
+
+
+def test_unknown_language_is_refused() -> None:
+    """language() only takes languages the sandbox knows."""
+    with pytest.raises(ws.UnsupportedSource, match="unknown language 'cobol'"):
+        ws.WasmSandbox.builder().source("x").language("cobol").build()
