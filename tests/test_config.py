@@ -311,6 +311,7 @@ PUBLIC = {
     "ResourceProfile", "ResourceReport", "SandboxBuilder", "SandboxConfig", "SandboxError",
     "StackOverflow", "TableAccessOutOfBounds", "UnreachableExecuted", "UnsupportedSource",
     "WasmSandbox", "default_cache_dir", "parse_count", "parse_duration", "parse_size",
+    "run", "run_async", "run_with_timeout", "run_with_timeout_async",
 }  # fmt: skip
 
 

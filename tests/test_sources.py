@@ -4,6 +4,8 @@ toolchains, the compile cache, and the same limits as any guest."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -137,3 +139,17 @@ def test_unknown_language_is_refused() -> None:
     """language() only takes languages the sandbox knows."""
     with pytest.raises(ws.UnsupportedSource, match="unknown language 'cobol'"):
         ws.WasmSandbox.builder().source("x").language("cobol").build()
+
+
+def test_one_liners(tmp_path: Path) -> None:
+    """wasm_sandbox.run / run_with_timeout and their asyncio twins build and call in one go."""
+    path = tmp_path / "calculator.rs"
+    path.write_text(CALC_RS)
+    assert ws.run(path, "add", 5, 3) == 8
+    assert ws.run_with_timeout(path, "add", 1, 2, timedelta(seconds=30)) == 3
+    with pytest.raises(ws.ExecutionTimeout, match=r"after 0\.2 seconds"):
+        ws.run_with_timeout(path, "spin", 0.2)
+    assert asyncio.run(ws.run_async(path, "add", 2, 2)) == 4
+    assert asyncio.run(ws.run_with_timeout_async(path, "add", 3, 3, 10.0)) == 6
+    with pytest.raises(TypeError, match="timeout"):
+        ws.run_with_timeout(path, "add")

@@ -47,6 +47,10 @@ from ._limits import ProfileBuilder as ProfileBuilder
 from ._limits import ResourceLimits as ResourceLimits
 from ._limits import ResourceProfile as ResourceProfile
 from ._mounts import Mount as Mount
+from ._oneliners import run as run
+from ._oneliners import run_async as run_async
+from ._oneliners import run_with_timeout as run_with_timeout
+from ._oneliners import run_with_timeout_async as run_with_timeout_async
 from ._report import ExecutionResult as ExecutionResult
 from ._report import MonitoredResult as MonitoredResult
 from ._report import ProfiledResult as ProfiledResult
@@ -115,6 +119,10 @@ __all__ = [
     "parse_count",
     "parse_duration",
     "parse_size",
+    "run",
+    "run_async",
+    "run_with_timeout",
+    "run_with_timeout_async",
 ]
 
 
