@@ -302,7 +302,7 @@ def test_error_tree() -> None:
 PUBLIC = {
     "AsyncWasmSandbox", "CompilationError", "ConfigurationError", "ExecutionCancelled",
     "ExecutionError", "ExecutionResult", "ExecutionTimeout", "FuelExhausted", "FunctionNotFound",
-    "GuestExit", "GuestTrap", "HostError", "IndirectCallError", "IntegerDivisionByZero",
+    "GuestError", "GuestExit", "GuestTrap", "HostError", "IndirectCallError", "IntegerDivisionByZero",
     "IntegerOverflow", "InvalidArguments", "InvalidConversionToInteger", "InvalidModule", "IoLimitExceeded",
     "MemoryAccessOutOfBounds", "MemoryLimitExceeded", "MonitoredResult", "Mount", "OptimizationLevel",
     "SecurityEvent", "ToolchainNotFound", "DirectoryCreate", "DirectoryDelete", "DirectoryList", "FileClose",

@@ -133,13 +133,13 @@ def test_wrong_arguments_are_invalid_arguments(
 ) -> None:
     """Arity, type and range are checked before the guest runs."""
     with pytest.raises(ws.InvalidArguments, match=message):
-        calc.call("add", *args)  # type: ignore[arg-type]
+        calc.call("add", *args)
 
 
 def test_unsupported_parameter_types(calc: ws.WasmSandbox) -> None:
     """Reference parameters cannot be passed from Python: a clear error."""
     with pytest.raises(ws.InvalidArguments, match="cannot be passed from Python"):
-        calc.call("takes_ref", None)  # type: ignore[arg-type]
+        calc.call("takes_ref", None)
 
 
 def test_calls_are_isolated_by_default(calc: ws.WasmSandbox) -> None:

@@ -13,6 +13,7 @@ from ._errors import ExecutionError as ExecutionError
 from ._errors import ExecutionTimeout as ExecutionTimeout
 from ._errors import FuelExhausted as FuelExhausted
 from ._errors import FunctionNotFound as FunctionNotFound
+from ._errors import GuestError as GuestError
 from ._errors import GuestExit as GuestExit
 from ._errors import GuestTrap as GuestTrap
 from ._errors import HostError as HostError
@@ -83,6 +84,7 @@ __all__ = [
     "FileWrite",
     "FuelExhausted",
     "FunctionNotFound",
+    "GuestError",
     "GuestExit",
     "GuestTrap",
     "HostError",

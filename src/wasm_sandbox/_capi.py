@@ -22,7 +22,9 @@ __all__ = [
     "global_set",
     "instantiate_pre",
     "kind_of",
+    "memory_read",
     "memory_size",
+    "memory_write",
     "set_fuel",
 ]
 
@@ -50,6 +52,7 @@ _global_set = _fn("wasmtime_global_set", c_void_p, c_void_p, c_void_p, c_void_p)
 _set_fuel = _fn("wasmtime_context_set_fuel", c_void_p, c_void_p, c_uint64)
 _get_fuel = _fn("wasmtime_context_get_fuel", c_void_p, c_void_p, c_void_p)
 _memory_size = _fn("wasmtime_memory_data_size", c_size_t, c_void_p, c_void_p)
+_memory_data = _fn("wasmtime_memory_data", c_void_p, c_void_p, c_void_p)
 _error_delete = _fn("wasmtime_error_delete", None, c_void_p)
 
 Extern = _ffi.wasmtime_extern_t
@@ -134,6 +137,24 @@ def get_fuel(context: int) -> int:
 def memory_size(context: int, item: Extern) -> int:
     """Current byte size of a memory export."""
     return int(_memory_size(context, ctypes.addressof(item.of.memory)))
+
+
+def memory_read(context: int, item: Extern, ptr: int, length: int) -> bytes | None:
+    """``length`` bytes at ``ptr`` of a memory export, or None if out of bounds."""
+    address = ctypes.addressof(item.of.memory)
+    if ptr < 0 or length < 0 or ptr + length > _memory_size(context, address):
+        return None
+    return ctypes.string_at(_memory_data(context, address) + ptr, length) if length else b""
+
+
+def memory_write(context: int, item: Extern, ptr: int, data: bytes) -> bool:
+    """Copy ``data`` to ``ptr`` of a memory export; False if out of bounds."""
+    address = ctypes.addressof(item.of.memory)
+    if ptr < 0 or ptr + len(data) > _memory_size(context, address):
+        return False
+    if data:
+        ctypes.memmove(_memory_data(context, address) + ptr, data, len(data))
+    return True
 
 
 _SETTERS = {"i32": "i32", "i64": "i64", "f32": "f32", "f64": "f64"}

@@ -482,6 +482,16 @@ class GuestInstance:
         """Current (and, since memory never shrinks, peak) linear-memory size in bytes."""
         return _capi.memory_size(self.context, self.memory) if self.memory is not None else 0
 
+    def read_memory(self, ptr: int, length: int) -> bytes | None:
+        """Bytes of the guest's memory (None when out of bounds or it has no memory)."""
+        if self.memory is None:
+            return None
+        return _capi.memory_read(self.context, self.memory, ptr, length)
+
+    def write_memory(self, ptr: int, data: bytes) -> bool:
+        """Write into the guest's memory; False when out of bounds or it has no memory."""
+        return self.memory is not None and _capi.memory_write(self.context, self.memory, ptr, data)
+
     def memory_denial(self) -> tuple[int, int, int] | None:
         """(kind, attempted total pages, requested pages) of the first refused memory.grow."""
         kind_global = self._denied_kind

@@ -26,6 +26,7 @@ translated in ``_engine`` and never reach the user.
         │   ├── InvalidConversionToInteger
         │   ├── TableAccessOutOfBounds
         │   └── IndirectCallError
+        ├── GuestError                         a data call's guest reported an error
         ├── GuestExit                          call() of a function that called proc_exit
         ├── ExecutionCancelled                 cancelled by the host (e.g. asyncio)
         └── HostError                          a bug in the host layer, never the guest's
@@ -43,6 +44,7 @@ __all__ = [
     "ExecutionTimeout",
     "FuelExhausted",
     "FunctionNotFound",
+    "GuestError",
     "GuestExit",
     "GuestTrap",
     "HostError",
@@ -271,6 +273,18 @@ class IndirectCallError(GuestTrap):
     """An indirect call hit a null entry or a function of the wrong signature."""
 
     default_code = "indirect_call"
+
+
+class GuestError(ExecutionError):
+    """The guest function reported an error instead of a value (data calls): ``type`` and
+    ``message`` as the guest gave them, ``guest_traceback`` when it sent one. Not raised for
+    traps (``GuestTrap``) or limits."""
+
+    def __init__(self, type_name: str, message: str, guest_traceback: str = "") -> None:
+        super().__init__(f"{type_name}: {message}" if message else type_name)
+        self.type = type_name
+        self.guest_message = message
+        self.guest_traceback = guest_traceback
 
 
 class GuestExit(ExecutionError):

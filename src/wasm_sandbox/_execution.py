@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any, BinaryIO
 
 from . import _errors as e
+from ._data import decode_result
 from ._engine import UNLIMITED_FUEL, CompiledModule, EngineHandle, GuestFailure, GuestInstance
 from ._iomonitor import IoObserver, IoOperation
 from ._limits import WASM_PAGE, ResourceLimits
@@ -174,15 +175,22 @@ class Execution:
         return ctx
 
     def execute(
-        self, ctx: WasiContext, export: str, args: tuple[Any, ...], *, command: bool
+        self,
+        ctx: WasiContext,
+        export: str,
+        args: tuple[Any, ...],
+        *,
+        command: bool,
+        payload: bytes | None = None,
     ) -> Outcome:
-        """Run ``export`` (``command``: a WASI ``_start``, exit codes are results)."""
+        """Run ``export`` (``command``: a WASI ``_start``, exit codes are results; with a
+        ``payload``: a data call, ``args`` ignored)."""
         restore = _catch_sigint(ctx)
         try:
             if self.keep_instance:
                 with self._lock:
-                    return self._execute(ctx, export, args, command)
-            return self._execute(ctx, export, args, command)
+                    return self._execute(ctx, export, args, command, payload)
+            return self._execute(ctx, export, args, command, payload)
         finally:
             if restore is not None:
                 _signal.signal(_SIGINT, restore)
@@ -211,7 +219,12 @@ class Execution:
         return instance, True
 
     def _execute(
-        self, ctx: WasiContext, export: str, args: tuple[Any, ...], command: bool
+        self,
+        ctx: WasiContext,
+        export: str,
+        args: tuple[Any, ...],
+        command: bool,
+        payload: bytes | None,
     ) -> Outcome:
         limits = self.plan.limits
         fuel = limits.max_fuel if limits.max_fuel is not None else UNLIMITED_FUEL
@@ -220,14 +233,20 @@ class Execution:
         value: Any = None
         exit_code = 0
         failure: GuestFailure | None = None
+        data_error: e.GuestError | None = None
         prepared = False
         try:
             instance, fresh = self._instance(ctx)
             self._prepare(instance, fresh, fuel, command)
             prepared = True
-            value = instance.invoke(export, args, fuel=None)
+            if payload is None:
+                value = instance.invoke(export, args, fuel=None)
+            else:
+                value = _data_call(instance, export, payload)
         except GuestFailure as exc:
             failure = exc
+        except e.GuestError as exc:
+            data_error = exc
         try:
             ctx.io_errors.extend(ctx.fds.flush_all() if hasattr(ctx, "fds") else ())
             if failure is not None and ctx.stop_reason == StopReason.EXIT:
@@ -235,6 +254,9 @@ class Execution:
                 failure = None if command else failure
             measured = Measurement(ctx, instance, fuel)
             error = self._error(ctx, measured, failure, fuel, command, exit_code)
+            if error is None and data_error is not None:  # the memory cap beats its symptoms
+                denied = measured.denied
+                error = _memory_error(denied, limits) if denied is not None else data_error
             kind = "ok" if exit_code == 0 else "exit"
             outcome = Outcome(value, exit_code, ctx, self.plan, measured, kind)
             if error is not None:
@@ -317,6 +339,24 @@ class Execution:
             return e.GuestExit(exit_code)
         cls = _TRAPS.get(failure.trap_code or "", e.GuestTrap)
         return cls(f"Guest trapped: {failure}", failure.trap_code, failure.backtrace)
+
+
+def _data_call(instance: GuestInstance, export: str, payload: bytes) -> Any:
+    """One data-ABI call: input in through ``alloc``, the envelope out, both freed."""
+    in_len = len(payload)
+    in_ptr = int(instance.invoke("alloc", (in_len,), fuel=None)) & 0xFFFFFFFF
+    if in_ptr == 0 and in_len > 0:
+        raise e.GuestError("OutOfMemory", f"the guest's alloc({in_len}) for the input failed")
+    if not instance.write_memory(in_ptr, payload):
+        raise e.GuestError("ProtocolError", f"alloc({in_len}) returned a pointer outside memory")
+    packed = int(instance.invoke(export, (in_ptr, in_len), fuel=None)) & 0xFFFFFFFFFFFFFFFF
+    out_ptr, out_len = packed >> 32, packed & 0xFFFFFFFF
+    data = instance.read_memory(out_ptr, out_len)
+    if data is None:
+        raise e.GuestError("ProtocolError", f"{export} returned an output outside memory")
+    instance.invoke("dealloc", (out_ptr, out_len), fuel=None)
+    instance.invoke("dealloc", (in_ptr, in_len), fuel=None)
+    return decode_result(data)
 
 
 def _catch_sigint(ctx: WasiContext) -> Any:

@@ -23,6 +23,8 @@ from ._builder import (
     env_pairs,
     normalize_stdin,
 )
+from ._data import DATA_SIGNATURE, is_data_module
+from ._data import encode_args as encode_data
 from ._engine import default_cache_dir, get_engine
 from ._execution import Execution, ExecutionPlan, Outcome, execution_result
 from ._report import ExecutionResult, MonitoredResult, ProfiledResult
@@ -93,6 +95,7 @@ class WasmSandbox:
         )
         self._execution = Execution(plan, keep_instance=config.keep_instance)
         self._compiled = compiled
+        self._data_module = is_data_module(dict(compiled.functions))
         self._exports = MappingProxyType(
             {
                 name: sig
@@ -140,12 +143,15 @@ class WasmSandbox:
             source = config.stdin if use_config_stdin else None
         return self._execution.new_context(argv, envv, source)
 
-    def _check_call(self, export: str, args: tuple[Any, ...]) -> None:
+    def _check_call(self, export: str, args: tuple[Any, ...]) -> bytes | None:
+        """Check a call's arguments; returns the JSON payload of a data call, else None."""
         if not isinstance(export, str):
             raise TypeError(f"the function name must be a str, got {type(export).__name__}")
         signature = self.exports.get(export)
         if signature is None:
             raise e.FunctionNotFound(export, tuple(self.exports))
+        if self._data_module and signature == DATA_SIGNATURE:
+            return encode_data(args)
         params, _ = signature
         if len(args) != len(params):
             raise e.InvalidArguments(
@@ -153,15 +159,20 @@ class WasmSandbox:
             )
         for index, (value, kind) in enumerate(zip(args, params, strict=True)):
             _check_value(export, index, value, kind)
+        return None
 
     def _call(self, export: str, args: tuple[Any, ...], ctx: WasiContext | None = None) -> Outcome:
-        self._check_call(export, args)
+        payload = self._check_call(export, args)
         ctx = ctx if ctx is not None else self._context()
-        return self._execution.execute(ctx, export, args, command=False)
+        return self._execution.execute(ctx, export, args, command=False, payload=payload)
 
-    def call(self, export: str, *args: int | float) -> Any:
-        """Call exported function ``export`` with numeric arguments; returns its result
-        (None for no result, a tuple for several)."""
+    def call(self, export: str, *args: Any) -> Any:
+        """Call exported function ``export``; returns its result.
+
+        Numeric functions take and return numbers (None for no result, a tuple for several).
+        Data functions (the JSON data ABI: ``alloc``/``dealloc`` exports and a
+        ``(ptr, len) -> i64`` signature) take any JSON values and bytes and return the
+        guest's value; an error the guest reports raises ``GuestError``."""
         return self._call(export, args).value
 
     def _metered(self) -> WasmSandbox:
@@ -177,14 +188,14 @@ class WasmSandbox:
             self._profiler = WasmSandbox(self.config.replace(fuel_metering=True))
         return self._profiler
 
-    def call_with_profiling(self, export: str, *args: int | float) -> ProfiledResult:
+    def call_with_profiling(self, export: str, *args: Any) -> ProfiledResult:
         """Call ``export`` and return its value with time, fuel and operator counts.
 
         On a sandbox that does not meter fuel, the call runs on a metered twin of it.
         """
         return _profiled(self._metered()._call(export, args))
 
-    def call_with_detailed_monitoring(self, export: str, *args: int | float) -> MonitoredResult:
+    def call_with_detailed_monitoring(self, export: str, *args: Any) -> MonitoredResult:
         """Call ``export`` and return its value with a full ``ResourceReport``."""
         return _monitored(self._call(export, args))
 
@@ -294,13 +305,13 @@ class AsyncWasmSandbox:
                 await task
             raise
 
-    async def call(self, export: str, *args: int | float) -> Any:
+    async def call(self, export: str, *args: Any) -> Any:
         """Coroutine twin of ``WasmSandbox.call``."""
         ctx = self.sync._context()
         outcome = await self._in_thread(ctx, lambda: self.sync._call(export, args, ctx))
         return outcome.value
 
-    async def call_with_profiling(self, export: str, *args: int | float) -> ProfiledResult:
+    async def call_with_profiling(self, export: str, *args: Any) -> ProfiledResult:
         """Coroutine twin of ``WasmSandbox.call_with_profiling``."""
         sandbox = await asyncio.to_thread(self.sync._metered)
         ctx = sandbox._context()

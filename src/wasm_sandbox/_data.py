@@ -1,0 +1,96 @@
+"""The data ABI of compiled guests: Python values to JSON bytes and back.
+
+A data function has the wasm signature ``(i32 ptr, i32 len) -> i64`` in a module exporting
+``alloc(i32) -> i32`` and ``dealloc(i32, i32)``. Its input is the JSON array of the call's
+arguments; its output the envelope ``{"ok": value}`` or ``{"error": {"type", "message"}}``.
+Bytes travel as ``{"$bytes": "<base64>"}``. Only JSON is ever parsed: no eval, no pickle.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+from ._errors import GuestError, InvalidArguments
+
+__all__ = ["DATA_SIGNATURE", "decode_result", "encode_args", "is_data_module"]
+
+DATA_SIGNATURE = (("i32", "i32"), ("i64",))
+_ALLOC = (("i32",), ("i32",))
+_DEALLOC = (("i32", "i32"), ())
+_MAX_DEPTH = 256
+
+
+def is_data_module(exports: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> bool:
+    """True when the module exports the ``alloc``/``dealloc`` pair of the data ABI."""
+    return exports.get("alloc") == _ALLOC and exports.get("dealloc") == _DEALLOC
+
+
+def _to_json(value: Any, depth: int = 0) -> Any:
+    if depth > _MAX_DEPTH:
+        raise InvalidArguments("arguments nest deeper than 256 levels")
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidArguments(
+                f"{value} cannot be sent to a guest: JSON has no NaN or infinity"
+            )
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, list | tuple):
+        return [_to_json(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise InvalidArguments(f"object keys must be str, got {type(key).__name__}")
+        return {key: _to_json(item, depth + 1) for key, item in value.items()}
+    raise InvalidArguments(
+        f"{type(value).__name__} cannot be sent to a guest: use JSON values "
+        "(None, bool, int, float, str, list, dict) or bytes"
+    )
+
+
+def encode_args(args: tuple[Any, ...]) -> bytes:
+    """The UTF-8 JSON array of ``args`` (the data call's input)."""
+    return json.dumps([_to_json(arg) for arg in args], ensure_ascii=False, allow_nan=False).encode()
+
+
+def _from_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$bytes"} and isinstance(value["$bytes"], str):
+            try:
+                return base64.b64decode(value["$bytes"], validate=True)
+            except ValueError:
+                return value
+        return {key: _from_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_from_json(item) for item in value]
+    return value
+
+
+def decode_result(data: bytes) -> Any:
+    """The value in a data call's output envelope; GuestError for an error or bad output."""
+    try:
+        envelope = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise GuestError("ProtocolError", f"the guest's output is not valid JSON: {exc}") from None
+    if isinstance(envelope, dict) and set(envelope) == {"ok"}:
+        return _from_json(envelope["ok"])
+    if isinstance(envelope, dict) and set(envelope) == {"error"}:
+        error = envelope["error"]
+        if isinstance(error, dict):
+            return _raise(error)
+    raise GuestError("ProtocolError", 'the guest\'s output is not {"ok": ...} or {"error": ...}')
+
+
+def _raise(error: dict[str, Any]) -> Any:
+    type_name = error.get("type") if isinstance(error.get("type"), str) else "GuestError"
+    message = error.get("message") if isinstance(error.get("message"), str) else ""
+    trace = error.get("traceback") if isinstance(error.get("traceback"), str) else ""
+    raise GuestError(str(type_name), str(message), str(trace))
