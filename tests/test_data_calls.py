@@ -123,3 +123,56 @@ def test_async_data_call(data_guest: Path) -> None:
         return await sb.call("echo", {"k": [1]})
 
     assert asyncio.run(main()) == [{"k": [1]}]
+
+
+RUST_TOOL = r"""
+include!("wasm_sandbox.rs");
+
+fn total(input: Value) -> Result<Value, String> {
+    let rows = input.get("rows").and_then(Value::as_array).ok_or("rows: expected a list")?;
+    let sum: f64 = rows.iter().filter_map(Value::as_f64).sum();
+    Ok(Value::object(vec![("sum", Value::from(sum)), ("count", Value::from(rows.len() as i64))]))
+}
+wasm_sandbox_export!(process_data => total);
+"""
+
+C_TOOL = r"""
+#include "wasm_sandbox.h"
+static char *describe(const char *args, size_t len, const char **error_type) {
+    (void)error_type;
+    if (len <= 2) return wsbx_error("ValueError", "expected arguments");
+    wsbx_builder b; wsbx_builder_init(&b);
+    wsbx_json_begin_object(&b);
+    wsbx_json_key(&b, "args"); wsbx_json_raw(&b, args);
+    wsbx_json_key(&b, "length"); wsbx_json_number(&b, (double)len);
+    wsbx_json_end_object(&b);
+    return wsbx_builder_finish(&b);
+}
+WASM_SANDBOX_EXPORT(process_data, describe)
+"""
+
+
+def test_rust_guest_with_the_shipped_helper(tmp_path: Path) -> None:
+    """A Rust fn(Value) -> Result<Value, String> is callable with Python data, no glue."""
+    path = tmp_path / "processor.rs"
+    path.write_text(RUST_TOOL)
+    sb = ws.WasmSandbox.builder().source(path).build()
+    assert sb.call("process_data", {"rows": [1, 2, 3.5]}) == {"sum": 6.5, "count": 3}
+    with pytest.raises(ws.GuestError, match="rows: expected a list") as info:
+        sb.call("process_data", {"rows": "nope"})
+    assert info.value.type == "GuestError"
+    assert ws.run(path, "process_data", {"rows": [10]}) == {"sum": 10, "count": 1}
+
+
+def test_c_guest_with_the_shipped_header(tmp_path: Path) -> None:
+    """A C function with the documented signature gets the JSON of its arguments."""
+    path = tmp_path / "tool.c"
+    path.write_text(C_TOOL)
+    sb = ws.WasmSandbox.builder().source(path).build()
+    sent = b'[{"a":[1,2]},"x"]'
+    assert sb.call("process_data", {"a": [1, 2]}, "x") == {
+        "args": [{"a": [1, 2]}, "x"],
+        "length": len(sent),
+    }
+    with pytest.raises(ws.GuestError, match=r"^ValueError: expected arguments$"):
+        sb.call("process_data")

@@ -58,7 +58,8 @@ def _to_json(value: Any, depth: int = 0) -> Any:
 
 def encode_args(args: tuple[Any, ...]) -> bytes:
     """The UTF-8 JSON array of ``args`` (the data call's input)."""
-    return json.dumps([_to_json(arg) for arg in args], ensure_ascii=False, allow_nan=False).encode()
+    items = [_to_json(arg) for arg in args]
+    return json.dumps(items, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def _from_json(value: Any) -> Any:

@@ -36,9 +36,7 @@ def _timeout_limits(timeout: timedelta | float) -> ResourceLimits:
     return ResourceProfile.STANDARD.limits.replace(execution_timeout=timeout)
 
 
-def run(
-    source: Source, function: str, *args: int | float, limits: ResourceLimits | None = None
-) -> Any:
+def run(source: Source, function: str, *args: Any, limits: ResourceLimits | None = None) -> Any:
     """Build a sandbox for ``source`` (STANDARD limits unless ``limits``) and return
     ``function(*args)``: ``run("calculator.rs", "add", 5, 3)``."""
     return _sandbox(source, limits).call(function, *args)
@@ -52,7 +50,7 @@ def run_with_timeout(source: Source, function: str, *args: Any) -> Any:
 
 
 async def run_async(
-    source: Source, function: str, *args: int | float, limits: ResourceLimits | None = None
+    source: Source, function: str, *args: Any, limits: ResourceLimits | None = None
 ) -> Any:
     """The asyncio twin of ``run``: compiles and runs off the event loop."""
     builder = WasmSandbox.builder().source(source)

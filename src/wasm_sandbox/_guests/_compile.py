@@ -56,13 +56,25 @@ _PACKAGES = {
 }
 
 
+HELPERS = Path(__file__).resolve().parent.parent / "guest"  # wasm_sandbox.h, wasm_sandbox.rs
+
+
+def _helper_files() -> list[Path]:
+    """The guest-side helpers every compile can include (``#include "wasm_sandbox.h"``,
+    ``include!("wasm_sandbox.rs")``)."""
+    return sorted(p for p in HELPERS.glob("wasm_sandbox.*") if p.suffix in (".h", ".rs"))
+
+
 def compile_source(source: bytes, language: str, cache_dir: Path | None, name: str) -> bytes:
     """The wasm module for ``source`` (C or Rust), from the cache or freshly compiled."""
     compiler = _clang() if language == "c" else _rustc()
     version = _version(compiler, language)
     command = _is_command(source, language)
+    helpers = b"".join(p.read_bytes() for p in _helper_files())
     key = hashlib.sha256(
-        b"\0".join([language.encode(), version.encode(), b"cmd" if command else b"lib", source])
+        b"\0".join(
+            [language.encode(), version.encode(), b"cmd" if command else b"lib", helpers, source]
+        )
     ).hexdigest()
     cached = cache_dir / "guests" / f"{key}.wasm" if cache_dir is not None else None
     if cached is not None and cached.is_file():
@@ -102,6 +114,8 @@ def _compile(compiler: str, source: bytes, language: str, command: bool, name: s
         src = Path(work) / ("guest.c" if language == "c" else "guest.rs")
         out = Path(work) / "guest.wasm"
         src.write_bytes(source)
+        for helper in _helper_files():
+            shutil.copyfile(helper, Path(work) / helper.name)
         argv = _argv(compiler, language, command, src, out)
         try:
             done = subprocess.run(
