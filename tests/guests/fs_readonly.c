@@ -15,32 +15,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-static const char *errname(int e) {
-    static char buf[16];
-    switch (e) {
-    case ENOENT: return "ENOENT";
-    case EEXIST: return "EEXIST";
-    case ENOTDIR: return "ENOTDIR";
-    case EISDIR: return "EISDIR";
-    case ENOTEMPTY: return "ENOTEMPTY";
-    case EACCES: return "EACCES";
-    case EPERM: return "EPERM";
-    case EBADF: return "EBADF";
-    case EINVAL: return "EINVAL";
-    case ELOOP: return "ELOOP";
-    case ENOTCAPABLE: return "ENOTCAPABLE";
-    case EROFS: return "EROFS";
-    case EXDEV: return "EXDEV";
-    case ENAMETOOLONG: return "ENAMETOOLONG";
-    case EFBIG: return "EFBIG";
-    case ENOSPC: return "ENOSPC";
-    case EDQUOT: return "EDQUOT";
-    case EMFILE: return "EMFILE";
-    case ENOTSUP: return "ENOTSUP";
-    case EIO: return "EIO";
-    default: snprintf(buf, sizeof buf, "%d", e); return buf;
-    }
-}
+#include "errname.h"
 
 static void line(char kind, const char *what, long r, const char *detail) {
     int e = errno;
