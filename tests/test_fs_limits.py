@@ -245,3 +245,19 @@ def test_memory_fs_frees_an_unlinked_file_when_its_last_descriptor_closes(c_gues
     """The temp-file pattern (open, unlink, write, close) does not eat the cap away."""
     sb = ws.WasmSandbox.builder().source(c_guest("fs_limits")).memory_fs("/scratch", 3000).build()
     assert sb.run(["tempfiles", "/scratch", "20"]).stdout == b"rounds 20\n"
+
+
+def test_memory_fs_directories_are_removed(c_guest) -> None:
+    """In-memory scratch directories do not outlive their instance (also a kept one)."""
+    import gc  # noqa: PLC0415 - only this test needs it
+
+    before = set(Path("/dev/shm").glob("wasm-sandbox-*"))
+    sb = ws.WasmSandbox.builder().source(c_guest("fs_limits")).memory_fs("/s", 10_000)
+    sb.build().run(["write", "/s", "100"])  # isolated: removed when the call ends
+    assert set(Path("/dev/shm").glob("wasm-sandbox-*")) == before
+    kept = sb.keep_instance(True).build()
+    kept.run(["write", "/s", "100"])
+    assert len(set(Path("/dev/shm").glob("wasm-sandbox-*")) - before) == 1
+    del kept
+    gc.collect()
+    assert set(Path("/dev/shm").glob("wasm-sandbox-*")) == before

@@ -194,6 +194,7 @@ class Execution:
         finally:
             if restore is not None:
                 _signal.signal(_SIGINT, restore)
+                _release_sigint_target()
             if ctx.interrupted and ctx.stop_reason is None:
                 raise KeyboardInterrupt  # Ctrl-C arrived after the guest had finished
 
@@ -372,6 +373,11 @@ def _catch_sigint(ctx: WasiContext) -> Any:
     _sigint_target = ctx
     _signal.signal(_SIGINT, _route_sigint)
     return previous
+
+
+def _release_sigint_target() -> None:
+    global _sigint_target  # noqa: PLW0603 - one running execution per main thread
+    _sigint_target = None  # do not keep the finished execution (and its descriptors) alive
 
 
 def _route_sigint(signum: int, frame: object) -> None:

@@ -13,6 +13,7 @@ import os
 import shutil
 import stat
 import tempfile
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +45,9 @@ class MountRuntime:
             host = str(mount.host_path)
         else:
             host = self._scratch = tempfile.mkdtemp(prefix="wasm-sandbox-", dir=MEMORY_ROOT)
+            # Removed on close(); and at the latest when this object is collected or the
+            # interpreter exits (a kept instance may never be closed explicitly).
+            self._cleanup = weakref.finalize(self, shutil.rmtree, host, True)
         self.root_fd = os.open(host, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def guest_name(self, rel: tuple[str, ...]) -> str:
@@ -55,7 +59,7 @@ class MountRuntime:
         """Close the root descriptor and delete an in-memory directory."""
         os.close(self.root_fd)
         if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._cleanup()
 
 
 @dataclass(slots=True, eq=False)
