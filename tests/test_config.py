@@ -336,3 +336,16 @@ def test_parse_count_is_exact_for_large_values(number: int, unit: str) -> None:
     """Counts are computed exactly, never through a lossy float."""
     factor = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
     assert ws.parse_count(f"{number}{unit}") == number * factor[unit]
+
+
+def test_custom_profile_file_limits_and_network_refusal() -> None:
+    """The seed's custom profile options: file limits work; network ones are refused loudly."""
+    profile = (
+        ws.ResourceProfile.custom().memory_mb(256).max_file_size_mb(200).max_open_files(20).build()
+    )
+    assert profile.limits.max_file_size == 200 * 1024 * 1024
+    assert profile.limits.max_open_files == 20
+    with pytest.raises(
+        NotImplementedError, match="max_connections is enforced by the network layer"
+    ):
+        ws.ResourceProfile.custom().max_connections(20)

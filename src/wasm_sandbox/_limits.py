@@ -241,6 +241,20 @@ class ProfileBuilder:
         _check_int("memory_growth_limit_mb", megabytes)
         return self._set(memory_growth_limit=megabytes * 1024 * 1024)
 
+    def max_file_size_mb(self, megabytes: int) -> ProfileBuilder:
+        """Largest file a guest may write, in MiB."""
+        _check_int("max_file_size_mb", megabytes)
+        return self._set(max_file_size=megabytes * 1024 * 1024)
+
+    def max_open_files(self, count: int) -> ProfileBuilder:
+        """Files a guest may hold open at once."""
+        return self._set(max_open_files=count)
+
+    def max_connections(self, count: int) -> ProfileBuilder:
+        """Concurrent network connections (the network layer is not built yet: this raises
+        NotImplementedError rather than being ignored)."""
+        return self._set(max_connections=count)
+
     def build(self) -> ResourceProfile:
         """The finished profile."""
         return ResourceProfile(self._name, self._limits)
