@@ -99,6 +99,14 @@ def _writable(ctx: WasiContext, target: Resolved, what: str) -> None:
         raise ctx.refuse("read_only", path, f"{what} on a read-only mount", Errno.EROFS)
 
 
+def _regular_file(ctx: WasiContext, fd: int) -> FdEntry:
+    """The entry of ``fd`` if it is an open file; EISDIR for a directory, ESPIPE for a stream."""
+    entry = ctx.require_fd(fd)
+    if entry.kind != "file" or entry.fd is None:
+        raise WasiError(Errno.EISDIR if entry.kind == "dir" else Errno.ESPIPE)
+    return entry
+
+
 def _host_fd(entry: FdEntry) -> int:
     if entry.fd is not None:
         return entry.fd
@@ -160,9 +168,7 @@ def fd_pwrite(
     nwritten: int,
 ) -> int:
     """Write to a file descriptor, without using and updating its offset."""
-    entry = ctx.require_fd(fd)
-    if entry.kind != "file":
-        return Errno.ESPIPE if entry.kind != "dir" else Errno.EISDIR
+    entry = _regular_file(ctx, fd)
     if offset < 0:
         return Errno.EINVAL
     return _write_file(ctx, mem, entry, iovs, iovs_len, nwritten, offset)
@@ -295,9 +301,7 @@ def fd_pread(
     ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, offset: int, nread: int
 ) -> int:
     """Read from a file descriptor, without using and updating its offset."""
-    entry = ctx.require_fd(fd)
-    if entry.kind != "file":
-        return Errno.ESPIPE if entry.kind != "dir" else Errno.EISDIR
+    entry = _regular_file(ctx, fd)
     if offset < 0:
         return Errno.EINVAL
     return _read_file(ctx, mem, entry, iovs, iovs_len, nread, offset)
@@ -517,9 +521,7 @@ def fd_advise(
     ctx: WasiContext, mem: GuestMemory, fd: int, offset: int, length: int, advice: int
 ) -> int:
     """Provide file advisory information on a file descriptor."""
-    entry = ctx.require_fd(fd)
-    if entry.kind != "file":
-        return Errno.ESPIPE if entry.kind != "dir" else Errno.EISDIR
+    _regular_file(ctx, fd)
     if offset < 0 or length < 0 or advice > 5:
         return Errno.EINVAL
     return _SUCCESS  # advice only: nothing to enforce
@@ -529,18 +531,16 @@ def fd_advise(
 @_file_call
 def fd_allocate(ctx: WasiContext, mem: GuestMemory, fd: int, offset: int, length: int) -> int:
     """Force the allocation of space in a file."""
-    entry = ctx.require_fd(fd)
-    if entry.kind != "file" or entry.fd is None:
-        return Errno.ESPIPE if entry.kind != "dir" else Errno.EISDIR
+    entry = _regular_file(ctx, fd)
     if not entry.writable:
         return Errno.EBADF
     if offset < 0 or length <= 0:
         return Errno.EINVAL
-    end = offset + length
-    if end > os.fstat(entry.fd).st_size:
+    end, host = offset + length, _host_fd(entry)
+    if end > os.fstat(host).st_size:
         _check_size(ctx, end)
         _account_resize(entry, end)
-        os.ftruncate(entry.fd, end)
+        os.ftruncate(host, end)
     return _SUCCESS
 
 
