@@ -499,13 +499,16 @@ def test_missing_file_is_a_clear_error(cli: CliRunner, tmp_path: Path) -> None:
     _no_traceback(result)
 
 
-def test_python_source_is_refused_as_not_supported_yet(cli: CliRunner, tmp_path: Path) -> None:
-    """A .py file is refused with a message saying Python sources are not supported yet."""
+def test_python_scripts_run(cli: CliRunner, tmp_path: Path) -> None:
+    """wasm-sandbox run FILE.py runs the script on the WebAssembly CPython, with its argv,
+    exit status and limits."""
     source = tmp_path / "main.py"
-    source.write_text("print('hi')\n")
-    result = cli("run", source)
-    assert result.status != 0
-    assert "Python" in result.err and "not supported yet" in result.err
+    source.write_text("import sys\nprint('hi', sys.argv[1:])\nsys.exit(4)\n")
+    result = cli("run", "--fuel", "unlimited", source, "--", "a")
+    assert (result.status, result.out) == (4, "hi ['a']\n")
+    source.write_text("while True: pass\n")
+    result = cli("run", "--fuel", "unlimited", "--timeout", "300ms", source)
+    assert result.status == 124 and "timeout" in result.err.lower()
     _no_traceback(result)
 
 

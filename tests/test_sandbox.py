@@ -54,7 +54,7 @@ def test_source_from_wat_and_wasm_files_and_bytes(tmp_path: Path) -> None:
         assert sandbox(source).call("add", 2, 3) == 5
 
 
-@pytest.mark.parametrize(("suffix", "language"), [(".py", "Python"), (".js", "JavaScript")])
+@pytest.mark.parametrize(("suffix", "language"), [(".js", "JavaScript")])
 def test_other_languages_are_unsupported_with_a_clear_error(
     tmp_path: Path, suffix: str, language: str
 ) -> None:

@@ -254,3 +254,16 @@ def test_fd_close_then_write_is_ebadf() -> None:
         i32.const 1 call $c drop
         i32.const 1 i32.const 0 i32.const 0 i32.const 8 call $w))"""
     assert sandbox(wat).call("go") == EBADF
+
+
+def test_the_door_refuses_guests_without_a_script_runtime() -> None:
+    """host.call (a script runtime's door) links for any guest, and without a runtime behind
+    it answers -1 ("no host"), touching nothing."""
+    wat = """(module
+      (import "host" "call" (func $call (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "go") (param i32 i32 i32 i32) (result i32)
+        (call $call (local.get 0) (local.get 1) (local.get 2) (local.get 3))))"""
+    sandbox = ws.WasmSandbox.builder().source(wat.encode()).build()
+    assert sandbox.call("go", 0, 10, 100, 104) == -1
+    assert sandbox.call("go", 2**32 - 1, 2**32 - 1, 2**32 - 1, 2**32 - 1) == -1

@@ -28,6 +28,7 @@ from ._errors import MemoryAccessOutOfBounds as MemoryAccessOutOfBounds
 from ._errors import MemoryLimitExceeded as MemoryLimitExceeded
 from ._errors import ResourceLimitExceeded as ResourceLimitExceeded
 from ._errors import SandboxError as SandboxError
+from ._errors import SessionLost as SessionLost
 from ._errors import StackOverflow as StackOverflow
 from ._errors import TableAccessOutOfBounds as TableAccessOutOfBounds
 from ._errors import UnreachableExecuted as UnreachableExecuted
@@ -58,6 +59,7 @@ from ._report import ProfiledResult as ProfiledResult
 from ._report import ResourceReport as ResourceReport
 from ._sandbox import AsyncWasmSandbox as AsyncWasmSandbox
 from ._sandbox import WasmSandbox as WasmSandbox
+from ._session import Session as Session
 from ._units import parse_count as parse_count
 from ._units import parse_duration as parse_duration
 from ._units import parse_size as parse_size
@@ -111,6 +113,8 @@ __all__ = [
     "SandboxConfig",
     "SandboxError",
     "SecurityEvent",
+    "Session",
+    "SessionLost",
     "StackOverflow",
     "TableAccessOutOfBounds",
     "ToolchainNotFound",

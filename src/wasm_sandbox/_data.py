@@ -13,9 +13,16 @@ import json
 import math
 from typing import Any
 
-from ._errors import GuestError, InvalidArguments
+from ._errors import FunctionNotFound, GuestError, InvalidArguments
 
-__all__ = ["DATA_SIGNATURE", "decode_result", "encode_args", "is_data_module"]
+__all__ = [
+    "DATA_SIGNATURE",
+    "decode_frame",
+    "decode_result",
+    "encode_args",
+    "encode_kwargs",
+    "is_data_module",
+]
 
 DATA_SIGNATURE = (("i32", "i32"), ("i64",))
 _ALLOC = (("i32",), ("i32",))
@@ -62,6 +69,16 @@ def encode_args(args: tuple[Any, ...]) -> bytes:
     return json.dumps(items, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
+def encode_kwargs(kwargs: dict[str, Any]) -> bytes:
+    """The UTF-8 JSON object of keyword arguments (keys must be identifiers)."""
+    for key in kwargs:
+        if not key.isidentifier():
+            raise InvalidArguments(f"keyword argument names must be identifiers, got {key!r}")
+    return json.dumps(
+        _to_json(kwargs), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    ).encode()
+
+
 def _from_json(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"$bytes"} and isinstance(value["$bytes"], str):
@@ -75,12 +92,19 @@ def _from_json(value: Any) -> Any:
     return value
 
 
-def decode_result(data: bytes) -> Any:
-    """The value in a data call's output envelope; GuestError for an error or bad output."""
+def _parse(data: bytes) -> Any:
     try:
-        envelope = json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise GuestError("ProtocolError", f"the guest's output is not valid JSON: {exc}") from None
+
+
+def decode_result(data: bytes) -> Any:
+    """The value in a data call's output envelope; GuestError for an error or bad output."""
+    return _envelope(_parse(data))
+
+
+def _envelope(envelope: Any) -> Any:
     if isinstance(envelope, dict) and set(envelope) == {"ok"}:
         return _from_json(envelope["ok"])
     if isinstance(envelope, dict) and set(envelope) == {"error"}:
@@ -88,6 +112,36 @@ def decode_result(data: bytes) -> Any:
         if isinstance(error, dict):
             return _raise(error)
     raise GuestError("ProtocolError", 'the guest\'s output is not {"ok": ...} or {"error": ...}')
+
+
+class OutOfAddressSpace(GuestError):
+    """The guest asked for more memory than a 32-bit guest can address (its runtime said so,
+    before any memory.grow): the host reports it as the memory limit."""
+
+
+def decode_frame(data: bytes) -> tuple[Any, int | None]:
+    """A script runtime's answer: (value, None), (None, exit code), or the error it reports
+    raised (``GuestError``; ``FunctionNotFound`` for a function the script does not define)."""
+    frame = _parse(data)
+    if isinstance(frame, dict) and frame.get("oom") is True:
+        error = frame.get("error")
+        if isinstance(error, dict):
+            try:
+                _raise(error)
+            except GuestError as exc:
+                raise OutOfAddressSpace(exc.type, exc.guest_message, exc.guest_traceback) from None
+        raise OutOfAddressSpace("MemoryError", "the guest ran out of memory")
+    if isinstance(frame, dict) and len(frame) == 1:
+        if isinstance(frame.get("exit"), int):
+            return None, frame["exit"]
+        missing = frame.get("missing")
+        if isinstance(missing, dict) and isinstance(missing.get("name"), str):
+            names = missing.get("available")
+            available = (
+                tuple(n for n in names if isinstance(n, str)) if isinstance(names, list) else ()
+            )
+            raise FunctionNotFound(missing["name"], available)
+    return _envelope(frame), None
 
 
 def _raise(error: dict[str, Any]) -> Any:

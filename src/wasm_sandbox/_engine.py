@@ -35,7 +35,7 @@ from ._wasi._bind import (
     define_wasi,
     install_epoch_callback,
 )
-from ._wasi._registry import SYSCALLS
+from ._wasi._registry import HOST_FUNCTIONS, SYSCALLS
 
 __all__ = [
     "TICK_SECONDS",
@@ -270,7 +270,8 @@ def _check_imports(info: _wasm.ModuleInfo) -> None:
     missing = [
         f"{mod}.{name} ({kind})"
         for mod, name, kind in info.imports
-        if mod != WASI_MODULE or name not in SYSCALLS or kind != "func"
+        if kind != "func"
+        or (name not in SYSCALLS if mod == WASI_MODULE else f"{mod}.{name}" not in HOST_FUNCTIONS)
     ]
     if missing:
         raise InvalidModule(

@@ -26,9 +26,10 @@ translated in ``_engine`` and never reach the user.
         │   ├── InvalidConversionToInteger
         │   ├── TableAccessOutOfBounds
         │   └── IndirectCallError
-        ├── GuestError                         a data call's guest reported an error
+        ├── GuestError                         the guest raised or reported an error
         ├── GuestExit                          call() of a function that called proc_exit
         ├── ExecutionCancelled                 cancelled by the host (e.g. asyncio)
+        ├── SessionLost                        a session could not be restored; it is closed
         └── HostError                          a bug in the host layer, never the guest's
 """
 
@@ -59,6 +60,7 @@ __all__ = [
     "MemoryLimitExceeded",
     "ResourceLimitExceeded",
     "SandboxError",
+    "SessionLost",
     "StackOverflow",
     "TableAccessOutOfBounds",
     "UnreachableExecuted",
@@ -300,6 +302,13 @@ class GuestExit(ExecutionError):
 
 class ExecutionCancelled(ExecutionError):
     """The host cancelled the execution (for example, its asyncio task was cancelled)."""
+
+
+class SessionLost(ExecutionError):
+    """A session's state could not be brought back after a statement failed on a limit (the
+    replay of its earlier statements did not reproduce them, or they wrote through a writable
+    host mount, which a replay would write again). The session is closed; the statement's own
+    error is chained as ``__cause__``."""
 
 
 class HostError(ExecutionError):

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any, BinaryIO
 
 from . import _errors as e
-from ._data import decode_result
+from ._data import OutOfAddressSpace, decode_frame, decode_result
 from ._engine import UNLIMITED_FUEL, CompiledModule, EngineHandle, GuestFailure, GuestInstance
 from ._iomonitor import IoObserver, IoOperation
 from ._limits import WASM_PAGE, ResourceLimits
@@ -44,6 +44,7 @@ _TRAPS: dict[str, type[e.GuestTrap]] = {
 START_EXPORT = "__wsbx_start"
 _DEFAULT_BUFFER = 64 * 1024
 INITIALIZE_EXPORT = "_initialize"
+ADDRESS_SPACE = 1 << 32  # what a 32-bit guest can address at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,15 +183,17 @@ class Execution:
         *,
         command: bool,
         payload: bytes | None = None,
+        script: bytes | None = None,
     ) -> Outcome:
         """Run ``export`` (``command``: a WASI ``_start``, exit codes are results; with a
-        ``payload``: a data call, ``args`` ignored)."""
+        ``payload``: a data call, ``args`` ignored; with a ``script``: one turn of a script
+        runtime, whose answer comes through the door)."""
         restore = _catch_sigint(ctx)
         try:
             if self.keep_instance:
                 with self._lock:
-                    return self._execute(ctx, export, args, command, payload)
-            return self._execute(ctx, export, args, command, payload)
+                    return self._execute(ctx, export, args, command, payload, script)
+            return self._execute(ctx, export, args, command, payload, script)
         finally:
             if restore is not None:
                 _signal.signal(_SIGINT, restore)
@@ -226,6 +229,7 @@ class Execution:
         args: tuple[Any, ...],
         command: bool,
         payload: bytes | None,
+        script: bytes | None = None,
     ) -> Outcome:
         limits = self.plan.limits
         fuel = limits.max_fuel if limits.max_fuel is not None else UNLIMITED_FUEL
@@ -234,19 +238,16 @@ class Execution:
         value: Any = None
         exit_code = 0
         failure: GuestFailure | None = None
-        data_error: e.GuestError | None = None
+        data_error: e.GuestError | e.GuestExit | None = None
         prepared = False
         try:
             instance, fresh = self._instance(ctx)
             self._prepare(instance, fresh, fuel, command)
             prepared = True
-            if payload is None:
-                value = instance.invoke(export, args, fuel=None)
-            else:
-                value = _data_call(instance, export, payload)
+            value, exit_code = _invoke(instance, ctx, export, args, command, payload, script)
         except GuestFailure as exc:
             failure = exc
-        except e.GuestError as exc:
+        except (e.GuestError, e.GuestExit) as exc:
             data_error = exc
         try:
             ctx.io_errors.extend(ctx.fds.flush_all() if hasattr(ctx, "fds") else ())
@@ -255,9 +256,8 @@ class Execution:
                 failure = None if command else failure
             measured = Measurement(ctx, instance, fuel)
             error = self._error(ctx, measured, failure, fuel, command, exit_code)
-            if error is None and data_error is not None:  # the memory cap beats its symptoms
-                denied = measured.denied
-                error = _memory_error(denied, limits) if denied is not None else data_error
+            if error is None and data_error is not None:
+                error = _reported_error(data_error, measured, limits)
             kind = "ok" if exit_code == 0 else "exit"
             outcome = Outcome(value, exit_code, ctx, self.plan, measured, kind)
             if error is not None:
@@ -358,6 +358,61 @@ def _data_call(instance: GuestInstance, export: str, payload: bytes) -> Any:
     instance.invoke("dealloc", (out_ptr, out_len), fuel=None)
     instance.invoke("dealloc", (in_ptr, in_len), fuel=None)
     return decode_result(data)
+
+
+def _invoke(
+    instance: GuestInstance,
+    ctx: WasiContext,
+    export: str,
+    args: tuple[Any, ...],
+    command: bool,
+    payload: bytes | None,
+    script: bytes | None,
+) -> tuple[Any, int]:
+    """Call into the guest the way the execution asks: (value, exit code)."""
+    if script is not None:
+        value, exited = _turn_call(instance, ctx, script)
+        if exited is None:
+            return value, 0
+        if not command:
+            raise e.GuestExit(exited)
+        return None, exited
+    if payload is None:
+        return instance.invoke(export, args, fuel=None), 0
+    return _data_call(instance, export, payload), 0
+
+
+def _reported_error(
+    error: e.GuestError | e.GuestExit, measured: Measurement, limits: ResourceLimits
+) -> e.ExecutionError:
+    """The error a guest's reported failure becomes: the memory cap beats its symptoms."""
+    if measured.denied is not None:
+        return _memory_error(measured.denied, limits)
+    if isinstance(error, OutOfAddressSpace):
+        limit = limits.memory_bytes or ADDRESS_SPACE
+        memory_error = e.MemoryLimitExceeded(ADDRESS_SPACE, limit)
+        memory_error.__cause__ = error
+        return memory_error
+    return error
+
+
+def _turn_call(instance: GuestInstance, ctx: WasiContext, code: bytes) -> tuple[Any, int | None]:
+    """One turn of a script runtime: (its value, or None and the exit code of a ``run``)."""
+    frames: list[bytes] = []
+    ctx.door = frames.append
+    size = len(code)
+    ptr = int(instance.invoke("host_alloc", (size,), fuel=None)) & 0xFFFFFFFF
+    if ptr == 0 or not instance.write_memory(ptr, code):
+        raise e.GuestError("MemoryError", f"the guest could not allocate {size} bytes for the code")
+    status = int(instance.invoke("turn", (ptr, size), fuel=None))
+    if not frames:
+        tail = bytes(ctx.stderr.data[-2000:]).decode("utf-8", "replace").strip()
+        raise e.GuestError(
+            "ProtocolError",
+            f"the guest ended its turn (status {status}) without an answer"
+            + (f"; it wrote:\n{tail}" if tail else ""),
+        )
+    return decode_frame(frames[-1])
 
 
 def _catch_sigint(ctx: WasiContext) -> Any:

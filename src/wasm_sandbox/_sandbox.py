@@ -23,12 +23,15 @@ from ._builder import (
     env_pairs,
     normalize_stdin,
 )
-from ._data import DATA_SIGNATURE, is_data_module
+from ._data import DATA_SIGNATURE, encode_kwargs, is_data_module
 from ._data import encode_args as encode_data
 from ._engine import default_cache_dir, get_engine
 from ._execution import Execution, ExecutionPlan, Outcome, execution_result
+from ._guests._python import find_python_runtime, turn_code
+from ._mounts import Mount, check_mounts
 from ._report import ExecutionResult, MonitoredResult, ProfiledResult
-from ._sources import load_source
+from ._session import Session
+from ._sources import load_source, script_source
 from ._wasi._context import WasiContext
 
 __all__ = ["AsyncWasmSandbox", "WasmSandbox"]
@@ -72,8 +75,17 @@ class WasmSandbox:
         if not isinstance(config, SandboxConfig):
             raise TypeError(f"expected a SandboxConfig, got {type(config).__name__}")
         self.config = config
-        cache_dir = (config.cache_dir or default_cache_dir()) if config.use_cache else None
-        wasm, self.source_name = load_source(config.source, config.language, cache_dir)
+        cache_root = config.cache_dir or default_cache_dir()
+        cache_dir = cache_root if config.use_cache else None
+        self._script = script_source(config.source, config.language)
+        mounts = config.mounts
+        if self._script is None:
+            wasm, self.source_name = load_source(config.source, config.language, cache_dir)
+        else:
+            runtime = find_python_runtime(cache_root)
+            wasm = _read_runtime(runtime.wasm_path)
+            self.source_name = self._script.filename
+            mounts = _with_runtime_mount(runtime.stdlib_mount, mounts)
         handle = get_engine(config.optimization_level, config.debug_mode, config.metered)
         compiled = handle.load(wasm, cache_dir, _progress_callback(config, len(wasm)))
         limits = config.limits
@@ -88,7 +100,7 @@ class WasmSandbox:
             config.max_output_bytes,
             config.verbose_resource_logging,
             config.profile_name,
-            config.mounts,
+            mounts,
             config.strict_io_limits,
             config.io_monitoring,
             config.io_callback,
@@ -100,7 +112,7 @@ class WasmSandbox:
             {
                 name: sig
                 for name, sig in compiled.functions.items()
-                if not name.startswith("__wsbx_")
+                if not name.startswith("__wsbx_") and self._script is None
             }
         )
         self._argv0 = Path(self.source_name).name.encode()
@@ -117,8 +129,14 @@ class WasmSandbox:
 
     @property
     def exports(self) -> Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]:
-        """Exported functions (read-only): name -> (parameter types, result types)."""
+        """Exported functions (read-only): name -> (parameter types, result types). Empty
+        for a Python guest, whose functions exist only once its source has run."""
         return self._exports
+
+    @property
+    def language(self) -> str:
+        """``"python"`` for a Python guest, else ``"wasm"`` (whatever it was compiled from)."""
+        return "wasm" if self._script is None else self._script.language
 
     @property
     def from_cache(self) -> bool:
@@ -161,19 +179,61 @@ class WasmSandbox:
             _check_value(export, index, value, kind)
         return None
 
-    def _call(self, export: str, args: tuple[Any, ...], ctx: WasiContext | None = None) -> Outcome:
+    def _call(
+        self,
+        export: str,
+        args: tuple[Any, ...],
+        ctx: WasiContext | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        if self._script is not None:
+            code = self._script_call(export, args, kwargs or {})
+            ctx = ctx if ctx is not None else self._context()
+            return self._execution.execute(ctx, "turn", (), command=False, script=code)
+        if kwargs:
+            raise e.InvalidArguments(
+                "keyword arguments are for Python guests; WebAssembly functions take "
+                "positional arguments only"
+            )
         payload = self._check_call(export, args)
         ctx = ctx if ctx is not None else self._context()
         return self._execution.execute(ctx, export, args, command=False, payload=payload)
 
-    def call(self, export: str, *args: Any) -> Any:
-        """Call exported function ``export``; returns its result.
+    def _script_call(self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
+        if not isinstance(name, str):
+            raise TypeError(f"the function name must be a str, got {type(name).__name__}")
+        script = self._script
+        assert script is not None
+        return turn_code(
+            {
+                "op": "call",
+                "source": script.text,
+                "filename": script.filename,
+                "module": script.module,
+                "fn": name,
+                "args": encode_data(args).decode(),
+                "kwargs": encode_kwargs(dict(kwargs)).decode(),
+            }
+        )
+
+    def call(self, export: str, *args: Any, **kwargs: Any) -> Any:
+        """Call function ``export``; returns its result.
 
         Numeric functions take and return numbers (None for no result, a tuple for several).
         Data functions (the JSON data ABI: ``alloc``/``dealloc`` exports and a
         ``(ptr, len) -> i64`` signature) take any JSON values and bytes and return the
-        guest's value; an error the guest reports raises ``GuestError``."""
-        return self._call(export, args).value
+        guest's value; an error the guest reports raises ``GuestError``.
+
+        For a Python guest, ``export`` is a function its source defines: each call runs the
+        source in a fresh interpreter, then the function with ``args`` and ``kwargs`` (JSON
+        values and bytes); an exception it raises comes back as ``GuestError`` with the
+        guest's type, message and traceback."""
+        return self._call(export, args, kwargs=kwargs).value
+
+    def session(self) -> Session:
+        """A ``Session``: one Python interpreter kept across statements, with this
+        sandbox's limits (Python guests only). The source is run once when it opens."""
+        return Session(self)
 
     def _metered(self) -> WasmSandbox:
         """This sandbox if it counts fuel, else a twin of it that does (built once)."""
@@ -200,6 +260,15 @@ class WasmSandbox:
         return _monitored(self._call(export, args))
 
     def _run(self, ctx: WasiContext) -> ExecutionResult:
+        script = self._script
+        if script is not None:
+            argv = [script.filename, *(a.decode("utf-8", "surrogateescape") for a in ctx.args[1:])]
+            code = turn_code(
+                {"op": "run", "source": script.text, "filename": script.filename, "argv": argv}
+            )
+            return execution_result(
+                self._execution.execute(ctx, "turn", (), command=True, script=code)
+            )
         if "_start" not in self.exports:
             raise e.FunctionNotFound("_start", tuple(self.exports))
         return execution_result(self._execution.execute(ctx, "_start", (), command=True))
@@ -230,6 +299,34 @@ class WasmSandbox:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+_runtime_bytes: dict[tuple[str, int, int], bytes] = {}
+
+
+def _read_runtime(path: Path) -> bytes:
+    """The runtime module's bytes, read once per process (it is ~100 MB)."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    data = _runtime_bytes.get(key)
+    if data is None:
+        _runtime_bytes.clear()
+        data = _runtime_bytes[key] = path.read_bytes()
+    return data
+
+
+def _with_runtime_mount(runtime: Mount, mounts: tuple[Mount, ...]) -> tuple[Mount, ...]:
+    for mount in mounts:
+        if (
+            mount.guest_path == "/"
+            or runtime.guest_path.startswith(mount.guest_path.rstrip("/") + "/")
+            or mount.guest_path.startswith(runtime.guest_path)
+        ):
+            raise e.ConfigurationError(
+                f"mount at {mount.guest_path!r} overlaps {runtime.guest_path}, where a Python "
+                "guest sees its standard library; mount elsewhere"
+            )
+    return check_mounts((runtime, *mounts))
 
 
 def _check_value(export: str, index: int, value: Any, kind: str) -> None:
@@ -305,10 +402,12 @@ class AsyncWasmSandbox:
                 await task
             raise
 
-    async def call(self, export: str, *args: Any) -> Any:
+    async def call(self, export: str, *args: Any, **kwargs: Any) -> Any:
         """Coroutine twin of ``WasmSandbox.call``."""
         ctx = self.sync._context()
-        outcome = await self._in_thread(ctx, lambda: self.sync._call(export, args, ctx))
+        outcome = await self._in_thread(
+            ctx, lambda: self.sync._call(export, args, ctx, kwargs=kwargs)
+        )
         return outcome.value
 
     async def call_with_profiling(self, export: str, *args: Any) -> ProfiledResult:

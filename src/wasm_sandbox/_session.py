@@ -1,0 +1,213 @@
+"""Sessions: one guest interpreter kept alive across statements.
+
+A statement that fails on a limit (timeout, fuel, memory cap, a trap, cancellation) leaves the
+interpreter in whatever state it reached, possibly mid-update. The session then goes back to
+the state before that statement by *replay*: the instance is dropped, a fresh one is made from
+the pre-initialised runtime (about a millisecond), and every earlier statement is run again in
+order, its output discarded. The statement's own error is then raised; the session goes on.
+
+A replay reproduces what the statements compute from their inputs. It cannot bring back what
+they did outside the interpreter: a session that has written through a writable host mount is
+not replayed (``SessionLost``) rather than writing the same files twice. In-memory mounts are
+per instance, so their content is rebuilt by the replay. Values drawn from the clock or from
+randomness are drawn again.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from . import _errors as e
+from ._data import encode_args, encode_kwargs
+from ._execution import Execution, Outcome
+from ._guests._python import turn_code
+from ._report import MonitoredResult
+
+if TYPE_CHECKING:
+    from ._sandbox import WasmSandbox
+
+__all__ = ["Session"]
+
+# Failures after which the interpreter cannot be trusted: its statement stopped mid-way.
+_RESTORE_ON = (e.ResourceLimitExceeded, e.GuestTrap, e.ExecutionCancelled, e.HostError)
+
+
+@dataclass(frozen=True, slots=True)
+class _Statement:
+    code: bytes
+    failed: bool  # it raised in the guest (its partial effects are part of the state)
+    touched_files: bool  # it made file-system calls
+
+
+class Session:
+    """One Python interpreter kept alive across ``exec``, ``eval`` and ``call``.
+
+    Globals persist between statements. Each statement runs under the sandbox's per-call
+    limits (timeout, fuel, output cap); the memory cap and the file limits apply to the
+    session as a whole, since its state lives in one instance. A statement that fails on a
+    limit raises its error and the session continues from the state it had before that
+    statement (see the module notes: replay). Use as a context manager, or call ``close()``.
+    Thread-safe: statements of one session run one at a time.
+    """
+
+    __module__ = "wasm_sandbox"
+
+    def __init__(self, sandbox: WasmSandbox) -> None:
+        script = sandbox._script
+        if script is None:
+            raise e.ConfigurationError(
+                "sessions need a Python guest (.py source or language('python'))"
+            )
+        self._sandbox = sandbox
+        self._execution = Execution(sandbox._execution.plan, keep_instance=True)
+        self._lock = threading.RLock()
+        self._log: list[_Statement] = []
+        self._closed = False
+        self._restores = 0
+        self._writable_host = any(
+            not m.in_memory and not m.read_only for m in sandbox._execution.plan.mounts
+        )
+        self._load = turn_code(
+            {"op": "load", "source": script.text, "filename": script.filename,
+             "module": script.module}
+        )  # fmt: skip
+        try:
+            self._turn(self._load)
+        except BaseException:
+            self.close()
+            raise
+
+    # --- statements ---------------------------------------------------------------------
+
+    def exec(self, code: str) -> MonitoredResult:
+        """Run statements in the session's globals; returns their output and report."""
+        outcome = self._turn(_request("exec", code))
+        return MonitoredResult(
+            value=None,
+            resource_report=outcome.report,
+            stdout=bytes(outcome.ctx.stdout.data),
+            stderr=bytes(outcome.ctx.stderr.data),
+        )
+
+    def eval(self, expression: str) -> Any:
+        """The value of ``expression`` in the session's globals (JSON values and bytes)."""
+        return self._turn(_request("eval", expression)).value
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the session's function ``name`` with JSON arguments; returns its value."""
+        if not isinstance(name, str):
+            raise TypeError(f"the function name must be a str, got {type(name).__name__}")
+        request = {
+            "op": "scall",
+            "fn": name,
+            "args": encode_args(args).decode(),
+            "kwargs": encode_kwargs(kwargs).decode(),
+        }
+        return self._turn(turn_code(request)).value
+
+    # --- life ---------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` ran (or the session was lost)."""
+        return self._closed
+
+    @property
+    def restores(self) -> int:
+        """How many times a failed statement was rolled back by replay."""
+        return self._restores
+
+    @property
+    def statements(self) -> int:
+        """Statements in the session's history (what a restore replays)."""
+        return len(self._log)
+
+    def reset(self) -> None:
+        """Forget every statement: back to the state right after the source was loaded."""
+        with self._lock:
+            self._check_open()
+            self._execution.close()
+            self._log.clear()
+            self._turn(self._load)
+
+    def close(self) -> None:
+        """Release the interpreter. Idempotent."""
+        with self._lock:
+            self._closed = True
+            self._execution.close()
+            self._log.clear()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- machinery ----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise e.ConfigurationError("this session is closed")
+
+    def _turn(self, code: bytes) -> Outcome:
+        with self._lock:
+            self._check_open()
+            ctx = self._sandbox._context()
+            try:
+                outcome = self._execution.execute(ctx, "turn", (), command=False, script=code)
+            except e.GuestError:
+                self._log.append(_Statement(code, True, ctx.file_calls > 0))
+                raise
+            except _RESTORE_ON as error:
+                self._restore(error)
+                raise
+            except KeyboardInterrupt as error:
+                self._restore(error)
+                raise
+            self._log.append(_Statement(code, False, ctx.file_calls > 0))
+            return outcome
+
+    def _restore(self, error: BaseException) -> None:
+        """Bring back the state before the failed statement, or close the session."""
+        self._execution.close()
+        if self._writable_host and any(s.touched_files for s in self._log):
+            self.close()
+            raise e.SessionLost(
+                "the session cannot be restored after this failure: earlier statements used "
+                "the file system with a writable host directory mounted, and replaying them "
+                "would repeat their writes; the session is closed"
+            ) from error
+        for index, statement in enumerate(self._log):
+            try:
+                self._execution.execute(
+                    self._sandbox._context(), "turn", (), command=False, script=statement.code
+                )
+            except e.GuestError as replayed:
+                if statement.failed:
+                    continue
+                self.close()
+                raise e.SessionLost(
+                    f"the session cannot be restored: replaying statement {index + 1} raised "
+                    f"{replayed}; the session is closed"
+                ) from error
+            except e.SandboxError as replayed:
+                self.close()
+                raise e.SessionLost(
+                    f"the session cannot be restored: replaying statement {index + 1} failed "
+                    f"({replayed}); the session is closed"
+                ) from error
+        self._restores += 1
+
+
+def _request(op: str, source: str) -> bytes:
+    if not isinstance(source, str):
+        raise TypeError(f"code must be a str, got {type(source).__name__}")
+    return turn_code({"op": op, "source": source})
