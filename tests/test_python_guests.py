@@ -445,7 +445,7 @@ def test_session_with_writable_host_mount_is_not_replayed(tmp_path: Path) -> Non
 
 def test_sessions_need_a_python_guest() -> None:
     sandbox = ws.WasmSandbox.builder().source(b'(module (func (export "f")))').build()
-    with pytest.raises(ws.ConfigurationError, match="Python guest"):
+    with pytest.raises(ws.ConfigurationError, match="Python or JavaScript guest"):
         sandbox.session()
 
 
@@ -499,3 +499,18 @@ def test_missing_runtime_names_the_package(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(_python, "_found", {})
     with pytest.raises(ws.ToolchainNotFound, match=r"pip install 'wasm-sandbox\[python\]'"):
         py("x = 1")
+
+
+def test_session_timeout_is_a_budget_for_the_whole_session() -> None:
+    with py("").session(timeout=timedelta(milliseconds=600)) as session:
+        session.exec("import time")
+        session.exec("time.sleep(0.3)")
+        start = time.monotonic()
+        with pytest.raises(ws.ExecutionTimeout):
+            session.exec("time.sleep(5)")  # the session's budget ends it, not the 5 s
+        # ~0.3 s left of the budget, then the restore replays the earlier 0.3 s sleep
+        assert time.monotonic() - start < 1.0
+        with pytest.raises(ws.ExecutionTimeout):
+            session.exec("x = 1")  # the budget is spent
+    with pytest.raises(ws.ConfigurationError):
+        py("").session(timeout=-1)

@@ -54,17 +54,6 @@ def test_source_from_wat_and_wasm_files_and_bytes(tmp_path: Path) -> None:
         assert sandbox(source).call("add", 2, 3) == 5
 
 
-@pytest.mark.parametrize(("suffix", "language"), [(".js", "JavaScript")])
-def test_other_languages_are_unsupported_with_a_clear_error(
-    tmp_path: Path, suffix: str, language: str
-) -> None:
-    """Source languages that are not built yet name what is missing."""
-    path = tmp_path / f"prog{suffix}"
-    path.write_text("x")
-    with pytest.raises(ws.UnsupportedSource, match=rf"{language} sources .* are not supported yet"):
-        sandbox(path)
-
-
 def test_bad_sources(tmp_path: Path) -> None:
     """Missing files, garbage, bad WAT and unknown suffixes give clear errors."""
     with pytest.raises(FileNotFoundError, match="source file not found"):

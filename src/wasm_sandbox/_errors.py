@@ -278,9 +278,10 @@ class IndirectCallError(GuestTrap):
 
 
 class GuestError(ExecutionError):
-    """The guest function reported an error instead of a value (data calls): ``type`` and
-    ``message`` as the guest gave them, ``guest_traceback`` when it sent one. Not raised for
-    traps (``GuestTrap``) or limits."""
+    """The guest reported an error instead of a value: a data function's error, or the
+    exception a Python or JavaScript guest raised. ``type`` and ``guest_message`` as the guest
+    gave them, ``guest_traceback`` when it sent one (a Python or JavaScript stack). Not raised
+    for traps (``GuestTrap``) or limits."""
 
     def __init__(self, type_name: str, message: str, guest_traceback: str = "") -> None:
         super().__init__(f"{type_name}: {message}" if message else type_name)

@@ -15,12 +15,13 @@ from datetime import timedelta
 from typing import Any, BinaryIO
 
 from . import _errors as e
-from ._data import OutOfAddressSpace, decode_frame, decode_result
+from ._data import OutOfAddressSpace, decode_result
 from ._engine import UNLIMITED_FUEL, CompiledModule, EngineHandle, GuestFailure, GuestInstance
 from ._iomonitor import IoObserver, IoOperation
 from ._limits import WASM_PAGE, ResourceLimits
 from ._mounts import Mount
 from ._report import ExecutionResult, ResourceReport
+from ._turns import ScriptTurn
 from ._wasi._bind import HostBinding
 from ._wasi._context import OutputBuffer, Stdin, StopReason, WasiContext
 from ._wasi._fs import FdTable
@@ -183,7 +184,7 @@ class Execution:
         *,
         command: bool,
         payload: bytes | None = None,
-        script: bytes | None = None,
+        script: ScriptTurn | None = None,
     ) -> Outcome:
         """Run ``export`` (``command``: a WASI ``_start``, exit codes are results; with a
         ``payload``: a data call, ``args`` ignored; with a ``script``: one turn of a script
@@ -229,7 +230,7 @@ class Execution:
         args: tuple[Any, ...],
         command: bool,
         payload: bytes | None,
-        script: bytes | None = None,
+        script: ScriptTurn | None = None,
     ) -> Outcome:
         limits = self.plan.limits
         fuel = limits.max_fuel if limits.max_fuel is not None else UNLIMITED_FUEL
@@ -242,7 +243,7 @@ class Execution:
         prepared = False
         try:
             instance, fresh = self._instance(ctx)
-            self._prepare(instance, fresh, fuel, command)
+            self._prepare(instance, fresh, fuel, command and script is None)
             prepared = True
             value, exit_code = _invoke(instance, ctx, export, args, command, payload, script)
         except GuestFailure as exc:
@@ -311,9 +312,9 @@ class Execution:
     ) -> e.ExecutionError | None:
         reason = ctx.stop_reason
         limits = self.plan.limits
-        if reason == StopReason.TIMEOUT and limits.execution_timeout is not None:
+        if reason == StopReason.TIMEOUT:
             elapsed = timedelta(seconds=time.monotonic() - ctx.start)
-            return e.ExecutionTimeout(limits.execution_timeout, elapsed)
+            return e.ExecutionTimeout(_effective_timeout(ctx, limits), elapsed)
         if reason == StopReason.IO_LIMIT and ctx.strict_hit is not None:
             return e.IoLimitExceeded(*ctx.strict_hit)
         if reason == StopReason.CANCELLED:
@@ -367,11 +368,11 @@ def _invoke(
     args: tuple[Any, ...],
     command: bool,
     payload: bytes | None,
-    script: bytes | None,
+    script: ScriptTurn | None,
 ) -> tuple[Any, int]:
     """Call into the guest the way the execution asks: (value, exit code)."""
     if script is not None:
-        value, exited = _turn_call(instance, ctx, script)
+        value, exited = script.run(instance, ctx)
         if exited is None:
             return value, 0
         if not command:
@@ -394,25 +395,6 @@ def _reported_error(
         memory_error.__cause__ = error
         return memory_error
     return error
-
-
-def _turn_call(instance: GuestInstance, ctx: WasiContext, code: bytes) -> tuple[Any, int | None]:
-    """One turn of a script runtime: (its value, or None and the exit code of a ``run``)."""
-    frames: list[bytes] = []
-    ctx.door = frames.append
-    size = len(code)
-    ptr = int(instance.invoke("host_alloc", (size,), fuel=None)) & 0xFFFFFFFF
-    if ptr == 0 or not instance.write_memory(ptr, code):
-        raise e.GuestError("MemoryError", f"the guest could not allocate {size} bytes for the code")
-    status = int(instance.invoke("turn", (ptr, size), fuel=None))
-    if not frames:
-        tail = bytes(ctx.stderr.data[-2000:]).decode("utf-8", "replace").strip()
-        raise e.GuestError(
-            "ProtocolError",
-            f"the guest ended its turn (status {status}) without an answer"
-            + (f"; it wrote:\n{tail}" if tail else ""),
-        )
-    return decode_frame(frames[-1])
 
 
 def _catch_sigint(ctx: WasiContext) -> Any:
@@ -447,6 +429,17 @@ _MAIN_THREAD = threading.main_thread()
 _SIGINT = int(signal.SIGINT)
 _DEFAULT_INT_HANDLER = signal.default_int_handler
 _sigint_target: WasiContext | None = None
+
+
+def _effective_timeout(ctx: WasiContext, limits: ResourceLimits) -> timedelta:
+    """The limit that stopped the guest: the execution timeout, or a session's budget when
+    that left the statement less time."""
+    timeout = limits.execution_timeout
+    if ctx.deadline is not None and (
+        timeout is None or ctx.deadline < ctx.start + timeout.total_seconds() - 1e-6
+    ):
+        return timedelta(seconds=round(max(0.0, ctx.deadline - ctx.start), 3))
+    return timeout if timeout is not None else timedelta(0)
 
 
 def _memory_error(denial: tuple[int, int, int], limits: ResourceLimits) -> e.MemoryLimitExceeded:

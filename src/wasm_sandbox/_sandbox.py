@@ -10,6 +10,7 @@ import logging
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar
@@ -27,11 +28,13 @@ from ._data import DATA_SIGNATURE, encode_kwargs, is_data_module
 from ._data import encode_args as encode_data
 from ._engine import default_cache_dir, get_engine
 from ._execution import Execution, ExecutionPlan, Outcome, execution_result
-from ._guests._python import find_python_runtime, turn_code
+from ._guests._javascript import find_javascript_runtime
+from ._guests._python import find_python_runtime
 from ._mounts import Mount, check_mounts
 from ._report import ExecutionResult, MonitoredResult, ProfiledResult
 from ._session import Session
 from ._sources import load_source, script_source
+from ._turns import ScriptTurn, script_turn
 from ._wasi._context import WasiContext
 
 __all__ = ["AsyncWasmSandbox", "WasmSandbox"]
@@ -81,11 +84,14 @@ class WasmSandbox:
         mounts = config.mounts
         if self._script is None:
             wasm, self.source_name = load_source(config.source, config.language, cache_dir)
-        else:
+        elif self._script.language == "python":
             runtime = find_python_runtime(cache_root)
             wasm = _read_runtime(runtime.wasm_path)
             self.source_name = self._script.filename
             mounts = _with_runtime_mount(runtime.stdlib_mount, mounts)
+        else:
+            wasm = _read_runtime(find_javascript_runtime())
+            self.source_name = self._script.filename
         handle = get_engine(config.optimization_level, config.debug_mode, config.metered)
         compiled = handle.load(wasm, cache_dir, _progress_callback(config, len(wasm)))
         limits = config.limits
@@ -135,7 +141,8 @@ class WasmSandbox:
 
     @property
     def language(self) -> str:
-        """``"python"`` for a Python guest, else ``"wasm"`` (whatever it was compiled from)."""
+        """``"python"`` or ``"javascript"`` for a script guest, else ``"wasm"`` (whatever
+        the module was compiled from)."""
         return "wasm" if self._script is None else self._script.language
 
     @property
@@ -187,9 +194,9 @@ class WasmSandbox:
         kwargs: Mapping[str, Any] | None = None,
     ) -> Outcome:
         if self._script is not None:
-            code = self._script_call(export, args, kwargs or {})
+            turn = self._script_call(export, args, kwargs or {})
             ctx = ctx if ctx is not None else self._context()
-            return self._execution.execute(ctx, "turn", (), command=False, script=code)
+            return self._execution.execute(ctx, "turn", (), command=False, script=turn)
         if kwargs:
             raise e.InvalidArguments(
                 "keyword arguments are for Python guests; WebAssembly functions take "
@@ -199,21 +206,32 @@ class WasmSandbox:
         ctx = ctx if ctx is not None else self._context()
         return self._execution.execute(ctx, export, args, command=False, payload=payload)
 
-    def _script_call(self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bytes:
+    def _turn(self, op: str, source: str | None = None, **fields: Any) -> ScriptTurn:
+        """The turn that asks this sandbox's script runtime for ``op`` (``source``: the guest
+        code it evaluates first: the script, or a session's statement)."""
+        script = self._script
+        if script is None:
+            raise e.ConfigurationError("this sandbox runs no script")
+        request: dict[str, Any] = {"op": op, **fields}
+        if script.language == "python":
+            if source is not None:
+                request["source"] = source
+            request.setdefault("filename", script.filename)
+            request.setdefault("module", script.module)
+        return script_turn(script.language, request, source, script.filename)
+
+    def _script_call(
+        self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> ScriptTurn:
         if not isinstance(name, str):
             raise TypeError(f"the function name must be a str, got {type(name).__name__}")
-        script = self._script
-        assert script is not None
-        return turn_code(
-            {
-                "op": "call",
-                "source": script.text,
-                "filename": script.filename,
-                "module": script.module,
-                "fn": name,
-                "args": encode_data(args).decode(),
-                "kwargs": encode_kwargs(dict(kwargs)).decode(),
-            }
+        assert self._script is not None
+        return self._turn(
+            "call",
+            self._script.text,
+            fn=name,
+            args=encode_data(args).decode(),
+            kwargs=encode_kwargs(dict(kwargs)).decode(),
         )
 
     def call(self, export: str, *args: Any, **kwargs: Any) -> Any:
@@ -224,16 +242,18 @@ class WasmSandbox:
         ``(ptr, len) -> i64`` signature) take any JSON values and bytes and return the
         guest's value; an error the guest reports raises ``GuestError``.
 
-        For a Python guest, ``export`` is a function its source defines: each call runs the
-        source in a fresh interpreter, then the function with ``args`` and ``kwargs`` (JSON
-        values and bytes); an exception it raises comes back as ``GuestError`` with the
-        guest's type, message and traceback."""
+        For a Python or JavaScript guest, ``export`` is a function its source defines: each
+        call runs the source in a fresh interpreter, then the function with ``args`` and
+        ``kwargs`` (JSON values and bytes; in JavaScript the keywords arrive as one trailing
+        object); an exception it raises comes back as ``GuestError`` with the guest's type,
+        message and traceback."""
         return self._call(export, args, kwargs=kwargs).value
 
-    def session(self) -> Session:
-        """A ``Session``: one Python interpreter kept across statements, with this
-        sandbox's limits (Python guests only). The source is run once when it opens."""
-        return Session(self)
+    def session(self, timeout: timedelta | float | None = None) -> Session:
+        """A ``Session``: one interpreter kept across statements, with this sandbox's limits
+        (Python and JavaScript guests). The source is run once when it opens. ``timeout``:
+        an optional wall-clock budget for the whole session (a timedelta or seconds)."""
+        return Session(self, timeout)
 
     def _metered(self) -> WasmSandbox:
         """This sandbox if it counts fuel, else a twin of it that does (built once)."""
@@ -263,11 +283,9 @@ class WasmSandbox:
         script = self._script
         if script is not None:
             argv = [script.filename, *(a.decode("utf-8", "surrogateescape") for a in ctx.args[1:])]
-            code = turn_code(
-                {"op": "run", "source": script.text, "filename": script.filename, "argv": argv}
-            )
+            turn = self._turn("run", script.text, argv=argv)
             return execution_result(
-                self._execution.execute(ctx, "turn", (), command=True, script=code)
+                self._execution.execute(ctx, "turn", (), command=True, script=turn)
             )
         if "_start" not in self.exports:
             raise e.FunctionNotFound("_start", tuple(self.exports))

@@ -16,15 +16,18 @@ randomness are drawn again.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from . import _errors as e
 from ._data import encode_args, encode_kwargs
 from ._execution import Execution, Outcome
-from ._guests._python import turn_code
+from ._limits import _check_duration
 from ._report import MonitoredResult
+from ._turns import ScriptTurn
 
 if TYPE_CHECKING:
     from ._sandbox import WasmSandbox
@@ -37,29 +40,39 @@ _RESTORE_ON = (e.ResourceLimitExceeded, e.GuestTrap, e.ExecutionCancelled, e.Hos
 
 @dataclass(frozen=True, slots=True)
 class _Statement:
-    code: bytes
+    turn: ScriptTurn
     failed: bool  # it raised in the guest (its partial effects are part of the state)
     touched_files: bool  # it made file-system calls
 
 
 class Session:
-    """One Python interpreter kept alive across ``exec``, ``eval`` and ``call``.
+    """One interpreter (Python or JavaScript) kept alive across ``exec``, ``eval`` and
+    ``call``.
 
-    Globals persist between statements. Each statement runs under the sandbox's per-call
-    limits (timeout, fuel, output cap); the memory cap and the file limits apply to the
-    session as a whole, since its state lives in one instance. A statement that fails on a
-    limit raises its error and the session continues from the state it had before that
-    statement (see the module notes: replay). Use as a context manager, or call ``close()``.
+    Globals persist between statements (in JavaScript, top-level ``let``/``const`` too).
+    Each statement runs under the sandbox's per-call limits (timeout, fuel, output cap); the
+    memory cap and the file limits apply to the session as a whole, since its state lives in
+    one instance, and so does ``timeout`` when given: a wall-clock budget for the whole
+    session from its opening (each statement's deadline is the earlier of its own and the
+    session's; once it has passed, statements raise ``ExecutionTimeout``). A statement that
+    fails on a limit raises its error and the session continues from the state it had before
+    that statement (see the module notes: replay). Use as a context manager, or call
+    ``close()``.
     Thread-safe: statements of one session run one at a time.
     """
 
     __module__ = "wasm_sandbox"
 
-    def __init__(self, sandbox: WasmSandbox) -> None:
+    def __init__(self, sandbox: WasmSandbox, timeout: timedelta | float | None = None) -> None:
+        self._budget = None if timeout is None else _check_duration("timeout", timeout)
+        self._deadline = (
+            None if self._budget is None else time.monotonic() + self._budget.total_seconds()
+        )
         script = sandbox._script
         if script is None:
             raise e.ConfigurationError(
-                "sessions need a Python guest (.py source or language('python'))"
+                "sessions need a Python or JavaScript guest (a .py or .js source, or "
+                "language('python') / language('javascript'))"
             )
         self._sandbox = sandbox
         self._execution = Execution(sandbox._execution.plan, keep_instance=True)
@@ -70,10 +83,7 @@ class Session:
         self._writable_host = any(
             not m.in_memory and not m.read_only for m in sandbox._execution.plan.mounts
         )
-        self._load = turn_code(
-            {"op": "load", "source": script.text, "filename": script.filename,
-             "module": script.module}
-        )  # fmt: skip
+        self._load = sandbox._turn("load", script.text)
         try:
             self._turn(self._load)
         except BaseException:
@@ -84,7 +94,7 @@ class Session:
 
     def exec(self, code: str) -> MonitoredResult:
         """Run statements in the session's globals; returns their output and report."""
-        outcome = self._turn(_request("exec", code))
+        outcome = self._turn(self._sandbox._turn("exec", _code(code)))
         return MonitoredResult(
             value=None,
             resource_report=outcome.report,
@@ -94,19 +104,16 @@ class Session:
 
     def eval(self, expression: str) -> Any:
         """The value of ``expression`` in the session's globals (JSON values and bytes)."""
-        return self._turn(_request("eval", expression)).value
+        return self._turn(self._sandbox._turn("eval", _code(expression))).value
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the session's function ``name`` with JSON arguments; returns its value."""
         if not isinstance(name, str):
             raise TypeError(f"the function name must be a str, got {type(name).__name__}")
-        request = {
-            "op": "scall",
-            "fn": name,
-            "args": encode_args(args).decode(),
-            "kwargs": encode_kwargs(kwargs).decode(),
-        }
-        return self._turn(turn_code(request)).value
+        turn = self._sandbox._turn(
+            "scall", fn=name, args=encode_args(args).decode(), kwargs=encode_kwargs(kwargs).decode()
+        )
+        return self._turn(turn).value
 
     # --- life ---------------------------------------------------------------------------
 
@@ -157,14 +164,19 @@ class Session:
         if self._closed:
             raise e.ConfigurationError("this session is closed")
 
-    def _turn(self, code: bytes) -> Outcome:
+    def _turn(self, turn: ScriptTurn) -> Outcome:
         with self._lock:
             self._check_open()
             ctx = self._sandbox._context()
+            if self._deadline is not None:
+                if time.monotonic() >= self._deadline:
+                    assert self._budget is not None
+                    raise e.ExecutionTimeout(self._budget)
+                ctx.deadline = min(ctx.deadline or self._deadline, self._deadline)
             try:
-                outcome = self._execution.execute(ctx, "turn", (), command=False, script=code)
+                outcome = self._execution.execute(ctx, "turn", (), command=False, script=turn)
             except e.GuestError:
-                self._log.append(_Statement(code, True, ctx.file_calls > 0))
+                self._log.append(_Statement(turn, True, ctx.file_calls > 0))
                 raise
             except _RESTORE_ON as error:
                 self._restore(error)
@@ -172,7 +184,7 @@ class Session:
             except KeyboardInterrupt as error:
                 self._restore(error)
                 raise
-            self._log.append(_Statement(code, False, ctx.file_calls > 0))
+            self._log.append(_Statement(turn, False, ctx.file_calls > 0))
             return outcome
 
     def _restore(self, error: BaseException) -> None:
@@ -188,7 +200,7 @@ class Session:
         for index, statement in enumerate(self._log):
             try:
                 self._execution.execute(
-                    self._sandbox._context(), "turn", (), command=False, script=statement.code
+                    self._sandbox._context(), "turn", (), command=False, script=statement.turn
                 )
             except e.GuestError as replayed:
                 if statement.failed:
@@ -207,7 +219,7 @@ class Session:
         self._restores += 1
 
 
-def _request(op: str, source: str) -> bytes:
+def _code(source: str) -> str:
     if not isinstance(source, str):
         raise TypeError(f"code must be a str, got {type(source).__name__}")
-    return turn_code({"op": op, "source": source})
+    return source

@@ -1,8 +1,9 @@
 """Turns what the user passed to ``source(...)`` into WebAssembly bytes.
 
 ``.wasm`` files and bytes are taken as they are, ``.wat`` text is assembled, ``.c`` and ``.rs``
-sources are compiled (``_guests``); languages not built yet are refused with a clear
-``UnsupportedSource``. Source text can be given with an explicit ``language``.
+sources are compiled (``_guests``); ``.py`` and ``.js`` scripts are recognised by
+``script_source`` and run on an interpreter module. Source text can be given with an
+explicit ``language``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ __all__ = ["LANGUAGE_NAMES", "ScriptSource", "Source", "load_source", "script_so
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview
 
 WASM_MAGIC = b"\0asm"
-_NOT_YET = {".js": "JavaScript"}
 LANGUAGE_NAMES = {"wasm": ".wasm", "wat": ".wat", "c": ".c", "rust": ".rs", "python": ".py",
                   "javascript": ".js"}  # fmt: skip
 _MAX_SOURCE_BYTES = 1 << 30
@@ -55,20 +55,21 @@ def load_source(
 
 @dataclass(frozen=True, slots=True)
 class ScriptSource:
-    """A program for a script runtime (Python): its text and how to name it."""
+    """A program for a script runtime (Python, JavaScript): its text and how to name it."""
 
-    language: str  # "python"
+    language: str  # "python" or "javascript"
     text: str
     filename: str  # shown in tracebacks: "processor.py", "<python source>"
     module: str  # the module name its functions get: "processor"
 
 
-_SCRIPT_SUFFIXES = {".py": "python"}
+_SCRIPT_SUFFIXES = {".py": "python", ".js": "javascript"}
 
 
 def script_source(source: Source, language: str | None = None) -> ScriptSource | None:
-    """The script in ``source`` when it is one (a ``.py`` path, or text with
-    ``language="python"``); None for everything that compiles to a module."""
+    """The script in ``source`` when it is one (a ``.py`` or ``.js`` path, or text with
+    ``language="python"`` or ``"javascript"``); None for everything that compiles to a
+    module."""
     if language is not None:
         if language not in _SCRIPT_SUFFIXES.values():
             return None
@@ -114,8 +115,6 @@ def _from_bytes(data: bytes, name: str) -> bytes:
 
 
 def _from_text(source: bytes, suffix: str, name: str, cache_dir: Path | None) -> bytes:
-    if suffix in _NOT_YET:
-        raise _not_yet(suffix, name)
     if suffix in LANGUAGES:
         return compile_source(source, LANGUAGES[suffix], cache_dir, name)
     if suffix == ".wasm":
@@ -123,21 +122,12 @@ def _from_text(source: bytes, suffix: str, name: str, cache_dir: Path | None) ->
     return wat_to_wasm(source.decode("utf-8", "replace"))
 
 
-def _not_yet(suffix: str, name: str) -> UnsupportedSource:
-    return UnsupportedSource(
-        f"{_NOT_YET[suffix]} sources ({suffix}) are not supported yet by this version of "
-        f"wasm-sandbox: {name} cannot run; compile it to a .wasm module instead"
-    )
-
-
 def _from_path(path: Path, cache_dir: Path | None = None) -> bytes:
     suffix = path.suffix.lower()
-    if suffix in _NOT_YET:
-        raise _not_yet(suffix, path.name)
     if suffix not in (".wasm", ".wat", ".wast", *LANGUAGES):
         raise UnsupportedSource(
             f"unknown source type {suffix or '(no suffix)'!r} for {path}: "
-            "expected .wasm, .wat, .c, .rs or .py"
+            "expected .wasm, .wat, .c, .rs, .py or .js"
         )
     try:
         size = path.stat().st_size

@@ -1,0 +1,200 @@
+"""The host half of the script runtimes: how one request (a call, a run, a session statement)
+is driven through a Python or a JavaScript interpreter instance, and its answer read.
+
+Both answer with one JSON frame (``_data.decode_frame``): Python through the door
+(``host.call``), JavaScript as the string value of its driver script.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import _errors as e
+from ._data import decode_frame
+from ._engine import GuestInstance
+from ._guests._jsdriver import BOOT as JS_BOOT
+from ._guests._python import turn_code
+from ._wasi._context import WasiContext
+
+__all__ = ["JavaScriptTurn", "PythonTurn", "ScriptTurn", "script_turn"]
+
+_MASK32 = 0xFFFFFFFF
+_TAG_EXCEPTION = 6  # QuickJS's JS_TAG_EXCEPTION, in the high word of a NaN-boxed JSValue
+_STASH_VALUE = b"__wsbx_val\0"
+_STASH_ERROR = b"__wsbx_exc\0"
+_EVAL_GLOBAL, _EVAL_MODULE = 0, 1  # JS_EVAL_TYPE_GLOBAL, JS_EVAL_TYPE_MODULE
+# The timers of QuickJS's os module, as the usual globals; nothing else of that module.
+_TIMERS = (
+    "import { setTimeout, clearTimeout } from 'qjs:os';\n"
+    "for (const [k, v] of Object.entries({ setTimeout, clearTimeout }))\n"
+    "  Object.defineProperty(globalThis, k, { value: v, writable: true, configurable: true });\n"
+)
+
+
+class ScriptTurn(Protocol):
+    """One request to a script runtime's instance."""
+
+    def run(self, instance: GuestInstance, ctx: WasiContext) -> tuple[Any, int | None]:
+        """(value, None), or (None, exit code) for a run; raises what the guest reported."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PythonTurn:
+    """Python: the request is one ``turn`` of the reactor; the answer comes through the door."""
+
+    code: bytes
+
+    def run(self, instance: GuestInstance, ctx: WasiContext) -> tuple[Any, int | None]:
+        frames: list[bytes] = []
+        ctx.door = frames.append
+        size = len(self.code)
+        ptr = int(instance.invoke("host_alloc", (size,), fuel=None)) & _MASK32
+        if ptr == 0 or not instance.write_memory(ptr, self.code):
+            raise e.GuestError("MemoryError", f"the guest could not allocate {size} bytes")
+        status = int(instance.invoke("turn", (ptr, size), fuel=None))
+        if not frames:
+            raise _no_answer(ctx, status)
+        return decode_frame(frames[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class JavaScriptTurn:
+    """JavaScript: the guest's code evaluated as a global script (its value or exception
+    stashed), then the driver's ``main``; a promise is settled by running the event loop."""
+
+    request: dict[str, Any]
+    code: str | None  # the guest code to evaluate first, if any
+    filename: str
+
+    def run(self, instance: GuestInstance, ctx: WasiContext) -> tuple[Any, int | None]:
+        js = _QuickJs(instance)
+        if self.code is not None:
+            value = js.eval(self.code, self.filename)
+            if _is_exception(value):
+                js.stash(_STASH_ERROR, int(instance.invoke("JS_GetException", (js.ctx,), None)))
+            else:
+                js.stash(_STASH_VALUE, value)
+            if self.request["op"] == "run":
+                js.loop()
+        text = json.dumps(self.request, separators=(",", ":"))
+        answer = js.string(js.eval(f"__wsbx.main({text})", "<wsbx>"))
+        if answer == b'{"pending":true}':
+            js.loop()
+            answer = js.string(js.eval("__wsbx.take()", "<wsbx>"))
+        return _js_frame(answer, ctx)
+
+
+def _js_frame(answer: bytes, ctx: WasiContext) -> tuple[Any, int | None]:
+    """Decode the driver's answer; an uncaught error of a run goes to stderr first."""
+    if answer.startswith(b'{"exit"'):
+        frame = json.loads(answer)
+        stderr = frame.pop("stderr", None)
+        if isinstance(stderr, str):
+            ctx.stderr.write(stderr.encode("utf-8", "replace"))
+        answer = json.dumps(frame).encode()
+    return decode_frame(answer)
+
+
+class _QuickJs:
+    """The few QuickJS-NG C-API calls a turn makes, through the instance's exports."""
+
+    def __init__(self, instance: GuestInstance) -> None:
+        self.instance = instance
+        ctx = int(instance.invoke("qjs_get_context", (), None))
+        if ctx == 0:  # a fresh instance: start the engine, then our driver, before guest code
+            if int(instance.invoke("qjs_init", (), None)) != 0:
+                raise e.GuestError("InternalError", "QuickJS could not start (out of memory?)")
+            self.ctx = ctx = int(instance.invoke("qjs_get_context", (), None))
+            self.free(self.eval(_TIMERS, "<wsbx>", module=True))
+            self.loop()
+            booted = self.eval(JS_BOOT, "<wsbx>")
+            if _is_exception(booted):
+                raise e.GuestError("InternalError", "the JavaScript driver did not start")
+            self.free(booted)
+        self.ctx = ctx
+
+    def _cstring(self, data: bytes) -> int:
+        ptr = int(self.instance.invoke("malloc", (len(data),), None)) & _MASK32
+        if ptr == 0 or not self.instance.write_memory(ptr, data):
+            raise e.GuestError("InternalError", "out of memory")
+        return ptr
+
+    def _free_ptr(self, ptr: int) -> None:
+        self.instance.invoke("free", (ptr,), None)
+
+    def eval(self, code: str, filename: str, module: bool = False) -> int:
+        source = code.encode("utf-8", "surrogatepass")
+        src = self._cstring(source + b"\0")
+        name = self._cstring(filename.encode("utf-8", "replace") + b"\0")
+        flags = _EVAL_MODULE if module else _EVAL_GLOBAL
+        try:
+            args = (self.ctx, src, len(source), name, flags)
+            return int(self.instance.invoke("JS_Eval", args, None))
+        finally:
+            self._free_ptr(src)
+            self._free_ptr(name)
+
+    def stash(self, prop: bytes, value: int) -> None:
+        """``globalThis[prop] = value`` (takes ownership of ``value``)."""
+        glob = int(self.instance.invoke("JS_GetGlobalObject", (self.ctx,), None))
+        name = self._cstring(prop)
+        try:
+            self.instance.invoke("JS_SetPropertyStr", (self.ctx, glob, name, value), None)
+        finally:
+            self._free_ptr(name)
+            self.free(glob)
+
+    def free(self, value: int) -> None:
+        self.instance.invoke("JS_FreeValue", (self.ctx, value), None)
+
+    def string(self, value: int) -> bytes:
+        """The UTF-8 bytes of a string value (freed)."""
+        if _is_exception(value):
+            raise e.GuestError("InternalError", "the JavaScript driver failed (out of memory?)")
+        length_ptr = self._cstring(b"\0\0\0\0")
+        try:
+            ptr = int(
+                self.instance.invoke("JS_ToCStringLen2", (self.ctx, length_ptr, value, 0), None)
+            )
+            if ptr == 0:
+                raise e.GuestError("InternalError", "the JavaScript driver's answer is unreadable")
+            raw = self.instance.read_memory(length_ptr, 4)
+            length = int.from_bytes(raw or b"\0\0\0\0", "little")
+            data = self.instance.read_memory(ptr & _MASK32, length)
+            self.instance.invoke("JS_FreeCString", (self.ctx, ptr), None)
+        finally:
+            self._free_ptr(length_ptr)
+            self.free(value)
+        if data is None:
+            raise e.GuestError("InternalError", "the JavaScript driver's answer is out of memory")
+        return data
+
+    def loop(self) -> None:
+        """Run pending jobs and timers until none is left (``js_std_loop``)."""
+        self.instance.invoke("js_std_loop", (self.ctx,), None)
+
+
+def _is_exception(value: int) -> bool:
+    return ((value & 0xFFFFFFFFFFFFFFFF) >> 32) == _TAG_EXCEPTION
+
+
+def _no_answer(ctx: WasiContext, status: int) -> e.GuestError:
+    tail = bytes(ctx.stderr.data[-2000:]).decode("utf-8", "replace").strip()
+    return e.GuestError(
+        "ProtocolError",
+        f"the guest ended its turn (status {status}) without an answer"
+        + (f"; it wrote:\n{tail}" if tail else ""),
+    )
+
+
+def script_turn(
+    language: str, request: dict[str, Any], code: str | None, filename: str
+) -> ScriptTurn:
+    """The turn that carries ``request`` (and, for JavaScript, the guest ``code`` to evaluate
+    first) to a ``language`` runtime. For Python, ``code`` is already in the request."""
+    if language == "python":
+        return PythonTurn(turn_code(request))
+    return JavaScriptTurn(request, code, filename)

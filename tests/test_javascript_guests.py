@@ -1,0 +1,180 @@
+"""JavaScript guests: QuickJS-NG (the qjs-wasi-reactor.wasm package) driven by our WASI layer.
+
+Every test runs real JavaScript inside the real WebAssembly engine."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import wasm_sandbox as ws
+
+
+def js(source: str | Path, **options: Any) -> ws.WasmSandbox:
+    """A JavaScript sandbox; unmetered (no fuel limit) unless ``max_fuel`` is given."""
+    builder = ws.WasmSandbox.builder().source(source)
+    if isinstance(source, str):
+        builder.language("javascript")
+    options.setdefault("max_fuel", None)
+    for name, value in options.items():
+        getattr(builder, name)(value)
+    return builder.build()
+
+
+TOOLS = """
+function add(a, b = 0, opts = {}) { return (a + b) * (opts.scale || 1); }
+const mul = (a, b) => a * b;
+function process(data) {
+  return { count: data.rows.length, total: data.rows.reduce((s, r) => s + r.v, 0) };
+}
+function echo(...args) { return args; }
+function bytes(b) { return b instanceof Uint8Array ? b.reverse() : "not bytes"; }
+class Overdrawn extends Error { constructor(m) { super(m); this.name = "Overdrawn"; } }
+function withdraw(amount) { throw new Overdrawn(`cannot withdraw ${amount}`); }
+function throwsString() { throw "plain string"; }
+async function later(x) { await null; return x * 2; }
+async function rejects() { await null; throw new Error("async failure"); }
+function timer() { return new Promise((resolve) => setTimeout(() => resolve("tick"), 20)); }
+function unserialisable() { return () => 1; }
+function setGlobal() { globalThis.counter = (globalThis.counter || 0) + 1; return counter; }
+"""
+
+
+def test_console_output_and_exit_codes() -> None:
+    result = js("console.log('hi', 1 + 2)").run()
+    assert (result.exit_code, result.stdout, result.stderr) == (0, b"hi 3\n", b"")
+    failed = js("function f() { throw new TypeError('bad'); }\nf();").run()
+    assert failed.exit_code == 1
+    assert failed.stderr.startswith(b"TypeError: bad\n    at f (<javascript source>:1:")
+    assert b"<wsbx>" not in failed.stderr
+
+
+def test_js_file_source(tmp_path: Path) -> None:
+    path = tmp_path / "tool.js"
+    path.write_text("function twice(x) { return 2 * x; }\nconsole.log('loaded');\n")
+    sandbox = js(path)
+    assert sandbox.language == "javascript"
+    assert sandbox.call("twice", 21) == 42
+    assert sandbox.run().stdout == b"loaded\n"
+
+
+def test_calls_with_data_keywords_bytes_and_lexical_functions() -> None:
+    tools = js(TOOLS)
+    assert tools.call("add", 2, 3) == 5
+    assert tools.call("add", 2, 3, scale=10) == 50  # keywords arrive as a trailing object
+    assert tools.call("mul", 4, 5) == 20  # a top-level const is callable too
+    assert tools.call("process", {"rows": [{"v": 1}, {"v": 2}]}) == {"count": 2, "total": 3}
+    assert tools.call("echo", None, True, 1.5, "s", [1], {"k": "v"}) == [
+        None, True, 1.5, "s", [1], {"k": "v"}
+    ]  # fmt: skip
+    assert tools.call("bytes", b"\x01\x02\x03") == b"\x03\x02\x01"
+
+
+def test_promises_and_timers_are_awaited() -> None:
+    tools = js(TOOLS)
+    assert tools.call("later", 21) == 42
+    assert tools.call("timer") == "tick"
+    with pytest.raises(ws.GuestError, match="async failure"):
+        tools.call("rejects")
+
+
+def test_guest_exceptions_are_guest_errors() -> None:
+    tools = js(TOOLS)
+    with pytest.raises(ws.GuestError) as info:
+        tools.call("withdraw", 5)
+    assert (info.value.type, info.value.guest_message) == ("Overdrawn", "cannot withdraw 5")
+    assert "at withdraw (<javascript source>:" in info.value.guest_traceback
+    with pytest.raises(ws.GuestError) as thrown:
+        tools.call("throwsString")
+    assert (thrown.value.type, thrown.value.guest_message) == ("string", "plain string")
+    with pytest.raises(ws.GuestError, match="cannot be returned to the host") as bad:
+        tools.call("unserialisable")
+    assert bad.value.type == "TypeError"
+    with pytest.raises(ws.GuestError, match="SyntaxError"):
+        js("function (").call("f")
+
+
+def test_missing_function_lists_the_global_ones() -> None:
+    with pytest.raises(ws.FunctionNotFound) as info:
+        js(TOOLS).call("nope")
+    assert {"add", "process", "withdraw", "later"} <= set(info.value.available)
+    assert "console" not in info.value.available and "__wsbx" not in info.value.available
+
+
+def test_each_call_is_a_fresh_engine() -> None:
+    tools = js(TOOLS)
+    assert [tools.call("setGlobal") for _ in range(3)] == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["while (true) {}", "function f() { return new Promise(() => setTimeout(f, 10)); } f();"],
+)
+def test_timeout_stops_javascript(code: str) -> None:
+    sandbox = js(code, timeout_duration=timedelta(milliseconds=300))
+    start = time.monotonic()
+    with pytest.raises(ws.ExecutionTimeout):
+        sandbox.run()
+    assert time.monotonic() - start < 0.3 * 1.1 + 0.1
+
+
+def test_memory_limit_stops_javascript() -> None:
+    code = "const keep = []; while (true) keep.push(new Array(100000).fill(1));"
+    with pytest.raises(ws.MemoryLimitExceeded) as info:
+        js(code, memory_limit=32 * 2**20).run()
+    assert info.value.limit == 32 * 2**20
+    with pytest.raises(ws.MemoryLimitExceeded):
+        js("function f() { return new ArrayBuffer(2 ** 31); }", memory_limit=32 * 2**20).call("f")
+
+
+def test_fuel_and_output_caps() -> None:
+    with pytest.raises(ws.FuelExhausted):
+        js("while (true) {}", max_fuel=10_000_000).run()
+    big = js("for (let i = 0; i < 1000; i++) console.log('x'.repeat(1000));", max_output_bytes=4096)
+    result = big.run()
+    assert len(result.stdout) == 4096 and result.stdout_truncated
+    assert result.resource_report.stdout_bytes == 1001 * 1000
+
+
+def test_javascript_sessions_keep_state_and_survive_limits() -> None:
+    sandbox = js(TOOLS, timeout_duration=timedelta(milliseconds=300))
+    with sandbox.session() as session:
+        session.exec("let items = [1, 2]")
+        assert session.eval("items.length") == 2
+        assert session.call("add", 1, 2) == 3
+        with pytest.raises(ws.ExecutionTimeout):
+            session.exec("items.push(3); while (true) {}")
+        assert session.eval("items") == [1, 2]
+        assert session.restores == 1
+        with pytest.raises(ws.GuestError, match="ReferenceError"):
+            session.eval("missing")
+        session.exec("console.log('still here', items.length)")
+        assert session.exec("console.log(1)").stdout == b"1\n"
+
+
+def test_async_and_one_liners(tmp_path: Path) -> None:
+    path = tmp_path / "processor.js"
+    path.write_text("function process(d) { return d.toUpperCase(); }")
+    assert ws.run(path, "process", "data") == "DATA"
+    assert ws.run_with_timeout(path, "process", "data", timedelta(seconds=5)) == "DATA"
+
+    async def main() -> Any:
+        sandbox = await (
+            ws.AsyncWasmSandbox.builder().source(TOOLS).language("javascript").max_fuel(None)
+        ).build_async()
+        return await sandbox.call("add", 1, 2, scale=2)
+
+    assert asyncio.run(main()) == 6
+
+
+def test_javascript_has_no_file_or_module_access() -> None:
+    result = js("import * as std from 'qjs:std';").run()
+    assert result.exit_code == 1 and b"SyntaxError" in result.stderr
+    assert js("console.log(typeof std, typeof os, typeof require)").run().stdout == (
+        b"undefined undefined undefined\n"
+    )
