@@ -3,7 +3,7 @@
 #   ./tasks.sh demo    install everything, then run an example guest under limits (main job)
 #   ./tasks.sh test    install everything, then run the whole test suite
 #   ./tasks.sh lint    ruff (check + format) and mypy (strict on src/, checked tests/)
-#   ./tasks.sh bench   the benchmarks (bench/bench_core.py, bench/bench_io.py; --quick: short)
+#   ./tasks.sh bench   the benchmarks (bench/bench_*.py; --quick: short, no peers)
 #   ./tasks.sh setup   only install: Debian packages (via apt-get) and the Python venv
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -73,6 +73,7 @@ case "$task" in
         "$VENV/bin/python" bench/bench_core.py "$@"
         "$VENV/bin/python" bench/bench_io.py "$@"
         "$VENV/bin/python" bench/bench_buffering.py "$@"
+        "$VENV/bin/python" bench/bench_python.py "$@"
         ;;
     *)
         sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'

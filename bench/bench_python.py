@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Python guests: wasm_sandbox against the peers on the same snippets, in the same run.
 
-    PYTHONPATH=src .venv/bin/python bench/bench_python.py [--quick] [--no-peers] [--json FILE]
+    PYTHONPATH=src .venv/bin/python bench/bench_python.py [--quick] [--[no-]peers] [--json FILE]
 
 Snippets (the issue's): ``print('hi')`` in a fresh isolated execution; a 2,000,000-iteration
 pure-Python loop; a json/re/hashlib snippet; 20 statements in one session (time per
@@ -182,12 +182,18 @@ def report(ours: dict[str, Any], peers: dict[str, Any]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few rounds (CI)")
-    parser.add_argument("--no-peers", action="store_true", help="measure wasm_sandbox only")
+    parser.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also measure the peers in their own venvs (default: yes, except with --quick)",
+    )
     parser.add_argument("--json", type=Path, help="write every figure to this file")
     args = parser.parse_args()
     rounds, slow = (5, 1) if args.quick else (41, 5)
     ours = measure_ours(rounds, slow)
-    peers = {} if args.no_peers else measure_peers(args.quick)
+    with_peers = (not args.quick) if args.peers is None else args.peers
+    peers = measure_peers(args.quick) if with_peers else {}
     for line in report(ours, peers):
         print(line)
     if args.json is not None:
