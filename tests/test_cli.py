@@ -499,15 +499,18 @@ def test_missing_file_is_a_clear_error(cli: CliRunner, tmp_path: Path) -> None:
     _no_traceback(result)
 
 
-def test_python_scripts_run(cli: CliRunner, tmp_path: Path) -> None:
+def test_python_scripts_run(_isolated_cache: Path, tmp_path: Path) -> None:
     """wasm-sandbox run FILE.py runs the script on the WebAssembly CPython, with its argv,
-    exit status and limits."""
+    exit status and limits. The runtime is compiled (once per test run) in this process
+    first, into the cache the command then uses."""
+    wasm_sandbox.WasmSandbox.builder().source("x = 1").language("python").max_fuel(None).build()
     source = tmp_path / "main.py"
     source.write_text("import sys\nprint('hi', sys.argv[1:])\nsys.exit(4)\n")
-    result = cli("run", "--fuel", "unlimited", source, "--", "a")
+    run = ["run", "--fuel", "unlimited"]
+    result = _run_cli(*run, source, "--", "a", cache_dir=_isolated_cache, timeout=120)
     assert (result.status, result.out) == (4, "hi ['a']\n")
     source.write_text("while True: pass\n")
-    result = cli("run", "--fuel", "unlimited", "--timeout", "300ms", source)
+    result = _run_cli(*run, "--timeout", "300ms", source, cache_dir=_isolated_cache, timeout=120)
     assert result.status == 124 and "timeout" in result.err.lower()
     _no_traceback(result)
 

@@ -411,6 +411,7 @@ class GuestInstance:
         self.store = store
         self.context = context = _capi.context_of(store)
         self._callers: dict[str, _capi.FuncCaller] = {}
+        self.script_ready = False  # a script runtime's driver is loaded in this instance
         with bind(binding):
             try:
                 self.instance = _capi.instantiate_pre(compiled.pre, context)

@@ -43,20 +43,23 @@ class ScriptTurn(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PythonTurn:
-    """Python: the request is one ``turn`` of the reactor; the answer comes through the door."""
+    """Python: the request is one ``turn`` of the reactor; the answer comes through the door.
+    The driver is sent along only to an instance that has not loaded it yet."""
 
-    code: bytes
+    request: dict[str, Any]
 
     def run(self, instance: GuestInstance, ctx: WasiContext) -> tuple[Any, int | None]:
         frames: list[bytes] = []
         ctx.door = frames.append
-        size = len(self.code)
+        code = turn_code(self.request, boot=not instance.script_ready)
+        size = len(code)
         ptr = int(instance.invoke("host_alloc", (size,), fuel=None)) & _MASK32
-        if ptr == 0 or not instance.write_memory(ptr, self.code):
+        if ptr == 0 or not instance.write_memory(ptr, code):
             raise e.GuestError("MemoryError", f"the guest could not allocate {size} bytes")
         status = int(instance.invoke("turn", (ptr, size), fuel=None))
         if not frames:
             raise _no_answer(ctx, status)
+        instance.script_ready = True  # the driver answered: it is loaded
         return decode_frame(frames[-1])
 
 
@@ -110,6 +113,7 @@ class _QuickJs:
             self.ctx = ctx = int(instance.invoke("qjs_get_context", (), None))
             self.free(self.eval(_TIMERS, "<wsbx>", module=True))
             self.loop()
+            instance.script_ready = True
             booted = self.eval(JS_BOOT, "<wsbx>")
             if _is_exception(booted):
                 raise e.GuestError("InternalError", "the JavaScript driver did not start")
@@ -196,5 +200,5 @@ def script_turn(
     """The turn that carries ``request`` (and, for JavaScript, the guest ``code`` to evaluate
     first) to a ``language`` runtime. For Python, ``code`` is already in the request."""
     if language == "python":
-        return PythonTurn(turn_code(request))
+        return PythonTurn(request)
     return JavaScriptTurn(request, code, filename)

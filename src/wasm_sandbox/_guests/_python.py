@@ -135,13 +135,16 @@ def _place(source: Path, target: Path, digest: str) -> None:
 _BOOT_LITERAL = repr(BOOT)
 
 
-def turn_code(request: dict[str, Any]) -> bytes:
-    """The source of one turn: boot the driver if this instance has not, then answer."""
+def turn_code(request: dict[str, Any], boot: bool = True) -> bytes:
+    """The source of one turn: the driver's ``main(request)``, after booting the driver
+    (when ``boot``, and the instance has not booted it yet)."""
     text = json.dumps(request, separators=(",", ":"))  # ASCII: lone surrogates escaped
+    call = f"__import__('sys').modules['__wsbx__'].main({text!r})\n"
+    if not boot:
+        return call.encode("ascii")
     # One expression statement whose value is None, so the turn echoes nothing.
     return (
         "(__import__('builtins').exec(compile("
         f"{_BOOT_LITERAL}, '<wsbx>', 'exec'), {{'__name__': '__wsbx__'}}) "
-        "if '__wsbx__' not in __import__('sys').modules else None) or "
-        f"__import__('sys').modules['__wsbx__'].main({text!r})\n"
+        "if '__wsbx__' not in __import__('sys').modules else None) or " + call
     ).encode("ascii")
