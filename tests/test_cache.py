@@ -298,3 +298,41 @@ def test_in_memory_module_cache_is_bounded() -> None:
     handle = get_engine(ws.OptimizationLevel.SPEED, False, True)
     alive = [d for d in digests if d in handle._modules]
     assert len(alive) <= 16
+
+
+CONCURRENT_SCRIPT = """
+import json, sys, time
+import wasm_sandbox as ws
+body = "local.get 0 " + " ".join(f"i32.const {i} i32.add i32.const 3 i32.mul" for i in range(60))
+wat = "(module " + " ".join(
+    f'(func (export "f{i}") (param i32) (result i32) {body})' for i in range(int(sys.argv[2]))
+) + ")"
+started = time.monotonic()
+sandbox = ws.WasmSandbox.builder().source(wat.encode()).cache_dir(sys.argv[1]).build()
+print(json.dumps({"from_cache": sandbox.from_cache, "seconds": time.monotonic() - started}))
+"""
+
+
+def test_concurrent_builders_of_one_module_compile_it_once(tmp_path: Path) -> None:
+    """Two processes building the same (slow to compile) module at once: the second waits
+    for the first's artifact instead of compiling it again (a runtime takes a minute and
+    gigabytes of RAM to compile)."""
+    cache = tmp_path / "cache"
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_SCRIPT, str(cache), "6000"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out))
+    assert sorted(r["from_cache"] for r in results) == [False, True]
+    assert len(artifacts(cache)) == 1

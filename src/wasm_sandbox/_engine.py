@@ -7,7 +7,9 @@ Only this module and ``_wasi/_bind.py`` import wasmtime.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
+import fcntl
 import hashlib
 import logging
 import os
@@ -17,7 +19,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,6 +177,7 @@ class EngineHandle:
         )
         self._recent: collections.deque[CompiledModule] = collections.deque(maxlen=_RECENT_MODULES)
         self._lock = threading.Lock()
+        self._compile_lock = threading.Lock()
 
     def load(
         self,
@@ -197,9 +200,21 @@ class EngineHandle:
         module = self._deserialize(path) if path is not None else None
         from_cache = module is not None
         if module is None:
-            module = self._compile(wasm, progress)
-            if path is not None:
-                _store_artifact(path, module)
+            # One compile at a time per engine in this process (wasmtime already uses every
+            # core), and per artifact across processes: a second builder of the same module
+            # waits for the first and loads its artifact instead of compiling it again (a
+            # large runtime takes a minute and gigabytes of RAM to compile).
+            with self._compile_lock, _artifact_lock(path):
+                with self._lock:
+                    cached = self._modules.get(digest)
+                if cached is not None:
+                    return cached
+                module = self._deserialize(path) if path is not None else None
+                from_cache = module is not None
+                if module is None:
+                    module = self._compile(wasm, progress)
+                    if path is not None:
+                        _store_artifact(path, module)
         compiled = self._finish(module, info, digest, from_cache)
         with self._lock:
             self._modules[digest] = compiled
@@ -321,6 +336,26 @@ def _write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def _artifact_lock(path: Path | None) -> Iterator[None]:
+    """An exclusive advisory lock on ``path``'s ``.lock`` file (nothing without a cache, or
+    where the lock file cannot be made: then compiling twice is the worst case)."""
+    if path is None:
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _store_artifact(path: Path, module: wasmtime.Module) -> None:
