@@ -60,6 +60,19 @@ def c_guest(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     return get
 
 
+def script_sandbox(source: str | Path, language: str, **options: object) -> ws.WasmSandbox:
+    """A Python or JavaScript sandbox from a path or source text (builder options as
+    keywords); unmetered (no fuel limit) unless ``max_fuel`` is given: metering a CPython
+    compiles the runtime a second time."""
+    builder = ws.WasmSandbox.builder().source(source)
+    if isinstance(source, str):
+        builder.language(language)
+    options.setdefault("max_fuel", None)
+    for name, value in options.items():
+        getattr(builder, name)(value)
+    return builder.build()
+
+
 def sandbox(source: ws.SandboxBuilder | bytes | str | Path, **limits: object) -> ws.WasmSandbox:
     """Build a sandbox from WAT/wasm bytes or a path, with builder options as keywords."""
     builder = ws.WasmSandbox.builder().source(source)  # type: ignore[arg-type]

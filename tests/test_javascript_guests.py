@@ -13,17 +13,12 @@ from typing import Any
 import pytest
 
 import wasm_sandbox as ws
+from tests.conftest import script_sandbox
 
 
 def js(source: str | Path, **options: Any) -> ws.WasmSandbox:
-    """A JavaScript sandbox; unmetered (no fuel limit) unless ``max_fuel`` is given."""
-    builder = ws.WasmSandbox.builder().source(source)
-    if isinstance(source, str):
-        builder.language("javascript")
-    options.setdefault("max_fuel", None)
-    for name, value in options.items():
-        getattr(builder, name)(value)
-    return builder.build()
+    """A JavaScript sandbox (text or path); unmetered unless ``max_fuel`` is given."""
+    return script_sandbox(source, "javascript", **options)
 
 
 TOOLS = """

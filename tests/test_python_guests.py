@@ -17,18 +17,13 @@ from typing import Any
 import pytest
 
 import wasm_sandbox as ws
+from tests.conftest import script_sandbox
 from wasm_sandbox._guests import _python
 
 
 def py(source: str | Path, **options: Any) -> ws.WasmSandbox:
-    """A Python sandbox; unmetered (no fuel limit) unless ``max_fuel`` is given."""
-    builder = ws.WasmSandbox.builder().source(source)
-    if isinstance(source, str):
-        builder.language("python")
-    options.setdefault("max_fuel", None)
-    for name, value in options.items():
-        getattr(builder, name)(value)
-    return builder.build()
+    """A Python sandbox (text or path); unmetered unless ``max_fuel`` is given."""
+    return script_sandbox(source, "python", **options)
 
 
 TOOLS = """

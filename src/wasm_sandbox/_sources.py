@@ -82,15 +82,19 @@ def script_source(source: Source, language: str | None = None) -> ScriptSource |
     found = _SCRIPT_SUFFIXES.get(path.suffix.lower())
     if found is None or (language is not None and language != found):
         return None
-    try:
-        size = path.stat().st_size
-        if size > _MAX_SOURCE_BYTES:
-            raise UnsupportedSource(f"{path}: {size} bytes is larger than 1 GiB")
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"source file not found: {path}") from None
+    raw = _read(path, UnsupportedSource(f"{path} is larger than 1 GiB"))
     module = path.stem if path.stem.isidentifier() else "guest"
     return ScriptSource(found, _text(raw, str(path)), path.name, module)
+
+
+def _read(path: Path, too_big: Exception) -> bytes:
+    """The file's bytes; ``too_big`` is raised for one over 1 GiB."""
+    try:
+        if path.stat().st_size > _MAX_SOURCE_BYTES:
+            raise too_big
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"source file not found: {path}") from None
 
 
 def _text(raw: bytes, name: str) -> str:
@@ -129,13 +133,7 @@ def _from_path(path: Path, cache_dir: Path | None = None) -> bytes:
             f"unknown source type {suffix or '(no suffix)'!r} for {path}: "
             "expected .wasm, .wat, .c, .rs, .py or .js"
         )
-    try:
-        size = path.stat().st_size
-        if size > _MAX_SOURCE_BYTES:
-            raise InvalidModule(f"Invalid module {path}: {size} bytes is larger than 1 GiB")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"source file not found: {path}") from None
+    data = _read(path, InvalidModule(f"Invalid module {path}: larger than 1 GiB"))
     if suffix in LANGUAGES:
         return compile_source(data, LANGUAGES[suffix], cache_dir, path.name)
     if suffix == ".wasm":
