@@ -188,7 +188,12 @@ def main() -> None:
         default=None,
         help="also measure the peers in their own venvs (default: yes, except with --quick)",
     )
-    parser.add_argument("--json", type=Path, help="write every figure to this file")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=HERE / "results" / "python.json",
+        help="where to write every figure (default: bench/results/python.json)",
+    )
     args = parser.parse_args()
     rounds, slow = (5, 1) if args.quick else (41, 5)
     ours = measure_ours(rounds, slow)
@@ -196,8 +201,8 @@ def main() -> None:
     peers = measure_peers(args.quick) if with_peers else {}
     for line in report(ours, peers):
         print(line)
-    if args.json is not None:
-        args.json.write_text(json.dumps({"ours": ours, "peers": peers}, indent=2))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"ours": ours, "peers": peers}, indent=2))
 
 
 if __name__ == "__main__":
