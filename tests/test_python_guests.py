@@ -509,3 +509,25 @@ def test_session_timeout_is_a_budget_for_the_whole_session() -> None:
             session.exec("x = 1")  # the budget is spent
     with pytest.raises(ws.ConfigurationError):
         py("").session(timeout=-1)
+
+
+def test_file_limits_apply_to_python() -> None:
+    """The files layer's limits reach Python code: an ordinary OSError in the guest, or
+    IoLimitExceeded in strict mode."""
+    limits = ws.ResourceProfile.STANDARD.limits.replace(max_fuel=None, max_file_size=1000)
+    code = (
+        "try:\n"
+        "    with open('/tmp/f', 'wb') as f:\n"
+        "        f.write(b'x' * 5000)\n"
+        "except OSError as e:\n"
+        "    import errno\n"
+        "    print('refused', errno.errorcode[e.errno])\n"
+        "import os\n"
+        "print(os.path.getsize('/tmp/f'))\n"
+    )
+    builder = ws.WasmSandbox.builder().source(code).language("python").memory_fs("/tmp")
+    result = builder.resource_limits(limits).build().run()
+    assert result.stdout.decode().split() == ["refused", "EFBIG", "1000"]  # a partial write
+    assert result.resource_report.io_limits_hit["max_file_size"] == (5000, 1000)
+    with pytest.raises(ws.IoLimitExceeded, match="max_file_size"):
+        builder.strict_io_limits(True).build().run()
