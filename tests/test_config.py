@@ -300,7 +300,7 @@ def test_error_tree() -> None:
 # --- public surface --------------------------------------------------------------------------
 
 PUBLIC = {
-    "AsyncWasmSandbox", "CompilationError", "ConfigurationError", "ExecutionCancelled",
+    "AsyncSession", "AsyncWasmSandbox", "CompilationError", "ConfigurationError", "ExecutionCancelled",
     "ExecutionError", "ExecutionResult", "ExecutionTimeout", "FuelExhausted", "FunctionNotFound",
     "GuestError", "GuestExit", "GuestTrap", "HostError", "IndirectCallError", "IntegerDivisionByZero",
     "IntegerOverflow", "InvalidArguments", "InvalidConversionToInteger", "InvalidModule", "IoLimitExceeded",

@@ -531,3 +531,80 @@ def test_file_limits_apply_to_python() -> None:
     assert result.resource_report.io_limits_hit["max_file_size"] == (5000, 1000)
     with pytest.raises(ws.IoLimitExceeded, match="max_file_size"):
         builder.strict_io_limits(True).build().run()
+
+
+def test_async_session_and_cancellation_restores_the_session() -> None:
+    async def main() -> tuple[Any, ...]:
+        sandbox = await (
+            ws.AsyncWasmSandbox.builder().source("").language("python").max_fuel(None)
+        ).build_async()
+        async with await sandbox.session() as session:
+            await session.exec("n = 1")
+            task = asyncio.ensure_future(session.exec("n = 2\nwhile True: pass"))
+            await asyncio.sleep(0.2)
+            task.cancel()
+            start = time.monotonic()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            stopped = time.monotonic() - start
+            value = await session.eval("n")
+            return value, session.restores, stopped, (await session.exec("print(n)")).stdout
+
+    value, restores, stopped, out = asyncio.run(main())
+    assert (value, restores, out) == (1, 1, b"1\n")
+    assert stopped < 1.0
+
+
+def test_async_call_is_cancelled_within_ticks() -> None:
+    async def main() -> float:
+        sandbox = await (
+            ws.AsyncWasmSandbox.builder()
+            .source("def spin():\n    while True: pass\n")
+            .language("python")
+            .max_fuel(None)
+        ).build_async()
+        task = asyncio.ensure_future(sandbox.call("spin"))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        start = time.monotonic()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - start
+
+    assert asyncio.run(main()) < 0.5
+
+
+def test_concurrent_calls_from_threads_are_isolated() -> None:
+    tools = py(TOOLS)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for _ in range(10):
+                results.append(tools.call("add", n, scale=2) == 2 * n and tools.call("set_global"))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert results == [1] * 40
+
+
+def test_memory_is_returned_after_many_fresh_interpreters() -> None:
+    tools = py(TOOLS)
+    for _ in range(20):
+        tools.call("add", 1)
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    before = rss()
+    for _ in range(200):
+        tools.call("process", {"rows": [{"v": i} for i in range(100)]})
+    assert rss() - before < 64 * 2**20  # each interpreter touches tens of MiB: none is kept

@@ -59,6 +59,7 @@ from ._report import ProfiledResult as ProfiledResult
 from ._report import ResourceReport as ResourceReport
 from ._sandbox import AsyncWasmSandbox as AsyncWasmSandbox
 from ._sandbox import WasmSandbox as WasmSandbox
+from ._session import AsyncSession as AsyncSession
 from ._session import Session as Session
 from ._units import parse_count as parse_count
 from ._units import parse_duration as parse_duration
@@ -68,6 +69,7 @@ from ._wasi._context import SecurityEvent as SecurityEvent
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncSession",
     "AsyncWasmSandbox",
     "CompilationError",
     "ConfigurationError",

@@ -32,7 +32,7 @@ from ._guests._javascript import find_javascript_runtime
 from ._guests._python import find_python_runtime
 from ._mounts import Mount, check_mounts
 from ._report import ExecutionResult, MonitoredResult, ProfiledResult
-from ._session import Session
+from ._session import AsyncSession, Session
 from ._sources import load_source, script_source
 from ._turns import ScriptTurn, script_turn
 from ._wasi._context import WasiContext
@@ -450,6 +450,11 @@ class AsyncWasmSandbox:
         """Coroutine twin of ``WasmSandbox.run``."""
         ctx = self.sync._context(args, stdin, env, use_config_stdin=True)
         return await self._in_thread(ctx, lambda: self.sync._run(ctx))
+
+    async def session(self, timeout: timedelta | float | None = None) -> AsyncSession:
+        """Coroutine twin of ``WasmSandbox.session``: an ``AsyncSession`` (opened off the
+        event loop)."""
+        return AsyncSession(await asyncio.to_thread(Session, self.sync, timeout))
 
     async def close(self) -> None:
         """Release a kept instance."""

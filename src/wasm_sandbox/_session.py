@@ -15,12 +15,15 @@ randomness are drawn again.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _errors as e
 from ._data import encode_args, encode_kwargs
@@ -28,11 +31,13 @@ from ._execution import Execution, Outcome
 from ._limits import _check_duration
 from ._report import MonitoredResult
 from ._turns import ScriptTurn
+from ._wasi._context import WasiContext
 
 if TYPE_CHECKING:
     from ._sandbox import WasmSandbox
 
-__all__ = ["Session"]
+__all__ = ["AsyncSession", "Session"]
+T = TypeVar("T")
 
 # Failures after which the interpreter cannot be trusted: its statement stopped mid-way.
 _RESTORE_ON = (e.ResourceLimitExceeded, e.GuestTrap, e.ExecutionCancelled, e.HostError)
@@ -94,7 +99,10 @@ class Session:
 
     def exec(self, code: str) -> MonitoredResult:
         """Run statements in the session's globals; returns their output and report."""
-        outcome = self._turn(self._sandbox._turn("exec", _code(code)))
+        return self._exec(code, None)
+
+    def _exec(self, code: str, ctx: WasiContext | None) -> MonitoredResult:
+        outcome = self._turn(self._sandbox._turn("exec", _code(code)), ctx)
         return MonitoredResult(
             value=None,
             resource_report=outcome.report,
@@ -104,16 +112,24 @@ class Session:
 
     def eval(self, expression: str) -> Any:
         """The value of ``expression`` in the session's globals (JSON values and bytes)."""
-        return self._turn(self._sandbox._turn("eval", _code(expression))).value
+        return self._eval(expression, None)
+
+    def _eval(self, expression: str, ctx: WasiContext | None) -> Any:
+        return self._turn(self._sandbox._turn("eval", _code(expression)), ctx).value
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the session's function ``name`` with JSON arguments; returns its value."""
+        return self._call(name, args, kwargs, None)
+
+    def _call(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], ctx: WasiContext | None
+    ) -> Any:
         if not isinstance(name, str):
             raise TypeError(f"the function name must be a str, got {type(name).__name__}")
         turn = self._sandbox._turn(
             "scall", fn=name, args=encode_args(args).decode(), kwargs=encode_kwargs(kwargs).decode()
         )
-        return self._turn(turn).value
+        return self._turn(turn, ctx).value
 
     # --- life ---------------------------------------------------------------------------
 
@@ -164,10 +180,10 @@ class Session:
         if self._closed:
             raise e.ConfigurationError("this session is closed")
 
-    def _turn(self, turn: ScriptTurn) -> Outcome:
+    def _turn(self, turn: ScriptTurn, ctx: WasiContext | None = None) -> Outcome:
         with self._lock:
             self._check_open()
-            ctx = self._sandbox._context()
+            ctx = ctx if ctx is not None else self._sandbox._context()
             if self._deadline is not None:
                 if time.monotonic() >= self._deadline:
                     assert self._budget is not None
@@ -217,6 +233,70 @@ class Session:
                     f"({replayed}); the session is closed"
                 ) from error
         self._restores += 1
+
+
+class AsyncSession:
+    """The asyncio twin of ``Session``: the same methods as coroutines, each statement run in a
+    worker thread. Cancelling the awaiting task stops the statement within a few milliseconds
+    (the session is restored, as after any failed statement) and raises ``CancelledError``.
+    """
+
+    __module__ = "wasm_sandbox"
+
+    def __init__(self, session: Session) -> None:
+        self.sync = session
+
+    async def _in_thread(self, work: Callable[[WasiContext], T]) -> T:
+        ctx = self.sync._sandbox._context()
+        task = asyncio.ensure_future(asyncio.to_thread(work, ctx))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            ctx.cancel()
+            with contextlib.suppress(e.ExecutionCancelled, e.SessionLost):
+                await task
+            raise
+
+    async def exec(self, code: str) -> MonitoredResult:
+        """Coroutine twin of ``Session.exec``."""
+        return await self._in_thread(lambda ctx: self.sync._exec(code, ctx))
+
+    async def eval(self, expression: str) -> Any:
+        """Coroutine twin of ``Session.eval``."""
+        return await self._in_thread(lambda ctx: self.sync._eval(expression, ctx))
+
+    async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Coroutine twin of ``Session.call``."""
+        return await self._in_thread(lambda ctx: self.sync._call(name, args, kwargs, ctx))
+
+    async def reset(self) -> None:
+        """Coroutine twin of ``Session.reset``."""
+        await asyncio.to_thread(self.sync.reset)
+
+    async def close(self) -> None:
+        """Release the interpreter. Idempotent."""
+        await asyncio.to_thread(self.sync.close)
+
+    @property
+    def closed(self) -> bool:
+        """True once the session is closed."""
+        return self.sync.closed
+
+    @property
+    def restores(self) -> int:
+        """How many times a failed statement was rolled back by replay."""
+        return self.sync.restores
+
+    async def __aenter__(self) -> AsyncSession:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
 
 def _code(source: str) -> str:
