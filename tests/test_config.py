@@ -75,22 +75,26 @@ def test_timeout_accepts_seconds_and_timedelta() -> None:
 
 @pytest.mark.parametrize(
     "field",
-    [
-        "max_connections",
-        "max_requests_per_second", "max_upload_bytes", "max_download_bytes",
-    ],
-)  # fmt: skip
-def test_not_yet_enforced_fields_raise_not_implemented(field: str) -> None:
-    """Fields without enforcement are refused loudly, never silently ignored."""
-    with pytest.raises(NotImplementedError, match=f"ResourceLimits.{field} is enforced by"):
-        ws.ResourceLimits(**{field: 10})  # type: ignore[arg-type]
+    ["max_connections", "max_requests_per_second", "max_upload_bytes", "max_download_bytes"],
+)
+def test_network_counts_are_validated(field: str) -> None:
+    """The network limits take positive ints, like the others."""
+    assert getattr(ws.ResourceLimits(**{field: 10}), field) == 10  # type: ignore[arg-type]
+    with pytest.raises(ws.ConfigurationError):
+        ws.ResourceLimits(**{field: -1})  # type: ignore[arg-type]
+    if field in ("max_connections", "max_requests_per_second"):
+        with pytest.raises(ws.ConfigurationError, match=">= 1"):
+            ws.ResourceLimits(**{field: 0})  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        ws.ResourceLimits(**{field: "10"})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("field", ["network_timeout", "connect_timeout"])
-def test_not_yet_enforced_durations_raise_not_implemented(field: str) -> None:
-    """The network durations are refused too."""
-    with pytest.raises(NotImplementedError, match="network layer"):
-        ws.ResourceLimits(**{field: 10})  # type: ignore[arg-type]
+def test_network_durations_are_validated(field: str) -> None:
+    """The network durations take a timedelta or seconds, > 0."""
+    assert getattr(ws.ResourceLimits(**{field: 1.5}), field) == timedelta(seconds=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ws.ConfigurationError):
+        ws.ResourceLimits(**{field: -1})  # type: ignore[arg-type]
 
 
 def test_replace_and_merge() -> None:
@@ -309,7 +313,8 @@ PUBLIC = {
     "FileDelete", "FileOpen", "FileRead", "FileRename", "FileWrite", "IoOperation",
     "ProfileBuilder", "ProfiledResult", "ResourceLimitExceeded", "ResourceLimits",
     "ResourceProfile", "ResourceReport", "SandboxBuilder", "SandboxConfig", "SandboxError",
-    "Session", "SessionLost",
+    "Session", "SessionLost", "NetworkLimitExceeded", "NetworkPolicy", "NetworkStats",
+    "SecurityViolation",
     "StackOverflow", "TableAccessOutOfBounds", "UnreachableExecuted", "UnsupportedSource",
     "WasmSandbox", "default_cache_dir", "parse_count", "parse_duration", "parse_size",
     "run", "run_async", "run_with_timeout", "run_with_timeout_async",
@@ -339,14 +344,11 @@ def test_parse_count_is_exact_for_large_values(number: int, unit: str) -> None:
     assert ws.parse_count(f"{number}{unit}") == number * factor[unit]
 
 
-def test_custom_profile_file_limits_and_network_refusal() -> None:
-    """The seed's custom profile options: file limits work; network ones are refused loudly."""
+def test_custom_profile_file_and_network_limits() -> None:
+    """The seed's custom profile options, file and network limits included."""
     profile = (
         ws.ResourceProfile.custom().memory_mb(256).max_file_size_mb(200).max_open_files(20).build()
     )
     assert profile.limits.max_file_size == 200 * 1024 * 1024
     assert profile.limits.max_open_files == 20
-    with pytest.raises(
-        NotImplementedError, match="max_connections is enforced by the network layer"
-    ):
-        ws.ResourceProfile.custom().max_connections(20)
+    assert ws.ResourceProfile.custom().max_connections(20).build().limits.max_connections == 20

@@ -26,8 +26,10 @@ from ._errors import InvalidModule as InvalidModule
 from ._errors import IoLimitExceeded as IoLimitExceeded
 from ._errors import MemoryAccessOutOfBounds as MemoryAccessOutOfBounds
 from ._errors import MemoryLimitExceeded as MemoryLimitExceeded
+from ._errors import NetworkLimitExceeded as NetworkLimitExceeded
 from ._errors import ResourceLimitExceeded as ResourceLimitExceeded
 from ._errors import SandboxError as SandboxError
+from ._errors import SecurityViolation as SecurityViolation
 from ._errors import SessionLost as SessionLost
 from ._errors import StackOverflow as StackOverflow
 from ._errors import TableAccessOutOfBounds as TableAccessOutOfBounds
@@ -49,6 +51,8 @@ from ._limits import ProfileBuilder as ProfileBuilder
 from ._limits import ResourceLimits as ResourceLimits
 from ._limits import ResourceProfile as ResourceProfile
 from ._mounts import Mount as Mount
+from ._network import NetworkPolicy as NetworkPolicy
+from ._network import NetworkStats as NetworkStats
 from ._oneliners import run as run
 from ._oneliners import run_async as run_async
 from ._oneliners import run_with_timeout as run_with_timeout
@@ -104,6 +108,9 @@ __all__ = [
     "MemoryLimitExceeded",
     "MonitoredResult",
     "Mount",
+    "NetworkLimitExceeded",
+    "NetworkPolicy",
+    "NetworkStats",
     "OptimizationLevel",
     "ProfileBuilder",
     "ProfiledResult",
@@ -115,6 +122,7 @@ __all__ = [
     "SandboxConfig",
     "SandboxError",
     "SecurityEvent",
+    "SecurityViolation",
     "Session",
     "SessionLost",
     "StackOverflow",

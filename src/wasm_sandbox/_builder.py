@@ -16,6 +16,7 @@ from ._errors import ConfigurationError
 from ._iomonitor import IoOperation
 from ._limits import OptimizationLevel, ResourceLimits, ResourceProfile
 from ._mounts import DEFAULT_MEMORY_FS_BYTES, Mount, check_mounts
+from ._network import NetworkPolicy, NetworkStats
 from ._sources import Source
 
 if TYPE_CHECKING:
@@ -68,6 +69,16 @@ class SandboxConfig:
     strict_io_limits: bool = False
     """Stop the guest with IoLimitExceeded at the first file-system limit it reaches, instead
     of giving it the errno (EFBIG, EDQUOT, EMFILE, ENOSPC) to handle."""
+    network_policy: NetworkPolicy = NetworkPolicy()  # noqa: RUF009 - frozen, immutable
+    """Which endpoints the guest may connect to (default: none)."""
+    network_monitoring: bool = False
+    """Report network use as it changes: to ``network_callback``."""
+    network_callback: Callable[[NetworkStats], object] | None = None
+    """Called with ``NetworkStats`` each time a connection opens or closes, bytes move, or
+    an attempt is refused (on the guest's thread; one that raises is logged and dropped)."""
+    strict_network: bool = False
+    """Stop the guest at a policy refusal (``SecurityViolation``) or a network limit
+    (``NetworkLimitExceeded``) instead of giving it the errno."""
     keep_instance: bool = False
     """Keep one instance across calls (globals and memory persist); default: fresh per call."""
     max_output_bytes: int = DEFAULT_MAX_OUTPUT
@@ -92,6 +103,16 @@ class SandboxConfig:
         object.__setattr__(self, "mounts", check_mounts(self.mounts))
         if self.io_callback is not None and not callable(self.io_callback):
             raise TypeError(f"io_callback must be callable, got {type(self.io_callback).__name__}")
+        if not isinstance(self.network_policy, NetworkPolicy):
+            raise TypeError(
+                f"network_policy must be a NetworkPolicy, got {type(self.network_policy).__name__}"
+            )
+        if self.network_callback is not None and not callable(self.network_callback):
+            raise TypeError(
+                f"network_callback must be callable, got {type(self.network_callback).__name__}"
+            )
+        if self.network_callback is not None and not self.network_monitoring:
+            object.__setattr__(self, "network_monitoring", True)
         if self.io_callback is not None and not self.io_monitoring:
             object.__setattr__(self, "io_monitoring", True)
         env_pairs(self.env)
@@ -293,6 +314,32 @@ class SandboxBuilder:
             raise TypeError(f"io_callback must be callable, got {type(callback).__name__}")
         self._set("io_monitoring", True)
         return self._set("io_callback", callback)
+
+    def network_policy(self, policy: NetworkPolicy) -> SandboxBuilder:
+        """Which endpoints the guest may connect to (replaces the policy so far)."""
+        if not isinstance(policy, NetworkPolicy):
+            raise TypeError(f"expected a NetworkPolicy, got {type(policy).__name__}")
+        return self._set("network_policy", policy)
+
+    def allow_network(self, *patterns: str) -> SandboxBuilder:
+        """Allow more ``host:port`` patterns (see ``NetworkPolicy``)."""
+        policy = self._options.get("network_policy", NetworkPolicy())
+        return self._set("network_policy", policy.extended(patterns))
+
+    def enable_network_monitoring(self, enabled: bool = True) -> SandboxBuilder:
+        """Report network use as it changes (to ``network_callback``)."""
+        return self._set("network_monitoring", bool(enabled))
+
+    def network_callback(self, callback: Callable[[NetworkStats], object]) -> SandboxBuilder:
+        """Receive ``NetworkStats`` each time the guest's network use changes."""
+        if not callable(callback):
+            raise TypeError(f"network_callback must be callable, got {type(callback).__name__}")
+        self._set("network_monitoring", True)
+        return self._set("network_callback", callback)
+
+    def strict_network(self, enabled: bool = True) -> SandboxBuilder:
+        """Stop the guest at a policy refusal or a network limit instead of failing its call."""
+        return self._set("strict_network", bool(enabled))
 
     def strict_io_limits(self, enabled: bool = True) -> SandboxBuilder:
         """Turn the first file-system limit hit into ``IoLimitExceeded``."""

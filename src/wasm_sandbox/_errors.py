@@ -16,7 +16,8 @@ translated in ``_engine`` and never reach the user.
         │   ├── MemoryLimitExceeded            linear memory cap or per-grow cap hit
         │   ├── FuelExhausted                  the fuel budget ran out
         │   ├── ExecutionTimeout               the wall-clock deadline passed
-        │   └── IoLimitExceeded                a file-system limit (strict mode only)
+        │   ├── IoLimitExceeded                a file-system limit (strict mode only)
+        │   └── NetworkLimitExceeded           a network limit (strict network mode only)
         ├── GuestTrap                          the guest trapped (trap_code says which)
         │   ├── StackOverflow
         │   ├── MemoryAccessOutOfBounds
@@ -29,6 +30,7 @@ translated in ``_engine`` and never reach the user.
         ├── GuestError                         the guest raised or reported an error
         ├── GuestExit                          call() of a function that called proc_exit
         ├── ExecutionCancelled                 cancelled by the host (e.g. asyncio)
+        ├── SecurityViolation                  the network policy refused (strict mode only)
         ├── SessionLost                        a session could not be restored; it is closed
         └── HostError                          a bug in the host layer, never the guest's
 """
@@ -58,8 +60,10 @@ __all__ = [
     "IoLimitExceeded",
     "MemoryAccessOutOfBounds",
     "MemoryLimitExceeded",
+    "NetworkLimitExceeded",
     "ResourceLimitExceeded",
     "SandboxError",
+    "SecurityViolation",
     "SessionLost",
     "StackOverflow",
     "TableAccessOutOfBounds",
@@ -210,6 +214,26 @@ class IoLimitExceeded(ResourceLimitExceeded):
         self.limit = limit
         self.attempted = attempted
         self.cap = cap
+
+
+class NetworkLimitExceeded(ResourceLimitExceeded):
+    """A network limit was reached in strict network mode (``limit``: the ResourceLimits
+    field, ``attempted``, ``cap``). Without strict mode the guest's operation fails instead."""
+
+    def __init__(self, limit: str, attempted: int, cap: int) -> None:
+        super().__init__(f"Network limit exceeded: {limit} (attempted {attempted}, limit {cap})")
+        self.limit = limit
+        self.attempted = attempted
+        self.cap = cap
+
+
+class SecurityViolation(ExecutionError):
+    """The network policy refused a connection, in strict network mode (``endpoint``: the
+    ``host:port`` the guest asked for)."""
+
+    def __init__(self, endpoint: str) -> None:
+        super().__init__(f"Security violation: Unauthorized network access to {endpoint!r}")
+        self.endpoint = endpoint
 
 
 class GuestTrap(ExecutionError):

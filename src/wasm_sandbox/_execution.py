@@ -20,6 +20,7 @@ from ._engine import UNLIMITED_FUEL, CompiledModule, EngineHandle, GuestFailure,
 from ._iomonitor import IoObserver, IoOperation
 from ._limits import WASM_PAGE, ResourceLimits
 from ._mounts import Mount
+from ._network import NetworkGuard, NetworkPolicy, NetworkStats
 from ._report import ExecutionResult, ResourceReport
 from ._turns import ScriptTurn
 from ._wasi._bind import HostBinding
@@ -62,6 +63,9 @@ class ExecutionPlan:
     strict_io: bool = False
     io_monitoring: bool = False
     io_callback: Callable[[IoOperation], object] | None = None
+    network_policy: NetworkPolicy = NetworkPolicy()  # noqa: RUF009 - frozen, immutable
+    network_callback: Callable[[NetworkStats], object] | None = None
+    strict_network: bool = False
 
 
 class Measurement:
@@ -112,13 +116,19 @@ class Outcome:
 
 def _build_report(outcome: Outcome) -> ResourceReport:
     ctx, limits, measured = outcome.ctx, outcome.plan.limits, outcome.measurement
+    net = ctx.net
     return ResourceReport(
         execution_time=timedelta(seconds=measured.elapsed),
         peak_memory_bytes=measured.peak_memory,
         fuel_consumed=measured.fuel_consumed,
         file_operations=ctx.file_calls,
-        network_requests=ctx.socket_calls,
-        bytes_transferred=0,
+        network_requests=net.requests if net is not None else 0,
+        bytes_transferred=net.sent + net.received if net is not None else 0,
+        network_bytes_sent=net.sent if net is not None else 0,
+        network_bytes_received=net.received if net is not None else 0,
+        network_refusals=net.refusals if net is not None else 0,
+        network_limits_hit=dict(ctx.network_limits_hit),
+        network_callback_errors=tuple(net.callback_errors) if net is not None else (),
         syscalls=ctx.syscalls,
         stdout_bytes=ctx.stdout.total,
         stderr_bytes=ctx.stderr.total,
@@ -171,6 +181,17 @@ class Execution:
         if limits.buffer_size is not None or limits.io_batch_size is not None:
             ctx.buffer_size = limits.buffer_size or _DEFAULT_BUFFER
             ctx.io_batch_size = limits.io_batch_size
+        ctx.net = NetworkGuard(
+            self.plan.network_policy,
+            max_connections=limits.max_connections,
+            max_requests_per_second=limits.max_requests_per_second,
+            max_upload_bytes=limits.max_upload_bytes,
+            max_download_bytes=limits.max_download_bytes,
+            network_timeout=_seconds(limits.network_timeout),
+            connect_timeout=_seconds(limits.connect_timeout),
+            strict=self.plan.strict_network,
+            callback=self.plan.network_callback,
+        )
         timeout = self.plan.limits.execution_timeout
         if timeout is not None:
             ctx.deadline = ctx.start + timeout.total_seconds()
@@ -317,6 +338,10 @@ class Execution:
             return e.ExecutionTimeout(_effective_timeout(ctx, limits), elapsed)
         if reason == StopReason.IO_LIMIT and ctx.strict_hit is not None:
             return e.IoLimitExceeded(*ctx.strict_hit)
+        if reason == StopReason.NETWORK_LIMIT and ctx.strict_network_hit is not None:
+            return e.NetworkLimitExceeded(*ctx.strict_network_hit)
+        if reason == StopReason.SECURITY and ctx.security_violation is not None:
+            return e.SecurityViolation(ctx.security_violation)
         if reason == StopReason.CANCELLED:
             return e.ExecutionCancelled("Execution cancelled by the host")
         if reason == StopReason.INTERRUPTED:
@@ -429,6 +454,10 @@ _MAIN_THREAD = threading.main_thread()
 _SIGINT = int(signal.SIGINT)
 _DEFAULT_INT_HANDLER = signal.default_int_handler
 _sigint_target: WasiContext | None = None
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else value.total_seconds()
 
 
 def _effective_timeout(ctx: WasiContext, limits: ResourceLimits) -> timedelta:

@@ -22,16 +22,6 @@ MAX_MEMORY_BYTES = 4 * 1024**3  # a 32-bit linear memory cannot be larger
 MAX_FUEL = 2**63 - 1
 MAX_TIMEOUT = timedelta(days=30)
 
-# Fields accepted only once their enforcement exists: file fields come with the file-system
-# layer, network fields with the network layer. Setting one now is an error, never a no-op.
-_NOT_YET_ENFORCED = {
-    "max_connections": "the network layer",
-    "max_requests_per_second": "the network layer",
-    "max_upload_bytes": "the network layer",
-    "max_download_bytes": "the network layer",
-    "network_timeout": "the network layer",
-    "connect_timeout": "the network layer",
-}
 _DURATION_FIELDS = ("execution_timeout", "network_timeout", "connect_timeout")
 
 
@@ -52,8 +42,8 @@ class OptimizationLevel(enum.Enum):
 class ResourceLimits:
     """The limits one execution runs under. ``None`` means unlimited.
 
-    Every field that is set is enforced; a field whose enforcement is not built yet (the
-    file and network fields, for now) raises ``NotImplementedError`` when set.
+    Every field that is set is enforced. The network fields apply to the connections a guest
+    opens through the host (``wasm_sandbox.tcp_connect``; see ``NetworkPolicy``).
     """
 
     memory_bytes: int | None = None
@@ -81,17 +71,17 @@ class ResourceLimits:
     """Buffer sequential file writes: one host write per this many bytes (default 64 KiB
     when only ``io_batch_size`` is set; 1 B .. 64 MiB)."""
     max_connections: int | None = None
-    """Concurrent network connections. Not enforced yet."""
+    """Concurrent network connections (more: the guest's connect fails with ENFILE)."""
     max_requests_per_second: int | None = None
-    """Connection attempts and requests per second. Not enforced yet."""
+    """Connection attempts per second: a token bucket whose burst is the rate (EAGAIN)."""
     max_upload_bytes: int | None = None
-    """Bytes a guest may send over the network. Not enforced yet."""
+    """Bytes a guest may send over the network (a write is cut to the rest, then EDQUOT)."""
     max_download_bytes: int | None = None
-    """Bytes a guest may receive over the network. Not enforced yet."""
+    """Bytes a guest may receive over the network (reads stop there, then EDQUOT)."""
     network_timeout: timedelta | None = None
-    """Per read/write network timeout. Not enforced yet."""
+    """Longest a network read or write may wait (ETIMEDOUT)."""
     connect_timeout: timedelta | None = None
-    """Connection-establishment timeout. Not enforced yet."""
+    """Longest a connection may take to be established (ETIMEDOUT)."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -109,12 +99,8 @@ class ResourceLimits:
         _check_int_range("max_fuel", self.max_fuel, 1, MAX_FUEL)
         _check_int_range("io_batch_size", self.io_batch_size, 1, 1 << 30)
         _check_int_range("buffer_size", self.buffer_size, 1, 64 * 1024 * 1024)
-        for name, layer in _NOT_YET_ENFORCED.items():
-            if getattr(self, name) is not None:
-                raise NotImplementedError(
-                    f"ResourceLimits.{name} is enforced by {layer}, which this version of "
-                    f"wasm-sandbox does not have yet; leave it None (it is never silently ignored)"
-                )
+        _check_int_range("max_connections", self.max_connections, 1, 1_000_000)
+        _check_int_range("max_requests_per_second", self.max_requests_per_second, 1, 10**9)
 
     def replace(self, **changes: Any) -> ResourceLimits:
         """A copy with some fields changed (validated like a new value)."""
@@ -251,8 +237,7 @@ class ProfileBuilder:
         return self._set(max_open_files=count)
 
     def max_connections(self, count: int) -> ProfileBuilder:
-        """Concurrent network connections (the network layer is not built yet: this raises
-        NotImplementedError rather than being ignored)."""
+        """Concurrent network connections."""
         return self._set(max_connections=count)
 
     def build(self) -> ResourceProfile:

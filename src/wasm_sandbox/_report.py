@@ -30,7 +30,7 @@ class ResourceReport:
     file_operations: int
     """File-system calls the guest made (``path_*`` and ``fd_*`` on files and directories)."""
     network_requests: int
-    """Network calls the guest made (the sandbox has no network yet, so each one failed)."""
+    """Connections the guest asked the host to open (refused ones included)."""
     bytes_transferred: int
     """Network bytes sent plus received."""
     syscalls: int
@@ -65,6 +65,16 @@ class ResourceReport:
     buffer_size): the guest had already been told they succeeded."""
     io_callback_errors: tuple[str, ...] = ()
     """What a raising ``io_callback`` raised (it is dropped after the first error)."""
+    network_bytes_sent: int = 0
+    """Bytes the guest sent over its connections."""
+    network_bytes_received: int = 0
+    """Bytes the guest received over its connections."""
+    network_refusals: int = 0
+    """Connection attempts refused by the policy or a limit."""
+    network_limits_hit: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Network limits the guest reached: field -> (attempted, cap)."""
+    network_callback_errors: tuple[str, ...] = ()
+    """What a raising ``network_callback`` raised (it is dropped after the first error)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready values (durations in seconds)."""

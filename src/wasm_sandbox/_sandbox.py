@@ -110,6 +110,9 @@ class WasmSandbox:
             config.strict_io_limits,
             config.io_monitoring,
             config.io_callback,
+            config.network_policy,
+            config.network_callback if config.network_monitoring else None,
+            config.strict_network,
         )
         self._execution = Execution(plan, keep_instance=config.keep_instance)
         self._compiled = compiled

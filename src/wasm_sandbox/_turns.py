@@ -17,6 +17,7 @@ from ._engine import GuestInstance
 from ._guests._jsdriver import BOOT as JS_BOOT
 from ._guests._python import turn_code
 from ._wasi._context import WasiContext
+from ._wasi._net import net_request
 
 __all__ = ["JavaScriptTurn", "PythonTurn", "ScriptTurn", "script_turn"]
 
@@ -50,7 +51,25 @@ class PythonTurn:
 
     def run(self, instance: GuestInstance, ctx: WasiContext) -> tuple[Any, int | None]:
         frames: list[bytes] = []
-        ctx.door = frames.append
+
+        def door(frame: bytes) -> bytes:
+            if frame.startswith(b'{"net"'):
+                return net_request(ctx, frame)
+            frames.append(frame)
+            return b""
+
+        def deliver(data: bytes, out_ptr: int, out_len: int) -> bool:
+            ptr = int(instance.invoke("host_alloc", (len(data),), fuel=None)) & _MASK32
+            return bool(ptr) and all(
+                instance.write_memory(at, value)
+                for at, value in (
+                    (ptr, data),
+                    (out_ptr, ptr.to_bytes(4, "little")),
+                    (out_len, len(data).to_bytes(4, "little")),
+                )
+            )
+
+        ctx.door, ctx.door_deliver = door, deliver
         code = turn_code(self.request, boot=not instance.script_ready)
         size = len(code)
         ptr = int(instance.invoke("host_alloc", (size,), fuel=None)) & _MASK32

@@ -15,7 +15,7 @@ from __future__ import annotations
 __all__ = ["BOOT"]
 
 BOOT = r'''
-import sys, json, _host
+import io, sys, json, _host
 
 _DRIVER = ("<wsbx", "<turn")
 
@@ -51,10 +51,12 @@ def _send(frame):
 
 def _tb_text(exc):
     import traceback
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_DRIVER):
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    te = traceback.TracebackException.from_exception(exc)
+    for link in (te, te.__cause__, te.__context__):
+        if link is not None and link.stack:
+            kept = [f for f in link.stack if not f.filename.startswith(_DRIVER)]
+            link.stack = traceback.StackSummary.from_list(kept)
+    return "".join(te.format())
 
 
 _TOO_BIG = ("cannot fit 'int' into an index-sized integer", "repeated string is too long",
@@ -169,6 +171,195 @@ def main(text):
     except BaseException as exc:
         _send(_error(exc))
 
+
+# --- network: socket.create_connection through the host (which applies the policy) --------
+
+
+def _net(request):
+    answer = json.loads(_host.call(json.dumps(request).encode()) or b"{}")
+    if "errno" in answer:
+        import os
+        code = answer["errno"]
+        raise OSError(code, os.strerror(code))
+    return answer
+
+
+class _SocketIO(io.RawIOBase):
+    """The raw file under a connection's makefile()."""
+
+    def __init__(self, sock, mode):
+        super().__init__()
+        self._sock, self.mode = sock, mode
+        sock._io_refs += 1
+
+    def close(self):
+        if not self.closed:
+            super().close()
+            self._sock._io_refs -= 1
+            if self._sock._closed:
+                self._sock._release()
+
+    def readable(self):
+        return "r" in self.mode
+
+    def writable(self):
+        return "w" in self.mode
+
+    def seekable(self):
+        return False
+
+    def readinto(self, buffer):
+        data = self._sock.recv(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def write(self, data):
+        return self._sock.send(data)
+
+    def fileno(self):
+        return self._sock.fileno()
+
+
+class _Socket:
+    """A TCP connection the host opened: the subset of socket.socket that clients use."""
+
+    def __init__(self, fd, address, timeout):
+        import socket
+        self._fd, self._address, self._timeout = fd, address, None
+        self._io_refs, self._closed = 0, False  # as socket.socket: makefile() objects keep it open
+        self.family, self.type, self.proto = socket.AF_INET, socket.SOCK_STREAM, 0
+        if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:
+            self.settimeout(timeout)
+
+    def fileno(self):
+        return self._fd
+
+    def settimeout(self, value):
+        self._timeout = None if value is None else float(value)
+        _net({"net": "timeout", "fd": self._fd, "seconds": self._timeout})
+
+    def gettimeout(self):
+        return self._timeout
+
+    def setblocking(self, flag):
+        self.settimeout(None if flag else 0.0)
+
+    def setsockopt(self, level, option, value, *rest):
+        import socket
+        if (level, option) not in ((socket.IPPROTO_TCP, getattr(socket, "TCP_NODELAY", 1)),
+                                   (socket.SOL_SOCKET, getattr(socket, "SO_KEEPALIVE", 9))):
+            import errno
+            raise OSError(errno.ENOPROTOOPT, "socket option not supported in the sandbox")
+
+    def getpeername(self):
+        return self._address
+
+    def getsockname(self):
+        return ("0.0.0.0", 0)
+
+    def send(self, data, flags=0):
+        import os
+        return os.write(self._fd, data)
+
+    def sendall(self, data, flags=0):
+        view = memoryview(data).cast("B")
+        while view:
+            view = view[self.send(view):]
+
+    def recv(self, size, flags=0):
+        import os
+        return os.read(self._fd, size)
+
+    def recv_into(self, buffer, nbytes=0, flags=0):
+        data = self.recv(nbytes or len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def makefile(self, mode="r", buffering=None, *, encoding=None, errors=None, newline=None):
+        import io
+        raw = _SocketIO(self, "rb" if "r" in mode else "wb")
+        size = io.DEFAULT_BUFFER_SIZE if buffering in (None, -1) else buffering
+        if "r" in mode and "w" in mode:
+            binary = io.BufferedRWPair(raw, raw, size)
+        elif "r" in mode:
+            binary = io.BufferedReader(raw, size)
+        else:
+            binary = io.BufferedWriter(raw, size)
+        if "b" in mode:
+            return binary
+        return io.TextIOWrapper(binary, encoding, errors, newline)
+
+    def shutdown(self, how):
+        _net({"net": "shutdown", "fd": self._fd, "how": how + 1})
+
+    def close(self):
+        self._closed = True
+        self._release()
+
+    def _release(self):
+        if self._fd is not None and self._io_refs <= 0:
+            import os
+            os.close(self._fd)
+            self._fd = None
+
+    def detach(self):
+        fd, self._fd = self._fd, None
+        return fd
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def create_connection(address, timeout=None, source_address=None, *, all_errors=False):
+    """socket.create_connection in the sandbox: the host connects, after its policy."""
+    import socket
+    host, port = address[0], int(address[1])
+    if timeout is None:
+        timeout = socket._GLOBAL_DEFAULT_TIMEOUT
+    fd = _net({"net": "connect", "host": str(host), "port": port})["fd"]
+    return _Socket(fd, (host, port), timeout)
+
+
+def _patch_socket(module):
+    module.create_connection = create_connection
+
+
+class _NetFinder:
+    """Patches the socket module when the guest first imports it."""
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "socket":
+            return None
+        sys.meta_path.remove(cls)
+        try:
+            import importlib.util
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(0, cls)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+
+        class _Loader:
+            def create_module(self, spec):
+                return loader.create_module(spec)
+
+            def exec_module(self, module):
+                loader.exec_module(module)
+                _patch_socket(module)
+
+        spec.loader = _Loader()
+        return spec
+
+
+if "socket" in sys.modules:
+    _patch_socket(sys.modules["socket"])
+else:
+    sys.meta_path.insert(0, _NetFinder)
 
 sys.modules["__wsbx__"] = type(sys)("__wsbx__")
 sys.modules["__wsbx__"].main = main

@@ -18,7 +18,7 @@ from typing import Any
 import wasmtime
 from wasmtime import _ffi
 
-from . import _door, _files, _paths, _preview1  # noqa: F401 - importing them registers their syscalls
+from . import _door, _files, _net, _paths, _preview1  # noqa: F401 - importing them registers their syscalls
 from ._abi import GuestMemory
 from ._context import GuestStop, StopReason, WasiContext
 from ._errno import WasiError

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from .._iomonitor import IoObserver
+from .._network import NetworkGuard
 from ._errno import Errno, WasiError, errno_from_oserror
 from ._fs import FdEntry, FdTable, Resolved, count_entries
 
@@ -40,6 +41,8 @@ class StopReason:
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
     IO_LIMIT = "io_limit"  # strict mode: an I/O limit was reached
+    NETWORK_LIMIT = "network_limit"  # strict network mode: a network limit was reached
+    SECURITY = "security"  # strict network mode: the policy refused a connection
     INTERRUPTED = "interrupted"  # KeyboardInterrupt reached the host while the guest ran
     HOST_ERROR = "host_error"
 
@@ -71,6 +74,17 @@ class OutputBuffer:
         return self.total > len(self.data)
 
 
+def poll_fds(readers: list[int], writers: list[int], timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds until one of the host descriptors is ready; True if one
+    is. ``poll``, not ``select``: a busy host may hand out descriptors past 1023."""
+    poller = select.poll()
+    for fd in readers:
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+    for fd in writers:
+        poller.register(fd, select.POLLOUT)
+    return bool(poller.poll(max(0.0, timeout) * 1000.0))
+
+
 class Stdin:
     """The guest's standard input: fixed bytes, or a host stream read with a deadline."""
 
@@ -94,8 +108,7 @@ class Stdin:
         """True when a read would not block."""
         if self._fd is None:
             return True
-        readable, _, _ = select.select([self._fd], [], [], 0)
-        return bool(readable)
+        return poll_fds([self._fd], [], 0)
 
     def available(self) -> int:
         """Bytes known to be readable without blocking (0 for a stream)."""
@@ -109,8 +122,7 @@ class Stdin:
             return chunk
         while True:
             timeout = ctx.wait_slice()
-            readable, _, _ = select.select([self._fd], [], [], timeout)
-            if readable:
+            if poll_fds([self._fd], [], timeout):
                 try:
                     return os.read(self._fd, size)
                 except BlockingIOError:
@@ -155,7 +167,13 @@ class WasiContext:
     limits_hit: dict[str, tuple[int, int]] = field(default_factory=dict)  # name: (tried, cap)
     strict_hit: tuple[str, int, int] | None = None
     io_errors: list[str] = field(default_factory=list)  # buffered writes that failed late
-    door: Callable[[bytes], None] | None = None  # receives the frames of host.call
+    door: Callable[[bytes], bytes] | None = None  # answers the frames of host.call
+    door_deliver: Callable[[bytes, int, int], bool] | None = None  # places an answer
+    net: NetworkGuard | None = None  # network policy, limits and counters
+    network_limits_hit: dict[str, tuple[int, int]] = field(default_factory=dict)
+    strict_network_hit: tuple[str, int, int] | None = None
+    security_violation: str | None = None  # the endpoint a strict policy refused
+    net_endpoint: str | None = None  # the endpoint of the connection being opened
 
     def stop(self, reason: str, exc: BaseException | None = None) -> GuestStop:
         """Record why the guest stops (the first reason wins) and return the unwind signal."""

@@ -1,10 +1,10 @@
 """``host.call``: the one import outside preview1, the door through which a script runtime's
-guest hands its results to the host (the Python runtime's ``_host.call(frame)``).
+guest talks to the host (the Python runtime's ``_host.call(frame) -> bytes``).
 
-A frame is opaque bytes; the execution's ``door`` handler keeps it. The answer is always empty,
-so the host never calls back into the guest from inside a host call. Without a handler (any
-other guest that imports the door) the call is refused, as the runtime expects when no host is
-bound.
+A frame is opaque bytes; the execution's ``door`` handler answers it. An empty answer costs
+nothing; a non-empty one is placed in guest memory by ``door_deliver`` (which calls the guest's
+``host_alloc``, re-entering it from this host call). Without a handler (any other guest that
+imports the door) the call is refused, as the runtime expects when no host is bound.
 """
 
 from __future__ import annotations
@@ -37,5 +37,10 @@ def host_call(
         mem.set_u32(out_len, 0)
     except WasiError:
         return HOST_FAULT
-    door(frame)
+    response = door(frame)
+    if not response:
+        return 0
+    deliver = ctx.door_deliver
+    if deliver is None or not deliver(response, out_ptr, out_len):
+        return HOST_FAULT
     return 0

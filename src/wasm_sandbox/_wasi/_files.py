@@ -22,6 +22,7 @@ from .._iomonitor import (
     FileRead,
     FileWrite,
 )
+from . import _net
 from ._abi import GuestMemory
 from ._context import WasiContext
 from ._errno import Errno, WasiError, errno_from_oserror
@@ -153,6 +154,10 @@ def fd_write(
         data = mem.gather(iovs, iovs_len)
         (ctx.stdout if kind == "stdout" else ctx.stderr).write(data)
         mem.set_u32(nwritten, len(data))
+        return _SUCCESS
+    if kind == "socket":
+        mem.check(nwritten, 4)
+        mem.set_u32(nwritten, _net.socket_write(ctx, entry, mem.gather(iovs, iovs_len)))
         return _SUCCESS
     return _write_file(ctx, mem, entry, iovs, iovs_len, nwritten, None)
 
@@ -293,6 +298,10 @@ def fd_read(
         data = ctx.stdin.read(wanted, ctx) if wanted else b""
         mem.set_u32(nread, mem.scatter(iovs, iovs_len, data))
         return _SUCCESS
+    if entry.kind == "socket":
+        mem.check(nread, 4)
+        mem.set_u32(nread, _net.socket_read(ctx, entry, mem.buffers(iovs, iovs_len)))
+        return _SUCCESS
     return _read_file(ctx, mem, entry, iovs, iovs_len, nread, None)
 
 
@@ -369,6 +378,9 @@ def fd_close(ctx: WasiContext, mem: GuestMemory, fd: int) -> int:
     if entry.orphan:
         _release_orphan(ctx, entry)
     ctx.fds.close_fd(fd)
+    if entry.kind == "socket" and ctx.net is not None:
+        ctx.net.active = _net.active_connections(ctx)
+        ctx.net.changed()
     if entry.mount is not None:  # counted, but never refused: closing frees resources
         ctx.file_calls += 1
         if ctx.io is not None:
@@ -397,7 +409,7 @@ def fd_fdstat_get(ctx: WasiContext, mem: GuestMemory, fd: int, buf: int) -> int:
         # gets EROFS when it opens, rather than a read-only descriptor and EBADF on write.
         filetype, rights, inheriting = _DIRECTORY, _ALL_RIGHTS, _ALL_RIGHTS
     else:
-        filetype = _REGULAR if entry.kind == "file" else _CHAR
+        filetype = {"file": _REGULAR, "socket": _SOCK_STREAM}.get(entry.kind, _CHAR)
         rights = _ALL_RIGHTS & ~(_READ_RIGHTS | _WRITE_RIGHTS)
         rights |= (_READ_RIGHTS if entry.readable else 0) | (_WRITE_RIGHTS if entry.writable else 0)
         inheriting = 0

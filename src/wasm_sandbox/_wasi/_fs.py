@@ -79,6 +79,7 @@ class FdEntry:
     orphan: bool = False  # its file was unlinked while open (in-memory byte accounting)
     pending: bytearray | None = None  # buffered sequential writes not yet on the host
     pending_writes: int = 0
+    timeout: float | None = None  # a connection's own read/write timeout (0: non-blocking)
 
     @property
     def guest_path(self) -> str:

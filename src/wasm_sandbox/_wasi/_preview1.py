@@ -9,13 +9,14 @@ descriptor it names does not exist (EBADF) or is not a directory/socket.
 from __future__ import annotations
 
 import os
-import select
 import struct
 import time
 
+from . import _net
 from ._abi import GuestMemory
-from ._context import StopReason, WasiContext
+from ._context import StopReason, WasiContext, poll_fds
 from ._errno import Errno, WasiError
+from ._fs import FdEntry
 from ._registry import SYSCALLS, Syscall, syscall
 
 __all__ = ["SYSCALLS", "Syscall"]
@@ -154,6 +155,15 @@ def _no_socket(ctx: WasiContext, fd: int) -> int:
     return Errno.ENOTSOCK
 
 
+def _socket(ctx: WasiContext, fd: int) -> FdEntry:
+    """The connection behind ``fd``: EBADF if closed, ENOTSOCK if it is not one."""
+    ctx.socket_calls += 1
+    entry = ctx.require_fd(fd)
+    if entry.kind != "socket":
+        raise WasiError(Errno.ENOTSOCK)
+    return entry
+
+
 @syscall("iii")
 def sock_accept(ctx: WasiContext, mem: GuestMemory, fd: int, flags: int, new_fd: int) -> int:
     """Accept a new incoming connection."""
@@ -171,8 +181,14 @@ def sock_recv(
     ro_len: int,
     ro_flags: int,
 ) -> int:
-    """Receive a message from a socket."""
-    return _no_socket(ctx, fd)
+    """Receive a message from a socket (a connection from ``wasm_sandbox.tcp_connect``)."""
+    entry = _socket(ctx, fd)
+    mem.check(ro_len, 4)
+    mem.check(ro_flags, 2)
+    count = _net.socket_read(ctx, entry, mem.buffers(ri_data, ri_len))
+    mem.set_u32(ro_len, count)
+    mem.write(ro_flags, b"\0\0")
+    return _SUCCESS
 
 
 @syscall("iiiii")
@@ -185,14 +201,18 @@ def sock_send(
     si_flags: int,
     so_len: int,
 ) -> int:
-    """Send a message on a socket."""
-    return _no_socket(ctx, fd)
+    """Send a message on a socket (a connection from ``wasm_sandbox.tcp_connect``)."""
+    entry = _socket(ctx, fd)
+    mem.check(so_len, 4)
+    mem.set_u32(so_len, _net.socket_write(ctx, entry, mem.gather(si_data, si_len)))
+    return _SUCCESS
 
 
 @syscall("ii")
 def sock_shutdown(ctx: WasiContext, mem: GuestMemory, fd: int, how: int) -> int:
     """Shut down socket send and receive channels."""
-    return _no_socket(ctx, fd)
+    _net.shutdown(_socket(ctx, fd), how)
+    return _SUCCESS
 
 
 # --- poll_oneoff ----------------------------------------------------------------------------
@@ -256,6 +276,9 @@ def _poll_once(ctx: WasiContext, subs: list[tuple[int, ...]], *, fire_clocks: bo
             or (not reading and not entry.writable)
         ):
             events.append(_EVENT.pack(userdata, Errno.EBADF, tag, 0, 0))
+        elif entry.kind == "socket":
+            if entry.fd is not None and _net.ready(entry.fd, write=not reading):
+                events.append(_EVENT.pack(userdata, 0, tag, 0, 0))
         elif entry.kind != "stdin":  # files, directories and output streams never block
             events.append(_EVENT.pack(userdata, 0, tag, 0, 0))
         elif ctx.stdin.ready():
@@ -264,9 +287,25 @@ def _poll_once(ctx: WasiContext, subs: list[tuple[int, ...]], *, fire_clocks: bo
 
 
 def _wait_fds(ctx: WasiContext, subs: list[tuple[int, ...]], timeout: float) -> None:
-    """Block up to ``timeout`` seconds for stdin to become readable (or just sleep)."""
+    """Block up to ``timeout`` seconds for stdin or a connection to become ready (or just
+    sleep)."""
+    readers: list[int] = []
+    writers: list[int] = []
     fileno = ctx.stdin.fileno
-    if fileno is not None and any(tag == _EVENTTYPE_FD_READ for _, tag, *_ in subs):
-        select.select([fileno], [], [], timeout)
+    for _, tag, fd, *_ in subs:
+        if tag == _EVENTTYPE_CLOCK:
+            continue
+        entry = ctx.fds.entries.get(fd)
+        if entry is not None and entry.kind == "socket" and entry.fd is not None:
+            (readers if tag == _EVENTTYPE_FD_READ else writers).append(entry.fd)
+        elif (
+            tag == _EVENTTYPE_FD_READ
+            and fileno is not None
+            and entry is not None
+            and (entry.kind == "stdin")
+        ):
+            readers.append(fileno)
+    if readers or writers:
+        poll_fds(readers, writers, timeout)
     else:
         time.sleep(timeout)

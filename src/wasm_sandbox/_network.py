@@ -1,0 +1,238 @@
+"""Network policy and accounting: which endpoints a guest may reach, and what it used.
+
+WASI preview1 cannot open connections, so the host opens them for the guest
+(``_wasi/_net.py``). Everything here is plain host logic: ``NetworkPolicy`` (deny by default,
+an allow-list of ``host:port`` patterns, special addresses refused unless named), the
+per-execution ``NetworkGuard`` (limits, token bucket, counters, monitoring) and the
+``NetworkStats`` a monitoring callback receives.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from ._errors import ConfigurationError
+
+__all__ = ["NetworkGuard", "NetworkPolicy", "NetworkStats", "is_special_address"]
+
+log = logging.getLogger("wasm_sandbox")
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$"
+)
+_METADATA = ipaddress.ip_address("169.254.169.254")
+
+
+def is_special_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Private, loopback, link-local (the cloud metadata address included), unique-local,
+    unspecified, multicast or reserved: refused unless a pattern names it."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_unspecified
+        or address.is_multicast
+        or address.is_reserved
+        or address == _METADATA
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Pattern:
+    text: str
+    host: str  # lower-case name, "*.suffix", or an IP literal's canonical text
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+    low: int
+    high: int
+
+    def matches_host(self, host: str) -> bool:
+        if self.ip is not None:
+            try:
+                return ipaddress.ip_address(host.strip("[]")) == self.ip
+            except ValueError:
+                return False
+        if self.host.startswith("*."):
+            return host.endswith(self.host[1:]) and len(host) > len(self.host) - 1
+        return host == self.host
+
+    def admits(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        """Whether this pattern names ``address`` explicitly (an IP literal, or localhost)."""
+        if self.ip is not None:
+            return address == self.ip
+        return self.host == "localhost" and address.is_loopback
+
+
+def _parse(text: str) -> _Pattern:
+    if not isinstance(text, str):
+        raise TypeError(f"network patterns must be str, got {type(text).__name__}")
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port:
+        raise ConfigurationError(f"network pattern {text!r}: expected HOST:PORT")
+    low, high = _ports(text, port)
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise ConfigurationError(f"network pattern {text!r}: unclosed IPv6 bracket")
+        try:
+            ip6 = ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ConfigurationError(f"network pattern {text!r}: bad IPv6 address") from None
+        return _Pattern(text, str(ip6), ip6, low, high)
+    try:
+        ip4 = ipaddress.IPv4Address(host)
+    except ValueError:
+        pass
+    else:
+        return _Pattern(text, str(ip4), ip4, low, high)
+    name = host.lower().rstrip(".")
+    bare = name[2:] if name.startswith("*.") else name
+    if not _HOSTNAME.match(bare):
+        raise ConfigurationError(
+            f"network pattern {text!r}: {host!r} is not a host name, *.domain or IP address"
+        )
+    return _Pattern(text, name, None, low, high)
+
+
+def _ports(text: str, port: str) -> tuple[int, int]:
+    if port == "*":
+        return 1, 65535
+    low_text, dash, high_text = port.partition("-")
+    try:
+        low = int(low_text)
+        high = int(high_text) if dash else low
+    except ValueError:
+        raise ConfigurationError(f"network pattern {text!r}: bad port {port!r}") from None
+    if not 1 <= low <= high <= 65535:
+        raise ConfigurationError(f"network pattern {text!r}: ports must be within 1-65535")
+    return low, high
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkPolicy:
+    """Which endpoints a guest may connect to. Deny by default: an empty policy refuses all.
+
+    ``allow``: ``host:port`` patterns. The host is a name (case-insensitive), ``*.domain``
+    (its subdomains), an IPv4 address or a bracketed IPv6 address (``[::1]:80``); the port a
+    number, a range ``8000-8100`` or ``*``. Private, loopback, link-local (the cloud metadata
+    address included) and unique-local addresses are refused even when a name pattern
+    matches, unless the matching pattern is that IP address itself or ``localhost`` (for
+    loopback), or ``allow_private`` is set. The host resolves names, and checks the address
+    it actually connects to.
+    """
+
+    allow: tuple[str, ...] = ()
+    """The allowed ``host:port`` patterns."""
+    allow_private: bool = False
+    """Let name patterns reach private and loopback addresses too."""
+    _patterns: tuple[_Pattern, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.allow, str):
+            raise TypeError("allow must be a sequence of patterns, not one str")
+        patterns = tuple(_parse(p) for p in self.allow)
+        object.__setattr__(self, "allow", tuple(p.text for p in patterns))
+        object.__setattr__(self, "_patterns", patterns)
+        if not isinstance(self.allow_private, bool):
+            raise TypeError("allow_private must be a bool")
+
+    def extended(self, patterns: Iterable[str]) -> NetworkPolicy:
+        """This policy with more allowed patterns."""
+        return NetworkPolicy((*self.allow, *patterns), self.allow_private)
+
+    def matching(self, host: str, port: int) -> list[_Pattern]:
+        """The patterns that allow ``host:port`` by name (before any address check)."""
+        name = host.lower().rstrip(".")
+        return [p for p in self._patterns if p.low <= port <= p.high and p.matches_host(name)]
+
+    def address_allowed(
+        self, patterns: list[_Pattern], address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    ) -> bool:
+        """Whether a connection allowed by ``patterns`` may go to ``address``."""
+        if not is_special_address(address) or self.allow_private:
+            return True
+        return any(p.admits(address) for p in patterns)
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkStats:
+    """What a guest's network use amounts to, so far in the execution."""
+
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    active_connections: int = 0
+    requests: int = 0
+    """Connection attempts (refused ones included)."""
+    refusals: int = 0
+    """Attempts refused by the policy or a limit."""
+
+
+class NetworkGuard:
+    """One execution's network limits, counters and monitoring."""
+
+    def __init__(
+        self,
+        policy: NetworkPolicy,
+        *,
+        max_connections: int | None,
+        max_requests_per_second: int | None,
+        max_upload_bytes: int | None,
+        max_download_bytes: int | None,
+        network_timeout: float | None,
+        connect_timeout: float | None,
+        strict: bool,
+        callback: Callable[[NetworkStats], object] | None,
+    ) -> None:
+        self.policy = policy
+        self.max_connections = max_connections
+        self.rate = max_requests_per_second
+        self.max_upload = max_upload_bytes
+        self.max_download = max_download_bytes
+        self.io_timeout = network_timeout
+        self.connect_timeout = connect_timeout
+        self.strict = strict
+        self.callback = callback
+        self.callback_errors: list[str] = []
+        self.sent = 0
+        self.received = 0
+        self.requests = 0
+        self.refusals = 0
+        self.active = 0
+        self._tokens = float(max_requests_per_second or 0)
+        self._refilled = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take_token(self) -> bool:
+        """One request from the token bucket (burst = the rate); False when it is empty."""
+        if self.rate is None:
+            return True
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(float(self.rate), self._tokens + (now - self._refilled) * self.rate)
+            self._refilled = now
+            if self._tokens < 1.0:
+                return False
+            self._tokens -= 1.0
+            return True
+
+    def stats(self) -> NetworkStats:
+        """The counters now."""
+        return NetworkStats(self.sent, self.received, self.active, self.requests, self.refusals)
+
+    def changed(self) -> None:
+        """Tell the monitoring callback; one that raises is logged and dropped."""
+        callback = self.callback
+        if callback is None:
+            return
+        try:
+            callback(self.stats())
+        except Exception as exc:  # a user callback must never break the guest
+            self.callback = None
+            self.callback_errors.append(f"{type(exc).__name__}: {exc}")
+            log.warning("network_callback raised %r; it is not called again", exc)

@@ -1,0 +1,366 @@
+"""Host-mediated TCP: ``wasm_sandbox.tcp_connect`` opens a connection on the guest's behalf,
+after the policy and the limits (``_network.NetworkGuard``), and hands the guest an ordinary
+descriptor that ``fd_read``/``fd_write``/``sock_*``/``poll_oneoff``/``fd_close`` serve.
+
+Host sockets are non-blocking; every wait is sliced so that the execution's deadline,
+cancellation and ``network_timeout`` are honoured while the guest is blocked.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ipaddress
+import json
+import os
+import socket
+import time
+
+from .._network import NetworkGuard
+from ._abi import GuestMemory
+from ._context import StopReason, WasiContext, poll_fds
+from ._errno import Errno, WasiError, errno_from_oserror
+from ._fs import FdEntry
+from ._registry import syscall
+
+__all__ = ["active_connections", "open_connection", "socket_read", "socket_write"]
+
+_MAX_HOST = 255
+
+
+def active_connections(ctx: WasiContext) -> int:
+    """Open connections of this instance (they outlive a call on a kept instance)."""
+    return sum(1 for entry in ctx.fds.entries.values() if entry.kind == "socket")
+
+
+def _guard(ctx: WasiContext) -> NetworkGuard:
+    guard = ctx.net
+    if guard is None:
+        raise WasiError(Errno.EACCES)
+    return guard
+
+
+def _refuse(ctx: WasiContext, guard: NetworkGuard, endpoint: str, why: str) -> Errno:
+    guard.refusals += 1
+    ctx.refuse("network", endpoint, why, Errno.EACCES)
+    guard.changed()
+    if guard.strict:
+        ctx.security_violation = endpoint
+        raise ctx.stop(StopReason.SECURITY)
+    return Errno.EACCES
+
+
+def _limit(
+    ctx: WasiContext, guard: NetworkGuard, name: str, attempted: int, cap: int, errno: Errno
+) -> WasiError:
+    """Record a network limit; the errno to give the guest, or (strict) stop it."""
+    ctx.network_limits_hit.setdefault(name, (attempted, cap))
+    if name in ("max_connections", "max_requests_per_second"):  # a refused connection
+        endpoint = ctx.net_endpoint or "?"
+        ctx.refuse("network", endpoint, f"{name} reached (limit {cap})", errno)
+        guard.changed()
+    if guard.strict:
+        ctx.strict_network_hit = (name, attempted, cap)
+        raise ctx.stop(StopReason.NETWORK_LIMIT)
+    return WasiError(errno)
+
+
+@syscall("iiii", module="wasm_sandbox", name="tcp_connect")
+def tcp_connect(
+    ctx: WasiContext, mem: GuestMemory, host_ptr: int, host_len: int, port: int, fd_out: int
+) -> int:
+    """Open a TCP connection to ``host:port`` for the guest; its descriptor goes to fd_out."""
+    if host_len == 0 or host_len > _MAX_HOST:
+        return Errno.EINVAL
+    raw = mem.read(host_ptr, host_len)
+    mem.check(fd_out, 4)
+    try:
+        host = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return Errno.EINVAL
+    mem.set_u32(fd_out, open_connection(ctx, host, port))
+    return 0
+
+
+def open_connection(ctx: WasiContext, host: str, port: int) -> int:
+    """Connect to ``host:port`` for the guest after the policy and the limits; the guest
+    descriptor, or WasiError (EACCES when refused, unless strict mode stops the guest)."""
+    ctx.socket_calls += 1
+    if not 1 <= port <= 65535 or "\0" in host or not host or len(host) > _MAX_HOST:
+        raise WasiError(Errno.EINVAL)
+    guard = _guard(ctx)
+    guard.requests += 1
+    endpoint = f"{host}:{port}"
+    ctx.net_endpoint = endpoint
+    patterns = guard.policy.matching(host.strip("[]") if host.startswith("[") else host, port)
+    if not patterns:
+        raise WasiError(_refuse(ctx, guard, endpoint, "not allowed by the network policy"))
+    if not guard.take_token():
+        guard.refusals += 1
+        rate = guard.rate or 0
+        raise _limit(ctx, guard, "max_requests_per_second", rate + 1, rate, Errno.EAGAIN)
+    active = active_connections(ctx)
+    if guard.max_connections is not None and active >= guard.max_connections:
+        guard.refusals += 1
+        cap = guard.max_connections
+        raise _limit(ctx, guard, "max_connections", active + 1, cap, Errno.ENFILE)
+    if ctx.fds_limit is not None and ctx.fds.count_open() >= ctx.fds_limit:
+        raise ctx.limit_hit("max_open_files", ctx.fds.count_open() + 1, ctx.fds_limit, Errno.EMFILE)
+    addresses = _resolve(ctx, guard, host.strip("[]"), port)
+    allowed = [a for a in addresses if guard.policy.address_allowed(patterns, a[0])]
+    if not allowed:
+        reason = "resolves only to addresses the policy refuses"
+        raise WasiError(_refuse(ctx, guard, endpoint, reason))
+    fd = _connect(ctx, guard, allowed)
+    new = ctx.fds.add(FdEntry("socket", None, fd, (endpoint,), readable=True, writable=True))
+    guard.active = active + 1
+    guard.changed()
+    return new
+
+
+def _resolve(
+    ctx: WasiContext, guard: NetworkGuard, host: str, port: int
+) -> list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, tuple[object, ...], int]]:
+    """(address, sockaddr, family) for each address the host's resolver gives. A name is
+    resolved on a resolver thread while this one waits in slices, so a slow resolver cannot
+    hold the guest past its deadline or connect_timeout."""
+    try:
+        ipaddress.ip_address(host)
+        numeric = True
+    except ValueError:
+        numeric = False
+    try:
+        if numeric:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        else:
+            future = _resolver().submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+            end = (
+                None if guard.connect_timeout is None else time.monotonic() + guard.connect_timeout
+            )
+            while not future.done():
+                slice_ = ctx.wait_slice()
+                if end is not None:
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        raise WasiError(Errno.ETIMEDOUT)
+                    slice_ = min(slice_, left)
+                concurrent.futures.wait([future], timeout=slice_)
+                ctx.check_stop()
+            infos = future.result()
+    except (socket.gaierror, UnicodeError, OSError):
+        raise WasiError(Errno.EHOSTUNREACH) from None
+    out = []
+    for family, _, _, _, sockaddr in infos:
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            continue
+        try:
+            address = ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
+        except ValueError:
+            continue
+        out.append((address, tuple(sockaddr), int(family)))
+    if not out:
+        raise WasiError(Errno.EHOSTUNREACH)
+    return out
+
+
+def _connect(
+    ctx: WasiContext,
+    guard: NetworkGuard,
+    addresses: list[tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, tuple[object, ...], int]],
+) -> int:
+    """A connected non-blocking host descriptor to the first address that answers."""
+    last = Errno.ECONNREFUSED
+    for _, sockaddr, family in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            code = sock.connect_ex(sockaddr)
+            if code not in (0, _EINPROGRESS):
+                last = errno_from_oserror(OSError(code, os.strerror(code)))
+                sock.close()
+                continue
+            end = (
+                None if guard.connect_timeout is None else time.monotonic() + guard.connect_timeout
+            )
+            while True:
+                slice_ = ctx.wait_slice()
+                if end is not None:
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        sock.close()
+                        raise WasiError(Errno.ETIMEDOUT)
+                    slice_ = min(slice_, left)
+                if poll_fds([], [sock.fileno()], slice_):
+                    break
+                ctx.check_stop()
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                last = errno_from_oserror(OSError(code, os.strerror(code)))
+                sock.close()
+                continue
+            return sock.detach()
+        except BaseException:
+            sock.close()
+            raise
+    raise WasiError(last)
+
+
+_RESOLVERS: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
+
+
+def _resolver() -> concurrent.futures.ThreadPoolExecutor:
+    """A small pool of resolver threads, one per process (a fork gets its own)."""
+    pid = os.getpid()
+    pool = _RESOLVERS.get(pid)
+    if pool is None:
+        _RESOLVERS.clear()
+        pool = _RESOLVERS[pid] = concurrent.futures.ThreadPoolExecutor(
+            max_workers=4, thread_name_prefix="wasm-sandbox-dns"
+        )
+    return pool
+
+
+_EINPROGRESS = 115  # Linux; connect_ex reports it for a non-blocking connect under way
+
+
+def _wait(ctx: WasiContext, guard: NetworkGuard, entry: FdEntry, *, write: bool) -> None:
+    """Block until the connection is ready, honouring network_timeout and the connection's
+    own timeout (ETIMEDOUT; EAGAIN for a non-blocking one) and the execution's deadline."""
+    fd = entry.fd
+    assert fd is not None
+    limits = [t for t in (guard.io_timeout, entry.timeout) if t is not None]
+    if entry.timeout == 0 and not ready(fd, write=write):
+        raise WasiError(Errno.EAGAIN)
+    end = time.monotonic() + min(limits) if limits else None
+    while True:
+        slice_ = ctx.wait_slice()
+        if end is not None:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise WasiError(Errno.ETIMEDOUT)
+            slice_ = min(slice_, left)
+        if poll_fds([] if write else [fd], [fd] if write else [], slice_):
+            return
+        ctx.check_stop()
+
+
+def socket_read(ctx: WasiContext, entry: FdEntry, buffers: list[memoryview]) -> int:
+    """Read from a guest connection into ``buffers``; 0 at end of stream."""
+    guard = _guard(ctx)
+    fd = entry.fd
+    if fd is None or not entry.readable:
+        raise WasiError(Errno.ENOTCONN)
+    wanted = sum(len(b) for b in buffers)
+    if wanted == 0:
+        return 0
+    if guard.max_download is not None:
+        room = guard.max_download - guard.received
+        if room <= 0:
+            cap = guard.max_download
+            raise _limit(ctx, guard, "max_download_bytes", guard.received + 1, cap, Errno.EDQUOT)
+        buffers = _clip(buffers, room)
+    while True:
+        _wait(ctx, guard, entry, write=False)
+        try:
+            count = os.readv(fd, buffers)
+            break
+        except BlockingIOError:
+            continue
+        except OSError as exc:
+            raise WasiError(errno_from_oserror(exc)) from None
+    guard.received += count
+    guard.changed()
+    return count
+
+
+def socket_write(ctx: WasiContext, entry: FdEntry, data: bytes) -> int:
+    """Write ``data`` (or the part the upload cap and the socket take) to a guest connection."""
+    guard = _guard(ctx)
+    fd = entry.fd
+    if fd is None or not entry.writable:
+        raise WasiError(Errno.EPIPE)
+    if not data:
+        return 0
+    if guard.max_upload is not None:
+        room = guard.max_upload - guard.sent
+        if room <= 0 or (guard.strict and len(data) > room):
+            cap = guard.max_upload
+            raise _limit(ctx, guard, "max_upload_bytes", guard.sent + len(data), cap, Errno.EDQUOT)
+        if len(data) > room:
+            ctx.network_limits_hit.setdefault(
+                "max_upload_bytes", (guard.sent + len(data), guard.max_upload)
+            )
+            data = data[:room]
+    while True:
+        _wait(ctx, guard, entry, write=True)
+        try:
+            count = os.write(fd, data)
+            break
+        except BlockingIOError:
+            continue
+        except OSError as exc:
+            raise WasiError(errno_from_oserror(exc)) from None
+    guard.sent += count
+    guard.changed()
+    return count
+
+
+def net_request(ctx: WasiContext, frame: bytes) -> bytes:
+    """A script guest's network request through the door: ``{"net": "connect", "host",
+    "port"}`` -> ``{"fd"}``; ``{"net": "timeout", "fd", "seconds"}``; ``{"net": "shutdown",
+    "fd", "how"}``; each answers ``{"errno": n}`` on failure."""
+    try:
+        request = json.loads(frame)
+        op = request["net"]
+        if op == "connect":
+            fd = open_connection(ctx, str(request["host"]), int(request["port"]))
+            return json.dumps({"fd": fd}).encode()
+        entry = ctx.require_fd(int(request["fd"]))
+        if entry.kind != "socket":
+            raise WasiError(Errno.ENOTSOCK)
+        if op == "timeout":
+            seconds = request["seconds"]
+            entry.timeout = None if seconds is None else max(0.0, float(seconds))
+        elif op == "shutdown":
+            shutdown(entry, int(request["how"]))
+        else:
+            raise WasiError(Errno.ENOSYS)
+        return b"{}"
+    except WasiError as err:
+        return json.dumps({"errno": int(err.errno)}).encode()
+    except (ValueError, KeyError, TypeError):
+        return json.dumps({"errno": int(Errno.EINVAL)}).encode()
+
+
+def _clip(buffers: list[memoryview], room: int) -> list[memoryview]:
+    out = []
+    for buffer in buffers:
+        if room <= 0:
+            break
+        out.append(buffer[:room])
+        room -= len(out[-1])
+    return out
+
+
+def shutdown(entry: FdEntry, how: int) -> None:
+    """Shut down the reading (1), writing (2) or both halves of a guest connection."""
+    if entry.fd is None:
+        raise WasiError(Errno.ENOTCONN)
+    mode = {1: socket.SHUT_RD, 2: socket.SHUT_WR, 3: socket.SHUT_RDWR}.get(how)
+    if mode is None:
+        raise WasiError(Errno.EINVAL)
+    sock = socket.socket(fileno=entry.fd)
+    try:
+        sock.shutdown(mode)
+    except OSError as exc:
+        raise WasiError(errno_from_oserror(exc)) from None
+    finally:
+        sock.detach()
+    if how & 1:
+        entry.readable = False
+    if how & 2:
+        entry.writable = False
+
+
+def ready(fd: int, *, write: bool) -> bool:
+    """Whether a connection would not block now (for poll_oneoff)."""
+    return poll_fds([] if write else [fd], [fd] if write else [], 0)

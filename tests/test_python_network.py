@@ -1,0 +1,132 @@
+"""Python guests reach the network through their ordinary modules (`socket.create_connection`,
+`http.client`, `urllib.request`), the host opening each connection after its policy and
+limits. Every server is a real one on 127.0.0.1, started and stopped by its test."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+import wasm_sandbox as ws
+from tests.conftest import script_sandbox
+from tests.netservers import echo_server, http_server, silent_server, streaming_server
+
+
+def py(code: str, *patterns: str, **options: Any) -> ws.WasmSandbox:
+    """A Python sandbox allowed to reach ``patterns``."""
+    builder_options = dict(options)
+    if patterns:
+        builder_options["network_policy"] = ws.NetworkPolicy(allow=patterns)
+    return script_sandbox(code, "python", **builder_options)
+
+
+CLIENTS = """
+import socket, urllib.request, http.client
+
+def raw(port):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /hello HTTP/1.0\\r\\n\\r\\n")
+        return s.makefile("rb").read().split(b"\\r\\n\\r\\n", 1)[1]
+
+def urllib_get(port, path="/hello"):
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5).read()
+
+def http_client(port):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request("GET", "/hello")
+    r = c.getresponse()
+    return [r.status, r.read()]
+
+def echo(port, message):
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(message.encode())
+        return s.recv(100)
+"""
+
+
+def test_ordinary_python_clients_work_under_the_policy() -> None:
+    with http_server() as server:
+        tools = py(CLIENTS, f"127.0.0.1:{server.port}")
+        assert tools.call("raw", server.port) == b"hello"
+        assert tools.call("urllib_get", server.port) == b"hello"
+        assert tools.call("http_client", server.port) == [200, b"hello"]
+        outcome = tools.call_with_detailed_monitoring("urllib_get", server.port)
+        report = outcome.resource_report
+        assert report.network_requests == 1 and report.network_bytes_received > 100
+        assert report.bytes_transferred == report.network_bytes_sent + report.network_bytes_received
+
+
+def test_default_policy_refuses_python_clients() -> None:
+    with http_server() as server:
+        with pytest.raises(ws.GuestError) as info:
+            py(CLIENTS).call("raw", server.port)
+        assert info.value.type == "PermissionError"
+        with pytest.raises(ws.GuestError, match="URLError"):
+            py(CLIENTS).call("urllib_get", server.port)
+        assert server.paths == []
+        outcome = py(
+            f"import socket\ntry:\n    socket.create_connection(('127.0.0.1', {server.port}))\n"
+            "except PermissionError as e:\n    print('refused', e.errno)\n"
+        ).run()
+        assert b"refused" in outcome.stdout
+        events = outcome.resource_report.security_events
+        assert [(e.kind, e.path) for e in events] == [("network", f"127.0.0.1:{server.port}")]
+
+
+def test_strict_network_stops_python_with_a_security_violation() -> None:
+    with http_server() as server:
+        sandbox = py(CLIENTS, strict_network=True)
+        with pytest.raises(ws.SecurityViolation) as info:
+            sandbox.call("urllib_get", server.port)
+        assert str(info.value) == (
+            f"Security violation: Unauthorized network access to '127.0.0.1:{server.port}'"
+        )
+
+
+def test_socket_timeout_and_download_cap_reach_python() -> None:
+    code = (
+        "import socket, errno\n"
+        "def wait(port):\n"
+        "    s = socket.create_connection(('127.0.0.1', port), timeout=0.2)\n"
+        "    try:\n"
+        "        s.recv(10)\n"
+        "    except TimeoutError:\n"
+        "        return 'timed out'\n"
+        "def drain(port):\n"
+        "    s = socket.create_connection(('127.0.0.1', port))\n"
+        "    total = 0\n"
+        "    try:\n"
+        "        while True:\n"
+        "            total += len(s.recv(65536))\n"
+        "    except OSError as e:\n"
+        "        return [total, errno.errorcode[e.errno]]\n"
+    )
+    with silent_server() as silent:
+        start = time.monotonic()
+        assert py(code, f"127.0.0.1:{silent.port}").call("wait", silent.port) == "timed out"
+        assert time.monotonic() - start < 2.0
+    limits = ws.ResourceProfile.STANDARD.limits.replace(max_fuel=None, max_download_bytes=300_000)
+    with streaming_server() as stream:
+        sandbox = py(code, f"127.0.0.1:{stream.port}", resource_limits=limits)
+        assert sandbox.call("drain", stream.port) == [300_000, "EDQUOT"]
+
+
+def test_the_execution_timeout_interrupts_a_blocked_python_read() -> None:
+    code = "import socket\ndef block(port):\n    socket.create_connection(('127.0.0.1', port)).recv(1)\n"
+    with silent_server() as silent:
+        sandbox = py(code, f"127.0.0.1:{silent.port}", timeout_duration=timedelta(seconds=0.5))
+        start = time.monotonic()
+        with pytest.raises(ws.ExecutionTimeout):
+            sandbox.call("block", silent.port)
+        assert time.monotonic() - start < 0.5 * 1.1 + 0.15
+
+
+def test_python_sessions_keep_connections_between_statements() -> None:
+    with echo_server() as server, py(CLIENTS, f"127.0.0.1:{server.port}").session() as session:
+        session.exec(f"conn = socket.create_connection(('127.0.0.1', {server.port}))")
+        session.exec("conn.sendall(b'ping')")
+        assert session.eval("conn.recv(4)") == b"ping"
+        session.exec("conn.close()")
