@@ -12,7 +12,7 @@ PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 # clang + wasi-libc build the C guests the tests use (Debian's clang-14 targets wasm32-wasi);
 # Debian's rustc with the wasm32 standard library builds the Rust guests (/usr/bin/rustc).
-APT_PACKAGES="clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32"
+APT_PACKAGES="clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 rustc libstd-rust-dev-wasm32 openssl"
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"

@@ -15,6 +15,7 @@ import pytest
 import wasm_sandbox as ws
 
 GUESTS = Path(__file__).parent / "guests"
+SHIPPED_GLUE = Path(ws.__file__).parent / "guest"  # the headers the package ships
 CLANG = shutil.which("clang-14") or shutil.which("clang")
 
 
@@ -39,7 +40,15 @@ def compile_c(source: Path, out_dir: Path) -> Path:
     out = out_dir / f"{source.stem}-{digest}.wasm"
     if not out.exists():
         subprocess.run(
-            [CLANG, "--target=wasm32-wasi", "-O2", "-o", str(out), str(source)],
+            [
+                CLANG,
+                "--target=wasm32-wasi",
+                "-O2",
+                f"-I{SHIPPED_GLUE}",
+                "-o",
+                str(out),
+                str(source),
+            ],
             check=True,
             capture_output=True,
         )

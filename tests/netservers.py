@@ -13,11 +13,14 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 __all__ = [
     "HttpServer",
@@ -336,3 +339,42 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+@dataclass
+class HttpsServer:
+    """A running ``https_server``: where it listens and the CA file that verifies it."""
+
+    host: str
+    port: int
+    ca_file: str
+
+
+@contextlib.contextmanager
+def https_server(tmp: Path) -> Iterator[HttpsServer]:
+    """The ``http_server`` behind TLS, with a self-signed certificate for ``localhost`` and
+    127.0.0.1 made by ``openssl`` in ``tmp`` (its own CA file)."""
+    key, cert = tmp / "key.pem", tmp / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    paths: list[str] = []
+    handler = type("Handler", (_HelloHandler,), {"paths": paths})
+    httpd = _JoiningHTTPServer((LOOPBACK, 0), handler)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": _TICK}, daemon=True
+    )
+    thread.start()
+    try:
+        yield HttpsServer(LOOPBACK, httpd.server_address[1], str(cert))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(_JOIN_TIMEOUT)
+        assert not thread.is_alive(), "https server thread still running after shutdown"

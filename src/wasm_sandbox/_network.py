@@ -9,9 +9,12 @@ per-execution ``NetworkGuard`` (limits, token bucket, counters, monitoring) and 
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
+import os
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -131,6 +134,11 @@ class NetworkPolicy:
     """The allowed ``host:port`` patterns."""
     allow_private: bool = False
     """Let name patterns reach private and loopback addresses too."""
+    require_tls: bool = False
+    """Refuse plain connections: only TLS ones (the host does the TLS) are allowed."""
+    ca_file: str | None = None
+    """PEM file of the certificate authorities the host trusts for the guest's TLS
+    connections (default: the host's system store)."""
     _patterns: tuple[_Pattern, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -139,12 +147,27 @@ class NetworkPolicy:
         patterns = tuple(_parse(p) for p in self.allow)
         object.__setattr__(self, "allow", tuple(p.text for p in patterns))
         object.__setattr__(self, "_patterns", patterns)
-        if not isinstance(self.allow_private, bool):
-            raise TypeError("allow_private must be a bool")
+        for flag in ("allow_private", "require_tls"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"{flag} must be a bool")
+        if self.ca_file is not None:
+            if not isinstance(self.ca_file, str | os.PathLike):
+                raise TypeError("ca_file must be a path")
+            path = os.fspath(self.ca_file)
+            if not os.path.isfile(path):
+                raise ConfigurationError(f"ca_file {path!r} is not a file")
+            object.__setattr__(self, "ca_file", path)
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The client context the host's TLS for guests uses (verifying, with SNI)."""
+        try:
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"cannot load ca_file {self.ca_file!r}: {exc}") from None
 
     def extended(self, patterns: Iterable[str]) -> NetworkPolicy:
         """This policy with more allowed patterns."""
-        return NetworkPolicy((*self.allow, *patterns), self.allow_private)
+        return dataclasses.replace(self, allow=(*self.allow, *patterns))
 
     def matching(self, host: str, port: int) -> list[_Pattern]:
         """The patterns that allow ``host:port`` by name (before any address check)."""
@@ -190,6 +213,7 @@ class NetworkGuard:
         callback: Callable[[NetworkStats], object] | None,
     ) -> None:
         self.policy = policy
+        self._tls: ssl.SSLContext | None = None
         self.max_connections = max_connections
         self.rate = max_requests_per_second
         self.max_upload = max_upload_bytes
@@ -207,6 +231,12 @@ class NetworkGuard:
         self._tokens = float(max_requests_per_second or 0)
         self._refilled = time.monotonic()
         self._lock = threading.Lock()
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The policy's TLS client context, made once per execution."""
+        if self._tls is None:
+            self._tls = self.policy.tls_context()
+        return self._tls
 
     def take_token(self) -> bool:
         """One request from the token bucket (burst = the rate); False when it is empty."""

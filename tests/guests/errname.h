@@ -14,6 +14,7 @@ static const char *errname(int e) {
     case EISDIR: return "EISDIR";
     case ENOTEMPTY: return "ENOTEMPTY";
     case EACCES: return "EACCES";
+    case ECONNABORTED: return "ECONNABORTED";
     case EPERM: return "EPERM";
     case EBADF: return "EBADF";
     case EINVAL: return "EINVAL";

@@ -292,6 +292,16 @@ class _Socket:
     def shutdown(self, how):
         _net({"net": "shutdown", "fd": self._fd, "how": how + 1})
 
+    def _start_tls(self, server_hostname):
+        _net({"net": "tls", "fd": self._fd, "host": str(server_hostname)})
+        self._tls = True
+
+    def version(self):
+        return "TLS (host)" if getattr(self, "_tls", False) else None
+
+    def getpeercert(self, binary_form=False):
+        return None
+
     def close(self):
         self._closed = True
         self._release()
@@ -313,6 +323,81 @@ class _Socket:
         self.close()
 
 
+_SSL = """
+class SSLError(OSError):
+    pass
+
+class SSLCertVerificationError(SSLError, ValueError):
+    pass
+
+CertificateError = SSLCertVerificationError
+PROTOCOL_TLS = 2
+PROTOCOL_TLS_CLIENT = 16
+CERT_NONE, CERT_OPTIONAL, CERT_REQUIRED = 0, 1, 2
+HAS_SNI = HAS_ALPN = True
+OPENSSL_VERSION = "host TLS (wasm-sandbox)"
+
+class Purpose:
+    SERVER_AUTH = "1.3.6.1.5.5.7.3.1"
+    CLIENT_AUTH = "1.3.6.1.5.5.7.3.2"
+
+class SSLContext:
+    \"\"\"TLS done by the host: it verifies the server's certificate and name against the trust
+    store the sandbox's NetworkPolicy names; the guest reads and writes plaintext.\"\"\"
+
+    def __init__(self, protocol=PROTOCOL_TLS_CLIENT):
+        self.protocol = protocol
+        self.check_hostname = True
+        self.verify_mode = CERT_REQUIRED
+        self.post_handshake_auth = None
+        self.minimum_version = self.maximum_version = None
+        self.options = 0
+
+    def set_alpn_protocols(self, protocols):
+        pass
+
+    def set_ciphers(self, ciphers):
+        pass
+
+    def load_default_certs(self, purpose=Purpose.SERVER_AUTH):
+        pass
+
+    def set_default_verify_paths(self):
+        pass
+
+    def load_verify_locations(self, cafile=None, capath=None, cadata=None):
+        raise NotImplementedError(
+            "in the sandbox the host decides which certificate authorities to trust "
+            "(NetworkPolicy(ca_file=...))"
+        )
+
+    def load_cert_chain(self, certfile, keyfile=None, password=None):
+        raise NotImplementedError("client certificates are not supported in the sandbox")
+
+    def wrap_socket(self, sock, server_side=False, do_handshake_on_connect=True,
+                    suppress_ragged_eofs=True, server_hostname=None, session=None):
+        if server_side:
+            raise NotImplementedError("the sandbox has no TLS servers")
+        if not self.check_hostname or self.verify_mode != CERT_REQUIRED:
+            raise ValueError("the sandbox's TLS always verifies the certificate and the name")
+        sock._start_tls(server_hostname or sock.getpeername()[0])
+        return sock
+
+def create_default_context(purpose=Purpose.SERVER_AUTH, *, cafile=None, capath=None, cadata=None):
+    context = SSLContext()
+    if cafile or capath or cadata:
+        context.load_verify_locations(cafile, capath, cadata)
+    return context
+
+_create_default_https_context = create_default_context
+
+def _create_unverified_context(*args, **kwargs):
+    context = SSLContext()
+    context.check_hostname, context.verify_mode = False, CERT_NONE
+    return context
+"""
+
+
 def create_connection(address, timeout=None, source_address=None, *, all_errors=False):
     """socket.create_connection in the sandbox: the host connects, after its policy."""
     import socket
@@ -321,6 +406,14 @@ def create_connection(address, timeout=None, source_address=None, *, all_errors=
         timeout = socket._GLOBAL_DEFAULT_TIMEOUT
     fd = _net({"net": "connect", "host": str(host), "port": port})["fd"]
     return _Socket(fd, (host, port), timeout)
+
+
+class _SslLoader:
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        exec(compile(_SSL, "<wsbx-ssl>", "exec"), module.__dict__)
 
 
 def _patch_socket(module):
@@ -332,6 +425,9 @@ class _NetFinder:
 
     @classmethod
     def find_spec(cls, name, path=None, target=None):
+        if name == "ssl":  # the WebAssembly CPython has no _ssl: TLS is the host's
+            import importlib.util
+            return importlib.util.spec_from_loader("ssl", _SslLoader())
         if name != "socket":
             return None
         sys.meta_path.remove(cls)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import stat
 import tempfile
 import weakref
@@ -80,11 +81,22 @@ class FdEntry:
     pending: bytearray | None = None  # buffered sequential writes not yet on the host
     pending_writes: int = 0
     timeout: float | None = None  # a connection's own read/write timeout (0: non-blocking)
+    tls: ssl.SSLSocket | None = None  # a connection the host speaks TLS on (owns ``fd``)
 
     @property
     def guest_path(self) -> str:
         """The path the guest knows this descriptor by."""
         return self.mount.guest_name(self.rel) if self.mount is not None else f"<{self.kind}>"
+
+
+def _close_host(entry: FdEntry) -> None:
+    """Close the host side of a descriptor (a TLS connection through its SSL socket)."""
+    if entry.tls is not None:
+        entry.tls.close()
+        entry.tls = None
+    elif entry.fd is not None:
+        os.close(entry.fd)
+    entry.fd = None
 
 
 class FdTable:
@@ -158,17 +170,14 @@ class FdTable:
         entry = self.entries.pop(fd, None)
         if entry is None:
             raise WasiError(Errno.EBADF)
-        if entry.fd is not None:
-            os.close(entry.fd)
+        _close_host(entry)
         return entry
 
     def close(self) -> None:
         """Close every host descriptor and mount (the instance is going away)."""
         self.flush_all()
         for entry in self.entries.values():
-            if entry.fd is not None:
-                os.close(entry.fd)
-                entry.fd = None
+            _close_host(entry)
         self.entries.clear()
         for runtime in self.mounts:
             runtime.close()

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 import socket
+import ssl
 import time
 
 from .._network import NetworkGuard
@@ -81,9 +82,28 @@ def tcp_connect(
     return 0
 
 
-def open_connection(ctx: WasiContext, host: str, port: int) -> int:
-    """Connect to ``host:port`` for the guest after the policy and the limits; the guest
-    descriptor, or WasiError (EACCES when refused, unless strict mode stops the guest)."""
+@syscall("iiii", module="wasm_sandbox", name="tls_connect")
+def tls_connect(
+    ctx: WasiContext, mem: GuestMemory, host_ptr: int, host_len: int, port: int, fd_out: int
+) -> int:
+    """Like ``tcp_connect``, with TLS done by the host (certificate and name verified against
+    the policy's trust store): the guest reads and writes plaintext."""
+    if host_len == 0 or host_len > _MAX_HOST:
+        return Errno.EINVAL
+    raw = mem.read(host_ptr, host_len)
+    mem.check(fd_out, 4)
+    try:
+        host = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return Errno.EINVAL
+    mem.set_u32(fd_out, open_connection(ctx, host, port, tls=True))
+    return 0
+
+
+def open_connection(ctx: WasiContext, host: str, port: int, *, tls: bool = False) -> int:
+    """Connect to ``host:port`` for the guest after the policy and the limits (and speak TLS
+    on it when ``tls``); the guest descriptor, or WasiError (EACCES when refused, unless strict
+    mode stops the guest)."""
     ctx.socket_calls += 1
     if not 1 <= port <= 65535 or "\0" in host or not host or len(host) > _MAX_HOST:
         raise WasiError(Errno.EINVAL)
@@ -94,6 +114,8 @@ def open_connection(ctx: WasiContext, host: str, port: int) -> int:
     patterns = guard.policy.matching(host.strip("[]") if host.startswith("[") else host, port)
     if not patterns:
         raise WasiError(_refuse(ctx, guard, endpoint, "not allowed by the network policy"))
+    if guard.policy.require_tls and not tls:
+        raise WasiError(_refuse(ctx, guard, endpoint, "the network policy requires TLS"))
     if not guard.take_token():
         guard.refusals += 1
         rate = guard.rate or 0
@@ -111,7 +133,17 @@ def open_connection(ctx: WasiContext, host: str, port: int) -> int:
         reason = "resolves only to addresses the policy refuses"
         raise WasiError(_refuse(ctx, guard, endpoint, reason))
     fd = _connect(ctx, guard, allowed)
-    new = ctx.fds.add(FdEntry("socket", None, fd, (endpoint,), readable=True, writable=True))
+    entry = FdEntry("socket", None, fd, (endpoint,), readable=True, writable=True)
+    if tls:
+        try:
+            _start_tls(ctx, guard, entry, host.strip("[]"))
+        except BaseException:
+            if entry.tls is None:
+                os.close(fd)
+            else:
+                entry.tls.close()
+            raise
+    new = ctx.fds.add(entry)
     guard.active = active + 1
     guard.changed()
     return new
@@ -222,6 +254,42 @@ def _resolver() -> concurrent.futures.ThreadPoolExecutor:
 _EINPROGRESS = 115  # Linux; connect_ex reports it for a non-blocking connect under way
 
 
+def _start_tls(ctx: WasiContext, guard: NetworkGuard, entry: FdEntry, server_name: str) -> None:
+    """Speak TLS on ``entry``'s connection from now on: handshake, certificate and name
+    verified; a failed verification is a security event and ECONNABORTED for the guest."""
+    if entry.tls is not None:
+        raise WasiError(Errno.EISCONN)
+    assert entry.fd is not None
+    sock = socket.socket(fileno=entry.fd)
+    try:
+        tls = guard.tls_context().wrap_socket(
+            sock, server_hostname=server_name, do_handshake_on_connect=False
+        )
+    except BaseException:
+        sock.detach()
+        raise
+    entry.tls = tls
+    while True:
+        try:
+            tls.do_handshake()
+            return
+        except ssl.SSLWantReadError:
+            _wait(ctx, guard, entry, write=False)
+        except ssl.SSLWantWriteError:
+            _wait(ctx, guard, entry, write=True)
+        except ssl.SSLCertVerificationError as exc:
+            endpoint = entry.rel[0] if entry.rel else server_name
+            ctx.refuse(
+                "network",
+                endpoint,
+                f"TLS certificate refused: {exc.verify_message}",
+                Errno.ECONNABORTED,
+            )
+            raise WasiError(Errno.ECONNABORTED) from None
+        except (ssl.SSLError, OSError):
+            raise WasiError(Errno.ECONNABORTED) from None
+
+
 def _wait(ctx: WasiContext, guard: NetworkGuard, entry: FdEntry, *, write: bool) -> None:
     """Block until the connection is ready, honouring network_timeout and the connection's
     own timeout (ETIMEDOUT; EAGAIN for a non-blocking one) and the execution's deadline."""
@@ -258,11 +326,11 @@ def socket_read(ctx: WasiContext, entry: FdEntry, buffers: list[memoryview]) -> 
             cap = guard.max_download
             raise _limit(ctx, guard, "max_download_bytes", guard.received + 1, cap, Errno.EDQUOT)
         buffers = _clip(buffers, room)
-    while True:
+    count = _tls_read(ctx, guard, entry, buffers) if entry.tls is not None else None
+    while count is None:
         _wait(ctx, guard, entry, write=False)
         try:
             count = os.readv(fd, buffers)
-            break
         except BlockingIOError:
             continue
         except OSError as exc:
@@ -290,11 +358,11 @@ def socket_write(ctx: WasiContext, entry: FdEntry, data: bytes) -> int:
                 "max_upload_bytes", (guard.sent + len(data), guard.max_upload)
             )
             data = data[:room]
-    while True:
+    count = _tls_write(ctx, guard, entry, data) if entry.tls is not None else None
+    while count is None:
         _wait(ctx, guard, entry, write=True)
         try:
             count = os.write(fd, data)
-            break
         except BlockingIOError:
             continue
         except OSError as exc:
@@ -302,6 +370,39 @@ def socket_write(ctx: WasiContext, entry: FdEntry, data: bytes) -> int:
     guard.sent += count
     guard.changed()
     return count
+
+
+def _tls_read(
+    ctx: WasiContext, guard: NetworkGuard, entry: FdEntry, buffers: list[memoryview]
+) -> int:
+    tls = entry.tls
+    assert tls is not None
+    target = buffers[0]
+    while True:
+        try:
+            return tls.recv_into(target, len(target))
+        except ssl.SSLWantReadError:
+            _wait(ctx, guard, entry, write=False)
+        except ssl.SSLWantWriteError:
+            _wait(ctx, guard, entry, write=True)
+        except ssl.SSLZeroReturnError:
+            return 0
+        except (ssl.SSLError, OSError):
+            raise WasiError(Errno.ECONNRESET) from None
+
+
+def _tls_write(ctx: WasiContext, guard: NetworkGuard, entry: FdEntry, data: bytes) -> int:
+    tls = entry.tls
+    assert tls is not None
+    while True:
+        try:
+            return tls.send(data)
+        except ssl.SSLWantReadError:
+            _wait(ctx, guard, entry, write=False)
+        except ssl.SSLWantWriteError:
+            _wait(ctx, guard, entry, write=True)
+        except (ssl.SSLError, OSError):
+            raise WasiError(Errno.EPIPE) from None
 
 
 def net_request(ctx: WasiContext, frame: bytes) -> bytes:
@@ -312,7 +413,8 @@ def net_request(ctx: WasiContext, frame: bytes) -> bytes:
         request = json.loads(frame)
         op = request["net"]
         if op == "connect":
-            fd = open_connection(ctx, str(request["host"]), int(request["port"]))
+            tls = bool(request.get("tls", False))
+            fd = open_connection(ctx, str(request["host"]), int(request["port"]), tls=tls)
             return json.dumps({"fd": fd}).encode()
         entry = ctx.require_fd(int(request["fd"]))
         if entry.kind != "socket":
@@ -322,6 +424,8 @@ def net_request(ctx: WasiContext, frame: bytes) -> bytes:
             entry.timeout = None if seconds is None else max(0.0, float(seconds))
         elif op == "shutdown":
             shutdown(entry, int(request["how"]))
+        elif op == "tls":
+            _start_tls(ctx, _guard(ctx), entry, str(request["host"]))
         else:
             raise WasiError(Errno.ENOSYS)
         return b"{}"

@@ -277,7 +277,8 @@ def _poll_once(ctx: WasiContext, subs: list[tuple[int, ...]], *, fire_clocks: bo
         ):
             events.append(_EVENT.pack(userdata, Errno.EBADF, tag, 0, 0))
         elif entry.kind == "socket":
-            if entry.fd is not None and _net.ready(entry.fd, write=not reading):
+            buffered = reading and entry.tls is not None and entry.tls.pending() > 0
+            if entry.fd is not None and (buffered or _net.ready(entry.fd, write=not reading)):
                 events.append(_EVENT.pack(userdata, 0, tag, 0, 0))
         elif entry.kind != "stdin":  # files, directories and output streams never block
             events.append(_EVENT.pack(userdata, 0, tag, 0, 0))

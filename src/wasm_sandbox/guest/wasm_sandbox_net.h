@@ -13,7 +13,8 @@
  *   char buf[64]; ssize_t n = read(fd, buf, sizeof buf);
  *   close(fd);
  *
- * Why a connection fails (errno): EACCES refused by the policy; ENFILE max_connections
+ * Why a connection fails (errno): EACCES refused by the policy (or a plain connection under
+ * require_tls); ECONNABORTED the TLS certificate or name did not verify; ENFILE max_connections
  * reached; EAGAIN max_requests_per_second; EMFILE max_open_files; EHOSTUNREACH the name does
  * not resolve; ECONNREFUSED nobody listens; ETIMEDOUT connect_timeout; EINVAL a bad port or
  * host. On the descriptor: EDQUOT once max_upload_bytes / max_download_bytes is used up (a
@@ -33,16 +34,30 @@
 __attribute__((import_module("wasm_sandbox"), import_name("tcp_connect")))
 int wasm_sandbox_tcp_connect(const char *host, size_t host_len, int port, int *fd_out);
 
-/* Connect to host:port (a name, an IPv4 address or a bracketed IPv6 address); returns the
- * descriptor, or -1 with errno set. */
-static inline int wsbx_tcp_connect(const char *host, int port) {
-    int fd = -1;
-    int rc = wasm_sandbox_tcp_connect(host, strlen(host), port, &fd);
+/* The same, with TLS done by the host (certificate and name verified against the trust store
+ * the sandbox's NetworkPolicy names): the guest reads and writes plaintext. */
+__attribute__((import_module("wasm_sandbox"), import_name("tls_connect")))
+int wasm_sandbox_tls_connect(const char *host, size_t host_len, int port, int *fd_out);
+
+static inline int wsbx__connected(int rc, int fd) {
     if (rc != 0) {
         errno = rc;
         return -1;
     }
     return fd;
+}
+
+/* Connect to host:port (a name, an IPv4 address or a bracketed IPv6 address); returns the
+ * descriptor, or -1 with errno set. */
+static inline int wsbx_tcp_connect(const char *host, int port) {
+    int fd = -1;
+    return wsbx__connected(wasm_sandbox_tcp_connect(host, strlen(host), port, &fd), fd);
+}
+
+/* Connect with TLS (the host verifies the server; ECONNABORTED when it cannot). */
+static inline int wsbx_tls_connect(const char *host, int port) {
+    int fd = -1;
+    return wsbx__connected(wasm_sandbox_tls_connect(host, strlen(host), port, &fd), fd);
 }
 
 #endif /* WASM_SANDBOX_NET_H */
