@@ -5,6 +5,8 @@ Every test runs real JavaScript inside the real WebAssembly engine."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 
 import wasm_sandbox as ws
 from tests.conftest import script_sandbox
+from tests.netservers import http_server, https_server
 
 
 def js(source: str | Path, **options: Any) -> ws.WasmSandbox:
@@ -173,3 +176,84 @@ def test_javascript_has_no_file_or_module_access() -> None:
     assert js("console.log(typeof std, typeof os, typeof require)").run().stdout == (
         b"undefined undefined undefined\n"
     )
+
+
+FETCH = """
+async function get(url, init) {
+  const r = await fetch(url, init);
+  return [r.status, r.ok, await r.text(), r.headers.get("content-type")];
+}
+async function bytes(url) {
+  const r = await fetch(url);
+  return new Uint8Array(await r.arrayBuffer());
+}
+"""
+
+
+def test_fetch_goes_through_the_host_policy() -> None:
+    with http_server() as server:
+        base = f"http://127.0.0.1:{server.port}"
+        tools = js(FETCH, network_policy=ws.NetworkPolicy(allow=(f"127.0.0.1:{server.port}",)))
+        assert tools.call("get", f"{base}/hello") == [200, True, "hello", "text/plain"]
+        assert tools.call("get", f"{base}/missing")[:2] == [404, False]
+        assert tools.call("bytes", f"{base}/hello") == b"hello"
+        outcome = tools.call_with_detailed_monitoring("get", f"{base}/hello")
+        assert outcome.resource_report.network_requests == 1
+        assert outcome.resource_report.network_bytes_received > 0
+        with pytest.raises(ws.GuestError, match=r"fetch failed: .*EACCES") as info:
+            js(FETCH).call("get", f"{base}/hello")
+        assert info.value.type == "TypeError"
+        assert server.paths == ["/hello", "/missing", "/hello", "/hello"]
+
+
+def test_fetch_https_and_strict_refusal(tmp_path: Path) -> None:
+    with https_server(tmp_path) as server:
+        url = f"https://localhost:{server.port}/hello"
+        policy = ws.NetworkPolicy(allow=(f"localhost:{server.port}",), ca_file=server.ca_file)
+        assert js(FETCH, network_policy=policy).call("get", url)[:3] == [200, True, "hello"]
+        with pytest.raises(ws.SecurityViolation, match="Unauthorized network access"):
+            js(FETCH, strict_network=True).call("get", url)
+
+
+def test_fetch_refuses_other_schemes_and_bad_headers() -> None:
+    with pytest.raises(ws.GuestError, match="only http:// and https://"):
+        js(FETCH).call("get", "file:///etc/passwd")
+    with pytest.raises(ws.GuestError, match="line breaks"):
+        js(FETCH).call("get", "http://127.0.0.1:1/", {"headers": {"X": "a\r\nInjected: 1"}})
+
+
+def test_fetch_has_an_overall_network_timeout() -> None:
+    """network_timeout bounds each wait and the whole request: a server that trickles one
+    byte every 50 ms never trips the per-wait bound but is cut by the overall one."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
+            while not stop.wait(0.05):
+                try:
+                    conn.sendall(b"x")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        limits = ws.ResourceProfile.STANDARD.limits.replace(
+            max_fuel=None, network_timeout=timedelta(milliseconds=400)
+        )
+        tools = js(
+            FETCH, resource_limits=limits, network_policy=ws.NetworkPolicy((f"127.0.0.1:{port}",))
+        )
+        start = time.monotonic()
+        with pytest.raises(ws.GuestError, match="ETIMEDOUT"):
+            tools.call("get", f"http://127.0.0.1:{port}/")
+        assert 0.35 < time.monotonic() - start < 1.5
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()

@@ -785,3 +785,21 @@ def test_raw_import_with_bad_arguments(
         assert got in errno if isinstance(errno, tuple) else got == errno
         _settle()
         assert server.stats.wait_idle()
+
+
+def test_network_monitoring_without_a_callback_logs(
+    c_guest: Callable[[str], Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """enable_network_monitoring(True) alone reports to the wasm_sandbox.network logger."""
+    with echo_server() as server:
+        sandbox = (
+            ws.WasmSandbox.builder()
+            .source(c_guest("net_client"))
+            .allow_network(server.endpoint)
+            .enable_network_monitoring(True)
+            .build()
+        )
+        with caplog.at_level(logging.DEBUG, logger="wasm_sandbox.network"):
+            sandbox.run(args=["echo", server.host, str(server.port), "hi"])
+    stats = [r.network for r in caplog.records if r.name == "wasm_sandbox.network"]  # type: ignore[attr-defined]
+    assert stats and stats[-1].bytes_sent == 2 and stats[-1].active_connections == 0

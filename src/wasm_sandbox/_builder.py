@@ -72,7 +72,8 @@ class SandboxConfig:
     network_policy: NetworkPolicy = NetworkPolicy()  # noqa: RUF009 - frozen, immutable
     """Which endpoints the guest may connect to (default: none)."""
     network_monitoring: bool = False
-    """Report network use as it changes: to ``network_callback``."""
+    """Report network use as it changes: to ``network_callback`` if given, else to the
+    ``wasm_sandbox.network`` logger at DEBUG level."""
     network_callback: Callable[[NetworkStats], object] | None = None
     """Called with ``NetworkStats`` each time a connection opens or closes, bytes move, or
     an attempt is refused (on the guest's thread; one that raises is logged and dropped)."""

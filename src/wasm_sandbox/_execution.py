@@ -24,7 +24,7 @@ from ._network import NetworkGuard, NetworkPolicy, NetworkStats
 from ._report import ExecutionResult, ResourceReport
 from ._turns import ScriptTurn
 from ._wasi._bind import HostBinding
-from ._wasi._context import OutputBuffer, Stdin, StopReason, WasiContext
+from ._wasi._context import GuestStop, OutputBuffer, Stdin, StopReason, WasiContext
 from ._wasi._fs import FdTable
 
 __all__ = ["Execution", "ExecutionPlan", "Outcome"]
@@ -269,6 +269,8 @@ class Execution:
             value, exit_code = _invoke(instance, ctx, export, args, command, payload, script)
         except GuestFailure as exc:
             failure = exc
+        except GuestStop:  # the host stopped the guest between calls into it (a script turn)
+            failure = GuestFailure(f"wasm-sandbox: guest stopped ({ctx.stop_reason})", None, "")
         except (e.GuestError, e.GuestExit) as exc:
             data_error = exc
         try:

@@ -31,6 +31,7 @@ from ._execution import Execution, ExecutionPlan, Outcome, execution_result
 from ._guests._javascript import find_javascript_runtime
 from ._guests._python import find_python_runtime
 from ._mounts import Mount, check_mounts
+from ._network import NetworkStats
 from ._report import ExecutionResult, MonitoredResult, ProfiledResult
 from ._session import AsyncSession, Session
 from ._sources import load_source, script_source
@@ -111,7 +112,7 @@ class WasmSandbox:
             config.io_monitoring,
             config.io_callback,
             config.network_policy,
-            config.network_callback if config.network_monitoring else None,
+            _network_observer(config),
             config.strict_network,
         )
         self._execution = Execution(plan, keep_instance=config.keep_instance)
@@ -320,6 +321,18 @@ class WasmSandbox:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+_net_log = logging.getLogger("wasm_sandbox.network")
+
+
+def _network_observer(config: SandboxConfig) -> Callable[[NetworkStats], object] | None:
+    """The network callback, or with monitoring on and no callback, the debug log."""
+    if not config.network_monitoring:
+        return None
+    if config.network_callback is not None:
+        return config.network_callback
+    return lambda stats: _net_log.debug("network usage", extra={"network": stats})
 
 
 _runtime_bytes: dict[tuple[str, int, int], bytes] = {}

@@ -17,6 +17,7 @@ from ._engine import GuestInstance
 from ._guests._jsdriver import BOOT as JS_BOOT
 from ._guests._python import turn_code
 from ._wasi._context import WasiContext
+from ._wasi._http import http_exchange
 from ._wasi._net import net_request
 
 __all__ = ["JavaScriptTurn", "PythonTurn", "ScriptTurn", "script_turn"]
@@ -100,11 +101,11 @@ class JavaScriptTurn:
             else:
                 js.stash(_STASH_VALUE, value)
             if self.request["op"] == "run":
-                js.loop()
+                js.settle(ctx)
         text = json.dumps(self.request, separators=(",", ":"))
         answer = js.string(js.eval(f"__wsbx.main({text})", "<wsbx>"))
         if answer == b'{"pending":true}':
-            js.loop()
+            js.settle(ctx)
             answer = js.string(js.eval("__wsbx.take()", "<wsbx>"))
         return _js_frame(answer, ctx)
 
@@ -198,6 +199,19 @@ class _QuickJs:
     def loop(self) -> None:
         """Run pending jobs and timers until none is left (``js_std_loop``)."""
         self.instance.invoke("js_std_loop", (self.ctx,), None)
+
+    def settle(self, ctx: WasiContext) -> None:
+        """Run the event loop, serving the guest's ``fetch`` requests between runs, until
+        nothing is left to do."""
+        while True:
+            self.loop()
+            queued = json.loads(self.string(self.eval("__wsbx.requests()", "<wsbx>")))
+            if not queued:
+                return
+            for request in queued:
+                result = http_exchange(ctx, request)
+                reply = json.dumps(result, separators=(",", ":"))
+                self.free(self.eval(f"__wsbx.respond({int(request['id'])}, {reply})", "<wsbx>"))
 
 
 def _is_exception(value: int) -> bool:

@@ -19,7 +19,7 @@ __all__ = ["BOOT"]
 
 BOOT = r"""
 (function () {
-  const builtins = new Set(Object.getOwnPropertyNames(globalThis));
+  const builtins = new Set([...Object.getOwnPropertyNames(globalThis), "fetch"]);
   let pending = null;
 
   function fromJson(v) {
@@ -155,8 +155,61 @@ BOOT = r"""
     return encode({ ok: p.value === undefined ? null : p.value });
   }
 
+  // fetch(): the host makes the request (after its network policy) between event-loop runs.
+  const outbox = [];
+  const waiting = new Map();
+  let nextRequest = 1;
+
+  function fetch(resource, init) {
+    init = init || {};
+    return new Promise((resolve, reject) => {
+      const id = nextRequest++;
+      const body = init.body === undefined || init.body === null ? null : String(init.body);
+      const headers = {};
+      for (const [k, v] of Object.entries(init.headers || {})) headers[k] = String(v);
+      outbox.push({ id: id, url: String(resource), method: String(init.method || "GET"), headers: headers, body: body });
+      waiting.set(id, { resolve: resolve, reject: reject });
+    });
+  }
+
+  function response(r) {
+    const bytes = fromJson({ $bytes: r.body64 });
+    let used = false;
+    const consume = () => {
+      if (used) throw new TypeError("the body has already been read");
+      used = true;
+    };
+    return {
+      status: r.status,
+      statusText: r.reason,
+      ok: r.status >= 200 && r.status < 300,
+      url: r.url,
+      headers: {
+        get: (name) => (r.headers[String(name).toLowerCase()] ?? null),
+        has: (name) => String(name).toLowerCase() in r.headers,
+        entries: () => Object.entries(r.headers)[Symbol.iterator](),
+      },
+      text: async () => { consume(); return r.text; },
+      json: async () => { consume(); return JSON.parse(r.text); },
+      arrayBuffer: async () => { consume(); return bytes.buffer; },
+    };
+  }
+
+  function requests() {
+    return JSON.stringify(outbox.splice(0, outbox.length));
+  }
+
+  function respond(id, result) {
+    const pending = waiting.get(id);
+    waiting.delete(id);
+    if (!pending) return;
+    if (result.error !== undefined) pending.reject(new TypeError(`fetch failed: ${result.error}`));
+    else pending.resolve(response(result));
+  }
+
+  Object.defineProperty(globalThis, "fetch", { value: fetch, writable: true, configurable: true });
   Object.defineProperty(globalThis, "__wsbx", {
-    value: Object.freeze({ main: main, take: take }),
+    value: Object.freeze({ main: main, take: take, requests: requests, respond: respond }),
     enumerable: false,
   });
 })();

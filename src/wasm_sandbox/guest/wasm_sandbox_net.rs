@@ -56,3 +56,86 @@ pub fn tls_connect(host: &str, port: u16) -> io::Result<File> {
     let rc = unsafe { wasm_sandbox_tls_connect(host.as_ptr(), host.len(), i32::from(port), &mut fd) };
     connected(rc, fd)
 }
+
+/// An HTTP response: status, headers (names as sent), body.
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn invalid(message: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, message.to_string())
+}
+
+/// One HTTP/1.0 request to an `http://` or `https://` URL over `tcp_connect` / `tls_connect`
+/// (the host's policy and limits apply; https is verified by the host).
+pub fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<HttpResponse> {
+    use std::io::{Read, Write};
+    let (tls, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (true, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (false, rest)
+    } else {
+        return Err(invalid("only http:// and https:// URLs"));
+    };
+    let split = rest.find(|c| c == '/' || c == '?' || c == '#').unwrap_or(rest.len());
+    let (hostport, path) = (&rest[..split], if split < rest.len() { &rest[split..] } else { "/" });
+    let (host, port) = match hostport.rfind(':') {
+        Some(i) if !hostport[i..].contains(']') => {
+            let port = hostport[i + 1..].parse::<u16>().map_err(|_| invalid("bad port"))?;
+            (&hostport[..i], port)
+        }
+        _ => (hostport, if tls { 443 } else { 80 }),
+    };
+    if host.is_empty() {
+        return Err(invalid("no host in the URL"));
+    }
+    let mut conn = if tls { tls_connect(host, port)? } else { tcp_connect(host, port)? };
+    let mut request = format!("{} {} HTTP/1.0\r\nHost: {}\r\nConnection: close\r\n", method, path, hostport);
+    for (name, value) in headers {
+        if name.contains(['\r', '\n']) || value.contains(['\r', '\n']) {
+            return Err(invalid("header names and values cannot contain line breaks"));
+        }
+        request.push_str(&format!("{}: {}\r\n", name, value));
+    }
+    if !body.is_empty() {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    conn.write_all(request.as_bytes())?;
+    conn.write_all(body)?;
+    let mut data = Vec::new();
+    conn.read_to_end(&mut data)?;
+    let end = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| invalid("the answer is not HTTP"))?;
+    let head = String::from_utf8_lossy(&data[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(|| invalid("the answer is not HTTP"))?;
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Ok(HttpResponse { status, headers, body: data[end + 4..].to_vec() })
+}

@@ -1,0 +1,62 @@
+"""The shipped network glue for compiled guests: ``wasm_sandbox_net.h`` (C: connect, TLS,
+``wsbx_http_request``) and ``wasm_sandbox_net.rs`` (Rust: ``http_request``), against real
+HTTP and HTTPS servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import wasm_sandbox as ws
+from tests.conftest import SHIPPED_GLUE
+from tests.netservers import http_server, https_server
+
+RUST_MAIN = """
+#[path = "{module}"]
+mod wasm_sandbox_net;
+
+fn main() {{
+    let url = std::env::args().nth(1).expect("usage: net_http URL");
+    match wasm_sandbox_net::http_request("GET", &url, &[("Accept", "*/*")], b"") {{
+        Ok(r) => println!(
+            "{{}} {{}}\\n{{}}",
+            r.status,
+            r.header("content-type").unwrap_or("-"),
+            String::from_utf8_lossy(&r.body)
+        ),
+        Err(e) => println!("error {{:?}}", e.raw_os_error()),
+    }}
+}}
+"""
+
+
+def test_c_http_helper_over_http_and_https(c_guest: Callable[[str], Path], tmp_path: Path) -> None:
+    wasm = c_guest("net_http")
+    with http_server() as plain, https_server(tmp_path) as secure:
+        policy = ws.NetworkPolicy(
+            allow=(f"127.0.0.1:{plain.port}", f"localhost:{secure.port}"), ca_file=secure.ca_file
+        )
+        sandbox = ws.WasmSandbox.builder().source(wasm).network_policy(policy).build()
+        got = sandbox.run(args=["GET", f"http://127.0.0.1:{plain.port}/hello"])
+        assert got.stdout == b"200 text/plain\nhello\n"
+        got = sandbox.run(args=["GET", f"https://localhost:{secure.port}/hello"])
+        assert got.stdout == b"200 text/plain\nhello\n"
+        posted = sandbox.run(args=["POST", f"http://127.0.0.1:{plain.port}/hello", "data"])
+        assert posted.stdout.startswith(b"501 ")  # the test server only speaks GET
+        denied = ws.WasmSandbox.builder().source(wasm).build()
+        assert denied.run(args=["GET", f"http://127.0.0.1:{plain.port}/hello"]).stdout == (
+            b"errno EACCES\n"
+        )
+        assert sandbox.run(args=["GET", "ftp://example.com/"]).stdout == b"errno EINVAL\n"
+        assert plain.paths == ["/hello"]
+
+
+def test_rust_http_helper(tmp_path: Path) -> None:
+    main = tmp_path / "net_http.rs"
+    main.write_text(RUST_MAIN.format(module=SHIPPED_GLUE / "wasm_sandbox_net.rs"))
+    with http_server() as server:
+        url = f"http://127.0.0.1:{server.port}/hello"
+        sandbox = ws.WasmSandbox.builder().source(main).allow_network(f"127.0.0.1:{server.port}")
+        assert sandbox.build().run(args=[url]).stdout == b"200 text/plain\nhello\n"
+        denied = ws.WasmSandbox.builder().source(main).build()
+        assert denied.run(args=[url]).stdout == b"error Some(2)\n"  # EACCES
