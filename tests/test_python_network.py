@@ -130,3 +130,31 @@ def test_python_sessions_keep_connections_between_statements() -> None:
         session.exec("conn.sendall(b'ping')")
         assert session.eval("conn.recv(4)") == b"ping"
         session.exec("conn.close()")
+
+
+def test_plain_socket_objects_and_unsupported_kinds() -> None:
+    code = (
+        "import socket, errno\n"
+        "def plain(port):\n"
+        "    s = socket.socket()\n"
+        "    s.settimeout(5)\n"
+        "    s.connect(('127.0.0.1', port))\n"
+        "    s.sendall(b'ping')\n"
+        "    data = s.recv(4)\n"
+        "    s.close()\n"
+        "    return [data, s.fileno()]\n"
+        "def udp():\n"
+        "    socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "def refused(port):\n"
+        "    return errno.errorcode[socket.socket().connect_ex(('127.0.0.1', port))]\n"
+        "def server():\n"
+        "    socket.socket().bind(('127.0.0.1', 0))\n"
+    )
+    with echo_server() as server:
+        tools = py(code, f"127.0.0.1:{server.port}")
+        assert tools.call("plain", server.port) == [b"ping", -1]  # closed
+        assert tools.call("refused", server.port + 1 if server.port < 65535 else 1) == "EACCES"
+        with pytest.raises(ws.GuestError, match="TCP client connections only"):
+            tools.call("udp")
+        with pytest.raises(ws.GuestError, match="TCP client connections only"):
+            tools.call("server")

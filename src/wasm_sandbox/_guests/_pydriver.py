@@ -221,22 +221,53 @@ class _SocketIO(io.RawIOBase):
 
 
 class _Socket:
-    """A TCP connection the host opened: the subset of socket.socket that clients use."""
+    """socket.socket in the sandbox: a TCP client whose connection the host opens (after its
+    network policy); the subset of the socket API that clients use."""
 
-    def __init__(self, fd, address, timeout):
-        import socket
-        self._fd, self._address, self._timeout = fd, address, None
+    def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
+        import errno, socket
+        if fileno is not None:
+            raise OSError(errno.EBADF, "the sandbox cannot make a socket from a descriptor")
+        family = socket.AF_INET if family == -1 else family
+        type = socket.SOCK_STREAM if type == -1 else type
+        if family not in (socket.AF_INET, socket.AF_INET6) or (type & 0xF) != socket.SOCK_STREAM:
+            raise OSError(errno.EPROTONOSUPPORT,
+                          "the sandbox offers TCP client connections only (no UDP, no raw sockets)")
+        self._fd, self._address = None, None
+        self._timeout = socket.getdefaulttimeout()
         self._io_refs, self._closed = 0, False  # as socket.socket: makefile() objects keep it open
-        self.family, self.type, self.proto = socket.AF_INET, socket.SOCK_STREAM, 0
-        if timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:
-            self.settimeout(timeout)
+        self.family, self.type, self.proto = family, socket.SOCK_STREAM, 0
+
+    def connect(self, address):
+        import errno
+        if self._fd is not None:
+            raise OSError(errno.EISCONN, "already connected")
+        host, port = str(address[0]), int(address[1])
+        self._fd = _net({"net": "connect", "host": host, "port": port})["fd"]
+        self._address = (host, port)
+        if self._timeout is not None:
+            self.settimeout(self._timeout)
+
+    def connect_ex(self, address):
+        try:
+            self.connect(address)
+        except OSError as exc:
+            return exc.errno or 1
+        return 0
+
+    def _unsupported(self, *args, **kwargs):
+        import errno
+        raise OSError(errno.EOPNOTSUPP, "the sandbox offers TCP client connections only")
+
+    bind = listen = accept = sendto = recvfrom = _unsupported
 
     def fileno(self):
-        return self._fd
+        return -1 if self._fd is None else self._fd
 
     def settimeout(self, value):
         self._timeout = None if value is None else float(value)
-        _net({"net": "timeout", "fd": self._fd, "seconds": self._timeout})
+        if self._fd is not None:
+            _net({"net": "timeout", "fd": self._fd, "seconds": self._timeout})
 
     def gettimeout(self):
         return self._timeout
@@ -398,14 +429,17 @@ def _create_unverified_context(*args, **kwargs):
 """
 
 
-def create_connection(address, timeout=None, source_address=None, *, all_errors=False):
+_DEFAULT = object()
+
+
+def create_connection(address, timeout=_DEFAULT, source_address=None, *, all_errors=False):
     """socket.create_connection in the sandbox: the host connects, after its policy."""
     import socket
-    host, port = address[0], int(address[1])
-    if timeout is None:
-        timeout = socket._GLOBAL_DEFAULT_TIMEOUT
-    fd = _net({"net": "connect", "host": str(host), "port": port})["fd"]
-    return _Socket(fd, (host, port), timeout)
+    sock = _Socket()
+    if timeout is not _DEFAULT and timeout is not socket._GLOBAL_DEFAULT_TIMEOUT:
+        sock.settimeout(timeout)
+    sock.connect(address)
+    return sock
 
 
 class _SslLoader:
@@ -418,6 +452,7 @@ class _SslLoader:
 
 def _patch_socket(module):
     module.create_connection = create_connection
+    module.socket = module.SocketType = _Socket
 
 
 class _NetFinder:
