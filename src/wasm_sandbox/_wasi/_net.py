@@ -15,6 +15,7 @@ import os
 import socket
 import ssl
 import time
+from collections.abc import Callable
 
 from .._network import NetworkGuard
 from ._abi import GuestMemory
@@ -326,15 +327,12 @@ def socket_read(ctx: WasiContext, entry: FdEntry, buffers: list[memoryview]) -> 
             cap = guard.max_download
             raise _limit(ctx, guard, "max_download_bytes", guard.received + 1, cap, Errno.EDQUOT)
         buffers = _clip(buffers, room)
-    count = _tls_read(ctx, guard, entry, buffers) if entry.tls is not None else None
-    while count is None:
-        _wait(ctx, guard, entry, write=False)
-        try:
-            count = os.readv(fd, buffers)
-        except BlockingIOError:
-            continue
-        except OSError as exc:
-            raise WasiError(errno_from_oserror(exc)) from None
+    tls = entry.tls
+    if tls is not None:
+        first = buffers[0]
+        count = _transfer(ctx, guard, entry, False, lambda: tls.recv_into(first, len(first)))
+    else:
+        count = _transfer(ctx, guard, entry, False, lambda: os.readv(fd, buffers))
     guard.received += count
     guard.changed()
     return count
@@ -358,51 +356,36 @@ def socket_write(ctx: WasiContext, entry: FdEntry, data: bytes) -> int:
                 "max_upload_bytes", (guard.sent + len(data), guard.max_upload)
             )
             data = data[:room]
-    count = _tls_write(ctx, guard, entry, data) if entry.tls is not None else None
-    while count is None:
-        _wait(ctx, guard, entry, write=True)
-        try:
-            count = os.write(fd, data)
-        except BlockingIOError:
-            continue
-        except OSError as exc:
-            raise WasiError(errno_from_oserror(exc)) from None
+    tls, chunk = entry.tls, data
+    if tls is not None:
+        count = _transfer(ctx, guard, entry, True, lambda: tls.send(chunk))
+    else:
+        count = _transfer(ctx, guard, entry, True, lambda: os.write(fd, chunk))
     guard.sent += count
     guard.changed()
     return count
 
 
-def _tls_read(
-    ctx: WasiContext, guard: NetworkGuard, entry: FdEntry, buffers: list[memoryview]
+def _transfer(
+    ctx: WasiContext, guard: NetworkGuard, entry: FdEntry, write: bool, attempt: Callable[[], int]
 ) -> int:
-    tls = entry.tls
-    assert tls is not None
-    target = buffers[0]
+    """Run one non-blocking read or write (plain or TLS) until it does not block, waiting
+    between tries; a TLS close is the end of the stream."""
     while True:
         try:
-            return tls.recv_into(target, len(target))
+            return attempt()
         except ssl.SSLWantReadError:
             _wait(ctx, guard, entry, write=False)
         except ssl.SSLWantWriteError:
             _wait(ctx, guard, entry, write=True)
+        except BlockingIOError:
+            _wait(ctx, guard, entry, write=write)
         except ssl.SSLZeroReturnError:
             return 0
-        except (ssl.SSLError, OSError):
-            raise WasiError(Errno.ECONNRESET) from None
-
-
-def _tls_write(ctx: WasiContext, guard: NetworkGuard, entry: FdEntry, data: bytes) -> int:
-    tls = entry.tls
-    assert tls is not None
-    while True:
-        try:
-            return tls.send(data)
-        except ssl.SSLWantReadError:
-            _wait(ctx, guard, entry, write=False)
-        except ssl.SSLWantWriteError:
-            _wait(ctx, guard, entry, write=True)
-        except (ssl.SSLError, OSError):
-            raise WasiError(Errno.EPIPE) from None
+        except ssl.SSLError:
+            raise WasiError(Errno.EPIPE if write else Errno.ECONNRESET) from None
+        except OSError as exc:
+            raise WasiError(errno_from_oserror(exc)) from None
 
 
 def net_request(ctx: WasiContext, frame: bytes) -> bytes:
