@@ -304,6 +304,7 @@ def test_error_tree() -> None:
 # --- public surface --------------------------------------------------------------------------
 
 PUBLIC = {
+    "Alert", "AlertLevel", "MemoryUsage", "ResourceMonitor", "ResourceUsage",
     "AsyncSession", "AsyncWasmSandbox", "CompilationError", "ConfigurationError", "ExecutionCancelled",
     "ExecutionError", "ExecutionResult", "ExecutionTimeout", "FuelExhausted", "FunctionNotFound",
     "GuestError", "GuestExit", "GuestTrap", "HostError", "IndirectCallError", "IntegerDivisionByZero",

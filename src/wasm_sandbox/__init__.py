@@ -50,6 +50,11 @@ from ._limits import OptimizationLevel as OptimizationLevel
 from ._limits import ProfileBuilder as ProfileBuilder
 from ._limits import ResourceLimits as ResourceLimits
 from ._limits import ResourceProfile as ResourceProfile
+from ._monitor import Alert as Alert
+from ._monitor import AlertLevel as AlertLevel
+from ._monitor import MemoryUsage as MemoryUsage
+from ._monitor import ResourceMonitor as ResourceMonitor
+from ._monitor import ResourceUsage as ResourceUsage
 from ._mounts import Mount as Mount
 from ._network import NetworkPolicy as NetworkPolicy
 from ._network import NetworkStats as NetworkStats
@@ -73,6 +78,8 @@ from ._wasi._context import SecurityEvent as SecurityEvent
 __version__ = "0.1.0"
 
 __all__ = [
+    "Alert",
+    "AlertLevel",
     "AsyncSession",
     "AsyncWasmSandbox",
     "CompilationError",
@@ -106,6 +113,7 @@ __all__ = [
     "IoOperation",
     "MemoryAccessOutOfBounds",
     "MemoryLimitExceeded",
+    "MemoryUsage",
     "MonitoredResult",
     "Mount",
     "NetworkLimitExceeded",
@@ -116,8 +124,10 @@ __all__ = [
     "ProfiledResult",
     "ResourceLimitExceeded",
     "ResourceLimits",
+    "ResourceMonitor",
     "ResourceProfile",
     "ResourceReport",
+    "ResourceUsage",
     "SandboxBuilder",
     "SandboxConfig",
     "SandboxError",

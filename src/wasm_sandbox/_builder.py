@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from ._errors import ConfigurationError
 from ._iomonitor import IoOperation
 from ._limits import OptimizationLevel, ResourceLimits, ResourceProfile
+from ._monitor import DEFAULT_INTERVAL, ResourceMonitor, ResourceUsage, high_usage_monitor
 from ._mounts import DEFAULT_MEMORY_FS_BYTES, Mount, check_mounts
 from ._network import NetworkPolicy, NetworkStats
 from ._sources import Source
@@ -80,6 +81,14 @@ class SandboxConfig:
     strict_network: bool = False
     """Stop the guest at a policy refusal (``SecurityViolation``) or a network limit
     (``NetworkLimitExceeded``) instead of giving it the errno."""
+    resource_monitoring: bool = False
+    """Sample ``ResourceUsage`` during every execution (to ``resource_callback``)."""
+    resource_callback: Callable[[ResourceUsage], object] | None = None
+    """Receives each sample, on the monitoring thread (never the guest's)."""
+    monitoring_interval: timedelta = DEFAULT_INTERVAL
+    """How often a running execution is sampled (default 100 ms; 5 ms .. 1 hour)."""
+    resource_monitor: ResourceMonitor | None = None
+    """Thresholds whose crossings raise ``Alert``s."""
     keep_instance: bool = False
     """Keep one instance across calls (globals and memory persist); default: fresh per call."""
     max_output_bytes: int = DEFAULT_MAX_OUTPUT
@@ -112,6 +121,7 @@ class SandboxConfig:
             raise TypeError(
                 f"network_callback must be callable, got {type(self.network_callback).__name__}"
             )
+        _check_monitoring(self)
         if self.network_callback is not None and not self.network_monitoring:
             object.__setattr__(self, "network_monitoring", True)
         if self.io_callback is not None and not self.io_monitoring:
@@ -192,6 +202,29 @@ def encode_args(args: Sequence[str]) -> list[bytes]:
         raise TypeError("args must be a sequence of strings, not one string")
     _check_strings("args", args)
     return [a.encode("utf-8") for a in args]
+
+
+def _check_monitoring(config: SandboxConfig) -> None:
+    interval = config.monitoring_interval
+    if isinstance(interval, bool) or not isinstance(interval, timedelta | int | float):
+        raise TypeError(
+            f"monitoring_interval must be a timedelta or seconds, got {type(interval).__name__}"
+        )
+    if not isinstance(interval, timedelta):
+        interval = timedelta(seconds=interval)
+        object.__setattr__(config, "monitoring_interval", interval)
+    if not timedelta(milliseconds=5) <= interval <= timedelta(hours=1):
+        raise ConfigurationError(
+            f"monitoring_interval must be within 5 ms .. 1 hour, got {interval}"
+        )
+    callback = config.resource_callback
+    if callback is not None and not callable(callback):
+        raise TypeError(f"resource_callback must be callable, got {type(callback).__name__}")
+    if callback is not None and not config.resource_monitoring:
+        object.__setattr__(config, "resource_monitoring", True)
+    monitor = config.resource_monitor
+    if monitor is not None and not isinstance(monitor, ResourceMonitor):
+        raise TypeError(f"resource_monitor must be a ResourceMonitor, got {type(monitor).__name__}")
 
 
 class SandboxBuilder:
@@ -341,6 +374,36 @@ class SandboxBuilder:
     def strict_network(self, enabled: bool = True) -> SandboxBuilder:
         """Stop the guest at a policy refusal or a network limit instead of failing its call."""
         return self._set("strict_network", bool(enabled))
+
+    def enable_resource_monitoring(self, enabled: bool = True) -> SandboxBuilder:
+        """Sample ``ResourceUsage`` during every execution."""
+        return self._set("resource_monitoring", bool(enabled))
+
+    def resource_callback(self, callback: Callable[[ResourceUsage], object]) -> SandboxBuilder:
+        """Receive each ``ResourceUsage`` sample (implies resource monitoring)."""
+        if not callable(callback):
+            raise TypeError(f"resource_callback must be callable, got {type(callback).__name__}")
+        self._set("resource_monitoring", True)
+        return self._set("resource_callback", callback)
+
+    def monitoring_interval(self, interval: timedelta | float) -> SandboxBuilder:
+        """How often a running execution is sampled (a timedelta or seconds)."""
+        return self._set("monitoring_interval", interval)
+
+    def resource_monitor(self, monitor: ResourceMonitor) -> SandboxBuilder:
+        """Raise ``Alert``s when a metric crosses one of ``monitor``'s thresholds."""
+        if not isinstance(monitor, ResourceMonitor):
+            raise TypeError(f"expected a ResourceMonitor, got {type(monitor).__name__}")
+        return self._set("resource_monitor", monitor)
+
+    def alert_on_high_usage(self, enabled: bool = True) -> SandboxBuilder:
+        """Alert (to the ``wasm_sandbox.alerts`` log) at 80% memory or 90% CPU, unless a
+        ``resource_monitor`` is given."""
+        if not enabled:
+            return self._set("resource_monitor", None)
+        if self._options.get("resource_monitor") is None:
+            self._set("resource_monitor", high_usage_monitor())
+        return self
 
     def strict_io_limits(self, enabled: bool = True) -> SandboxBuilder:
         """Turn the first file-system limit hit into ``IoLimitExceeded``."""

@@ -19,6 +19,7 @@ from ._data import OutOfAddressSpace, decode_result
 from ._engine import UNLIMITED_FUEL, CompiledModule, EngineHandle, GuestFailure, GuestInstance
 from ._iomonitor import IoObserver, IoOperation
 from ._limits import WASM_PAGE, ResourceLimits
+from ._monitor import MemoryUsage, ResourceMonitor, ResourceUsage, Sampler
 from ._mounts import Mount
 from ._network import NetworkGuard, NetworkPolicy, NetworkStats
 from ._report import ExecutionResult, ResourceReport
@@ -66,6 +67,16 @@ class ExecutionPlan:
     network_policy: NetworkPolicy = NetworkPolicy()  # noqa: RUF009 - frozen, immutable
     network_callback: Callable[[NetworkStats], object] | None = None
     strict_network: bool = False
+    monitoring: Monitoring | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Monitoring:
+    """Live monitoring of every execution: sample interval, sample callback, thresholds."""
+
+    interval: float
+    callback: Callable[[ResourceUsage], object] | None
+    monitor: ResourceMonitor | None
 
 
 class Measurement:
@@ -129,6 +140,8 @@ def _build_report(outcome: Outcome) -> ResourceReport:
         network_refusals=net.refusals if net is not None else 0,
         network_limits_hit=dict(ctx.network_limits_hit),
         network_callback_errors=tuple(net.callback_errors) if net is not None else (),
+        alerts=tuple(ctx.sampler.alerts) if ctx.sampler is not None else (),
+        monitoring_samples=ctx.sampler.samples if ctx.sampler is not None else 0,
         syscalls=ctx.syscalls,
         stdout_bytes=ctx.stdout.total,
         stderr_bytes=ctx.stderr.total,
@@ -264,6 +277,9 @@ class Execution:
         prepared = False
         try:
             instance, fresh = self._instance(ctx)
+            if self.plan.monitoring is not None:
+                ctx.sampler = _sampler(self.plan.monitoring, ctx, instance, limits, fuel)
+                instance.binding.on_tick = ctx.sampler.tick
             self._prepare(instance, fresh, fuel, command and script is None)
             prepared = True
             value, exit_code = _invoke(instance, ctx, export, args, command, payload, script)
@@ -273,6 +289,9 @@ class Execution:
             failure = GuestFailure(f"wasm-sandbox: guest stopped ({ctx.stop_reason})", None, "")
         except (e.GuestError, e.GuestExit) as exc:
             data_error = exc
+        if ctx.sampler is not None and instance is not None:
+            instance.binding.on_tick = None
+            ctx.sampler.finish()
         try:
             ctx.io_errors.extend(ctx.fds.flush_all() if hasattr(ctx, "fds") else ())
             if failure is not None and ctx.stop_reason == StopReason.EXIT:
@@ -456,6 +475,36 @@ _MAIN_THREAD = threading.main_thread()
 _SIGINT = int(signal.SIGINT)
 _DEFAULT_INT_HANDLER = signal.default_int_handler
 _sigint_target: WasiContext | None = None
+
+
+def _sampler(
+    monitoring: Monitoring,
+    ctx: WasiContext,
+    instance: GuestInstance,
+    limits: ResourceLimits,
+    fuel: int,
+) -> Sampler:
+    """A sampler reading this execution on the guest's thread (epoch ticks and the end)."""
+    cpu_start = time.thread_time()
+
+    def read(final: bool) -> ResourceUsage:
+        left = instance.fuel_left()
+        net = ctx.net
+        return ResourceUsage(
+            elapsed=timedelta(seconds=time.monotonic() - ctx.start),
+            memory=MemoryUsage(instance.memory_bytes(), limits.memory_bytes),
+            fuel_consumed=None if left is None else fuel - left,
+            cpu_time=timedelta(seconds=time.thread_time() - cpu_start),
+            file_operations=ctx.file_calls,
+            bytes_read=ctx.bytes_read,
+            bytes_written=ctx.bytes_written,
+            network_bytes_sent=net.sent if net is not None else 0,
+            network_bytes_received=net.received if net is not None else 0,
+            active_connections=net.active if net is not None else 0,
+            final=final,
+        )
+
+    return Sampler(monitoring.interval, read, monitoring.callback, monitoring.monitor)
 
 
 def _seconds(value: timedelta | None) -> float | None:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from ._monitor import Alert
 from ._wasi._context import SecurityEvent
 
 __all__ = ["ExecutionResult", "MonitoredResult", "ProfiledResult", "ResourceReport"]
@@ -75,6 +76,10 @@ class ResourceReport:
     """Network limits the guest reached: field -> (attempted, cap)."""
     network_callback_errors: tuple[str, ...] = ()
     """What a raising ``network_callback`` raised (it is dropped after the first error)."""
+    alerts: tuple[Alert, ...] = ()
+    """The alerts a ``ResourceMonitor`` raised during the execution."""
+    monitoring_samples: int = 0
+    """``ResourceUsage`` samples taken (live monitoring only)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready values (durations in seconds)."""

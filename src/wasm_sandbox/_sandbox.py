@@ -27,9 +27,10 @@ from ._builder import (
 from ._data import DATA_SIGNATURE, encode_kwargs, is_data_module
 from ._data import encode_args as encode_data
 from ._engine import default_cache_dir, get_engine
-from ._execution import Execution, ExecutionPlan, Outcome, execution_result
+from ._execution import Execution, ExecutionPlan, Monitoring, Outcome, execution_result
 from ._guests._javascript import find_javascript_runtime
 from ._guests._python import find_python_runtime
+from ._monitor import ResourceUsage
 from ._mounts import Mount, check_mounts
 from ._network import NetworkStats
 from ._report import ExecutionResult, MonitoredResult, ProfiledResult
@@ -114,6 +115,7 @@ class WasmSandbox:
             config.network_policy,
             _network_observer(config),
             config.strict_network,
+            _monitoring(config),
         )
         self._execution = Execution(plan, keep_instance=config.keep_instance)
         self._compiled = compiled
@@ -324,6 +326,23 @@ class WasmSandbox:
 
 
 _net_log = logging.getLogger("wasm_sandbox.network")
+
+
+def _monitoring(config: SandboxConfig) -> Monitoring | None:
+    """Live monitoring when samples or alerts are wanted."""
+    if not config.resource_monitoring and config.resource_monitor is None:
+        return None
+    callback = config.resource_callback
+    if callback is None and config.resource_monitoring:
+        callback = _log_usage
+    return Monitoring(config.monitoring_interval.total_seconds(), callback, config.resource_monitor)
+
+
+_usage_log = logging.getLogger("wasm_sandbox.resources")
+
+
+def _log_usage(usage: ResourceUsage) -> None:
+    _usage_log.debug("resource usage", extra={"usage": usage})
 
 
 def _network_observer(config: SandboxConfig) -> Callable[[NetworkStats], object] | None:

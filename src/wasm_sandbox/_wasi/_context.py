@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from .._iomonitor import IoObserver
+from .._monitor import Sampler
 from .._network import NetworkGuard
 from ._errno import Errno, WasiError, errno_from_oserror
 from ._fs import FdEntry, FdTable, Resolved, count_entries
@@ -174,6 +175,7 @@ class WasiContext:
     strict_network_hit: tuple[str, int, int] | None = None
     security_violation: str | None = None  # the endpoint a strict policy refused
     net_endpoint: str | None = None  # the endpoint of the connection being opened
+    sampler: Sampler | None = None  # live monitoring of this execution
 
     def stop(self, reason: str, exc: BaseException | None = None) -> GuestStop:
         """Record why the guest stops (the first reason wins) and return the unwind signal."""
@@ -193,6 +195,8 @@ class WasiContext:
 
     def wait_slice(self, longest: float = WAIT_SLICE) -> float:
         """How long the next blocking wait may last: at most ``longest``, not past the deadline."""
+        if self.sampler is not None:  # live monitoring goes on while the guest waits
+            self.sampler.tick()
         self.check_stop()
         if self.deadline is None:
             return longest

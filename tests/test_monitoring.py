@@ -1,0 +1,179 @@
+"""Live monitoring: samples taken on the guest's thread while it runs (a pure compute loop
+included), alerts on thresholds, and callbacks that are slow or raise never touching the
+guest. Every test drives a real guest."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import wasm_sandbox as ws
+from tests.netservers import sink_server
+from wasm_sandbox._monitor import DISPATCHER
+
+SPIN = b"""(module
+  (memory (export "memory") 2)
+  (func (export "spin") (param $ms i32)
+    (loop $again
+      (br $again))))"""
+
+GROW = b"""(module
+  (memory (export "memory") 1)
+  (func (export "grow") (param $pages i32) (result i32)
+    (memory.grow (local.get $pages)))
+  (func (export "spin")
+    (loop $again (br $again))))"""
+
+
+def _sandbox(wat: bytes, **options: object) -> ws.WasmSandbox:
+    builder = ws.WasmSandbox.builder().source(wat)
+    for name, value in options.items():
+        getattr(builder, name)(value)
+    return builder.build()
+
+
+def test_samples_arrive_during_a_pure_compute_loop() -> None:
+    samples: list[tuple[float, ws.ResourceUsage]] = []
+    sandbox = _sandbox(
+        SPIN,
+        timeout_duration=timedelta(milliseconds=600),
+        resource_callback=lambda u: samples.append((time.monotonic(), u)),
+        monitoring_interval=timedelta(milliseconds=50),
+    )
+    start = time.monotonic()
+    with pytest.raises(ws.ExecutionTimeout) as info:
+        sandbox.call("spin", 0)
+    assert DISPATCHER.drain()
+    running = [(t, u) for t, u in samples if not u.final]
+    assert len(running) >= 8  # ~12 expected at 50 ms over 600 ms
+    assert any(t - start < 0.3 for t, _ in running)  # delivered while the guest still ran
+    cpu = [u.cpu_time for _, u in running]
+    assert cpu == sorted(cpu) and cpu[-1] > timedelta(milliseconds=300)
+    assert running[0][1].memory == ws.MemoryUsage(2 * 65536, 64 * 2**20)
+    assert running[-1][1].fuel_consumed is not None  # STANDARD meters fuel
+    assert samples[-1][1].final
+    assert info.value.report is not None
+    assert info.value.report.monitoring_samples == len(samples)
+
+
+def test_a_slow_or_raising_callback_never_stalls_or_breaks_the_guest() -> None:
+    calls: list[float] = []
+
+    def slow(usage: ws.ResourceUsage) -> None:
+        calls.append(time.monotonic())
+        time.sleep(0.3)
+        raise RuntimeError("monitoring bug")
+
+    sandbox = _sandbox(
+        SPIN,
+        timeout_duration=timedelta(milliseconds=300),
+        resource_callback=slow,
+        monitoring_interval=timedelta(milliseconds=50),
+    )
+    start = time.monotonic()
+    with pytest.raises(ws.ExecutionTimeout):
+        sandbox.call("spin", 0)
+    assert time.monotonic() - start < 0.3 * 1.1 + 0.1
+    assert DISPATCHER.drain(10)
+    assert len(calls) >= 4  # it was called, slowly, off the guest's thread
+
+
+def test_memory_and_cpu_alerts() -> None:
+    alerts: list[ws.Alert] = []
+    monitor = ws.ResourceMonitor().memory_threshold(50).cpu_threshold(20)
+    monitor.alert_callback(alerts.append)
+    sandbox = _sandbox(
+        GROW,
+        memory_limit=16 * 65536,
+        resource_monitor=monitor,
+        monitoring_interval=timedelta(milliseconds=20),
+        timeout_duration=timedelta(milliseconds=300),
+    )
+    assert sandbox.call("grow", 9) == 1  # 10 of 16 pages: 62.5%
+    assert DISPATCHER.drain()
+    assert [(a.metric, a.level) for a in alerts] == [("memory", ws.AlertLevel.WARNING)]
+    assert alerts[0].value == pytest.approx(62.5) and alerts[0].threshold == 50
+    alerts.clear()
+    with pytest.raises(ws.ExecutionTimeout) as info:
+        sandbox.call("spin")
+    assert DISPATCHER.drain()
+    # a spinning guest is on the CPU nearly all the time (less on a busy machine): at least
+    # the WARNING at 20%, CRITICAL at 30%
+    assert "cpu" in {a.metric for a in alerts}
+    assert info.value.report is not None and info.value.report.alerts
+
+
+def test_io_and_network_thresholds(c_guest: Callable[[str], Path], tmp_path: Path) -> None:
+    alerts: list[ws.Alert] = []
+    monitor = ws.ResourceMonitor().network_threshold(1_000_000).alert_callback(alerts.append)
+    with sink_server() as server:
+        sandbox = (
+            ws.WasmSandbox.builder()
+            .source(c_guest("net_client"))
+            .allow_network(server.endpoint)
+            .resource_monitor(monitor)
+            .monitoring_interval(timedelta(milliseconds=10))
+            .build()
+        )
+        result = sandbox.run(args=["upload", server.host, str(server.port), str(64 * 2**20)])
+        assert result.exit_code == 0, result.stdout
+    assert DISPATCHER.drain()
+    assert "network" in {a.metric for a in alerts}
+    io_alerts: list[ws.Alert] = []
+    io_monitor = ws.ResourceMonitor().io_threshold(100).alert_callback(io_alerts.append)
+    files = (
+        ws.WasmSandbox.builder()
+        .source(c_guest("fs_churn"))
+        .memory_fs("/tmp")
+        .resource_monitor(io_monitor)
+        .monitoring_interval(timedelta(milliseconds=10))
+        .build()
+    )
+    assert files.run(args=["/tmp", "3000"]).stdout == b"3000\n"
+    assert DISPATCHER.drain()
+    assert "io" in {a.metric for a in io_alerts}
+
+
+def test_alert_on_high_usage_logs_and_monitoring_without_callback_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sandbox = _sandbox(
+        GROW,
+        memory_limit=10 * 65536,
+        alert_on_high_usage=True,
+        enable_resource_monitoring=True,
+        monitoring_interval=timedelta(milliseconds=20),
+    )
+    with caplog.at_level(logging.DEBUG, logger="wasm_sandbox"):
+        sandbox.call("grow", 8)  # 9 of 10 pages: 90%
+        assert DISPATCHER.drain()
+    names = {r.name for r in caplog.records}
+    assert "wasm_sandbox.alerts" in names and "wasm_sandbox.resources" in names
+
+
+def test_monitoring_options_are_checked() -> None:
+    with pytest.raises(ws.ConfigurationError):
+        ws.ResourceMonitor().memory_threshold(150)
+    with pytest.raises(ws.ConfigurationError):
+        ws.ResourceMonitor().io_threshold(0)
+    with pytest.raises(TypeError):
+        ws.ResourceMonitor().cpu_threshold("high")  # type: ignore[arg-type]
+    with pytest.raises(ws.ConfigurationError, match="monitoring_interval"):
+        _sandbox(SPIN, monitoring_interval=timedelta(microseconds=10))
+    with pytest.raises(TypeError):
+        _sandbox(SPIN, resource_callback="not callable")
+
+
+def test_no_thread_per_execution() -> None:
+    sandbox = _sandbox(GROW, resource_callback=lambda u: None)
+    sandbox.call("grow", 0)
+    before = threading.active_count()
+    for _ in range(50):
+        sandbox.call("grow", 0)
+    assert threading.active_count() <= before
