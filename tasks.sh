@@ -74,6 +74,7 @@ case "$task" in
         "$VENV/bin/python" bench/bench_io.py "$@"
         "$VENV/bin/python" bench/bench_buffering.py "$@"
         "$VENV/bin/python" bench/bench_python.py "$@"
+        "$VENV/bin/python" bench/bench_balancer.py "$@"
         ;;
     *)
         sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'

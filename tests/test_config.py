@@ -304,7 +304,8 @@ def test_error_tree() -> None:
 # --- public surface --------------------------------------------------------------------------
 
 PUBLIC = {
-    "Alert", "AlertLevel", "MemoryUsage", "ResourceMonitor", "ResourceUsage",
+    "Alert", "AlertLevel", "MemoryUsage", "ResourceMonitor", "ResourceUsage", "BalancerStats",
+    "LoadBalancer", "Overflow", "OverflowStrategy", "Timeout",
     "AsyncSession", "AsyncWasmSandbox", "CompilationError", "ConfigurationError", "ExecutionCancelled",
     "ExecutionError", "ExecutionResult", "ExecutionTimeout", "FuelExhausted", "FunctionNotFound",
     "GuestError", "GuestExit", "GuestTrap", "HostError", "IndirectCallError", "IntegerDivisionByZero",

@@ -3,6 +3,11 @@
 Everything public is importable from here; every other module is private.
 """
 
+from ._balancer import BalancerStats as BalancerStats
+from ._balancer import LoadBalancer as LoadBalancer
+from ._balancer import Overflow as Overflow
+from ._balancer import OverflowStrategy as OverflowStrategy
+from ._balancer import Timeout as Timeout
 from ._builder import SandboxBuilder as SandboxBuilder
 from ._builder import SandboxConfig as SandboxConfig
 from ._engine import default_cache_dir as default_cache_dir
@@ -82,6 +87,7 @@ __all__ = [
     "AlertLevel",
     "AsyncSession",
     "AsyncWasmSandbox",
+    "BalancerStats",
     "CompilationError",
     "ConfigurationError",
     "DirectoryCreate",
@@ -111,6 +117,7 @@ __all__ = [
     "InvalidModule",
     "IoLimitExceeded",
     "IoOperation",
+    "LoadBalancer",
     "MemoryAccessOutOfBounds",
     "MemoryLimitExceeded",
     "MemoryUsage",
@@ -120,6 +127,8 @@ __all__ = [
     "NetworkPolicy",
     "NetworkStats",
     "OptimizationLevel",
+    "Overflow",
+    "OverflowStrategy",
     "ProfileBuilder",
     "ProfiledResult",
     "ResourceLimitExceeded",
@@ -137,6 +146,7 @@ __all__ = [
     "SessionLost",
     "StackOverflow",
     "TableAccessOutOfBounds",
+    "Timeout",
     "ToolchainNotFound",
     "UnreachableExecuted",
     "UnsupportedSource",
