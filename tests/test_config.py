@@ -305,7 +305,8 @@ def test_error_tree() -> None:
 
 PUBLIC = {
     "Alert", "AlertLevel", "MemoryUsage", "ResourceMonitor", "ResourceUsage", "BalancerStats",
-    "LoadBalancer", "Overflow", "OverflowStrategy", "Timeout",
+    "LoadBalancer", "Overflow", "OverflowStrategy", "Timeout", "AutoScaler", "ScalingEvent",
+    "ScalingPolicy",
     "AsyncSession", "AsyncWasmSandbox", "CompilationError", "ConfigurationError", "ExecutionCancelled",
     "ExecutionError", "ExecutionResult", "ExecutionTimeout", "FuelExhausted", "FunctionNotFound",
     "GuestError", "GuestExit", "GuestTrap", "HostError", "IndirectCallError", "IntegerDivisionByZero",

@@ -3,6 +3,9 @@
 Everything public is importable from here; every other module is private.
 """
 
+from ._autoscale import AutoScaler as AutoScaler
+from ._autoscale import ScalingEvent as ScalingEvent
+from ._autoscale import ScalingPolicy as ScalingPolicy
 from ._balancer import BalancerStats as BalancerStats
 from ._balancer import LoadBalancer as LoadBalancer
 from ._balancer import Overflow as Overflow
@@ -87,6 +90,7 @@ __all__ = [
     "AlertLevel",
     "AsyncSession",
     "AsyncWasmSandbox",
+    "AutoScaler",
     "BalancerStats",
     "CompilationError",
     "ConfigurationError",
@@ -140,6 +144,8 @@ __all__ = [
     "SandboxBuilder",
     "SandboxConfig",
     "SandboxError",
+    "ScalingEvent",
+    "ScalingPolicy",
     "SecurityEvent",
     "SecurityViolation",
     "Session",

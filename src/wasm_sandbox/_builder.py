@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from ._autoscale import AutoScaler
 from ._errors import ConfigurationError
 from ._iomonitor import IoOperation
 from ._limits import OptimizationLevel, ResourceLimits, ResourceProfile
@@ -89,6 +90,8 @@ class SandboxConfig:
     """How often a running execution is sampled (default 100 ms; 5 ms .. 1 hour)."""
     resource_monitor: ResourceMonitor | None = None
     """Thresholds whose crossings raise ``Alert``s."""
+    auto_scaler: AutoScaler | None = None
+    """Moves the memory limit and timeout with observed usage (isolated calls only)."""
     keep_instance: bool = False
     """Keep one instance across calls (globals and memory persist); default: fresh per call."""
     max_output_bytes: int = DEFAULT_MAX_OUTPUT
@@ -122,6 +125,7 @@ class SandboxConfig:
                 f"network_callback must be callable, got {type(self.network_callback).__name__}"
             )
         _check_monitoring(self)
+        _check_scaler(self)
         if self.network_callback is not None and not self.network_monitoring:
             object.__setattr__(self, "network_monitoring", True)
         if self.io_callback is not None and not self.io_monitoring:
@@ -202,6 +206,16 @@ def encode_args(args: Sequence[str]) -> list[bytes]:
         raise TypeError("args must be a sequence of strings, not one string")
     _check_strings("args", args)
     return [a.encode("utf-8") for a in args]
+
+
+def _check_scaler(config: SandboxConfig) -> None:
+    scaler = config.auto_scaler
+    if scaler is None:
+        return
+    if not isinstance(scaler, AutoScaler):
+        raise TypeError(f"auto_scaler must be an AutoScaler, got {type(scaler).__name__}")
+    if config.keep_instance:
+        raise ConfigurationError("auto_scaler cannot resize a kept instance: use isolated calls")
 
 
 def _check_monitoring(config: SandboxConfig) -> None:
@@ -404,6 +418,12 @@ class SandboxBuilder:
         if self._options.get("resource_monitor") is None:
             self._set("resource_monitor", high_usage_monitor())
         return self
+
+    def auto_scaler(self, scaler: AutoScaler) -> SandboxBuilder:
+        """Let ``scaler`` move the memory limit and timeout with observed usage."""
+        if not isinstance(scaler, AutoScaler):
+            raise TypeError(f"expected an AutoScaler, got {type(scaler).__name__}")
+        return self._set("auto_scaler", scaler)
 
     def strict_io_limits(self, enabled: bool = True) -> SandboxBuilder:
         """Turn the first file-system limit hit into ``IoLimitExceeded``."""

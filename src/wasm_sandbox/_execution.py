@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any, BinaryIO
 
 from . import _errors as e
+from ._autoscale import AutoScaler
 from ._data import OutOfAddressSpace, decode_result
 from ._engine import UNLIMITED_FUEL, CompiledModule, EngineHandle, GuestFailure, GuestInstance
 from ._iomonitor import IoObserver, IoOperation
@@ -68,6 +69,7 @@ class ExecutionPlan:
     network_callback: Callable[[NetworkStats], object] | None = None
     strict_network: bool = False
     monitoring: Monitoring | None = None
+    scaler: AutoScaler | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +128,8 @@ class Outcome:
 
 
 def _build_report(outcome: Outcome) -> ResourceReport:
-    ctx, limits, measured = outcome.ctx, outcome.plan.limits, outcome.measurement
+    ctx, measured = outcome.ctx, outcome.measurement
+    limits = ctx.limits or outcome.plan.limits
     net = ctx.net
     return ResourceReport(
         execution_time=timedelta(seconds=measured.elapsed),
@@ -177,12 +180,18 @@ class Execution:
                 self._kept = None
 
     def new_context(
-        self, args: list[bytes], env: list[bytes], stdin: bytes | BinaryIO | None
+        self,
+        args: list[bytes],
+        env: list[bytes],
+        stdin: bytes | BinaryIO | None,
+        limits: ResourceLimits | None = None,
     ) -> WasiContext:
-        """A fresh WASI context whose deadline starts now."""
+        """A fresh WASI context whose deadline starts now (``limits``: this execution's own,
+        instead of the plan's: an auto-scaler's)."""
         cap = self.plan.max_output_bytes
         ctx = WasiContext(args, env, Stdin(stdin), OutputBuffer(cap), OutputBuffer(cap))
-        limits = self.plan.limits
+        ctx.limits = limits
+        limits = limits or self.plan.limits
         ctx.fds_limit = limits.max_open_files
         ctx.directory_entries_limit = limits.max_directory_entries
         ctx.file_size_limit = limits.max_file_size
@@ -205,7 +214,7 @@ class Execution:
             strict=self.plan.strict_network,
             callback=self.plan.network_callback,
         )
-        timeout = self.plan.limits.execution_timeout
+        timeout = limits.execution_timeout
         if timeout is not None:
             ctx.deadline = ctx.start + timeout.total_seconds()
         return ctx
@@ -228,7 +237,10 @@ class Execution:
             if self.keep_instance:
                 with self._lock:
                     return self._execute(ctx, export, args, command, payload, script)
-            return self._execute(ctx, export, args, command, payload, script)
+            scaler = self.plan.scaler
+            if scaler is None:
+                return self._execute(ctx, export, args, command, payload, script)
+            return self._scaled(scaler, ctx, export, args, command, payload, script)
         finally:
             if restore is not None:
                 _signal.signal(_SIGINT, restore)
@@ -236,13 +248,47 @@ class Execution:
             if ctx.interrupted and ctx.stop_reason is None:
                 raise KeyboardInterrupt  # Ctrl-C arrived after the guest had finished
 
+    def _scaled(
+        self,
+        scaler: AutoScaler,
+        ctx: WasiContext,
+        export: str,
+        args: tuple[Any, ...],
+        command: bool,
+        payload: bytes | None,
+        script: ScriptTurn | None,
+    ) -> Outcome:
+        """One execution under the auto-scaler's limits; a memory-cap failure below its
+        maximum is retried once at the raised cap (with a fresh context: same input)."""
+        floor = self.plan.compiled.initial_memory_bytes
+        self._rescale(ctx, scaler.limits_for(self.plan.limits, floor))
+        try:
+            outcome = self._execute(ctx, export, args, command, payload, script)
+        except e.MemoryLimitExceeded:
+            if ctx.stdin.fileno is not None or not scaler.memory_exhausted():
+                raise
+            retry = self.new_context(ctx.args, ctx.env, ctx.stdin.source())
+            self._rescale(retry, scaler.limits_for(self.plan.limits, floor))
+            outcome = self._execute(retry, export, args, command, payload, script)
+        except e.ExecutionTimeout:
+            scaler.timed_out()
+            raise
+        report = outcome.report
+        scaler.observe(report.peak_memory_bytes, report.execution_time)
+        return outcome
+
+    def _rescale(self, ctx: WasiContext, limits: ResourceLimits) -> None:
+        ctx.limits = limits
+        timeout = limits.execution_timeout
+        ctx.deadline = None if timeout is None else ctx.start + timeout.total_seconds()
+
     def _instance(self, ctx: WasiContext) -> tuple[GuestInstance, bool]:
         if self._kept is not None:
             binding = self._kept.binding
             binding.wasi = ctx
             ctx.fds = binding.fds
             return self._kept, False
-        limits = self.plan.limits
+        limits = ctx.limits or self.plan.limits
         fds = FdTable(self.plan.mounts)
         try:
             instance = GuestInstance(
@@ -266,7 +312,7 @@ class Execution:
         payload: bytes | None,
         script: ScriptTurn | None = None,
     ) -> Outcome:
-        limits = self.plan.limits
+        limits = ctx.limits or self.plan.limits
         fuel = limits.max_fuel if limits.max_fuel is not None else UNLIMITED_FUEL
         instance: GuestInstance | None = None
         fresh = False
@@ -353,7 +399,7 @@ class Execution:
         exit_code: int,
     ) -> e.ExecutionError | None:
         reason = ctx.stop_reason
-        limits = self.plan.limits
+        limits = ctx.limits or self.plan.limits
         if reason == StopReason.TIMEOUT:
             elapsed = timedelta(seconds=time.monotonic() - ctx.start)
             return e.ExecutionTimeout(_effective_timeout(ctx, limits), elapsed)

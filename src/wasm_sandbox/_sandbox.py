@@ -116,6 +116,7 @@ class WasmSandbox:
             _network_observer(config),
             config.strict_network,
             _monitoring(config),
+            config.auto_scaler,
         )
         self._execution = Execution(plan, keep_instance=config.keep_instance)
         self._compiled = compiled

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from .._iomonitor import IoObserver
+from .._limits import ResourceLimits
 from .._monitor import Sampler
 from .._network import NetworkGuard
 from ._errno import Errno, WasiError, errno_from_oserror
@@ -111,6 +112,10 @@ class Stdin:
             return True
         return poll_fds([self._fd], [], 0)
 
+    def source(self) -> bytes:
+        """The fixed bytes this stdin was made from (for a rerun; not for a stream)."""
+        return self._data
+
     def available(self) -> int:
         """Bytes known to be readable without blocking (0 for a stream)."""
         return len(self._data) - self._pos if self._fd is None else 0
@@ -176,6 +181,7 @@ class WasiContext:
     security_violation: str | None = None  # the endpoint a strict policy refused
     net_endpoint: str | None = None  # the endpoint of the connection being opened
     sampler: Sampler | None = None  # live monitoring of this execution
+    limits: ResourceLimits | None = None  # this execution's own limits (an auto-scaler's)
 
     def stop(self, reason: str, exc: BaseException | None = None) -> GuestStop:
         """Record why the guest stops (the first reason wins) and return the unwind signal."""

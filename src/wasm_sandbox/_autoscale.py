@@ -1,0 +1,246 @@
+"""The auto-scaler: a sandbox's memory limit and timeout move, across successive executions,
+within ``[min_limit, max_limit]`` from the usage observed.
+
+- An execution that used ``scale_up_threshold`` (a fraction) of its limit or more raises the
+  limit for the next ones by ``step`` (a factor), up to ``max_limit``.
+- An execution that hit its memory cap below ``max_limit`` is retried once at the raised cap
+  when the policy has ``retry=True`` (the default); the raised cap stays.
+- ``window`` successive executions each at or under ``scale_down_threshold`` of the limit lower
+  it by ``step``, down to ``min_limit``.
+
+Every change is a ``ScalingEvent``: kept in ``events``, logged on ``wasm_sandbox.autoscale``
+and given to the ``on_scale`` callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from ._errors import ConfigurationError
+from ._limits import ResourceLimits
+
+__all__ = ["AutoScaler", "ScalingEvent", "ScalingPolicy"]
+
+log = logging.getLogger("wasm_sandbox.autoscale")
+_EVENTS_KEPT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingPolicy:
+    """How one limit may move. Memory limits are bytes; timeouts are seconds or timedeltas."""
+
+    min_limit: float | timedelta
+    max_limit: float | timedelta
+    scale_up_threshold: float = 0.8
+    """Usage (a fraction of the limit) at which the limit rises for the next executions."""
+    scale_down_threshold: float = 0.3
+    """Usage at or under which, ``window`` times in a row, the limit falls."""
+    step: float = 2.0
+    """The factor a limit rises or falls by."""
+    window: int = 5
+    retry: bool = True
+    """Retry, once, an execution that hit its memory cap below ``max_limit``."""
+
+    def __post_init__(self) -> None:
+        low, high = _number(self.min_limit), _number(self.max_limit)
+        if not 0 < low <= high:
+            raise ConfigurationError(
+                f"ScalingPolicy needs 0 < min_limit <= max_limit, got {low} and {high}"
+            )
+        if not 0 <= self.scale_down_threshold < self.scale_up_threshold <= 1:
+            raise ConfigurationError(
+                "ScalingPolicy needs 0 <= scale_down_threshold < scale_up_threshold <= 1"
+            )
+        if not self.step > 1:
+            raise ConfigurationError(f"ScalingPolicy.step must be > 1, got {self.step}")
+        if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:
+            raise ConfigurationError(f"ScalingPolicy.window must be an int >= 1, got {self.window}")
+
+    @property
+    def low(self) -> float:
+        """``min_limit`` as a number (bytes or seconds)."""
+        return _number(self.min_limit)
+
+    @property
+    def high(self) -> float:
+        """``max_limit`` as a number (bytes or seconds)."""
+        return _number(self.max_limit)
+
+
+@dataclass(frozen=True, slots=True)
+class ScalingEvent:
+    """One change of a limit."""
+
+    resource: str
+    """``"memory"`` (bytes) or ``"timeout"`` (seconds)."""
+    old: float
+    new: float
+    reason: str
+
+
+def _number(value: float | timedelta) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"a scaling limit must be a number or a timedelta, got {value!r}")
+    return float(value)
+
+
+class _Track:
+    """One scaled limit."""
+
+    def __init__(self, resource: str, policy: ScalingPolicy) -> None:
+        self.resource, self.policy = resource, policy
+        self.current: float | None = None
+        self.low_runs = 0
+
+    def start(self, base: float | None) -> float:
+        if self.current is None:
+            start = self.policy.low if base is None else base
+            self.current = min(self.policy.high, max(self.policy.low, start))
+        return self.current
+
+    def observe(self, used: float) -> tuple[float, float, str] | None:
+        current, policy = self.current, self.policy
+        assert current is not None
+        if used >= policy.scale_up_threshold * current and current < policy.high:
+            return self._move(
+                min(policy.high, current * policy.step), f"used {used:g} of {current:g}"
+            )
+        if used <= policy.scale_down_threshold * current:
+            self.low_runs += 1
+            if self.low_runs >= policy.window and current > policy.low:
+                return self._move(
+                    max(policy.low, current / policy.step),
+                    f"{policy.window} executions at or under {policy.scale_down_threshold:.0%}",
+                )
+        else:
+            self.low_runs = 0
+        return None
+
+    def raise_for_retry(self) -> tuple[float, float, str] | None:
+        current = self.current
+        assert current is not None
+        if current >= self.policy.high:
+            return None
+        return self._move(min(self.policy.high, current * self.policy.step), "the limit was hit")
+
+    def _move(self, new: float, reason: str) -> tuple[float, float, str]:
+        old, self.current, self.low_runs = self.current or 0.0, new, 0
+        return old, new, reason
+
+
+class AutoScaler:
+    """Adapts a sandbox's memory limit and timeout to observed usage (see the module notes).
+    Give it to ``SandboxBuilder.auto_scaler``; one scaler serves one sandbox."""
+
+    __module__ = "wasm_sandbox"
+
+    def __init__(self) -> None:
+        self._memory: _Track | None = None
+        self._timeout: _Track | None = None
+        self._callback: Callable[[ScalingEvent], object] | None = None
+        self._lock = threading.Lock()
+        self.events: list[ScalingEvent] = []
+        """The changes so far (the latest 1,000)."""
+
+    def memory_policy(self, policy: ScalingPolicy) -> AutoScaler:
+        """Scale the memory limit (bytes)."""
+        self._memory = _Track("memory", _policy(policy))
+        return self
+
+    def timeout_policy(self, policy: ScalingPolicy) -> AutoScaler:
+        """Scale the execution timeout (seconds or timedeltas)."""
+        self._timeout = _Track("timeout", _policy(policy))
+        return self
+
+    def on_scale(self, callback: Callable[[ScalingEvent], object]) -> AutoScaler:
+        """Called with each ``ScalingEvent`` (after it is logged)."""
+        if not callable(callback):
+            raise TypeError(f"on_scale needs a callable, got {type(callback).__name__}")
+        self._callback = callback
+        return self
+
+    @property
+    def memory_limit(self) -> int | None:
+        """The memory limit the next execution gets (None before the first)."""
+        current = self._memory.current if self._memory is not None else None
+        return None if current is None else int(current)
+
+    @property
+    def timeout(self) -> timedelta | None:
+        """The timeout the next execution gets (None before the first)."""
+        current = self._timeout.current if self._timeout is not None else None
+        return None if current is None else timedelta(seconds=current)
+
+    def limits_for(self, base: ResourceLimits, floor: int = 0) -> ResourceLimits:
+        """``base`` with the scaled memory limit (never under ``floor``, the module's initial
+        memory, rounded to whole pages) and timeout."""
+        with self._lock:
+            changes: dict[str, object] = {}
+            if self._memory is not None:
+                memory = max(floor, int(self._memory.start(base.memory_bytes)))
+                changes["memory_bytes"] = max(65536, memory // 65536 * 65536)
+            if self._timeout is not None:
+                start = base.execution_timeout.total_seconds() if base.execution_timeout else None
+                changes["execution_timeout"] = timedelta(seconds=self._timeout.start(start))
+            return base.replace(**changes) if changes else base
+
+    def observe(self, peak_memory: int, elapsed: timedelta) -> None:
+        """Account one finished execution's usage."""
+        with self._lock:
+            moves = []
+            if self._memory is not None and self._memory.current is not None:
+                moves.append(("memory", self._memory.observe(float(peak_memory))))
+            if self._timeout is not None and self._timeout.current is not None:
+                moves.append(("timeout", self._timeout.observe(elapsed.total_seconds())))
+        for resource, move in moves:
+            if move is not None:
+                self._emit(resource, move)
+
+    def memory_exhausted(self) -> bool:
+        """An execution hit its memory cap: raise it; True when a retry is allowed."""
+        track = self._memory
+        if track is None or track.current is None:
+            return False
+        with self._lock:
+            move = track.raise_for_retry()
+        if move is None:
+            return False
+        self._emit("memory", move)
+        return track.policy.retry
+
+    def timed_out(self) -> None:
+        """An execution hit its timeout: raise it for the next ones."""
+        track = self._timeout
+        if track is None or track.current is None:
+            return
+        with self._lock:
+            move = track.raise_for_retry()
+        if move is not None:
+            self._emit("timeout", move)
+
+    def _emit(self, resource: str, move: tuple[float, float, str]) -> None:
+        event = ScalingEvent(resource, *move)
+        with self._lock:
+            self.events.append(event)
+            del self.events[:-_EVENTS_KEPT]
+        log.info(
+            "%s limit %g -> %g (%s)", resource, event.old, event.new, event.reason,
+            extra={"scaling": event},
+        )  # fmt: skip
+        if self._callback is not None:
+            try:
+                self._callback(event)
+            except Exception as exc:  # a user callback never breaks an execution
+                log.warning("on_scale callback raised %r", exc)
+
+
+def _policy(policy: ScalingPolicy) -> ScalingPolicy:
+    if not isinstance(policy, ScalingPolicy):
+        raise TypeError(f"expected a ScalingPolicy, got {type(policy).__name__}")
+    return policy

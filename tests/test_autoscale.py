@@ -1,0 +1,108 @@
+"""The auto-scaler moves a sandbox's memory limit and timeout within [min, max] across
+executions of real guests: up on high usage (and a memory-cap failure retried once at the
+raised cap), down after a window of low usage; every change is an event and a log line."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pytest
+
+import wasm_sandbox as ws
+
+PAGE = 65536
+GROWER = b"""(module
+  (import "wasi_snapshot_preview1" "poll_oneoff"
+    (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  ;; use(pages): grow memory to `pages` pages (trap when refused), then return the size
+  (func (export "use") (param $pages i32) (result i32)
+    (if (i32.gt_u (local.get $pages) (memory.size))
+      (then (if (i32.eq (memory.grow (i32.sub (local.get $pages) (memory.size))) (i32.const -1))
+        (then unreachable))))
+    (memory.size))
+  ;; nap(ms): sleep through poll_oneoff
+  (func (export "nap") (param $ms i32)
+    (i32.store (i32.const 8) (i32.const 0))
+    (i64.store (i32.const 16) (i64.const 0))
+    (i64.store (i32.const 24) (i64.mul (i64.extend_i32_u (local.get $ms)) (i64.const 1000000)))
+    (i64.store (i32.const 32) (i64.const 0))
+    (i32.store16 (i32.const 40) (i32.const 0))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"""
+
+
+def _sandbox(scaler: ws.AutoScaler, memory_pages: int = 4, timeout: float = 1.0) -> ws.WasmSandbox:
+    return (
+        ws.WasmSandbox.builder()
+        .source(GROWER)
+        .memory_limit(memory_pages * PAGE)
+        .timeout_duration(timedelta(seconds=timeout))
+        .auto_scaler(scaler)
+        .build()
+    )
+
+
+def test_memory_scales_up_and_a_capped_execution_is_retried_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    events: list[ws.ScalingEvent] = []
+    scaler = (
+        ws.AutoScaler()
+        .memory_policy(ws.ScalingPolicy(min_limit=2 * PAGE, max_limit=16 * PAGE, window=3))
+        .on_scale(events.append)
+    )
+    sandbox = _sandbox(scaler)
+    with caplog.at_level(logging.INFO, logger="wasm_sandbox.autoscale"):
+        assert sandbox.call("use", 6) == 6  # 6 pages > the 4-page cap: retried at 8
+    assert scaler.memory_limit == 8 * PAGE
+    assert [(e.resource, e.old, e.new, e.reason) for e in events] == [
+        ("memory", 4 * PAGE, 8 * PAGE, "the limit was hit")
+    ]
+    assert any("memory limit" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ws.MemoryLimitExceeded):
+        sandbox.call("use", 40)  # beyond max_limit (16 pages): no retry can help
+    assert scaler.memory_limit == 16 * PAGE
+
+
+def test_memory_scales_down_after_a_window_of_low_usage() -> None:
+    scaler = ws.AutoScaler().memory_policy(
+        ws.ScalingPolicy(min_limit=2 * PAGE, max_limit=64 * PAGE, window=3)
+    )
+    sandbox = _sandbox(scaler, memory_pages=32)
+    for _ in range(3):
+        sandbox.call("use", 1)  # 1 page of 32: under 30%
+    assert scaler.memory_limit == 16 * PAGE
+    assert scaler.events[-1].reason.startswith("3 executions")
+    for _ in range(6):
+        sandbox.call("use", 1)
+    assert scaler.memory_limit == 4 * PAGE  # 16 -> 8 -> 4, never under min (2 pages)
+
+
+def test_timeout_scales_with_observed_time() -> None:
+    scaler = ws.AutoScaler().timeout_policy(
+        ws.ScalingPolicy(min_limit=0.1, max_limit=timedelta(seconds=2), window=2)
+    )
+    sandbox = _sandbox(scaler, timeout=0.2)
+    sandbox.call("nap", 180)  # 90% of 0.2 s: up to 0.4 s
+    assert scaler.timeout == timedelta(seconds=0.4)
+    with pytest.raises(ws.ExecutionTimeout):
+        sandbox.call("nap", 1000)  # times out at 0.4 s, and raises the limit to 0.8 s
+    assert scaler.timeout == timedelta(seconds=0.8)
+    sandbox.call("nap", 500)  # fits now
+    for _ in range(2):
+        sandbox.call("nap", 1)
+    assert scaler.timeout == timedelta(seconds=0.4)
+
+
+def test_scaling_policy_and_builder_are_checked() -> None:
+    with pytest.raises(ws.ConfigurationError):
+        ws.ScalingPolicy(min_limit=10, max_limit=5)
+    with pytest.raises(ws.ConfigurationError):
+        ws.ScalingPolicy(min_limit=1, max_limit=5, scale_up_threshold=0.2, scale_down_threshold=0.5)
+    with pytest.raises(ws.ConfigurationError):
+        ws.ScalingPolicy(min_limit=1, max_limit=5, step=1)
+    with pytest.raises(ws.ConfigurationError, match="kept instance"):
+        ws.WasmSandbox.builder().source(GROWER).keep_instance(True).auto_scaler(
+            ws.AutoScaler()
+        ).build()
