@@ -58,6 +58,8 @@ from ._limits import OptimizationLevel as OptimizationLevel
 from ._limits import ProfileBuilder as ProfileBuilder
 from ._limits import ResourceLimits as ResourceLimits
 from ._limits import ResourceProfile as ResourceProfile
+from ._metrics import PrometheusMetrics as PrometheusMetrics
+from ._metrics import enable_prometheus_metrics as enable_prometheus_metrics
 from ._monitor import Alert as Alert
 from ._monitor import AlertLevel as AlertLevel
 from ._monitor import MemoryUsage as MemoryUsage
@@ -135,6 +137,7 @@ __all__ = [
     "OverflowStrategy",
     "ProfileBuilder",
     "ProfiledResult",
+    "PrometheusMetrics",
     "ResourceLimitExceeded",
     "ResourceLimits",
     "ResourceMonitor",
@@ -158,6 +161,7 @@ __all__ = [
     "UnsupportedSource",
     "WasmSandbox",
     "default_cache_dir",
+    "enable_prometheus_metrics",
     "parse_count",
     "parse_duration",
     "parse_size",

@@ -20,6 +20,7 @@ from ._data import OutOfAddressSpace, decode_result
 from ._engine import UNLIMITED_FUEL, CompiledModule, EngineHandle, GuestFailure, GuestInstance
 from ._iomonitor import IoObserver, IoOperation
 from ._limits import WASM_PAGE, ResourceLimits
+from ._metrics import notify_report, observing
 from ._monitor import MemoryUsage, ResourceMonitor, ResourceUsage, Sampler
 from ._mounts import Mount
 from ._network import NetworkGuard, NetworkPolicy, NetworkStats
@@ -349,6 +350,8 @@ class Execution:
                 error = _reported_error(data_error, measured, limits)
             kind = "ok" if exit_code == 0 else "exit"
             outcome = Outcome(value, exit_code, ctx, self.plan, measured, kind)
+            if observing():
+                _observe(outcome, error)
             if error is not None:
                 self._attach(error, outcome)
                 raise error
@@ -551,6 +554,13 @@ def _sampler(
         )
 
     return Sampler(monitoring.interval, read, monitoring.callback, monitoring.monitor)
+
+
+def _observe(outcome: Outcome, error: e.ExecutionError | None) -> None:
+    """Give the finished execution's report to the process-wide observers (metrics)."""
+    if error is not None:
+        outcome.outcome = type(error).__name__
+    notify_report(outcome.report)
 
 
 def _seconds(value: timedelta | None) -> float | None:
