@@ -306,7 +306,7 @@ def test_error_tree() -> None:
 PUBLIC = {
     "Alert", "AlertLevel", "MemoryUsage", "ResourceMonitor", "ResourceUsage", "BalancerStats",
     "LoadBalancer", "Overflow", "OverflowStrategy", "Timeout", "AutoScaler", "ScalingEvent",
-    "ScalingPolicy", "PrometheusMetrics", "enable_prometheus_metrics",
+    "ScalingPolicy", "PrometheusMetrics", "enable_prometheus_metrics", "RayBackend", "ProcessBackend",
     "AsyncSession", "AsyncWasmSandbox", "CompilationError", "ConfigurationError", "ExecutionCancelled",
     "ExecutionError", "ExecutionResult", "ExecutionTimeout", "FuelExhausted", "FunctionNotFound",
     "GuestError", "GuestExit", "GuestTrap", "HostError", "IndirectCallError", "IntegerDivisionByZero",

@@ -72,6 +72,8 @@ from ._oneliners import run as run
 from ._oneliners import run_async as run_async
 from ._oneliners import run_with_timeout as run_with_timeout
 from ._oneliners import run_with_timeout_async as run_with_timeout_async
+from ._ray import RayBackend as RayBackend
+from ._remote import ProcessBackend as ProcessBackend
 from ._report import ExecutionResult as ExecutionResult
 from ._report import MonitoredResult as MonitoredResult
 from ._report import ProfiledResult as ProfiledResult
@@ -135,9 +137,11 @@ __all__ = [
     "OptimizationLevel",
     "Overflow",
     "OverflowStrategy",
+    "ProcessBackend",
     "ProfileBuilder",
     "ProfiledResult",
     "PrometheusMetrics",
+    "RayBackend",
     "ResourceLimitExceeded",
     "ResourceLimits",
     "ResourceMonitor",

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from ._errors import ConfigurationError, ExecutionTimeout, SandboxError
 
 if TYPE_CHECKING:
+    from ._ray import RayBackend
+    from ._remote import ProcessBackend
     from ._sandbox import WasmSandbox
 
 __all__ = ["BalancerStats", "LoadBalancer", "Overflow", "OverflowStrategy", "Timeout"]
@@ -95,6 +97,7 @@ class LoadBalancer:
 
     def __init__(self, sandbox: WasmSandbox | None = None) -> None:
         self._sandbox = sandbox
+        self._backend: RayBackend | ProcessBackend | None = None
         self._workers_wanted = max(1, os.cpu_count() or 1)
         self._capacity = 1000
         self._timeout: float | None = None
@@ -107,6 +110,13 @@ class LoadBalancer:
         self._latencies: collections.deque[float] = collections.deque(maxlen=_LATENCIES)
 
     # --- configuration --------------------------------------------------------------------
+
+    def backend(self, backend: RayBackend | ProcessBackend | None) -> LoadBalancer:
+        """Run the jobs in worker processes (``ProcessBackend``, crash isolation) or on a
+        Ray cluster (``RayBackend``) instead of in this process's threads; the worker threads
+        then only wait for their jobs."""
+        self._backend = backend
+        return self
 
     def sandbox(self, sandbox: WasmSandbox) -> LoadBalancer:
         """The sandbox whose functions the jobs call."""
@@ -252,11 +262,8 @@ class LoadBalancer:
         if job.deadline is not None and time.monotonic() >= job.deadline:
             self._finish(job, error=Timeout("the job waited in the queue past timeout_duration"))
             return
-        ctx = sandbox._context()
-        if job.deadline is not None:
-            ctx.deadline = job.deadline if ctx.deadline is None else min(ctx.deadline, job.deadline)
         try:
-            value = sandbox._call(job.function, job.args, ctx, kwargs=job.kwargs).value
+            value = self._call(sandbox, job)
         except ExecutionTimeout as exc:
             if job.deadline is not None and time.monotonic() >= job.deadline - 0.001:
                 error = Timeout("the job ran past timeout_duration")
@@ -268,6 +275,15 @@ class LoadBalancer:
             self._finish(job, error=exc)
         else:
             self._finish(job, value=value)
+
+    def _call(self, sandbox: WasmSandbox, job: _Job) -> Any:
+        if self._backend is not None:
+            left = None if job.deadline is None else max(0.0, job.deadline - time.monotonic())
+            return self._backend.run(sandbox, job.function, job.args, dict(job.kwargs), left)
+        ctx = sandbox._context()
+        if job.deadline is not None:
+            ctx.deadline = job.deadline if ctx.deadline is None else min(ctx.deadline, job.deadline)
+        return sandbox._call(job.function, job.args, ctx, kwargs=job.kwargs).value
 
     def _finish(self, job: _Job, value: Any = None, error: BaseException | None = None) -> None:
         with self._cond:

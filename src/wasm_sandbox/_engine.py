@@ -29,6 +29,7 @@ import wasmtime
 from . import _capi, _wasm
 from ._errors import InvalidModule
 from ._limits import WASM_PAGE, OptimizationLevel
+from ._traps import remember_trap_handlers
 from ._wasi._bind import (
     WASI_MODULE,
     HostBinding,
@@ -452,6 +453,7 @@ class GuestInstance:
                 self.instance = _capi.instantiate_pre(compiled.pre, context)
             except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
                 raise _failure(exc) from None
+        remember_trap_handlers()  # wasmtime's are in place by now (recorded once)
         memory = _capi.export_get(context, self.instance, "memory")
         is_memory = memory is not None and _capi.kind_of(memory) == _capi.EXTERN_MEMORY
         self.memory = memory if is_memory else None

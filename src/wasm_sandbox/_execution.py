@@ -25,6 +25,7 @@ from ._monitor import MemoryUsage, ResourceMonitor, ResourceUsage, Sampler
 from ._mounts import Mount
 from ._network import NetworkGuard, NetworkPolicy, NetworkStats
 from ._report import ExecutionResult, ResourceReport
+from ._traps import check_after_foreign_init
 from ._turns import ScriptTurn
 from ._wasi._bind import HostBinding
 from ._wasi._context import GuestStop, OutputBuffer, Stdin, StopReason, WasiContext
@@ -233,6 +234,7 @@ class Execution:
         """Run ``export`` (``command``: a WASI ``_start``, exit codes are results; with a
         ``payload``: a data call, ``args`` ignored; with a ``script``: one turn of a script
         runtime, whose answer comes through the door)."""
+        check_after_foreign_init()
         restore = _catch_sigint(ctx)
         try:
             if self.keep_instance:

@@ -1,0 +1,69 @@
+"""The Ray backend: the same jobs, limits, results and errors on a local Ray instance
+started by this test module (2 CPUs) and shut down at its end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+import wasm_sandbox as ws
+
+ray = pytest.importorskip("ray", reason="the Ray backend needs ray (in the test extras)")
+
+GUEST = b"""(module
+  (memory (export "memory") 1)
+  (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
+  (func (export "div") (param i32 i32) (result i32) (i32.div_s (local.get 0) (local.get 1)))
+  (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+  (func (export "spin") (loop $l (br $l))))"""
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture
+def balancer(cluster: None) -> Iterator[ws.LoadBalancer]:
+    sandbox = ws.WasmSandbox.builder().source(GUEST).memory_limit(4 * 65536).max_fuel(None).build()
+    with ws.LoadBalancer(sandbox).max_concurrent_executions(2).backend(ws.RayBackend()) as lb:
+        yield lb
+
+
+def test_results_on_ray(balancer: ws.LoadBalancer) -> None:
+    futures = [balancer.submit("add", i, 1) for i in range(20)]
+    assert [f.result() for f in futures] == [i + 1 for i in range(20)]
+    assert balancer.stats().completed == 20
+
+
+def test_errors_and_limits_on_ray_are_the_local_ones(balancer: ws.LoadBalancer) -> None:
+    with pytest.raises(ws.IntegerDivisionByZero) as trap:
+        balancer.execute("div", 1, 0)
+    assert trap.value.trap_code == "integer_division_by_zero"
+    assert balancer.execute("grow", 2) == 1
+    assert balancer.execute("grow", 10) == -1  # the memory cap holds on the Ray worker
+    with pytest.raises(ws.FunctionNotFound):
+        balancer.execute("nope")
+
+
+def test_timeout_on_ray(cluster: None) -> None:
+    sandbox = ws.WasmSandbox.builder().source(GUEST).max_fuel(None).build()
+    lb = ws.LoadBalancer(sandbox).backend(ws.RayBackend())
+    with lb.timeout_duration(timedelta(milliseconds=500)):
+        with pytest.raises(ws.Timeout) as info:
+            lb.execute("spin")
+        assert isinstance(info.value.__cause__, ws.ExecutionTimeout)
+
+
+def test_local_traps_survive_ray_init(cluster: None) -> None:
+    """ray.init() replaces the signal handlers wasmtime's traps need; a trap in this process
+    afterwards must still be an error, not the end of the process."""
+    sandbox = ws.WasmSandbox.builder().source(GUEST).build()
+    with pytest.raises(ws.IntegerDivisionByZero):
+        sandbox.call("div", 1, 0)
