@@ -9,11 +9,9 @@ directories, must exist on the worker machines.
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ConfigurationError
-from ._remote import remote_call
+from ._remote import SandboxKeys, remote_call
 from ._traps import ensure_trap_handlers
 
 if TYPE_CHECKING:
@@ -43,8 +41,7 @@ class RayBackend:
         self.address = address
         self._init_kwargs = init_kwargs
         self._task: Any = None
-        self._keys: dict[int, str] = {}
-        self._held: list[Any] = []
+        self._keys = SandboxKeys()
 
     def _ensure(self) -> None:
         ray = self._ray
@@ -64,14 +61,8 @@ class RayBackend:
     ) -> Any:
         """Run one job on the cluster and return its value (or raise its error)."""
         self._ensure()
-        config = sandbox.config
-        if config.keep_instance:
-            raise ConfigurationError("a Ray backend runs isolated calls only (no keep_instance)")
-        key = self._keys.get(id(sandbox))
-        if key is None:
-            key = self._keys[id(sandbox)] = uuid.uuid4().hex
-            self._held.append(sandbox)  # so its id is never reused for another sandbox
-        ref = self._task.remote(key, config, function, args, dict(kwargs), seconds)
+        key = self._keys.key(sandbox, "a Ray backend")
+        ref = self._task.remote(key, sandbox.config, function, args, dict(kwargs), seconds)
         ok, result = self._ray.get(ref)
         if ok:
             return result

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._builder import SandboxConfig
 
-__all__ = ["ProcessBackend", "remote_call"]
+__all__ = ["ProcessBackend", "SandboxKeys", "remote_call"]
 
 _SANDBOXES: dict[str, Any] = {}  # per Ray worker process: key -> WasmSandbox
 
@@ -43,6 +43,28 @@ def remote_call(
         return False, exc
 
 
+class SandboxKeys:
+    """A key per sandbox, under which worker processes keep the sandbox they built."""
+
+    def __init__(self) -> None:
+        self._keys: dict[int, str] = {}
+        self._held: list[Any] = []  # so an id is never reused for another sandbox
+        self._lock = threading.Lock()
+
+    def key(self, sandbox: Any, backend: str) -> str:
+        """``sandbox``'s key; a kept-instance sandbox is refused (``backend`` names who)."""
+        if sandbox.config.keep_instance:
+            from ._errors import ConfigurationError  # noqa: PLC0415
+
+            raise ConfigurationError(f"{backend} runs isolated calls only (no keep_instance)")
+        with self._lock:
+            key = self._keys.get(id(sandbox))
+            if key is None:
+                key = self._keys[id(sandbox)] = uuid.uuid4().hex
+                self._held.append(sandbox)
+            return key
+
+
 class ProcessBackend:
     """Where a ``LoadBalancer`` runs its jobs instead of threads: worker processes, for crash
     isolation. A worker that dies (a fault in native code, a kill) ends only the job it ran,
@@ -59,8 +81,7 @@ class ProcessBackend:
         self._max_workers = max_workers
         self._pool: Any = None
         self._lock = threading.Lock()
-        self._keys: dict[int, str] = {}
-        self._held: list[Any] = []
+        self._keys = SandboxKeys()
 
     def _executor(self) -> Any:
         with self._lock:
@@ -82,12 +103,7 @@ class ProcessBackend:
         """Run one job in a worker process and return its value (or raise its error)."""
         from ._errors import ConfigurationError, HostError  # noqa: PLC0415
 
-        if sandbox.config.keep_instance:
-            raise ConfigurationError("a process backend runs isolated calls only")
-        key = self._keys.get(id(sandbox))
-        if key is None:
-            key = self._keys[id(sandbox)] = uuid.uuid4().hex
-            self._held.append(sandbox)
+        key = self._keys.key(sandbox, "a process backend")
         pool = self._executor()
         try:
             future = pool.submit(remote_call, key, sandbox.config, function, args, kwargs, seconds)
