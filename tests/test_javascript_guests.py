@@ -218,6 +218,8 @@ def test_fetch_https_and_strict_refusal(tmp_path: Path) -> None:
 def test_fetch_refuses_other_schemes_and_bad_headers() -> None:
     with pytest.raises(ws.GuestError, match="only http:// and https://"):
         js(FETCH).call("get", "file:///etc/passwd")
+    with pytest.raises(ws.GuestError, match="fetch option redirect is not supported"):
+        js(FETCH).call("get", "http://127.0.0.1:1/", {"redirect": "follow"})
     with pytest.raises(ws.GuestError, match="line breaks"):
         js(FETCH).call("get", "http://127.0.0.1:1/", {"headers": {"X": "a\r\nInjected: 1"}})
 

@@ -158,3 +158,28 @@ def test_plain_socket_objects_and_unsupported_kinds() -> None:
             tools.call("udp")
         with pytest.raises(ws.GuestError, match="TCP client connections only"):
             tools.call("server")
+
+
+def test_socket_options_reach_the_host_connection() -> None:
+    """TCP_NODELAY set by guest code (http.client sets it) is applied to the host socket;
+    an option the sandbox cannot apply is an error, not a silent no-op."""
+    code = (
+        "import socket, ssl\n"
+        "def nodelay(port):\n"
+        "    s = socket.create_connection(('127.0.0.1', port))\n"
+        "    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)\n"
+        "    s.sendall(b'x')\n"
+        "    return s.recv(1)\n"
+        "def other(port):\n"
+        "    s = socket.create_connection(('127.0.0.1', port))\n"
+        "    s.setsockopt(socket.SOL_SOCKET, 12345, 4096)\n"
+        "def ciphers():\n"
+        "    ssl.create_default_context().set_ciphers('NULL')\n"
+    )
+    with echo_server() as server:
+        tools = py(code, f"127.0.0.1:{server.port}")
+        assert tools.call("nodelay", server.port) == b"x"
+        with pytest.raises(ws.GuestError, match="socket option not supported"):
+            tools.call("other", server.port)
+        with pytest.raises(ws.GuestError, match="NotImplementedError"):
+            tools.call("ciphers")

@@ -162,6 +162,10 @@ BOOT = r"""
 
   function fetch(resource, init) {
     init = init || {};
+    for (const key of Object.keys(init)) {
+      if (!["method", "headers", "body"].includes(key))
+        return Promise.reject(new TypeError(`fetch option ${key} is not supported in the sandbox`));
+    }
     return new Promise((resolve, reject) => {
       const id = nextRequest++;
       const body = init.body === undefined || init.body === null ? null : String(init.body);

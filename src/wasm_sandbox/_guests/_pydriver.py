@@ -276,11 +276,13 @@ class _Socket:
         self.settimeout(None if flag else 0.0)
 
     def setsockopt(self, level, option, value, *rest):
-        import socket
-        if (level, option) not in ((socket.IPPROTO_TCP, getattr(socket, "TCP_NODELAY", 1)),
-                                   (socket.SOL_SOCKET, getattr(socket, "SO_KEEPALIVE", 9))):
-            import errno
+        import errno, socket
+        known = {(socket.IPPROTO_TCP, getattr(socket, "TCP_NODELAY", None)): "nodelay",
+                 (socket.SOL_SOCKET, getattr(socket, "SO_KEEPALIVE", None)): "keepalive"}
+        name = known.get((level, option))
+        if name is None or self._fd is None:
             raise OSError(errno.ENOPROTOOPT, "socket option not supported in the sandbox")
+        _net({"net": "sockopt", "fd": self._fd, "option": name, "value": bool(value)})
 
     def getpeername(self):
         return self._address
@@ -385,10 +387,12 @@ class SSLContext:
         self.options = 0
 
     def set_alpn_protocols(self, protocols):
-        pass
+        # The host offers no ALPN, so servers answer HTTP/1.1: what http.client asks for.
+        if any(p != "http/1.1" for p in protocols):
+            raise NotImplementedError("the sandbox's TLS speaks HTTP/1.1 only (no ALPN)")
 
     def set_ciphers(self, ciphers):
-        pass
+        raise NotImplementedError("the host chooses the TLS ciphers (its default policy)")
 
     def load_default_certs(self, purpose=Purpose.SERVER_AUTH):
         pass

@@ -409,6 +409,8 @@ def net_request(ctx: WasiContext, frame: bytes) -> bytes:
             shutdown(entry, int(request["how"]))
         elif op == "tls":
             _start_tls(ctx, _guard(ctx), entry, str(request["host"]))
+        elif op == "sockopt":
+            _set_option(entry, str(request["option"]), bool(request["value"]))
         else:
             raise WasiError(Errno.ENOSYS)
         return b"{}"
@@ -416,6 +418,24 @@ def net_request(ctx: WasiContext, frame: bytes) -> bytes:
         return json.dumps({"errno": int(err.errno)}).encode()
     except (ValueError, KeyError, TypeError):
         return json.dumps({"errno": int(Errno.EINVAL)}).encode()
+
+
+_OPTIONS = {
+    "nodelay": (socket.IPPROTO_TCP, socket.TCP_NODELAY),
+    "keepalive": (socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+}
+
+
+def _set_option(entry: FdEntry, name: str, value: bool) -> None:
+    """Apply a guest's TCP_NODELAY / SO_KEEPALIVE to the host connection."""
+    option = _OPTIONS.get(name)
+    if option is None or entry.fd is None:
+        raise WasiError(Errno.ENOPROTOOPT)
+    sock = socket.socket(fileno=entry.fd)
+    try:
+        sock.setsockopt(*option, int(value))
+    finally:
+        sock.detach()
 
 
 def _clip(buffers: list[memoryview], room: int) -> list[memoryview]:
