@@ -21,8 +21,12 @@ CLANG = shutil.which("clang-14") or shutil.which("clang")
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Every test run gets its own compiled-module cache, shared by the run's tests."""
-    path = tmp_path_factory.mktemp("module-cache")
+    """Every test run gets its own compiled-module cache, shared by the run's tests.
+    ``WASM_SANDBOX_TEST_CACHE`` names a directory to reuse across runs instead (a developer
+    iterating on one test file need not recompile the CPython runtime every run)."""
+    reused = os.environ.get("WASM_SANDBOX_TEST_CACHE")
+    path = Path(reused) if reused else tmp_path_factory.mktemp("module-cache")
+    path.mkdir(parents=True, exist_ok=True)
     old = os.environ.get("WASM_SANDBOX_CACHE_DIR")
     os.environ["WASM_SANDBOX_CACHE_DIR"] = str(path)
     yield path
