@@ -37,9 +37,70 @@ _UNKNOWN, _BLOCK, _CHAR, _DIRECTORY, _REGULAR, _SOCK_STREAM, _SYMLINK = 0, 1, 2,
 # rights
 _FD_READ, _FD_WRITE, _FD_READDIR = 1 << 1, 1 << 6, 1 << 14
 _FD_ALLOCATE, _FD_FILESTAT_SET_SIZE = 1 << 8, 1 << 22
-_ALL_RIGHTS = (1 << 30) - 1
 _WRITE_RIGHTS = _FD_WRITE | _FD_ALLOCATE | _FD_FILESTAT_SET_SIZE | 1  # | FD_DATASYNC
 _READ_RIGHTS = _FD_READ | _FD_READDIR
+# What each kind of descriptor reports (as wasmtime does): a file has the fd_* rights (less
+# read or write when not opened for them); a directory the path_* rights (but
+# path_filestat_set_size, which preview1 implementations no longer offer), fd_readdir and
+# the fd_filestat get/set-times pair, and passes on both sets to what is opened from it.
+_RIGHT_NAMES = (  # preview1's rights, bit 0 first
+    "fd_datasync",
+    "fd_read",
+    "fd_seek",
+    "fd_fdstat_set_flags",
+    "fd_sync",
+    "fd_tell",
+    "fd_write",
+    "fd_advise",
+    "fd_allocate",
+    "path_create_directory",
+    "path_create_file",
+    "path_link_source",
+    "path_link_target",
+    "path_open",
+    "fd_readdir",
+    "path_readlink",
+    "path_rename_source",
+    "path_rename_target",
+    "path_filestat_get",
+    "path_filestat_set_size",
+    "path_filestat_set_times",
+    "fd_filestat_get",
+    "fd_filestat_set_size",
+    "fd_filestat_set_times",
+    "path_symlink",
+    "path_remove_directory",
+    "path_unlink_file",
+    "poll_fd_readwrite",
+    "sock_shutdown",
+    "sock_accept",
+)
+
+
+def _rights(*prefixes: str, but: tuple[str, ...] = ()) -> int:
+    """The rights whose names start with one of ``prefixes``, less those named in ``but``."""
+    return sum(
+        1 << bit
+        for bit, name in enumerate(_RIGHT_NAMES)
+        if name.startswith(prefixes) and name not in but
+    )
+
+
+_FILE_RIGHTS = _rights("fd_", "poll_", but=("fd_readdir",))
+_DIRECTORY_RIGHTS = _rights(
+    "path_", "fd_readdir", "fd_filestat_get", "fd_filestat_set_times",
+    but=("path_filestat_set_size",),
+)  # fmt: skip
+_STREAM_RIGHTS = _FILE_RIGHTS & ~_rights("fd_seek", "fd_tell")
+_SOCKET_RIGHTS = _rights(
+    "fd_read",
+    "fd_write",
+    "fd_fdstat_set_flags",
+    "fd_filestat_get",
+    "poll_",
+    "sock_",
+    but=("fd_readdir",),
+)
 # flags
 _LOOKUP_SYMLINK_FOLLOW = 1
 _O_CREAT, _O_DIRECTORY, _O_EXCL, _O_TRUNC = 1, 2, 4, 8
@@ -196,7 +257,7 @@ def _write_file(
         ctx.fds.flush(entry)  # a positioned write must land after the buffered ones
     data = _fit_limits(ctx, entry, data, offset)
     data = _fit_memory_cap(entry, data, offset)
-    if offset is None and ctx.buffer_size is not None and not entry.sync:
+    if offset is None and ctx.buffer_size is not None and not entry.sync_flags:
         written = _buffered_write(ctx, entry, data)
     elif offset is None:
         written = os.write(entry.fd, data)
@@ -404,16 +465,10 @@ def fd_renumber(ctx: WasiContext, mem: GuestMemory, fd: int, to: int) -> int:
 def fd_fdstat_get(ctx: WasiContext, mem: GuestMemory, fd: int, buf: int) -> int:
     """Get the attributes of a file descriptor."""
     entry = ctx.require_fd(fd)
-    if entry.kind == "dir":
-        # Full rights even on a read-only mount: the guest then asks for write access and
-        # gets EROFS when it opens, rather than a read-only descriptor and EBADF on write.
-        filetype, rights, inheriting = _DIRECTORY, _ALL_RIGHTS, _ALL_RIGHTS
-    else:
-        filetype = {"file": _REGULAR, "socket": _SOCK_STREAM}.get(entry.kind, _CHAR)
-        rights = _ALL_RIGHTS & ~(_READ_RIGHTS | _WRITE_RIGHTS)
-        rights |= (_READ_RIGHTS if entry.readable else 0) | (_WRITE_RIGHTS if entry.writable else 0)
-        inheriting = 0
-    flags = _FDFLAG_APPEND if entry.append else 0
+    filetype, rights, inheriting = _kind_rights(entry)
+    rights &= entry.rights_base
+    inheriting &= entry.rights_inheriting
+    flags = (_FDFLAG_APPEND if entry.append else 0) | entry.sync_flags
     mem.write(buf, _FDSTAT.pack(filetype, flags, rights, inheriting))
     return _SUCCESS
 
@@ -452,11 +507,33 @@ def fd_fdstat_set_rights(
 ) -> int:
     """Adjust the rights associated with a file descriptor (rights can only shrink)."""
     entry = ctx.require_fd(fd)
-    if not base & (_FD_READ | _FD_READDIR):
-        entry.readable = entry.readable and entry.kind in ("stdout", "stderr")
+    _, current, current_inheriting = _kind_rights(entry)
+    current &= entry.rights_base
+    current_inheriting &= entry.rights_inheriting
+    if base & ~current or inheriting & ~current_inheriting:
+        return Errno.ENOTCAPABLE
+    entry.rights_base, entry.rights_inheriting = base, inheriting
+    if entry.kind != "dir" and not base & _FD_READ:
+        entry.readable = False
     if not base & _FD_WRITE:
         entry.writable = False
     return _SUCCESS
+
+
+def _kind_rights(entry: FdEntry) -> tuple[int, int, int]:
+    """(filetype, base rights, inheriting rights) of a descriptor of ``entry``'s kind and
+    access; rights only tell the guest what it may do: read and write are enforced by how
+    the host descriptor was opened (as in wasmtime)."""
+    if entry.kind == "dir":
+        return _DIRECTORY, _DIRECTORY_RIGHTS, _DIRECTORY_RIGHTS | _FILE_RIGHTS
+    if entry.kind == "socket":
+        filetype, rights = _SOCK_STREAM, _SOCKET_RIGHTS
+    else:
+        filetype = _REGULAR if entry.kind == "file" else _CHAR
+        rights = _FILE_RIGHTS if entry.kind == "file" else _STREAM_RIGHTS
+    rights &= ~(_FD_READ | _WRITE_RIGHTS)
+    rights |= (_FD_READ if entry.readable else 0) | (_WRITE_RIGHTS if entry.writable else 0)
+    return filetype, rights, 0
 
 
 @syscall("ii")

@@ -23,9 +23,18 @@ from dataclasses import dataclass, field
 from .._mounts import MEMORY_ROOT, Mount
 from ._errno import Errno, WasiError, errno_from_oserror
 
-__all__ = ["FdEntry", "FdTable", "MountRuntime", "Resolved", "count_entries", "resolve"]
+__all__ = [
+    "ALL_RIGHTS",
+    "FdEntry",
+    "FdTable",
+    "MountRuntime",
+    "Resolved",
+    "count_entries",
+    "resolve",
+]
 
 MAX_SYMLINKS = 40
+ALL_RIGHTS = (1 << 30) - 1  # every preview1 right
 MAX_PATH_BYTES = 4096
 _O_PATH = getattr(os, "O_PATH", 0)
 _DIR_FLAGS = _O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -76,12 +85,15 @@ class FdEntry:
     append: bool = False
     preopen: bool = False
     listing: list[tuple[str, int, int]] | None = None  # readdir snapshot: (name, ino, type)
-    sync: bool = False  # opened with DSYNC/SYNC/RSYNC: never buffered
+    sync_flags: int = 0  # the DSYNC/SYNC/RSYNC fdflags it was opened with: never buffered
     orphan: bool = False  # its file was unlinked while open (in-memory byte accounting)
     pending: bytearray | None = None  # buffered sequential writes not yet on the host
     pending_writes: int = 0
     timeout: float | None = None  # a connection's own read/write timeout (0: non-blocking)
     tls: ssl.SSLSocket | None = None  # a connection the host speaks TLS on (owns ``fd``)
+    # What fd_fdstat_set_rights has left of the rights (masks over the kind's own rights).
+    rights_base: int = ALL_RIGHTS
+    rights_inheriting: int = ALL_RIGHTS
 
     @property
     def guest_path(self) -> str:

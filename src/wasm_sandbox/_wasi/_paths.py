@@ -14,6 +14,7 @@ from ._abi import GuestMemory
 from ._context import WasiContext
 from ._errno import Errno, WasiError
 from ._files import (  # the descriptor helpers both halves of the file API share
+    _FD_WRITE,
     _FDFLAG_APPEND,
     _FDFLAG_DSYNC,
     _FDFLAG_RSYNC,
@@ -61,10 +62,16 @@ def path_open(
     limit = ctx.fds_limit
     if limit is not None and ctx.fds.count_open() >= limit:
         raise ctx.limit_hit("max_open_files", ctx.fds.count_open() + 1, limit, Errno.EMFILE)
+    if oflags & _O_DIRECTORY and oflags & (_O_CREAT | _O_EXCL | _O_TRUNC):
+        return Errno.EINVAL
     readable = bool(rights_base & _READ_RIGHTS)
     writable = bool(rights_base & _WRITE_RIGHTS) or bool(oflags & _O_TRUNC)
     name = _path(mem, path, path_len)
     with resolve(base, name, follow=bool(dirflags & _LOOKUP_SYMLINK_FOLLOW)) as target:
+        if oflags & _O_DIRECTORY or target.must_be_dir or _is_dir(target):
+            # Only fd_write asks to write a directory (EISDIR, as in wasmtime); the other
+            # write rights (allocate, set_size, datasync) mean nothing for one.
+            writable = bool(rights_base & _FD_WRITE or oflags & _O_TRUNC)
         if writable or oflags & (_O_CREAT | _O_TRUNC):
             _writable(ctx, target, "open for writing")
         if oflags & _O_CREAT and not _exists(target):
@@ -88,6 +95,26 @@ def _truncated_bytes(target: Resolved) -> int:
     except FileNotFoundError:
         return 0
     return st.st_size if stat.S_ISREG(st.st_mode) else 0
+
+
+def _is_dir(target: Resolved) -> bool:
+    try:
+        st = os.stat(target.name, dir_fd=target.dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(st.st_mode)
+
+
+def _trailing_slash_errno(target: Resolved) -> Errno:
+    """Why a link cannot be made at "name/": ENOENT, EEXIST (a directory) or ENOTDIR."""
+    if not _exists(target):
+        return Errno.ENOENT
+    return Errno.EEXIST if _is_dir(target) else Errno.ENOTDIR
+
+
+def _missing_or(target: Resolved, errno: Errno) -> Errno:
+    """ENOENT when ``target`` does not exist, else ``errno``."""
+    return errno if _exists(target) else Errno.ENOENT
 
 
 def _exists(target: Resolved) -> bool:
@@ -122,7 +149,7 @@ def _open(target: Resolved, oflags: int, fdflags: int, readable: bool, writable:
         raise WasiError(Errno.ENOTSUP)
     os.set_blocking(host, True)
     entry = FdEntry("file", target.mount, host, target.rel, readable, writable, bool(fdflags & 1))
-    entry.sync = bool(fdflags & (_FDFLAG_DSYNC | _FDFLAG_RSYNC | _FDFLAG_SYNC))
+    entry.sync_flags = fdflags & (_FDFLAG_DSYNC | _FDFLAG_RSYNC | _FDFLAG_SYNC)
     return entry
 
 
@@ -198,6 +225,8 @@ def path_link(
         if source.mount is not target.mount:
             return Errno.EXDEV
         _writable(ctx, target, "create a hard link")
+        if target.must_be_dir:  # "name/" can only name an existing directory
+            return _trailing_slash_errno(target)
         ctx.check_directory_room(target)
         os.link(source.name, target.name, src_dir_fd=source.dir_fd, dst_dir_fd=target.dir_fd,
                 follow_symlinks=False)  # fmt: skip
@@ -287,6 +316,8 @@ def path_symlink(
     link_target = _path(mem, old_path, old_len)
     with resolve(_dir(ctx, fd), _path(mem, new_path, new_len), follow=False) as target:
         _writable(ctx, target, "create a symbolic link")
+        if target.must_be_dir:  # "name/" can only name an existing directory
+            return _trailing_slash_errno(target)
         if link_target.startswith("/") or _escapes(target.rel[:-1], link_target):
             raise Escape(f"symbolic link to {link_target!r} would point outside the mount")
         ctx.check_directory_room(target)
@@ -311,8 +342,10 @@ def _escapes(directory: tuple[str, ...], link_target: str) -> bool:
 def path_unlink_file(ctx: WasiContext, mem: GuestMemory, fd: int, path: int, path_len: int) -> int:
     """Unlink a file."""
     with resolve(_dir(ctx, fd), _path(mem, path, path_len), follow=False) as target:
-        if target.name == "." or target.must_be_dir:
+        if target.name == ".":
             return Errno.EISDIR
+        if target.must_be_dir:  # "name/": EISDIR for a directory, ENOTDIR for anything else
+            return Errno.EISDIR if _is_dir(target) else _missing_or(target, Errno.ENOTDIR)
         _writable(ctx, target, "delete a file")
         _release_replaced(ctx, target)
         os.unlink(target.name, dir_fd=target.dir_fd)
