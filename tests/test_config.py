@@ -279,6 +279,7 @@ def test_error_messages_match_the_seed() -> None:
         ws.GuestExit(3),
         ws.CompilationError("bad", "diagnostics"),
         ws.InvalidModule("x"),
+        ws.MountChanged("/data", "/srv/data", "is now a symbolic link"),
     ],
     ids=lambda err: type(err).__name__,
 )
@@ -311,7 +312,7 @@ PUBLIC = {
     "ExecutionError", "ExecutionResult", "ExecutionTimeout", "FuelExhausted", "FunctionNotFound",
     "GuestError", "GuestExit", "GuestTrap", "HostError", "IndirectCallError", "IntegerDivisionByZero",
     "IntegerOverflow", "InvalidArguments", "InvalidConversionToInteger", "InvalidModule", "IoLimitExceeded",
-    "MemoryAccessOutOfBounds", "MemoryLimitExceeded", "MonitoredResult", "Mount", "OptimizationLevel",
+    "MemoryAccessOutOfBounds", "MemoryLimitExceeded", "MonitoredResult", "Mount", "MountChanged", "OptimizationLevel",
     "SecurityEvent", "ToolchainNotFound", "DirectoryCreate", "DirectoryDelete", "DirectoryList", "FileClose",
     "FileDelete", "FileOpen", "FileRead", "FileRename", "FileWrite", "IoOperation",
     "ProfileBuilder", "ProfiledResult", "ResourceLimitExceeded", "ResourceLimits",

@@ -98,10 +98,11 @@ def test_strict_mode_raises_io_limit_exceeded(
 
 
 def test_memory_fs_cap_gives_enospc_and_touches_no_disk(c_guest) -> None:
-    """An in-memory mount holds at most max_bytes; it starts empty for each run."""
+    """An in-memory mount holds at most max_bytes (the file's entry, 256 bytes plus its name
+    "big", included); it starts empty for each run."""
     sb = ws.WasmSandbox.builder().source(c_guest("fs_limits")).memory_fs("/scratch", 3000).build()
     result = sb.run(["write", "/scratch", "10000"])
-    assert result.stdout == f"wrote 3000 then errno {ENOSPC}\n".encode()
+    assert result.stdout == f"wrote {3000 - 256 - 3} then errno {ENOSPC}\n".encode()
     assert sb.run(["cat", "/scratch/big"]).stdout.startswith(b"open: errno")  # fresh each run
 
 

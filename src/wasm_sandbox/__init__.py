@@ -34,6 +34,7 @@ from ._errors import InvalidModule as InvalidModule
 from ._errors import IoLimitExceeded as IoLimitExceeded
 from ._errors import MemoryAccessOutOfBounds as MemoryAccessOutOfBounds
 from ._errors import MemoryLimitExceeded as MemoryLimitExceeded
+from ._errors import MountChanged as MountChanged
 from ._errors import NetworkLimitExceeded as NetworkLimitExceeded
 from ._errors import ResourceLimitExceeded as ResourceLimitExceeded
 from ._errors import SandboxError as SandboxError
@@ -131,6 +132,7 @@ __all__ = [
     "MemoryUsage",
     "MonitoredResult",
     "Mount",
+    "MountChanged",
     "NetworkLimitExceeded",
     "NetworkPolicy",
     "NetworkStats",

@@ -17,7 +17,7 @@ from ._errors import ConfigurationError
 from ._iomonitor import IoOperation
 from ._limits import OptimizationLevel, ResourceLimits, ResourceProfile
 from ._monitor import DEFAULT_INTERVAL, ResourceMonitor, ResourceUsage, high_usage_monitor
-from ._mounts import DEFAULT_MEMORY_FS_BYTES, Mount, check_mounts
+from ._mounts import DEFAULT_MEMORY_FS_BYTES, DEFAULT_MEMORY_FS_ENTRIES, Mount, check_mounts
 from ._network import NetworkPolicy, NetworkStats
 from ._sources import Source
 
@@ -340,11 +340,16 @@ class SandboxBuilder:
         return self.mount(Mount.directory(host_path, guest_path, read_only=read_only))
 
     def memory_fs(
-        self, guest_path: str = "/tmp", max_bytes: int = DEFAULT_MEMORY_FS_BYTES
+        self,
+        guest_path: str = "/tmp",
+        max_bytes: int = DEFAULT_MEMORY_FS_BYTES,
+        max_entries: int = DEFAULT_MEMORY_FS_ENTRIES,
     ) -> SandboxBuilder:
         """An empty, writable scratch directory at ``guest_path`` held in memory (a private
-        tmpfs directory, never the disk), at most ``max_bytes``, fresh for each instance."""
-        return self.mount(Mount.memory(guest_path, max_bytes))
+        tmpfs directory, never the disk), fresh for each instance. It holds at most
+        ``max_bytes`` — file contents, link targets, names and 256 bytes per entry — in at
+        most ``max_entries`` files, directories and links (past either: ENOSPC)."""
+        return self.mount(Mount.memory(guest_path, max_bytes, max_entries))
 
     def mount(self, mount: Mount) -> SandboxBuilder:
         """Add a ``Mount`` (see ``mount_directory`` and ``memory_fs``)."""

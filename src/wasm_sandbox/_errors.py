@@ -5,6 +5,7 @@ translated in ``_engine`` and never reach the user.
 
     SandboxError
     ├── ConfigurationError (also ValueError)   a limit or option that cannot be honoured
+    ├── MountChanged                           a mounted host directory was replaced
     ├── UnsupportedSource (also NotImplementedError)   a source kind not built yet
     ├── InvalidModule                          malformed, invalid or unlinkable module
     ├── CompilationError                       a source file failed to compile to wasm
@@ -60,6 +61,7 @@ __all__ = [
     "IoLimitExceeded",
     "MemoryAccessOutOfBounds",
     "MemoryLimitExceeded",
+    "MountChanged",
     "NetworkLimitExceeded",
     "ResourceLimitExceeded",
     "SandboxError",
@@ -103,6 +105,25 @@ class ConfigurationError(SandboxError, ValueError):
 
     Not raised for a guest that misbehaves at run time (see ``ExecutionError``).
     """
+
+
+class MountChanged(SandboxError):
+    """A mounted host directory is no longer the directory checked when the mount was made
+    (removed, replaced by another directory, or by a symbolic link): nothing runs.
+
+    Raised when an instance would open the mount, so a directory swapped after the sandbox
+    was built (say, by another sandbox with a writable mount above it) is never served.
+    ``guest_path`` and ``host_path`` name the mount.
+    """
+
+    def __init__(self, guest_path: str, host_path: str, detail: str) -> None:
+        super().__init__(
+            f"mount {guest_path!r}: host directory {host_path} {detail}; "
+            "refusing to run (build the sandbox again to mount what is there now)"
+        )
+        self.guest_path = guest_path
+        self.host_path = host_path
+        self.detail = detail
 
 
 class UnsupportedSource(SandboxError, NotImplementedError):

@@ -157,9 +157,12 @@ def _check_duration(name: str, value: object) -> timedelta:
 class ResourceProfile:
     """A named set of resource limits.
 
-    ``LIGHTWEIGHT``: 16 MiB memory, 5 s, 100 million fuel — small scripts and plug-in hooks.
-    ``STANDARD``: 64 MiB memory, 30 s, 10 billion fuel — the builder's default.
-    ``HIGH_PERFORMANCE``: 512 MiB memory, 300 s, unlimited fuel — heavy, trusted-ish work.
+    ``LIGHTWEIGHT``: 16 MiB memory, 5 s, 100 million fuel, 64 open files — small scripts and
+    plug-in hooks.
+    ``STANDARD``: 64 MiB memory, 30 s, 10 billion fuel, 1,024 open files — the builder's
+    default.
+    ``HIGH_PERFORMANCE``: 512 MiB memory, 300 s, unlimited fuel, 4,096 open files — heavy,
+    trusted-ish work.
     ``ResourceProfile.custom()`` builds your own.
     """
 
@@ -252,6 +255,7 @@ _PREDEFINED = {
             memory_bytes=16 * 1024**2,
             execution_timeout=timedelta(seconds=5),
             max_fuel=100_000_000,
+            max_open_files=64,
         ),
     ),
     "standard": ResourceProfile(
@@ -260,6 +264,7 @@ _PREDEFINED = {
             memory_bytes=64 * 1024**2,
             execution_timeout=timedelta(seconds=30),
             max_fuel=10_000_000_000,
+            max_open_files=1024,
         ),
     ),
     "high_performance": ResourceProfile(
@@ -267,6 +272,7 @@ _PREDEFINED = {
         ResourceLimits(
             memory_bytes=512 * 1024**2,
             execution_timeout=timedelta(seconds=300),
+            max_open_files=4096,
         ),
     ),
 }

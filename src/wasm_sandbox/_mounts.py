@@ -8,7 +8,7 @@ import os
 import posixpath
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._errors import ConfigurationError
@@ -16,6 +16,8 @@ from ._errors import ConfigurationError
 __all__ = ["Mount", "check_mounts"]
 
 DEFAULT_MEMORY_FS_BYTES = 64 * 1024 * 1024
+DEFAULT_MEMORY_FS_ENTRIES = 100_000
+_MAX_MEMORY_FS_ENTRIES = 10_000_000
 MEMORY_ROOT = "/dev/shm"  # where in-memory mounts live: a tmpfs (RAM), never the disk
 _MAX_MEMORY_FS_BYTES = 1 << 40
 _MAX_GUEST_PATH = 4096
@@ -38,6 +40,12 @@ class Mount:
     """Refuse every write (host directories only; memory directories are writable)."""
     max_bytes: int | None = None
     """Byte cap of an in-memory directory (default 64 MiB); must be None for host ones."""
+    max_entries: int | None = None
+    """Cap on the files, directories and links an in-memory directory holds (default
+    100,000); must be None for host ones."""
+    identity: tuple[int, int] | None = field(default=None, init=False, compare=False)
+    """The host directory's (device, inode) when the mount was made: every instance opens
+    exactly that directory, or refuses to run (``MountChanged``)."""
 
     @staticmethod
     def directory(
@@ -47,9 +55,17 @@ class Mount:
         return Mount(guest_path=guest_path, host_path=Path(host_path), read_only=read_only)
 
     @staticmethod
-    def memory(guest_path: str = "/tmp", max_bytes: int = DEFAULT_MEMORY_FS_BYTES) -> Mount:
-        """An empty in-memory directory at ``guest_path`` holding at most ``max_bytes``."""
-        return Mount(guest_path=guest_path, read_only=False, max_bytes=max_bytes)
+    def memory(
+        guest_path: str = "/tmp",
+        max_bytes: int = DEFAULT_MEMORY_FS_BYTES,
+        max_entries: int = DEFAULT_MEMORY_FS_ENTRIES,
+    ) -> Mount:
+        """An empty in-memory directory at ``guest_path`` holding at most ``max_bytes``
+        (file contents, link targets, names and a fixed cost per entry) in at most
+        ``max_entries`` files, directories and links."""
+        return Mount(
+            guest_path=guest_path, read_only=False, max_bytes=max_bytes, max_entries=max_entries
+        )
 
     @property
     def in_memory(self) -> bool:
@@ -59,9 +75,11 @@ class Mount:
     def __post_init__(self) -> None:
         object.__setattr__(self, "guest_path", _check_guest_path(self.guest_path))
         if self.host_path is not None:
-            object.__setattr__(self, "host_path", _check_host_path(self.host_path))
-            if self.max_bytes is not None:
-                raise ConfigurationError("max_bytes applies to in-memory mounts only")
+            host, identity = _check_host_path(self.host_path)
+            object.__setattr__(self, "host_path", host)
+            object.__setattr__(self, "identity", identity)
+            if self.max_bytes is not None or self.max_entries is not None:
+                raise ConfigurationError("max_bytes and max_entries apply to in-memory mounts only")
         else:
             if self.read_only:
                 raise ConfigurationError(
@@ -77,6 +95,14 @@ class Mount:
                     f"in-memory mounts need a tmpfs at {MEMORY_ROOT}, which this host lacks"
                 )
             object.__setattr__(self, "max_bytes", size)
+            entries = DEFAULT_MEMORY_FS_ENTRIES if self.max_entries is None else self.max_entries
+            if isinstance(entries, bool) or not isinstance(entries, int):
+                raise TypeError(f"max_entries must be an int, got {type(entries).__name__}")
+            if not 1 <= entries <= _MAX_MEMORY_FS_ENTRIES:
+                raise ConfigurationError(
+                    f"max_entries must be between 1 and {_MAX_MEMORY_FS_ENTRIES}, got {entries}"
+                )
+            object.__setattr__(self, "max_entries", entries)
 
 
 Mount.__module__ = "wasm_sandbox"
@@ -101,7 +127,7 @@ def _check_guest_path(path: object) -> str:
     return posixpath.normpath("/" + "/".join(parts)) if parts else "/"
 
 
-def _check_host_path(path: object) -> Path:
+def _check_host_path(path: object) -> tuple[Path, tuple[int, int]]:
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"host_path must be a path, got {type(path).__name__}")
     text = os.fspath(path)
@@ -109,14 +135,14 @@ def _check_host_path(path: object) -> Path:
         raise ConfigurationError(f"host_path must not contain NUL characters, got {text!r}")
     resolved = Path(text).resolve()
     try:
-        mode = resolved.stat().st_mode
+        st = resolved.stat()
     except FileNotFoundError:
         raise ConfigurationError(f"host_path does not exist: {text}") from None
     except OSError as exc:
         raise ConfigurationError(f"host_path cannot be used: {text}: {exc.strerror}") from None
-    if not stat.S_ISDIR(mode):
+    if not stat.S_ISDIR(st.st_mode):
         raise ConfigurationError(f"host_path is not a directory: {text}")
-    return resolved
+    return resolved, (st.st_dev, st.st_ino)
 
 
 def check_mounts(mounts: Iterable[Mount]) -> tuple[Mount, ...]:

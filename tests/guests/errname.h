@@ -27,6 +27,7 @@ static const char *errname(int e) {
     case ENOSPC: return "ENOSPC";
     case EDQUOT: return "EDQUOT";
     case EMFILE: return "EMFILE";
+    case ENFILE: return "ENFILE";
     case ENOTSUP: return "ENOTSUP";
     case ESPIPE: return "ESPIPE";
     case EIO: return "EIO";

@@ -18,7 +18,7 @@ from .._limits import ResourceLimits
 from .._monitor import Sampler
 from .._network import NetworkGuard
 from ._errno import Errno, WasiError, errno_from_oserror
-from ._fs import FdEntry, FdTable, Resolved, count_entries
+from ._fs import HOST_DESCRIPTORS, FdEntry, FdTable, Resolved, count_entries
 
 __all__ = ["OutputBuffer", "SecurityEvent", "Stdin", "StopReason", "WasiContext"]
 
@@ -238,6 +238,17 @@ class WasiContext:
             self.strict_hit = (name, attempted, cap)
             raise self.stop(StopReason.IO_LIMIT)
         return WasiError(errno)
+
+    def check_open_room(self) -> None:
+        """EMFILE at the guest's max_open_files; ENFILE when the guests of this process
+        together reach the headroom kept below RLIMIT_NOFILE (see ``HostDescriptors``)."""
+        limit = self.fds_limit
+        under_limit, under_host = self.fds.room_for_one_more(limit)
+        if not under_limit and limit is not None:
+            raise self.limit_hit("max_open_files", self.fds.open_count + 1, limit, Errno.EMFILE)
+        if not under_host:
+            cap = HOST_DESCRIPTORS.cap()
+            raise self.limit_hit("host_open_files", HOST_DESCRIPTORS.in_use + 1, cap, Errno.ENFILE)
 
     def check_directory_room(self, target: Resolved) -> None:
         """ENOSPC when creating ``target`` would exceed max_directory_entries."""

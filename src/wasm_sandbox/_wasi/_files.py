@@ -455,8 +455,7 @@ def fd_renumber(ctx: WasiContext, mem: GuestMemory, fd: int, to: int) -> int:
     entry = ctx.require_fd(fd)
     ctx.require_fd(to)
     if fd != to:
-        ctx.fds.close_fd(to)
-        ctx.fds.entries[to] = ctx.fds.entries.pop(fd)
+        ctx.fds.renumber(fd, to)
     del entry
     return _SUCCESS
 

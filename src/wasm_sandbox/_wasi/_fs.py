@@ -9,22 +9,27 @@ swapped in while we resolve) and sibling directories sharing a prefix cannot lea
 
 from __future__ import annotations
 
+import heapq
 import os
+import resource
 import shutil
 import ssl
 import stat
 import tempfile
+import threading
 import weakref
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from .._errors import MountChanged
 from .._mounts import MEMORY_ROOT, Mount
 from ._errno import Errno, WasiError, errno_from_oserror
 
 __all__ = [
     "ALL_RIGHTS",
+    "HOST_DESCRIPTORS",
     "FdEntry",
     "FdTable",
     "MountRuntime",
@@ -40,9 +45,14 @@ _O_PATH = getattr(os, "O_PATH", 0)
 _DIR_FLAGS = _O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+ENTRY_COST = 256
+"""Bytes an in-memory mount charges for each entry it holds (file, directory or link),
+besides its name, a link's target and a file's contents: what the kernel keeps for it."""
+
+
 class MountRuntime:
     """A mount while an instance uses it: the root directory descriptor and, for an
-    in-memory mount, its private tmpfs directory and byte accounting."""
+    in-memory mount, its private tmpfs directory and its accounting (bytes and entries)."""
 
     def __init__(self, mount: Mount) -> None:
         self.mount = mount
@@ -50,26 +60,124 @@ class MountRuntime:
         self.read_only = mount.read_only
         self.cap = mount.max_bytes
         self.used = 0
+        self.max_entries = mount.max_entries
+        self.entries = 0
         self._scratch: str | None = None
         if mount.host_path is not None:
-            host = str(mount.host_path)
+            self.root_fd = _open_mount_root(mount)
         else:
-            host = self._scratch = tempfile.mkdtemp(prefix="wasm-sandbox-", dir=MEMORY_ROOT)
+            host = self._scratch = make_scratch_dir()
             # Removed on close(); and at the latest when this object is collected or the
             # interpreter exits (a kept instance may never be closed explicitly).
             self._cleanup = weakref.finalize(self, shutil.rmtree, host, True)
-        self.root_fd = os.open(host, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self.root_fd = os.open(host, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
     def guest_name(self, rel: tuple[str, ...]) -> str:
         """The guest path of ``rel`` (components below the mount root)."""
         base = self.guest_path.rstrip("/")
         return base + "/" + "/".join(rel) if rel else self.guest_path
 
+    def charge_entry(self, name: str, extra: int = 0, *, counted: bool = True) -> None:
+        """Account for one more entry called ``name`` (plus ``extra`` bytes, a link's
+        target) on an in-memory mount: ENOSPC past its byte or entry cap. ``counted=False``
+        for a name that replaces another (a rename): bytes only."""
+        if self.cap is None:
+            return
+        cost = ENTRY_COST + len(name.encode()) + extra
+        full = counted and self.max_entries is not None and self.entries >= self.max_entries
+        if full or self.used + cost > self.cap:
+            raise WasiError(Errno.ENOSPC)
+        self.used += cost
+        self.entries += counted
+
+    def refund_entry(self, name: str, extra: int = 0, *, counted: bool = True) -> None:
+        """Give back what ``charge_entry`` took for an entry that is gone."""
+        if self.cap is None:
+            return
+        self.used = max(0, self.used - ENTRY_COST - len(name.encode()) - extra)
+        self.entries = max(0, self.entries - counted)
+
     def close(self) -> None:
         """Close the root descriptor and delete an in-memory directory."""
         os.close(self.root_fd)
         if self._scratch is not None:
             self._cleanup()
+
+
+def _open_mount_root(mount: Mount) -> int:
+    """The mount's host directory, opened without following a symbolic link and checked to
+    be the very directory validated when the mount was made (device and inode)."""
+    host = str(mount.host_path)
+    try:
+        fd = os.open(host, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise MountChanged(mount.guest_path, host, "no longer exists") from None
+    except OSError as exc:
+        detail = "is now a symbolic link" if os.path.islink(host) else "cannot be opened"
+        raise MountChanged(mount.guest_path, host, f"{detail} ({exc.strerror})") from None
+    st = os.fstat(fd)
+    if mount.identity is not None and (st.st_dev, st.st_ino) != mount.identity:
+        os.close(fd)
+        raise MountChanged(
+            mount.guest_path, host, "is not the directory checked when the mount was made"
+        )
+    return fd
+
+
+# --- in-memory directories: named after their owner so a dead owner's are swept -----------
+
+_SCRATCH_PREFIX = "wasm-sandbox-"
+
+
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), or None if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat_line = f.read()
+    except OSError:
+        return None
+    return stat_line.rsplit(b")", 1)[-1].split()[19].decode()
+
+
+_swept_for: set[str] = set()  # the owners (pid-start) that have swept already
+
+
+def make_scratch_dir() -> str:
+    """A private directory under MEMORY_ROOT named ``wasm-sandbox-<pid>-<start>-<random>``
+    (a pid and its start time name one process, even after the pid is reused); the first
+    one a process makes also sweeps those of processes that died without removing theirs
+    (killed by SIGKILL, say)."""
+    owner = f"{os.getpid()}-{_start_time(os.getpid()) or 0}"
+    if owner not in _swept_for:  # also true again in a forked child
+        _swept_for.add(owner)
+        sweep_stale_scratch_dirs()
+    return tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{owner}-", dir=MEMORY_ROOT)
+
+
+def sweep_stale_scratch_dirs(root: str = MEMORY_ROOT) -> list[str]:
+    """Remove the in-memory directories of owners that are gone; returns their paths."""
+    removed: list[str] = []
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return removed
+    uid = os.getuid()
+    for name in names:
+        parts = (
+            name[len(_SCRATCH_PREFIX) :].split("-", 2) if name.startswith(_SCRATCH_PREFIX) else []
+        )
+        if len(parts) != 3 or not parts[0].isdigit():
+            continue
+        path = os.path.join(root, name)
+        try:
+            if os.lstat(path).st_uid != uid:
+                continue
+        except OSError:
+            continue
+        if _start_time(int(parts[0])) != parts[1]:  # the owner died (or its pid was reused)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 @dataclass(slots=True, eq=False)
@@ -111,9 +219,46 @@ def _close_host(entry: FdEntry) -> None:
     entry.fd = None
 
 
+class HostDescriptors:
+    """The host descriptors guests hold, across every instance of this process, kept below
+    ``RLIMIT_NOFILE`` with headroom for the host's own (a quarter of the soft limit, at
+    least 64): a guest opening file after file meets ENFILE while the host can still open
+    sockets and files of its own, whatever ``max_open_files`` says."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.in_use = 0
+
+    @staticmethod
+    def cap() -> int:
+        """How many descriptors all guests together may hold now."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY or soft <= 0:
+            soft = 1 << 20
+        return max(0, soft - max(64, soft // 4))
+
+    def take(self) -> bool:
+        """Count one more guest-held descriptor; False when none may be taken."""
+        with self._lock:
+            if self.in_use >= self.cap():
+                return False
+            self.in_use += 1
+            return True
+
+    def give_back(self, count: int = 1) -> None:
+        with self._lock:
+            self.in_use = max(0, self.in_use - count)
+
+
+HOST_DESCRIPTORS = HostDescriptors()
+
+
 class FdTable:
     """The descriptors of one instance: stdio, one preopened directory per mount, and
-    whatever the guest opens. Lives as long as the instance (across calls if it is kept)."""
+    whatever the guest opens. Lives as long as the instance (across calls if it is kept).
+
+    New descriptors take the lowest number freed so far, else the next never used (O(log n)
+    either way); ``open_count`` and ``socket_count`` are kept as the table changes."""
 
     def __init__(self, mounts: tuple[Mount, ...]) -> None:
         self.entries: dict[int, FdEntry] = {
@@ -123,13 +268,18 @@ class FdTable:
         }
         self.mounts: list[MountRuntime] = []
         self.dirty: set[FdEntry] = set()  # entries with buffered writes
+        self.open_count = 0  # descriptors the guest opened itself (host-backed)
+        self.socket_count = 0
+        self._free: list[int] = []  # a heap of freed numbers
+        self._next = 3
         try:
             for mount in mounts:
                 runtime = MountRuntime(mount)
                 self.mounts.append(runtime)
-                self.entries[len(self.entries)] = FdEntry(
+                self.entries[self._next] = FdEntry(
                     "dir", runtime, None, (), True, not mount.read_only, preopen=True
                 )
+                self._next += 1
         except BaseException:
             self.close()
             raise
@@ -141,17 +291,44 @@ class FdTable:
             raise WasiError(Errno.EBADF)
         return entry
 
+    def room_for_one_more(self, limit: int | None) -> tuple[bool, bool]:
+        """(under the guest's ``max_open_files``, under the process-wide headroom)."""
+        return (limit is None or self.open_count < limit), (
+            HOST_DESCRIPTORS.in_use < HOST_DESCRIPTORS.cap()
+        )
+
     def add(self, entry: FdEntry) -> int:
-        """Store ``entry`` under the lowest free descriptor number."""
-        fd = 3
-        while fd in self.entries:
-            fd += 1
+        """Store ``entry`` under the lowest freed descriptor number (or the next new one).
+        A host-backed entry takes one of the process's guest descriptors: ENFILE when the
+        process-wide headroom is reached (the caller closes the host descriptor)."""
+        if entry.fd is not None and not HOST_DESCRIPTORS.take():
+            raise WasiError(Errno.ENFILE)
+        while self._free and self._free[0] in self.entries:  # taken since by fd_renumber
+            heapq.heappop(self._free)
+        if self._free:
+            fd = heapq.heappop(self._free)
+        else:
+            fd = self._next
+            self._next += 1
         self.entries[fd] = entry
+        self._counted(entry, +1)
         return fd
+
+    def _counted(self, entry: FdEntry, sign: int) -> None:
+        if entry.fd is not None and not entry.preopen:
+            self.open_count += sign
+            if entry.kind == "socket":
+                self.socket_count += sign
+
+    def renumber(self, fd: int, to: int) -> None:
+        """Move ``fd`` to ``to`` (both open), closing what ``to`` held."""
+        self.close_fd(to)
+        self.entries[to] = self.entries.pop(fd)
+        heapq.heappush(self._free, fd)
 
     def count_open(self) -> int:
         """Descriptors the guest opened itself (not stdio, not preopens)."""
-        return sum(1 for e in self.entries.values() if e.fd is not None)
+        return self.open_count
 
     def flush(self, entry: FdEntry) -> None:
         """Write ``entry``'s buffered bytes to the host (errors become the guest's errno)."""
@@ -182,14 +359,22 @@ class FdTable:
         entry = self.entries.pop(fd, None)
         if entry is None:
             raise WasiError(Errno.EBADF)
-        _close_host(entry)
+        self._release(entry)
+        heapq.heappush(self._free, fd)
         return entry
+
+    def _release(self, entry: FdEntry) -> None:
+        if entry.fd is not None:
+            self._counted(entry, -1)
+            if not entry.preopen:
+                HOST_DESCRIPTORS.give_back()
+        _close_host(entry)
 
     def close(self) -> None:
         """Close every host descriptor and mount (the instance is going away)."""
         self.flush_all()
         for entry in self.entries.values():
-            _close_host(entry)
+            self._release(entry)
         self.entries.clear()
         for runtime in self.mounts:
             runtime.close()

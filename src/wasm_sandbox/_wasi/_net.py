@@ -31,7 +31,15 @@ _MAX_HOST = 255
 
 def active_connections(ctx: WasiContext) -> int:
     """Open connections of this instance (they outlive a call on a kept instance)."""
-    return sum(1 for entry in ctx.fds.entries.values() if entry.kind == "socket")
+    return ctx.fds.socket_count
+
+
+def _close_entry(entry: FdEntry) -> None:
+    """Close a connection that never reached the descriptor table."""
+    if entry.tls is not None:
+        entry.tls.close()
+    elif entry.fd is not None:
+        os.close(entry.fd)
 
 
 def _guard(ctx: WasiContext) -> NetworkGuard:
@@ -126,8 +134,7 @@ def open_connection(ctx: WasiContext, host: str, port: int, *, tls: bool = False
         guard.refusals += 1
         cap = guard.max_connections
         raise _limit(ctx, guard, "max_connections", active + 1, cap, Errno.ENFILE)
-    if ctx.fds_limit is not None and ctx.fds.count_open() >= ctx.fds_limit:
-        raise ctx.limit_hit("max_open_files", ctx.fds.count_open() + 1, ctx.fds_limit, Errno.EMFILE)
+    ctx.check_open_room()
     addresses = _resolve(ctx, guard, host.strip("[]"), port)
     allowed = [a for a in addresses if guard.policy.address_allowed(patterns, a[0])]
     if not allowed:
@@ -139,12 +146,13 @@ def open_connection(ctx: WasiContext, host: str, port: int, *, tls: bool = False
         try:
             _start_tls(ctx, guard, entry, host.strip("[]"))
         except BaseException:
-            if entry.tls is None:
-                os.close(fd)
-            else:
-                entry.tls.close()
+            _close_entry(entry)
             raise
-    new = ctx.fds.add(entry)
+    try:
+        new = ctx.fds.add(entry)
+    except WasiError:
+        _close_entry(entry)
+        raise
     guard.active = active + 1
     guard.changed()
     return new

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from .._iomonitor import DirectoryCreate, DirectoryDelete, FileDelete, FileOpen, FileRename
 from ._abi import GuestMemory
@@ -35,7 +37,7 @@ from ._files import (  # the descriptor helpers both halves of the file API shar
     _times,
     _writable,
 )
-from ._fs import Escape, FdEntry, Resolved, resolve
+from ._fs import Escape, FdEntry, MountRuntime, Resolved, resolve
 from ._registry import syscall
 
 __all__: list[str] = []
@@ -59,9 +61,7 @@ def path_open(
     """Open a file or directory."""
     base = _dir(ctx, fd)
     mem.check(opened_fd, 4)
-    limit = ctx.fds_limit
-    if limit is not None and ctx.fds.count_open() >= limit:
-        raise ctx.limit_hit("max_open_files", ctx.fds.count_open() + 1, limit, Errno.EMFILE)
+    ctx.check_open_room()
     if oflags & _O_DIRECTORY and oflags & (_O_CREAT | _O_EXCL | _O_TRUNC):
         return Errno.EINVAL
     readable = bool(rights_base & _READ_RIGHTS)
@@ -74,16 +74,28 @@ def path_open(
             writable = bool(rights_base & _FD_WRITE or oflags & _O_TRUNC)
         if writable or oflags & (_O_CREAT | _O_TRUNC):
             _writable(ctx, target, "open for writing")
-        if oflags & _O_CREAT and not _exists(target):
+        created = bool(oflags & _O_CREAT) and not _exists(target)
+        if created:
             ctx.check_directory_room(target)
         released = _truncated_bytes(target) if oflags & _O_TRUNC else 0
-        entry = _open(target, oflags, fdflags, readable, writable)
+        with _charged(target, created):
+            entry = _open(target, oflags, fdflags, readable, writable)
         target.mount.used = max(0, target.mount.used - released)
-    new_fd = ctx.fds.add(entry)
+    new_fd = _add(ctx, entry)
     mem.set_u32(opened_fd, new_fd)
     if ctx.io is not None:
         ctx.io.emit(FileOpen(entry.guest_path))
     return _SUCCESS
+
+
+def _add(ctx: WasiContext, entry: FdEntry) -> int:
+    """Give ``entry`` a descriptor number, or close it (ENFILE: process-wide headroom)."""
+    try:
+        return ctx.fds.add(entry)
+    except WasiError:
+        if entry.fd is not None:
+            os.close(entry.fd)
+        raise
 
 
 def _truncated_bytes(target: Resolved) -> int:
@@ -162,7 +174,8 @@ def path_create_directory(
     with resolve(_dir(ctx, fd), _path(mem, path, path_len), follow=False) as target:
         _writable(ctx, target, "create a directory")
         ctx.check_directory_room(target)
-        os.mkdir(target.name, 0o777, dir_fd=target.dir_fd)
+        with _charged(target):
+            os.mkdir(target.name, 0o777, dir_fd=target.dir_fd)
     if ctx.io is not None:
         ctx.io.emit(DirectoryCreate(target.mount.guest_name(target.rel)))
     return _SUCCESS
@@ -228,8 +241,10 @@ def path_link(
         if target.must_be_dir:  # "name/" can only name an existing directory
             return _trailing_slash_errno(target)
         ctx.check_directory_room(target)
-        os.link(source.name, target.name, src_dir_fd=source.dir_fd, dst_dir_fd=target.dir_fd,
-                follow_symlinks=False)  # fmt: skip
+        _check_movable_link(source, target)
+        with _charged(target):
+            os.link(source.name, target.name, src_dir_fd=source.dir_fd,
+                    dst_dir_fd=target.dir_fd, follow_symlinks=False)  # fmt: skip
     return _SUCCESS
 
 
@@ -247,7 +262,10 @@ def path_readlink(
 ) -> int:
     """Read the contents of a symbolic link."""
     with resolve(_dir(ctx, fd), _path(mem, path, path_len), follow=False) as target:
-        data = os.readlink(target.name, dir_fd=target.dir_fd).encode("utf-8", "surrogateescape")
+        link_target = os.readlink(target.name, dir_fd=target.dir_fd)
+        if _leaves(target.rel[:-1], link_target):  # planted on the host: do not reveal it
+            raise Escape(f"reading a symbolic link to {link_target!r}, outside the mount")
+        data = link_target.encode("utf-8", "surrogateescape")
     data = data[:buf_len]
     mem.write(buf, data)
     mem.set_u32(bufused, len(data))
@@ -265,6 +283,7 @@ def path_remove_directory(
             return Errno.EBUSY if not target.rel else Errno.EINVAL
         _writable(ctx, target, "remove a directory")
         os.rmdir(target.name, dir_fd=target.dir_fd)
+        target.mount.refund_entry(target.name)
     if ctx.io is not None:
         ctx.io.emit(DirectoryDelete(target.mount.guest_name(target.rel)))
     return _SUCCESS
@@ -293,8 +312,18 @@ def path_rename(
         _writable(ctx, target, "rename")
         if source.rel[:-1] != target.rel[:-1] and not _exists(target):
             ctx.check_directory_room(target)
-        _release_replaced(ctx, target)
-        os.rename(source.name, target.name, src_dir_fd=source.dir_fd, dst_dir_fd=target.dir_fd)
+        _check_movable_link(source, target)
+        replaced = _entry_stat(target)
+        target.mount.charge_entry(target.name, counted=False)
+        try:
+            os.rename(source.name, target.name, src_dir_fd=source.dir_fd,
+                      dst_dir_fd=target.dir_fd)  # fmt: skip
+        except BaseException:
+            target.mount.refund_entry(target.name, counted=False)
+            raise
+        source.mount.refund_entry(source.name, counted=False)
+        if replaced is not None:
+            _release_entry(ctx, target, replaced)
         if ctx.io is not None:
             old, new = source.mount.guest_name(source.rel), target.mount.guest_name(target.rel)
             ctx.io.emit(FileRename(old, new))
@@ -318,14 +347,28 @@ def path_symlink(
         _writable(ctx, target, "create a symbolic link")
         if target.must_be_dir:  # "name/" can only name an existing directory
             return _trailing_slash_errno(target)
-        if link_target.startswith("/") or _escapes(target.rel[:-1], link_target):
-            raise Escape(f"symbolic link to {link_target!r} would point outside the mount")
+        if not _points_down(link_target):
+            raise Escape(
+                f"symbolic link to {link_target!r}: a link the guest makes may only point "
+                "down from where it is (no absolute target, no '..')"
+            )
         ctx.check_directory_room(target)
-        os.symlink(link_target, target.name, dir_fd=target.dir_fd)
+        with _charged(target, extra=len(link_target.encode())):
+            os.symlink(link_target, target.name, dir_fd=target.dir_fd)
     return _SUCCESS
 
 
-def _escapes(directory: tuple[str, ...], link_target: str) -> bool:
+def _points_down(link_target: str) -> bool:
+    """True for a relative target without '..': wherever the link is moved, following it
+    (and any chain of such links) only descends from the directory that holds it."""
+    return not link_target.startswith("/") and ".." not in link_target.split("/")
+
+
+def _leaves(directory: tuple[str, ...], link_target: str) -> bool:
+    """True when ``link_target``, read from ``directory`` (components below the mount
+    root), names a place outside the mount: absolute, or more '..' than it is deep."""
+    if link_target.startswith("/"):
+        return True
     depth = len(directory)
     for part in link_target.split("/"):
         if part == "..":
@@ -335,6 +378,51 @@ def _escapes(directory: tuple[str, ...], link_target: str) -> bool:
         elif part not in ("", "."):
             depth += 1
     return False
+
+
+def _check_movable_link(source: Resolved, target: Resolved) -> None:
+    """Refuse to move or hard-link a symbolic link that does not point down (one planted on
+    the host) to another directory, where it could point above the mount."""
+    if source.rel[:-1] == target.rel[:-1]:
+        return
+    try:
+        link_target = os.readlink(source.name, dir_fd=source.dir_fd)
+    except OSError:  # not a symbolic link
+        return
+    if not _points_down(link_target):
+        raise Escape(f"moving the symbolic link {source.name!r} (to {link_target!r}) elsewhere")
+
+
+@contextmanager
+def _charged(target: Resolved, created: bool = True, extra: int = 0) -> Iterator[None]:
+    """Charge a new entry at ``target`` to its in-memory mount for the duration of its
+    creation, refunded if the creation fails."""
+    if not created:
+        yield
+        return
+    target.mount.charge_entry(target.name, extra)
+    try:
+        yield
+    except BaseException:
+        target.mount.refund_entry(target.name, extra)
+        raise
+
+
+def _entry_stat(target: Resolved) -> os.stat_result | None:
+    try:
+        return os.stat(target.name, dir_fd=target.dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _release_entry(ctx: WasiContext, target: Resolved, st: os.stat_result) -> None:
+    """On an in-memory mount, give back what the entry ``st`` (unlinked or replaced at
+    ``target``) held: its name, a last link's target, a last file's bytes."""
+    link_bytes = st.st_size if stat.S_ISLNK(st.st_mode) and st.st_nlink == 1 else 0
+    target.mount.refund_entry(target.name, link_bytes)
+    if stat.S_ISDIR(st.st_mode):
+        return
+    _release_file_bytes(ctx, target.mount, st)
 
 
 @syscall("iii")
@@ -347,25 +435,20 @@ def path_unlink_file(ctx: WasiContext, mem: GuestMemory, fd: int, path: int, pat
         if target.must_be_dir:  # "name/": EISDIR for a directory, ENOTDIR for anything else
             return Errno.EISDIR if _is_dir(target) else _missing_or(target, Errno.ENOTDIR)
         _writable(ctx, target, "delete a file")
-        _release_replaced(ctx, target)
+        gone = _entry_stat(target)
         os.unlink(target.name, dir_fd=target.dir_fd)
+        if gone is not None:
+            _release_entry(ctx, target, gone)
     if ctx.io is not None:
         ctx.io.emit(FileDelete(target.mount.guest_name(target.rel)))
     return _SUCCESS
 
 
-def _release_replaced(ctx: WasiContext, target: Resolved) -> None:
-    """On an in-memory mount, give back the bytes of a file about to be unlinked or replaced,
+def _release_file_bytes(ctx: WasiContext, mount: MountRuntime, st: os.stat_result) -> None:
+    """On an in-memory mount, give back the bytes of a file just unlinked or replaced,
     unless another link or an open descriptor keeps its data alive (then they stay counted:
     the cap errs on the safe side)."""
-    mount = target.mount
-    if mount.cap is None:
-        return
-    try:
-        st = os.stat(target.name, dir_fd=target.dir_fd, follow_symlinks=False)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+    if mount.cap is None or not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
         return
     holders = _holders(ctx, st)
     if holders:  # its bytes stay in use until the last descriptor closes
