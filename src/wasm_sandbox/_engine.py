@@ -283,6 +283,15 @@ def _parse(wasm: bytes) -> _wasm.ModuleInfo:
 
 
 def _check_imports(info: _wasm.ModuleInfo) -> None:
+    memories = [f"{mod}.{name}" for mod, name, kind in info.imports if kind == "memory"]
+    if memories:
+        # The sandbox has no memory to give: an instance's memory is the one its module
+        # defines, which the grow hook caps and monitoring measures.
+        raise InvalidModule(
+            f"Invalid module: it imports its linear memory ({memories[0]}); the sandbox runs "
+            "only modules that define their own memory (drop the import, e.g. link without "
+            "--import-memory)"
+        )
     missing = [
         f"{mod}.{name} ({kind})"
         for mod, name, kind in info.imports
@@ -454,11 +463,15 @@ class GuestInstance:
             except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
                 raise _failure(exc) from None
         remember_trap_handlers()  # wasmtime's are in place by now (recorded once)
-        memory = _capi.export_get(context, self.instance, "memory")
-        is_memory = memory is not None and _capi.kind_of(memory) == _capi.EXTERN_MEMORY
-        self.memory = memory if is_memory else None
+        # The WASI ABI's memory (what preview1 calls and the data ABI use) is the export
+        # named "memory"; usage is measured on the module's memory whatever it exports, so
+        # a guest cannot hide from monitoring by not exporting it.
+        self.memory = self._memory_export("memory")
         if self.memory is not None:
             binding.memory_address = ctypes.addressof(self.memory.of.memory)
+        self._measured = self.memory
+        if self._measured is None and compiled.info.memories:
+            self._measured = self._memory_export(_wasm.MEMORY_EXPORT)
         # The hook's globals: limits are written once, the denial is read after failures.
         self._limited = memory_bytes is not None or growth_bytes is not None
         self._denied_kind = self._global(_wasm.DENIED_KIND_EXPORT) if self._limited else None
@@ -466,6 +479,10 @@ class GuestInstance:
             self._set_global(_wasm.GROW_MAX_PAGES_EXPORT, False, growth_bytes // WASM_PAGE)
         if memory_bytes is not None:
             self._set_global(_wasm.MEM_MAX_PAGES_EXPORT, True, memory_bytes // WASM_PAGE)
+
+    def _memory_export(self, name: str) -> _capi.Extern | None:
+        item = _capi.export_get(self.context, self.instance, name)
+        return item if item is not None and _capi.kind_of(item) == _capi.EXTERN_MEMORY else None
 
     def _global(self, name: str) -> _capi.Extern | None:
         item = _capi.export_get(self.context, self.instance, name)
@@ -518,8 +535,10 @@ class GuestInstance:
         return _capi.get_fuel(self.context) if self.metered else None
 
     def memory_bytes(self) -> int:
-        """Current (and, since memory never shrinks, peak) linear-memory size in bytes."""
-        return _capi.memory_size(self.context, self.memory) if self.memory is not None else 0
+        """Current (and, since memory never shrinks, peak) linear-memory size in bytes,
+        exported or not (0 only for a module without memory)."""
+        measured = self._measured
+        return _capi.memory_size(self.context, measured) if measured is not None else 0
 
     def read_memory(self, ptr: int, length: int) -> bytes | None:
         """Bytes of the guest's memory (None when out of bounds or it has no memory)."""
