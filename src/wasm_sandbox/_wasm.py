@@ -86,6 +86,8 @@ class ModuleInfo:
     has_start: bool
     #: exported function name -> (parameter types, result types), e.g. (("i32",), ("i64",))
     functions: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
+    #: functions the module defines (its code; imported functions are not counted)
+    defined_functions: int = 0
 
 
 def initial_memory_bytes(info: ModuleInfo) -> int:
@@ -832,6 +834,7 @@ def parse_module_info(data: bytes | bytearray | memoryview) -> ModuleInfo:
         memories=tuple(st.memories),
         has_start=st.start is not None,
         functions=_export_signatures(st),
+        defined_functions=st.funcs,
     )
 
 
