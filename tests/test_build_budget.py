@@ -75,8 +75,9 @@ def _leftovers(cache: Path) -> list[str]:
     return sorted(p.name for p in cache.iterdir() if p.suffix != ".lock") if cache.exists() else []
 
 
-def _compiling_children() -> list[int]:
-    """Our compile processes that still exist (running or unreaped)."""
+def _compiling_children(parent: int | None = None) -> list[int]:
+    """The compile processes of ``parent`` (default: this process) that still exist."""
+    parent = os.getpid() if parent is None else parent
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -86,8 +87,7 @@ def _compiling_children() -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == os.getpid() and b"child_main" in cmdline:
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"child_main" in cmdline:
             found.append(int(entry.name))
     return found
 
@@ -147,6 +147,46 @@ def test_a_compile_past_build_timeout_is_killed_with_a_clear_error_and_no_artifa
     assert str(error).startswith("Build limit exceeded: build_timeout (compiling was stopped after")
     assert _leftovers(tmp_path) == []  # no artifact, no checksum, no partial temporary file
     assert _compiling_children() == []  # the compiler is gone, not left running
+
+
+def _threads(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
+def test_the_compiling_child_dies_with_the_building_process(tmp_path: Path) -> None:
+    """A builder killed outright (SIGKILL: no finally runs) takes its compile with it."""
+    script = (
+        "import sys, wasm_sandbox as ws\n"
+        "ws.WasmSandbox.builder().source(sys.stdin.buffer.read()).cache_dir(sys.argv[1])"
+        ".build_timeout(120).build()\n"
+    )
+    builder = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        env=dict(os.environ, PYTHONPATH=str(SRC)),
+    )
+    assert builder.stdin is not None
+    builder.stdin.write(many_functions(100_000))
+    builder.stdin.close()
+    deadline = time.monotonic() + 30
+    # compiling: the child has read the whole module and wasmtime's compiler threads run
+    while not (children := _compiling_children(builder.pid)) or _threads(children[0]) < 2:
+        assert builder.poll() is None and time.monotonic() < deadline, "no compile started"
+        time.sleep(0.05)
+    builder.kill()
+    builder.wait()
+    deadline = time.monotonic() + 5
+    while any(Path(f"/proc/{pid}").exists() for pid in children):
+        assert time.monotonic() < deadline, "the compile outlived its builder"
+        time.sleep(0.05)
+    # no artifact was published (the builder's empty temporary file may stay: nothing ran
+    # its clean-up, as after any SIGKILL)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == [
+        p.name for p in tmp_path.glob("*.lock")
+    ]
 
 
 def test_a_compile_past_build_memory_limit_fails_with_a_clear_error(tmp_path: Path) -> None:

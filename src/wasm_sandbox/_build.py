@@ -9,6 +9,7 @@ goes back through a file that the parent moves into the compiled-module cache.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import resource
 import shutil
@@ -45,6 +46,7 @@ MIN_BUILD_MEMORY = 256 << 20
 
 _EXIT_INVALID = 65  # the child found the module invalid; its message is on stdout
 _EXIT_MEMORY = 66  # the child ran out of memory in Python code
+_PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 # The child imports the package as a bare namespace (its __init__ not run) and then only
 # what compiling needs: it starts in about a third of the time the whole library takes.
 _CHILD_CODE = (
@@ -95,10 +97,10 @@ def artifact_file(directory: Path | None) -> Iterator[Path]:
     if directory is not None:
         with contextlib.suppress(OSError):
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd, name = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".cwasm")
+            fd, name = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".partial")
     if fd < 0:
         made_dir = tempfile.mkdtemp(prefix="wasm-sandbox-build-")
-        fd, name = tempfile.mkstemp(dir=made_dir, suffix=".cwasm")
+        fd, name = tempfile.mkstemp(dir=made_dir, suffix=".partial")
     os.close(fd)
     try:
         yield Path(name)
@@ -122,8 +124,8 @@ def compile_in_child(
         )
     opt, debug, metered = engine
     command = [
-        sys.executable, "-c", _CHILD_CODE, _PACKAGE_DIR, opt, str(int(debug)),
-        str(int(metered)), str(budget.memory_bytes or 0), str(out),
+        sys.executable, "-c", _CHILD_CODE, _PACKAGE_DIR, str(os.getpid()), opt,
+        str(int(debug)), str(int(metered)), str(budget.memory_bytes or 0), str(out),
     ]  # fmt: skip
     started = time.monotonic()
     child = subprocess.Popen(
@@ -164,7 +166,8 @@ def _check_child(status: int, stdout: bytes, stderr: bytes, budget: BuildBudget)
 def child_main(argv: list[str]) -> None:
     """The compiling process: limit its own address space, read the module on stdin,
     compile it and write the serialized artifact to the file named last in ``argv``."""
-    opt, debug, metered, memory, out = argv
+    parent, opt, debug, metered, memory, out = argv
+    _die_with(int(parent))
     if int(memory):
         _limit_address_space(int(memory))
     try:
@@ -183,6 +186,15 @@ def child_main(argv: list[str]) -> None:
         os._exit(_EXIT_INVALID)
     except MemoryError:
         os._exit(_EXIT_MEMORY)
+
+
+def _die_with(parent: int) -> None:
+    """Be killed when the building process dies (a compile it can no longer stop must not
+    go on, nor finish into its cache)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before we asked
+        os._exit(1)
 
 
 def _limit_address_space(limit: int) -> None:
