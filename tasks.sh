@@ -75,6 +75,7 @@ case "$task" in
         "$VENV/bin/python" bench/bench_buffering.py "$@"
         "$VENV/bin/python" bench/bench_python.py "$@"
         "$VENV/bin/python" bench/bench_balancer.py "$@"
+        "$VENV/bin/python" bench/bench_build.py "$@"
         ;;
     *)
         sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'

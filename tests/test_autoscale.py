@@ -106,3 +106,21 @@ def test_scaling_policy_and_builder_are_checked() -> None:
         ws.WasmSandbox.builder().source(GROWER).keep_instance(True).auto_scaler(
             ws.AutoScaler()
         ).build()
+
+
+def test_memory_never_scales_below_the_need_of_a_module_hiding_its_memory() -> None:
+    """A guest that does not export its memory is measured all the same: the scaler keeps a
+    limit it fits under instead of lowering it until every call fails."""
+    hidden = GROWER.replace(b'(memory (export "memory") 1)', b"(memory 1)")
+    assert hidden != GROWER
+    scaler = ws.AutoScaler().memory_policy(
+        ws.ScalingPolicy(min_limit=PAGE, max_limit=64 * PAGE, window=2, retry=False)
+    )
+    sandbox = (
+        ws.WasmSandbox.builder().source(hidden).memory_limit(32 * PAGE).auto_scaler(scaler).build()
+    )
+    for _ in range(12):
+        assert sandbox.call("use", 12) == 12  # 12 pages of 32: 37.5%, above 30%
+    assert scaler.memory_limit == 32 * PAGE and scaler.events == []
+    report = sandbox.call_with_detailed_monitoring("use", 12).resource_report
+    assert report.peak_memory_bytes == 12 * PAGE

@@ -42,6 +42,10 @@ RUN_OPTIONS = [
     "--memory-fs",
     "--io-limit",
     "--strict-io",
+    "--max-module-size",
+    "--max-functions",
+    "--build-timeout",
+    "--build-memory",
 ]
 
 
@@ -314,6 +318,27 @@ def test_json_invalid_module_is_an_error_object(cli: CliRunner, tmp_path: Path) 
     payload = result.json()
     assert payload["outcome"] == "InvalidModule"
     assert payload["error"].startswith("Invalid module")
+
+
+def test_build_budget_refuses_a_module_with_status_65(cli: CliRunner, tmp_path: Path) -> None:
+    """--max-functions refuses a module defining more, before compiling it: BuildLimitExceeded."""
+    many = tmp_path / "many.wat"
+    many.write_text("(module" + ' (func (export "f"))' + " (func)" * 99 + ")")
+    result = cli("run", "--json", "--max-functions", "50", many)
+    assert result.status == 65
+    payload = result.json()
+    assert payload["outcome"] == "BuildLimitExceeded"
+    assert payload["error"] == (
+        "Build limit exceeded: max_functions (the module defines 100 functions, limit 50)"
+    )
+
+
+def test_build_timeout_compiles_in_a_child_and_runs(cli: CliRunner, add_wat: Path) -> None:
+    result = cli(
+        "run", "--build-timeout", "30s", "--build-memory", "1GiB", "--max-module-size", "1MiB",
+        "--invoke", "add", add_wat, "--", "5", "3",
+    )  # fmt: skip
+    assert (result.status, result.out) == (0, "8\n"), result.err
 
 
 # --- --invoke --------------------------------------------------------------------------------

@@ -280,6 +280,7 @@ def test_error_messages_match_the_seed() -> None:
         ws.CompilationError("bad", "diagnostics"),
         ws.InvalidModule("x"),
         ws.MountChanged("/data", "/srv/data", "is now a symbolic link"),
+        ws.BuildLimitExceeded("build_timeout", 1.25, 1.0),
     ],
     ids=lambda err: type(err).__name__,
 )
@@ -306,6 +307,7 @@ def test_error_tree() -> None:
 
 PUBLIC = {
     "Alert", "AlertLevel", "MemoryUsage", "ResourceMonitor", "ResourceUsage", "BalancerStats",
+    "BuildLimitExceeded",
     "LoadBalancer", "Overflow", "OverflowStrategy", "Timeout", "AutoScaler", "ScalingEvent",
     "ScalingPolicy", "PrometheusMetrics", "enable_prometheus_metrics", "RayBackend", "ProcessBackend",
     "AsyncSession", "AsyncWasmSandbox", "CompilationError", "ConfigurationError", "ExecutionCancelled",

@@ -177,3 +177,79 @@ def test_no_thread_per_execution() -> None:
     for _ in range(50):
         sandbox.call("grow", 0)
     assert threading.active_count() <= before
+
+
+# --- a guest cannot blind monitoring by not exporting its memory ------------------------------
+
+HIDDEN = b"""(module
+  (memory 1)
+  (func (export "grow") (param $pages i32) (result i32)
+    (memory.grow (local.get $pages)))
+  (func (export "hog") (param $pages i32)
+    (drop (memory.grow (local.get $pages)))
+    (loop $again (br $again))))"""
+
+
+def test_a_module_hiding_its_memory_is_measured_in_the_report() -> None:
+    """peak_memory_bytes counts a memory the module does not export (or exports renamed)."""
+    renamed = HIDDEN.replace(b"(memory 1)", b'(memory (export "mem") 1)')
+    for wat in (HIDDEN, renamed):
+        sandbox = _sandbox(wat, memory_limit=64 * 65536)
+        result = sandbox.call_with_detailed_monitoring("grow", 9)
+        assert result.value == 1
+        assert result.resource_report.peak_memory_bytes == 10 * 65536
+
+
+def test_a_module_hiding_its_memory_is_measured_in_live_samples() -> None:
+    samples: list[ws.ResourceUsage] = []
+    sandbox = _sandbox(
+        HIDDEN,
+        memory_limit=16 * 65536,
+        timeout_duration=timedelta(milliseconds=300),
+        resource_callback=samples.append,
+        monitoring_interval=timedelta(milliseconds=20),
+    )
+    with pytest.raises(ws.ExecutionTimeout):
+        sandbox.call("hog", 7)  # 8 of 16 pages, then spins
+    assert DISPATCHER.drain()
+    running = [u for u in samples if not u.final]
+    assert len(running) >= 3
+    assert all(u.memory == ws.MemoryUsage(8 * 65536, 16 * 65536) for u in running)
+    assert samples[-1].final and samples[-1].memory.used == 8 * 65536
+
+
+def test_a_module_hiding_its_memory_raises_the_memory_alert_at_75_percent() -> None:
+    alerts: list[ws.Alert] = []
+    monitor = ws.ResourceMonitor().memory_threshold(75).alert_callback(alerts.append)
+    sandbox = _sandbox(
+        HIDDEN,
+        memory_limit=16 * 65536,
+        resource_monitor=monitor,
+        monitoring_interval=timedelta(milliseconds=20),
+        timeout_duration=timedelta(milliseconds=200),
+    )
+    with pytest.raises(ws.ExecutionTimeout) as info:
+        sandbox.call("hog", 12)  # 13 of 16 pages: 81.25%
+    assert DISPATCHER.drain()
+    assert [(a.metric, a.level) for a in alerts] == [("memory", ws.AlertLevel.WARNING)]
+    assert alerts[0].value == pytest.approx(81.25)
+    assert info.value.report is not None and info.value.report.alerts == tuple(alerts)
+
+
+def test_a_module_without_memory_honestly_reports_zero() -> None:
+    samples: list[ws.ResourceUsage] = []
+    sandbox = _sandbox(
+        b'(module (func (export "add") (param i32 i32) (result i32)'
+        b" (i32.add (local.get 0) (local.get 1))))",
+        resource_callback=samples.append,
+    )
+    result = sandbox.call_with_detailed_monitoring("add", 2, 3)
+    assert result.value == 5 and result.resource_report.peak_memory_bytes == 0
+    assert DISPATCHER.drain()
+    assert samples and all(u.memory.used == 0 for u in samples)
+
+
+def test_a_module_importing_its_memory_is_refused_with_a_clear_error() -> None:
+    """The sandbox supplies no memory: an imported one could be neither capped nor measured."""
+    with pytest.raises(ws.InvalidModule, match=r"imports its linear memory \(env\.memory\)"):
+        _sandbox(b'(module (import "env" "memory" (memory 1)) (func (export "f")))')

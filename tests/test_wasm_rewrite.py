@@ -25,6 +25,7 @@ from wasm_sandbox._wasm import (
     DENIED_PAGES_EXPORT,
     GROW_MAX_PAGES_EXPORT,
     MEM_MAX_PAGES_EXPORT,
+    MEMORY_EXPORT,
     START_EXPORT,
     MemoryInfo,
     WasmFormatError,
@@ -263,6 +264,28 @@ def test_module_without_start_gets_no_start_export() -> None:
     assert set(ADDED_GLOBALS) <= exports
 
 
+def test_a_memory_the_module_does_not_export_is_exported_under_the_reserved_name() -> None:
+    """Monitoring measures the memory through MEMORY_EXPORT: hiding it blinds nothing."""
+    source = wat("""
+    (module
+      (memory 2)
+      (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))
+    """)
+    assert ("memory", "memory") not in parse_module_info(source).exports
+    out = instrument(source)
+    assert (MEMORY_EXPORT, "memory") in parse_module_info(out).exports
+    guest = load(out)
+    assert guest.call("grow", 3) == 2
+    memory = guest.instance.exports(guest.store)[MEMORY_EXPORT]
+    assert isinstance(memory, wasmtime.Memory)
+    assert memory.size(guest.store) == 5
+
+
+def test_an_exported_memory_is_also_exported_under_the_reserved_name() -> None:
+    exports = parse_module_info(instrument(wat(GROWER))).exports
+    assert ("memory", "memory") in exports and (MEMORY_EXPORT, "memory") in exports
+
+
 def test_module_without_memory_keeps_its_code_and_gets_the_globals() -> None:
     source = wat('(module (func (export "f") (result i32) (i32.const 64)))')
     out = instrument(source)
@@ -293,7 +316,9 @@ def test_imported_memory_is_limited_too() -> None:
     def imports(store: wasmtime.Store) -> list[Any]:
         return [wasmtime.Memory(store, wasmtime.MemoryType(wasmtime.Limits(1, None)))]
 
-    guest = load(instrument(source), imports=imports)
+    out = instrument(source)
+    assert (MEMORY_EXPORT, "memory") in parse_module_info(out).exports
+    guest = load(out, imports=imports)
     guest.set_i32(GROW_MAX_PAGES_EXPORT, 1)
     assert guest.call("grow", 1) == 1
     assert guest.call("grow", 2) == -1
@@ -533,7 +558,7 @@ def test_output_is_deterministic() -> None:
 
 
 def test_exports_using_the_reserved_prefix_are_refused() -> None:
-    for name in (START_EXPORT, DENIED_KIND_EXPORT, "__wsbx_other"):
+    for name in (START_EXPORT, DENIED_KIND_EXPORT, MEMORY_EXPORT, "__wsbx_other"):
         with pytest.raises(WasmFormatError, match="reserved prefix"):
             instrument(wat(f'(module (func (export "{name}")))'))
     with pytest.raises(WasmFormatError, match="reserved prefix"):

@@ -14,6 +14,7 @@ from ._balancer import Timeout as Timeout
 from ._builder import SandboxBuilder as SandboxBuilder
 from ._builder import SandboxConfig as SandboxConfig
 from ._engine import default_cache_dir as default_cache_dir
+from ._errors import BuildLimitExceeded as BuildLimitExceeded
 from ._errors import CompilationError as CompilationError
 from ._errors import ConfigurationError as ConfigurationError
 from ._errors import ExecutionCancelled as ExecutionCancelled
@@ -97,6 +98,7 @@ __all__ = [
     "AsyncWasmSandbox",
     "AutoScaler",
     "BalancerStats",
+    "BuildLimitExceeded",
     "CompilationError",
     "ConfigurationError",
     "DirectoryCreate",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ._autoscale import AutoScaler
+from ._build import DEFAULT_MAX_FUNCTIONS, DEFAULT_MAX_MODULE_SIZE, MIN_BUILD_MEMORY, BuildBudget
 from ._errors import ConfigurationError
 from ._iomonitor import IoOperation
 from ._limits import OptimizationLevel, ResourceLimits, ResourceProfile
@@ -20,6 +21,7 @@ from ._monitor import DEFAULT_INTERVAL, ResourceMonitor, ResourceUsage, high_usa
 from ._mounts import DEFAULT_MEMORY_FS_BYTES, DEFAULT_MEMORY_FS_ENTRIES, Mount, check_mounts
 from ._network import NetworkPolicy, NetworkStats
 from ._sources import Source
+from ._units import parse_count, parse_duration, parse_size, to_timedelta
 
 if TYPE_CHECKING:
     from ._sandbox import AsyncWasmSandbox, WasmSandbox
@@ -103,6 +105,20 @@ class SandboxConfig:
     progress: ProgressCallback | bool | None = None
     """First-compile progress: a callback ``(phase, seconds)``, True for a line on stderr,
     False for none; None (default): on stderr when it is a terminal."""
+    max_module_size: int | None = DEFAULT_MAX_MODULE_SIZE
+    """Largest module, in bytes of WebAssembly, the sandbox builds (default 1 GiB; None: no
+    cap); checked before the module is even parsed: ``BuildLimitExceeded``."""
+    max_functions: int | None = DEFAULT_MAX_FUNCTIONS
+    """Most functions the module may define (default 1,000,000, wasmtime's own limit; None:
+    no cap); counted by our parser before compiling: ``BuildLimitExceeded``."""
+    build_timeout: timedelta | None = None
+    """Wall-clock limit of compiling the module, a timedelta or seconds (default None). When
+    set (or ``build_memory_limit`` is), the module is compiled in a child process, killed at
+    the limit: ``BuildLimitExceeded``. A module already in the compiled-module cache is not
+    compiled again, so it is never refused for time."""
+    build_memory_limit: int | None = None
+    """Address space, in bytes, of the child process that compiles the module (>= 256 MiB;
+    default None). Past it the compile fails: ``BuildLimitExceeded``."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.limits, ResourceLimits):
@@ -144,6 +160,18 @@ class SandboxConfig:
                 "do not set fuel_metering(False)"
             )
         object.__setattr__(self, "stdin", normalize_stdin(self.stdin))
+        _check_build_budget(self)
+
+    @property
+    def build_budget(self) -> BuildBudget:
+        """The build budget these options describe."""
+        timeout = self.build_timeout
+        return BuildBudget(
+            max_module_size=self.max_module_size,
+            max_functions=self.max_functions,
+            timeout=None if timeout is None else timeout.total_seconds(),
+            memory_bytes=self.build_memory_limit,
+        )
 
     @property
     def metered(self) -> bool:
@@ -208,6 +236,33 @@ def encode_args(args: Sequence[str]) -> list[bytes]:
     return [a.encode("utf-8") for a in args]
 
 
+def _check_build_budget(config: SandboxConfig) -> None:
+    for name, low in (
+        ("max_module_size", 1),
+        ("max_functions", 0),
+        ("build_memory_limit", MIN_BUILD_MEMORY),
+    ):
+        value = getattr(config, name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
+        if value < low:
+            raise ConfigurationError(f"{name} must be >= {low} or None, got {value}")
+    timeout = config.build_timeout
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, timedelta | int | float):
+        raise TypeError(
+            f"build_timeout must be a timedelta, seconds or None, got {type(timeout).__name__}"
+        )
+    if not isinstance(timeout, timedelta):
+        timeout = to_timedelta(timeout)
+        object.__setattr__(config, "build_timeout", timeout)
+    if timeout <= timedelta(0):
+        raise ConfigurationError(f"build_timeout must be > 0 or None, got {timeout}")
+
+
 def _check_scaler(config: SandboxConfig) -> None:
     scaler = config.auto_scaler
     if scaler is None:
@@ -239,6 +294,16 @@ def _check_monitoring(config: SandboxConfig) -> None:
     monitor = config.resource_monitor
     if monitor is not None and not isinstance(monitor, ResourceMonitor):
         raise TypeError(f"resource_monitor must be a ResourceMonitor, got {type(monitor).__name__}")
+
+
+def _parsed(name: str, value: Any, parse: Callable[[Any], Any]) -> Any:
+    """``value`` parsed when it is a string (``"4MiB"``, ``"10k"``, ``"30s"``), else as given."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name}: {exc}") from None
 
 
 class SandboxBuilder:
@@ -455,6 +520,26 @@ class SandboxBuilder:
     def progress(self, progress: ProgressCallback | bool) -> SandboxBuilder:
         """First-compile progress: a callback ``(phase, seconds)``, or True/False for stderr."""
         return self._set("progress", progress)
+
+    def max_module_size(self, size: int | str | None) -> SandboxBuilder:
+        """Refuse to build a module larger than ``size`` bytes (an int or ``"4MiB"``; None:
+        no cap; default 1 GiB), before parsing it: ``BuildLimitExceeded``."""
+        return self._set("max_module_size", _parsed("max_module_size", size, parse_size))
+
+    def max_functions(self, count: int | str | None) -> SandboxBuilder:
+        """Refuse to build a module defining more than ``count`` functions (None: no cap;
+        default 1,000,000), before compiling it: ``BuildLimitExceeded``."""
+        return self._set("max_functions", _parsed("max_functions", count, parse_count))
+
+    def build_timeout(self, timeout: timedelta | float | str | None) -> SandboxBuilder:
+        """Compile the module in a child process killed after ``timeout`` (a timedelta,
+        seconds or ``"10s"``; None: in this process, no limit): ``BuildLimitExceeded``."""
+        return self._set("build_timeout", _parsed("build_timeout", timeout, parse_duration))
+
+    def build_memory_limit(self, size: int | str | None) -> SandboxBuilder:
+        """Compile the module in a child process whose address space is capped at ``size``
+        bytes (>= 256 MiB; None: no cap): ``BuildLimitExceeded`` when compiling needs more."""
+        return self._set("build_memory_limit", _parsed("build_memory_limit", size, parse_size))
 
     def _set(self, name: str, value: Any) -> SandboxBuilder:
         self._options[name] = value

@@ -48,7 +48,7 @@ counts: 1000000, 10M, 1.5G          durations: 30, 30s, 500ms, 2m, 1h
 exit status:
   the guest's own exit code when it ran to an exit (0 when _start returned)
   {EXIT_USAGE}    bad command line
-  {EXIT_INVALID}   invalid module, unsupported source or invalid limits
+  {EXIT_INVALID}   invalid module, unsupported source, invalid limits or over the build budget
   {EXIT_TRAP}   the guest trapped (unreachable, out-of-bounds access, stack overflow ...)
   {EXIT_HOST}   internal error of wasm-sandbox
   {EXIT_MEMORY}  memory limit exceeded
@@ -131,6 +131,25 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print one JSON object (outcome, output, report) on stdout",
     )
+    build = run.add_argument_group("build budget (for modules you do not trust)")
+    build.add_argument(
+        "--max-module-size", metavar="SIZE", help="refuse a larger module (default 1GiB)"
+    )
+    build.add_argument(
+        "--max-functions",
+        metavar="COUNT",
+        help="refuse a module defining more functions (default 1M)",
+    )
+    build.add_argument(
+        "--build-timeout",
+        metavar="DURATION",
+        help="compile in a child process killed after DURATION, e.g. 10s",
+    )
+    build.add_argument(
+        "--build-memory",
+        metavar="SIZE",
+        help="compile in a child process with at most SIZE of memory, e.g. 1GiB",
+    )
     files = run.add_argument_group("files (nothing is visible to the guest unless mounted)")
     files.add_argument(
         "--mount",
@@ -197,6 +216,17 @@ def _files(builder: SandboxBuilder, args: argparse.Namespace) -> None:
     builder.strict_io_limits(args.strict_io)
 
 
+def _build_budget(builder: SandboxBuilder, args: argparse.Namespace) -> None:
+    if args.max_module_size is not None:
+        builder.max_module_size(parse_size(args.max_module_size))
+    if args.max_functions is not None:
+        builder.max_functions(parse_count(args.max_functions))
+    if args.build_timeout is not None:
+        builder.build_timeout(parse_duration(args.build_timeout))
+    if args.build_memory is not None:
+        builder.build_memory_limit(parse_size(args.build_memory))
+
+
 def _fail(message: str) -> NoReturn:
     print(f"wasm-sandbox: error: {message}", file=sys.stderr)
     raise SystemExit(EXIT_USAGE)
@@ -218,6 +248,7 @@ def _build(args: argparse.Namespace) -> WasmSandbox:
             )
         if args.max_output is not None:
             builder.max_output_bytes(parse_size(args.max_output))
+        _build_budget(builder, args)
         _files(builder, args)
     except SandboxError:
         raise  # a limit or mount that cannot be honoured: exit 65, not a usage error

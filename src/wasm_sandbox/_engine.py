@@ -1,7 +1,8 @@
 """The seam between wasm_sandbox and wasmtime: engines, the compiled-module cache, the epoch
 ticker, guest instances and the translation of wasmtime's failures into our errors.
 
-Only this module and ``_wasi/_bind.py`` import wasmtime.
+Only this module, ``_compiler.py`` (the compile step, shared with the compiling child process
+of a build budget), ``_capi.py`` and ``_wasi/_bind.py`` import wasmtime.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from typing import Any
 import wasmtime
 
 from . import _capi, _wasm
-from ._errors import InvalidModule
+from ._build import BuildBudget, artifact_file, compile_in_child
+from ._compiler import compile_module, engine_config, first_line
+from ._errors import HostError, InvalidModule
 from ._limits import WASM_PAGE, OptimizationLevel
 from ._traps import remember_trap_handlers
 from ._wasi._bind import (
@@ -157,17 +160,10 @@ class EngineHandle:
     """One wasmtime Engine per configuration, with its linker, ticker and module cache."""
 
     def __init__(self, opt_level: OptimizationLevel, debug: bool, metered: bool) -> None:
-        config = wasmtime.Config()
-        config.consume_fuel = metered
-        config.epoch_interruption = True
-        config.cranelift_opt_level = opt_level.value
-        config.debug_info = debug
-        config.wasm_threads = False
-        config.wasm_memory64 = False
-        config.wasm_multi_memory = False
         self.key = f"{opt_level.value}:{int(debug)}:{int(metered)}"
+        self.settings = (opt_level.value, debug, metered)
         self.metered = metered
-        self.engine = wasmtime.Engine(config)
+        self.engine = wasmtime.Engine(engine_config(opt_level, debug, metered))
         self.linker = wasmtime.Linker(self.engine)
         self._functypes = define_wasi(self.linker)
         self.ticker = _Ticker(self.engine)
@@ -185,14 +181,22 @@ class EngineHandle:
         wasm: bytes,
         cache_dir: Path | None,
         progress: Callable[[str, float], None] | None = None,
+        budget: BuildBudget | None = None,
     ) -> CompiledModule:
-        """Validate, instrument and compile ``wasm``, or take it from the memory/disk cache."""
+        """Validate, instrument and compile ``wasm``, or take it from the memory/disk cache;
+        a ``budget``'s caps hold whether or not the module is cached."""
+        if budget is not None:
+            budget.check_size(len(wasm))
         digest = hashlib.sha256(wasm).hexdigest()
         with self._lock:
             cached = self._modules.get(digest)
         if cached is not None:
+            if budget is not None:
+                budget.check_functions(cached.info.defined_functions)
             return cached
         info = _parse(wasm)
+        if budget is not None:
+            budget.check_functions(info.defined_functions)
         _check_imports(info)
         key = hashlib.sha256(
             f"{digest}:{_wasm.INSTRUMENT_VERSION}:{WASMTIME_VERSION}:{self.key}:{_CPU}".encode()
@@ -213,9 +217,7 @@ class EngineHandle:
                 module = self._deserialize(path) if path is not None else None
                 from_cache = module is not None
                 if module is None:
-                    module = self._compile(wasm, progress)
-                    if path is not None:
-                        _store_artifact(path, module)
+                    module = self._compile(wasm, path, progress, budget)
         compiled = self._finish(module, info, digest, from_cache)
         with self._lock:
             self._modules[digest] = compiled
@@ -241,24 +243,49 @@ class EngineHandle:
         return None
 
     def _compile(
-        self, wasm: bytes, progress: Callable[[str, float], None] | None
+        self,
+        wasm: bytes,
+        path: Path | None,
+        progress: Callable[[str, float], None] | None,
+        budget: BuildBudget | None,
     ) -> wasmtime.Module:
-        try:
-            instrumented = _wasm.instrument(wasm)
-        except _wasm.WasmFormatError as exc:
-            raise InvalidModule(f"Invalid module: {exc}") from None
+        """Compile ``wasm`` (in a child process when the budget limits time or memory) and
+        store the artifact at ``path``."""
         started = time.monotonic()
         done = threading.Event()
         if progress is not None:
             _start_progress(progress, done, started)
         try:
-            return wasmtime.Module(self.engine, instrumented)
-        except wasmtime.WasmtimeError as exc:
-            raise InvalidModule(f"Invalid module: {_first_line(exc)}") from None
+            if budget is not None and budget.in_child:
+                return self._compile_in_child(wasm, path, budget)
+            module = compile_module(self.engine, wasm)
+            if path is not None:
+                _store_artifact(path, module)
+            return module
         finally:
             done.set()
             if progress is not None:
                 _report_progress(progress, "compiled", time.monotonic() - started)
+
+    def _compile_in_child(
+        self, wasm: bytes, path: Path | None, budget: BuildBudget
+    ) -> wasmtime.Module:
+        """Have a child process compile ``wasm`` under the budget, then load its artifact
+        and move it into the cache. A child that is stopped leaves no file behind."""
+        with artifact_file(path.parent if path is not None else None) as out:
+            compile_in_child(wasm, self.settings, out, budget)
+            with open(out, "rb") as f:
+                checksum = hashlib.file_digest(f, "sha256").hexdigest()
+            try:
+                module = wasmtime.Module.deserialize_file(self.engine, str(out))
+            except wasmtime.WasmtimeError as exc:
+                raise HostError(
+                    "Internal error in the wasm-sandbox host layer: the compiling process "
+                    f"wrote an artifact that does not load: {first_line(exc)}"
+                ) from None
+            if path is not None:
+                _publish_artifact(out, path, checksum)
+            return module
 
     def _finish(
         self, module: wasmtime.Module, info: _wasm.ModuleInfo, digest: str, from_cache: bool
@@ -266,7 +293,7 @@ class EngineHandle:
         try:
             pre = self.linker.instantiate_pre(module)
         except wasmtime.WasmtimeError as exc:
-            raise InvalidModule(f"Invalid module: cannot link it: {_first_line(exc)}") from None
+            raise InvalidModule(f"Invalid module: cannot link it: {first_line(exc)}") from None
         # Signatures come from our own parse of the module: asking wasmtime-py for them costs
         # several FFI calls per export (tens of ms for thousands of exports).
         functions = dict(info.functions)
@@ -283,6 +310,15 @@ def _parse(wasm: bytes) -> _wasm.ModuleInfo:
 
 
 def _check_imports(info: _wasm.ModuleInfo) -> None:
+    memories = [f"{mod}.{name}" for mod, name, kind in info.imports if kind == "memory"]
+    if memories:
+        # The sandbox has no memory to give: an instance's memory is the one its module
+        # defines, which the grow hook caps and monitoring measures.
+        raise InvalidModule(
+            f"Invalid module: it imports its linear memory ({memories[0]}); the sandbox runs "
+            "only modules that define their own memory (drop the import, e.g. link without "
+            "--import-memory)"
+        )
     missing = [
         f"{mod}.{name} ({kind})"
         for mod, name, kind in info.imports
@@ -296,11 +332,6 @@ def _check_imports(info: _wasm.ModuleInfo) -> None:
             + (" ..." if len(missing) > 10 else "")
             + f" (only {WASI_MODULE} functions are available)"
         )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _report_progress(progress: Callable[[str, float], None], phase: str, seconds: float) -> bool:
@@ -371,6 +402,17 @@ def _store_artifact(path: Path, module: wasmtime.Module) -> None:
         print(f"wasm-sandbox: not caching compiled module in {path.parent}: {exc}", file=sys.stderr)
 
 
+def _publish_artifact(out: Path, path: Path, checksum: str) -> None:
+    """Move a finished artifact into the cache under its key, with its checksum; a cache that
+    cannot be written is skipped with a warning (the module is loaded already)."""
+    try:
+        # The checksum first: a concurrent reader never finds the artifact without it.
+        _write_atomically(_checksum_path(path), checksum.encode())
+        os.replace(out, path)
+    except OSError as exc:
+        print(f"wasm-sandbox: not caching compiled module in {path.parent}: {exc}", file=sys.stderr)
+
+
 _ENGINES: dict[tuple[OptimizationLevel, bool, bool], EngineHandle] = {}
 _ENGINES_LOCK = threading.Lock()
 
@@ -417,7 +459,7 @@ def _cause(text: str) -> str:
     head, sep, cause = text.partition("Caused by:")
     lines = [line.strip() for line in (cause if sep else head).strip().splitlines()]
     reason = next((line for line in lines if line), "")
-    return reason.removeprefix("wasm trap: ") or _first_line(Exception(text))
+    return reason.removeprefix("wasm trap: ") or first_line(Exception(text))
 
 
 class GuestInstance:
@@ -454,11 +496,15 @@ class GuestInstance:
             except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
                 raise _failure(exc) from None
         remember_trap_handlers()  # wasmtime's are in place by now (recorded once)
-        memory = _capi.export_get(context, self.instance, "memory")
-        is_memory = memory is not None and _capi.kind_of(memory) == _capi.EXTERN_MEMORY
-        self.memory = memory if is_memory else None
+        # The WASI ABI's memory (what preview1 calls and the data ABI use) is the export
+        # named "memory"; usage is measured on the module's memory whatever it exports, so
+        # a guest cannot hide from monitoring by not exporting it.
+        self.memory = self._memory_export("memory")
         if self.memory is not None:
             binding.memory_address = ctypes.addressof(self.memory.of.memory)
+        self._measured = self.memory
+        if self._measured is None and compiled.info.memories:
+            self._measured = self._memory_export(_wasm.MEMORY_EXPORT)
         # The hook's globals: limits are written once, the denial is read after failures.
         self._limited = memory_bytes is not None or growth_bytes is not None
         self._denied_kind = self._global(_wasm.DENIED_KIND_EXPORT) if self._limited else None
@@ -466,6 +512,10 @@ class GuestInstance:
             self._set_global(_wasm.GROW_MAX_PAGES_EXPORT, False, growth_bytes // WASM_PAGE)
         if memory_bytes is not None:
             self._set_global(_wasm.MEM_MAX_PAGES_EXPORT, True, memory_bytes // WASM_PAGE)
+
+    def _memory_export(self, name: str) -> _capi.Extern | None:
+        item = _capi.export_get(self.context, self.instance, name)
+        return item if item is not None and _capi.kind_of(item) == _capi.EXTERN_MEMORY else None
 
     def _global(self, name: str) -> _capi.Extern | None:
         item = _capi.export_get(self.context, self.instance, name)
@@ -518,8 +568,10 @@ class GuestInstance:
         return _capi.get_fuel(self.context) if self.metered else None
 
     def memory_bytes(self) -> int:
-        """Current (and, since memory never shrinks, peak) linear-memory size in bytes."""
-        return _capi.memory_size(self.context, self.memory) if self.memory is not None else 0
+        """Current (and, since memory never shrinks, peak) linear-memory size in bytes,
+        exported or not (0 only for a module without memory)."""
+        measured = self._measured
+        return _capi.memory_size(self.context, measured) if measured is not None else 0
 
     def read_memory(self, ptr: int, length: int) -> bytes | None:
         """Bytes of the guest's memory (None when out of bounds or it has no memory)."""

@@ -8,6 +8,7 @@ translated in ``_engine`` and never reach the user.
     ├── MountChanged                           a mounted host directory was replaced
     ├── UnsupportedSource (also NotImplementedError)   a source kind not built yet
     ├── InvalidModule                          malformed, invalid or unlinkable module
+    ├── BuildLimitExceeded                     the module is over the build budget
     ├── CompilationError                       a source file failed to compile to wasm
     │   └── ToolchainNotFound                  (in _guests) the compiler is not installed
     ├── FunctionNotFound                       no exported function of that name
@@ -42,6 +43,7 @@ from datetime import timedelta
 from typing import Any
 
 __all__ = [
+    "BuildLimitExceeded",
     "ConfigurationError",
     "ExecutionCancelled",
     "ExecutionError",
@@ -135,6 +137,35 @@ class InvalidModule(SandboxError):
 
     Raised at build time; it is not a run-time trap.
     """
+
+
+class BuildLimitExceeded(SandboxError):
+    """Building the sandbox went past its build budget: ``limit`` names the option
+    (``max_module_size``, ``max_functions``, ``build_timeout`` or ``build_memory_limit``),
+    ``attempted`` what the module or its compile needed (bytes, functions, seconds; None when
+    unknown: a compile stopped at its memory limit) and ``cap`` the limit.
+
+    Raised at build time, before the module ever runs; nothing is cached. Not raised for a
+    malformed module (``InvalidModule``) nor for a guest past a limit while running
+    (``ResourceLimitExceeded``).
+    """
+
+    def __init__(self, limit: str, attempted: float | None, cap: float) -> None:
+        super().__init__(f"Build limit exceeded: {limit} ({_build_detail(limit, attempted, cap)})")
+        self.limit = limit
+        self.attempted = attempted
+        self.cap = cap
+
+
+def _build_detail(limit: str, attempted: float | None, cap: float) -> str:
+    if limit == "max_module_size":
+        return f"the module is {attempted:.0f} bytes, limit {cap:.0f}"
+    if limit == "max_functions":
+        return f"the module defines {attempted:.0f} functions, limit {cap:.0f}"
+    if limit == "build_timeout":
+        spent = "" if attempted is None else f" after {attempted:.1f} s"
+        return f"compiling was stopped{spent}, limit {cap:g} s"
+    return f"compiling needed more than {cap:.0f} bytes of memory"
 
 
 class CompilationError(SandboxError):

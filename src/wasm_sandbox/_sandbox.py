@@ -95,7 +95,10 @@ class WasmSandbox:
             wasm = _read_runtime(find_javascript_runtime())
             self.source_name = self._script.filename
         handle = get_engine(config.optimization_level, config.debug_mode, config.metered)
-        compiled = handle.load(wasm, cache_dir, _progress_callback(config, len(wasm)))
+        # The build budget bounds what the user's module may cost to build; the Python and
+        # JavaScript runtimes are ours (their scripts are not compiled to machine code).
+        budget = config.build_budget if self._script is None else None
+        compiled = handle.load(wasm, cache_dir, _progress_callback(config, len(wasm)), budget)
         limits = config.limits
         if limits.memory_bytes is not None and compiled.initial_memory_bytes > limits.memory_bytes:
             raise e.MemoryLimitExceeded(

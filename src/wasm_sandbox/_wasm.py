@@ -1,7 +1,8 @@
 """Pure-Python (standard library only) WebAssembly binary parser and rewriter.
 
 `parse_module_info` reads imports, exports and memories; `instrument` routes every
-``memory.grow`` through a hook enforcing limits that live in exported mutable globals.
+``memory.grow`` through a hook enforcing limits that live in exported mutable globals, and
+exports the module's memory under a reserved name so the host can always measure it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "DENIED_PAGES_EXPORT",
     "GROW_MAX_PAGES_EXPORT",
     "INSTRUMENT_VERSION",
+    "MEMORY_EXPORT",
     "MEM_MAX_PAGES_EXPORT",
     "RESERVED_EXPORT_PREFIX",
     "START_EXPORT",
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 #: Bumped whenever the output of `instrument` changes (part of compiled-module cache keys).
-INSTRUMENT_VERSION: Final = 2
+INSTRUMENT_VERSION: Final = 3
 # Exports added by `instrument`.  All globals are mutable; the host sets the limits after
 # instantiation and reads the denial after the run.
 #: i32, unsigned pages one memory.grow may add; 0xFFFFFFFF (-1, the initial value) = unlimited.
@@ -47,6 +49,9 @@ DENIED_PAGES_EXPORT: Final = "__wsbx_denied_pages"
 DENIED_DELTA_EXPORT: Final = "__wsbx_denied_delta"
 #: func, the module's original start function (only when it had a start section).
 START_EXPORT: Final = "__wsbx_start"
+#: memory, the module's linear memory (when it has one), whether or not the module exports
+#: it itself: monitoring reads its size through this export, so hiding it blinds nothing.
+MEMORY_EXPORT: Final = "__wsbx_memory"
 DENIED_BY_GROW_LIMIT: Final = 1
 DENIED_BY_TOTAL_CAP: Final = 2
 DENIED_BY_ENGINE: Final = 3  # memory.grow itself returned -1
@@ -81,6 +86,8 @@ class ModuleInfo:
     has_start: bool
     #: exported function name -> (parameter types, result types), e.g. (("i32",), ("i64",))
     functions: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
+    #: functions the module defines (its code; imported functions are not counted)
+    defined_functions: int = 0
 
 
 def initial_memory_bytes(info: ModuleInfo) -> int:
@@ -827,6 +834,7 @@ def parse_module_info(data: bytes | bytearray | memoryview) -> ModuleInfo:
         memories=tuple(st.memories),
         has_start=st.start is not None,
         functions=_export_signatures(st),
+        defined_functions=st.funcs,
     )
 
 
@@ -981,11 +989,12 @@ def _assemble(data: bytes, sections: list[_Section], replaced: dict[int, list[_P
 def instrument(data: bytes | bytearray | memoryview) -> bytes:
     """Return ``data`` with memory.grow routed through a limit-enforcing hook.
 
-    Adds four mutable exported globals (see the ``*_EXPORT`` names), appends a
+    Adds five mutable exported globals (see the ``*_EXPORT`` names), appends a
     hook function and its type at the end of their index spaces, replaces each
-    ``memory.grow`` by a call to it, removes the start section (exporting its
-    function as START_EXPORT instead), and drops ``.debug_*`` custom sections.
-    A module without memory gets the globals but no hook (it cannot grow).
+    ``memory.grow`` by a call to it, exports the memory as MEMORY_EXPORT, removes
+    the start section (exporting its function as START_EXPORT instead), and drops
+    ``.debug_*`` custom sections. A module without memory gets the globals but no
+    hook (it cannot grow) and no memory export.
     Raises WasmFormatError for malformed or unsupported modules.
     """
     data = bytes(data)
@@ -1002,6 +1011,8 @@ def instrument(data: bytes | bytearray | memoryview) -> bytes:
     ]
     if st.start is not None:
         exports.append(_export_entry(START_EXPORT, 0, st.start))
+    if st.memories:
+        exports.append(_export_entry(MEMORY_EXPORT, 2, 0))
     replaced = {
         6: _extended(st, by_id.get(6), 6, [init for _, init in _ADDED_GLOBALS]),
         7: _extended(st, by_id.get(7), 7, exports),
