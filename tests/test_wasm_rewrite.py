@@ -18,7 +18,6 @@ import wasmtime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wasm_sandbox import _wasm as w
 from wasm_sandbox._wasm import (
     DENIED_DELTA_EXPORT,
     DENIED_KIND_EXPORT,
@@ -33,6 +32,9 @@ from wasm_sandbox._wasm import (
     instrument,
     parse_module_info,
 )
+from wasm_sandbox._wasm import _decode as decode
+from wasm_sandbox._wasm import _scan as scan
+from wasm_sandbox._wasm import _sections as wasm_sections
 
 ENGINE = wasmtime.Engine()
 ADDED_GLOBALS = (
@@ -59,7 +61,7 @@ def wat(text: str) -> bytes:
 
 
 def uleb(value: int) -> bytes:
-    return w._uleb(value)
+    return decode._uleb(value)
 
 
 def section(sid: int, payload: bytes) -> bytes:
@@ -493,19 +495,19 @@ def test_exactly_the_memory_grow_instructions_are_replaced() -> None:
     out = instrument(source)
     assert grow_count(source) == 1
     assert grow_count(out) == 1  # the one left is the hook's own
-    data_section = next(s for s in w._walk_sections(source) if s.sid == 11)
+    data_section = next(s for s in wasm_sections._walk_sections(source) if s.sid == 11)
     assert source[data_section.start :] in out  # sections after the code are copied as is
 
 
 def grow_count(data: bytes) -> int:
-    _, sections = w._parse_sections(data, frozenset(w._PARSERS))
+    _, sections = wasm_sections._parse_sections(data, frozenset(wasm_sections._PARSERS))
     code = next(s for s in sections if s.sid == 10)
-    r = w._Reader(data, code.body, code.end, "code section")
-    body_reader = w._Reader(data, 0, 0, "code section")
+    r = decode._Reader(data, code.body, code.end, "code section")
+    body_reader = decode._Reader(data, 0, 0, "code section")
     total = 0
     for _ in range(r.uleb()):
         body = r.skip(r.uleb())
-        total += len(w._scan_body(body_reader, body, r.pos))
+        total += len(scan._scan_body(body_reader, body, r.pos))
     return total
 
 
@@ -712,34 +714,34 @@ def leb(value: int, pad: int = 0) -> bytes:
 @st.composite
 def immediates(draw: st.DrawFn, kind: int) -> bytes:
     u32 = st.builds(leb, st.integers(0, 2**32 - 1), st.integers(0, 1))
-    if kind == w._NONE:
+    if kind == decode._NONE:
         return b""
-    if kind in (w._U32, w._GROW):
+    if kind in (decode._U32, decode._GROW):
         return draw(u32)
-    if kind == w._U32X2:
+    if kind == decode._U32X2:
         return draw(u32) + draw(u32)
-    if kind == w._S32:
-        return w._sleb(draw(st.integers(-(2**31), 2**31 - 1)))
-    if kind == w._S64:
-        return w._sleb(draw(st.integers(-(2**63), 2**63 - 1)))
-    if kind in (w._F32, w._F64, w._LANE, w._V128):
-        size = {w._F32: 4, w._F64: 8, w._LANE: 1, w._V128: 16}[kind]
+    if kind == decode._S32:
+        return decode._sleb(draw(st.integers(-(2**31), 2**31 - 1)))
+    if kind == decode._S64:
+        return decode._sleb(draw(st.integers(-(2**63), 2**63 - 1)))
+    if kind in (decode._F32, decode._F64, decode._LANE, decode._V128):
+        size = {decode._F32: 4, decode._F64: 8, decode._LANE: 1, decode._V128: 16}[kind]
         return draw(st.binary(min_size=size, max_size=size))
-    if kind in (w._MEMARG, w._MEMARG_LANE):
+    if kind in (decode._MEMARG, decode._MEMARG_LANE):
         align = draw(st.integers(0, 0x7F))
         memidx = leb(0) if align & 0x40 else b""
-        lane = draw(st.binary(min_size=1, max_size=1)) if kind == w._MEMARG_LANE else b""
+        lane = draw(st.binary(min_size=1, max_size=1)) if kind == decode._MEMARG_LANE else b""
         return leb(align) + memidx + draw(u32) + lane
-    if kind == w._BLOCK:
+    if kind == decode._BLOCK:
         return draw(st.sampled_from([b"\x40", b"\x7f", b"\x7b", b"\x70", b"\x00", b"\x85\x01"]))
-    if kind == w._BR_TABLE:
+    if kind == decode._BR_TABLE:
         labels = draw(st.lists(u32, max_size=4))
         return leb(len(labels)) + b"".join(labels) + draw(u32)
-    if kind == w._SELECT_T:
+    if kind == decode._SELECT_T:
         return b"\x01" + draw(st.sampled_from([b"\x7f", b"\x7e", b"\x6f"]))
-    if kind == w._TRY_TABLE:
+    if kind == decode._TRY_TABLE:
         return b"\x40\x02\x00\x00\x00\x02\x01"
-    if kind == w._HEAP:
+    if kind == decode._HEAP:
         return draw(st.sampled_from([b"\x70", b"\x6f"]))
     return b"\x00"  # _ZERO
 
@@ -747,7 +749,7 @@ def immediates(draw: st.DrawFn, kind: int) -> bytes:
 @st.composite
 def instruction(draw: st.DrawFn) -> bytes:
     prefix = draw(st.sampled_from([None, 0xFC, 0xFD, 0xFE]))
-    table = w._OPS if prefix is None else w._PREFIXED[prefix]
+    table = decode._OPS if prefix is None else decode._PREFIXED[prefix]
     op = draw(st.sampled_from(sorted(table)))
     if prefix is None:
         return bytes([op]) + draw(immediates(table[op]))
@@ -762,9 +764,9 @@ def test_fast_scanner_agrees_with_the_instruction_decoder(parts: list[bytes]) ->
     body = b"\x00" + b"".join(parts) + b"\x0b"
     results: list[object] = []
     for fast in (True, False):
-        reader = w._Reader(body, 0, 0, "code section")
+        reader = decode._Reader(body, 0, 0, "code section")
         try:
-            results.append(w._scan_body(reader, 0, len(body), fast))
+            results.append(scan._scan_body(reader, 0, len(body), fast))
         except WasmFormatError as error:
             results.append(str(error))
     assert results[0] == results[1]
