@@ -6,11 +6,13 @@ globals, fuel), skipping wasmtime-py's per-call boxing. Part of the engine seam:
 from __future__ import annotations
 
 import ctypes
-from ctypes import POINTER, c_bool, c_char_p, c_size_t, c_uint64, c_void_p
+from ctypes import POINTER, c_uint64, c_void_p
 from typing import Any, cast
 
 import wasmtime
 from wasmtime import _ffi
+
+from . import _cdecl as _c
 
 __all__ = [
     "Extern",
@@ -28,32 +30,15 @@ __all__ = [
     "set_fuel",
 ]
 
-_lib = ctypes.CDLL(_ffi.dll._name)
-
-
-def _fn(name: str, restype: Any, *argtypes: Any) -> Any:
-    func = getattr(_lib, name)
-    func.restype = restype
-    func.argtypes = list(argtypes)
-    return func
-
-
-_instantiate = _fn(
-    "wasmtime_instance_pre_instantiate", c_void_p, c_void_p, c_void_p, c_void_p, c_void_p
-)
-_export_get = _fn(
-    "wasmtime_instance_export_get", c_bool, c_void_p, c_void_p, c_char_p, c_size_t, c_void_p
-)
-_call = _fn(
-    "wasmtime_func_call_unchecked", c_void_p, c_void_p, c_void_p, c_void_p, c_size_t, c_void_p
-)
-_global_get = _fn("wasmtime_global_get", None, c_void_p, c_void_p, c_void_p)
-_global_set = _fn("wasmtime_global_set", c_void_p, c_void_p, c_void_p, c_void_p)
-_set_fuel = _fn("wasmtime_context_set_fuel", c_void_p, c_void_p, c_uint64)
-_get_fuel = _fn("wasmtime_context_get_fuel", c_void_p, c_void_p, c_void_p)
-_memory_size = _fn("wasmtime_memory_data_size", c_size_t, c_void_p, c_void_p)
-_memory_data = _fn("wasmtime_memory_data", c_void_p, c_void_p, c_void_p)
-_error_delete = _fn("wasmtime_error_delete", None, c_void_p)
+_instantiate = _c.instance_pre_instantiate
+_export_get = _c.export_get
+_call = _c.call_unchecked
+_global_get = _c.global_get
+_global_set = _c.global_set
+_set_fuel = _c.context_set_fuel
+_get_fuel = _c.context_get_fuel
+_memory_size = _c.memory_data_size
+_memory_data = _c.memory_data
 
 Extern = _ffi.wasmtime_extern_t
 EXTERN_FUNC, EXTERN_GLOBAL, EXTERN_MEMORY = 0, 1, 3

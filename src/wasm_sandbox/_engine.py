@@ -2,7 +2,8 @@
 ticker, guest instances and the translation of wasmtime's failures into our errors.
 
 Only this module, ``_compiler.py`` (the compile step, shared with the compiling child process
-of a build budget), ``_capi.py`` and ``_wasi/_bind.py`` import wasmtime.
+of a build budget), ``_capi.py``, ``_cdecl.py`` (every C function, declared once) and
+``_wasi/_bind.py`` import wasmtime (tests/test_architecture.py holds it so).
 """
 
 from __future__ import annotations

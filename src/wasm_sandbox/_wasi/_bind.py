@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import wasmtime
-from wasmtime import _ffi
 
+from .. import _cdecl as _c
 from . import _door, _files, _net, _paths, _preview1  # noqa: F401 - importing them registers their syscalls
 from ._abi import GuestMemory
 from ._context import GuestStop, StopReason, WasiContext
@@ -29,46 +29,16 @@ __all__ = ["HostBinding", "bind", "current", "define_wasi", "install_epoch_callb
 
 WASI_MODULE = "wasi_snapshot_preview1"
 
-# Our own handle on the same shared library, so our argtypes never clash with wasmtime-py's.
-_lib = ctypes.CDLL(_ffi.dll._name)
-_caller_context = _lib.wasmtime_caller_context
-_caller_context.restype = ctypes.c_void_p
-_caller_context.argtypes = [ctypes.c_void_p]
-_memory_data = _lib.wasmtime_memory_data
-_memory_data.restype = ctypes.c_void_p
-_memory_data.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-_memory_data_size = _lib.wasmtime_memory_data_size
-_memory_data_size.restype = ctypes.c_size_t
-_memory_data_size.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-_trap_new = _lib.wasmtime_trap_new
-_trap_new.restype = ctypes.c_void_p
-_trap_new.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-_error_new = _lib.wasmtime_error_new
-_error_new.restype = ctypes.c_void_p
-_error_new.argtypes = [ctypes.c_char_p]
+_caller_context = _c.caller_context
+_memory_data = _c.memory_data
+_memory_data_size = _c.memory_data_size
+_trap_new = _c.trap_new
+_error_new = _c.error_new
+_UNCHECKED = _c.UNCHECKED_HOST_FUNC
+_define_unchecked = _c.linker_define_func_unchecked
+_EPOCH_CALLBACK = _c.EPOCH_CALLBACK
+_set_epoch_callback = _c.store_epoch_deadline_callback
 
-_UNCHECKED = ctypes.CFUNCTYPE(
-    ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t
-)
-_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
-_define_unchecked = _lib.wasmtime_linker_define_func_unchecked
-_define_unchecked.restype = ctypes.c_void_p
-_define_unchecked.argtypes = [
-    ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t,
-    ctypes.c_void_p, _UNCHECKED, ctypes.c_void_p, ctypes.c_void_p,
-]  # fmt: skip
-_EPOCH_CALLBACK = ctypes.CFUNCTYPE(
-    ctypes.c_void_p,
-    ctypes.c_void_p,
-    ctypes.c_void_p,
-    ctypes.POINTER(ctypes.c_uint64),
-    ctypes.POINTER(ctypes.c_uint8),
-)
-_set_epoch_callback = _lib.wasmtime_store_epoch_deadline_callback
-_set_epoch_callback.restype = None
-_set_epoch_callback.argtypes = [ctypes.c_void_p, _EPOCH_CALLBACK, ctypes.c_void_p, ctypes.c_void_p]
-
-_SLOT = struct.Struct("<q8x")  # the low 8 bytes of one 16-byte wasmtime_val_raw_t
 _NO_MEMORY = GuestMemory(0, 0)
 
 
