@@ -128,6 +128,8 @@ def open_connection(ctx: WasiContext, host: str, port: int, *, tls: bool = False
         raise _limit(ctx, guard, "max_connections", active + 1, cap, Errno.ENFILE)
     if ctx.fds_limit is not None and ctx.fds.count_open() >= ctx.fds_limit:
         raise ctx.limit_hit("max_open_files", ctx.fds.count_open() + 1, ctx.fds_limit, Errno.EMFILE)
+    # Past every check: from here the attempt reaches the outside (a lookup, a connect).
+    ctx.external_effect(f"a network connection to {endpoint}")
     addresses = _resolve(ctx, guard, host.strip("[]"), port)
     allowed = [a for a in addresses if guard.policy.address_allowed(patterns, a[0])]
     if not allowed:
