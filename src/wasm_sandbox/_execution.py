@@ -262,13 +262,14 @@ class Execution:
         script: ScriptTurn | None,
     ) -> Outcome:
         """One execution under the auto-scaler's limits; a memory-cap failure below its
-        maximum is retried once at the raised cap (with a fresh context: same input)."""
+        maximum is retried once at the raised cap (with a fresh context: same input), unless
+        the first attempt acted outside the sandbox (a retry would act again)."""
         floor = self.plan.compiled.initial_memory_bytes
         self._rescale(ctx, scaler.limits_for(self.plan.limits, floor))
         try:
             outcome = self._execute(ctx, export, args, command, payload, script)
         except e.MemoryLimitExceeded:
-            if ctx.stdin.fileno is not None or not scaler.memory_exhausted():
+            if ctx.stdin.fileno is not None or not scaler.memory_exhausted() or ctx.effects:
                 raise
             retry = self.new_context(ctx.args, ctx.env, ctx.stdin.source())
             self._rescale(retry, scaler.limits_for(self.plan.limits, floor))
