@@ -20,7 +20,7 @@ WASMTIME_SEAM = {
 
 def _imports(path: Path) -> set[str]:
     """The top-level names of every module ``path`` imports (absolute imports only)."""
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)

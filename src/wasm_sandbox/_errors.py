@@ -382,10 +382,12 @@ class ExecutionCancelled(ExecutionError):
 
 
 class SessionLost(ExecutionError):
-    """A session's state could not be brought back after a statement failed on a limit (the
-    replay of its earlier statements did not reproduce them, or they wrote through a writable
-    host mount, which a replay would write again). The session is closed; the statement's own
-    error is chained as ``__cause__``."""
+    """A session's state could not be brought back after a statement failed (on a limit, or
+    by exiting the interpreter): an earlier statement had an effect outside the sandbox (a
+    network connection, a change to a writable host directory) that a replay would repeat,
+    or the replay did not reproduce the history, tried such an effect, or did not finish
+    within ``replay_timeout``. The session is closed; the statement's own error is chained as
+    ``__cause__``."""
 
 
 class HostError(ExecutionError):

@@ -262,13 +262,14 @@ class Execution:
         script: ScriptTurn | None,
     ) -> Outcome:
         """One execution under the auto-scaler's limits; a memory-cap failure below its
-        maximum is retried once at the raised cap (with a fresh context: same input)."""
+        maximum is retried once at the raised cap (with a fresh context: same input), unless
+        the first attempt acted outside the sandbox (a retry would act again)."""
         floor = self.plan.compiled.initial_memory_bytes
         self._rescale(ctx, scaler.limits_for(self.plan.limits, floor))
         try:
             outcome = self._execute(ctx, export, args, command, payload, script)
         except e.MemoryLimitExceeded:
-            if ctx.stdin.fileno is not None or not scaler.memory_exhausted():
+            if ctx.stdin.fileno is not None or not scaler.memory_exhausted() or ctx.effects:
                 raise
             retry = self.new_context(ctx.args, ctx.env, ctx.stdin.source())
             self._rescale(retry, scaler.limits_for(self.plan.limits, floor))
@@ -405,25 +406,9 @@ class Execution:
     ) -> e.ExecutionError | None:
         reason = ctx.stop_reason
         limits = ctx.limits or self.plan.limits
-        if reason == StopReason.TIMEOUT:
-            elapsed = timedelta(seconds=time.monotonic() - ctx.start)
-            return e.ExecutionTimeout(_effective_timeout(ctx, limits), elapsed)
-        if reason == StopReason.IO_LIMIT and ctx.strict_hit is not None:
-            return e.IoLimitExceeded(*ctx.strict_hit)
-        if reason == StopReason.NETWORK_LIMIT and ctx.strict_network_hit is not None:
-            return e.NetworkLimitExceeded(*ctx.strict_network_hit)
-        if reason == StopReason.SECURITY and ctx.security_violation is not None:
-            return e.SecurityViolation(ctx.security_violation)
-        if reason == StopReason.CANCELLED:
-            return e.ExecutionCancelled("Execution cancelled by the host")
-        if reason == StopReason.INTERRUPTED:
-            raise KeyboardInterrupt
-        if reason == StopReason.HOST_ERROR:
-            err = e.HostError(
-                f"Internal error in the wasm-sandbox host layer: {ctx.host_exception!r}"
-            )
-            err.__cause__ = ctx.host_exception
-            return err
+        stopped = _stop_error(ctx, limits)
+        if stopped is not None:
+            return stopped
         if failure is None and exit_code == 0:
             return None
         denial = measured.denied
@@ -438,6 +423,35 @@ class Execution:
             return e.GuestExit(exit_code)
         cls = _TRAPS.get(failure.trap_code or "", e.GuestTrap)
         return cls(f"Guest trapped: {failure}", failure.trap_code, failure.backtrace)
+
+
+def _stop_error(ctx: WasiContext, limits: ResourceLimits) -> e.ExecutionError | None:
+    """The error of a guest the host stopped (deadline, strict limits, cancellation, an
+    effect a replay may not make, a host bug), or None when the host did not stop it."""
+    reason = ctx.stop_reason
+    if reason == StopReason.TIMEOUT:
+        elapsed = timedelta(seconds=time.monotonic() - ctx.start)
+        return e.ExecutionTimeout(_effective_timeout(ctx, limits), elapsed)
+    if reason == StopReason.IO_LIMIT and ctx.strict_hit is not None:
+        return e.IoLimitExceeded(*ctx.strict_hit)
+    if reason == StopReason.NETWORK_LIMIT and ctx.strict_network_hit is not None:
+        return e.NetworkLimitExceeded(*ctx.strict_network_hit)
+    if reason == StopReason.SECURITY and ctx.security_violation is not None:
+        return e.SecurityViolation(ctx.security_violation)
+    if reason == StopReason.CANCELLED:
+        return e.ExecutionCancelled("Execution cancelled by the host")
+    if reason == StopReason.EXTERNAL_EFFECT:
+        what = ctx.effects[-1] if ctx.effects else "an external effect"
+        return e.ExecutionCancelled(
+            f"Stopped before {what}: a session's replay may not act outside the sandbox"
+        )
+    if reason == StopReason.INTERRUPTED:
+        raise KeyboardInterrupt
+    if reason == StopReason.HOST_ERROR:
+        err = e.HostError(f"Internal error in the wasm-sandbox host layer: {ctx.host_exception!r}")
+        err.__cause__ = ctx.host_exception
+        return err
+    return None
 
 
 def _data_call(instance: GuestInstance, export: str, payload: bytes) -> Any:

@@ -1,13 +1,20 @@
 """Jobs run in other processes (``ProcessBackend``, ``RayBackend``): the sandbox is built
 from its ``SandboxConfig`` once per worker process, and the job returns its value or its
-error object, so results and errors are the same as local ones."""
+error object, so results and errors are the same as local ones.
+
+``ProcessBackend`` keeps its own worker processes, each with its own pipe and running one job
+at a time, rather than a ``concurrent.futures.ProcessPoolExecutor``: that pool treats the
+death of any worker as the death of the pool and fails every job in flight on the others.
+Here a death is seen only by the job that was using that worker, and only that worker is
+replaced."""
 
 from __future__ import annotations
 
-import concurrent.futures
-import concurrent.futures.process
 import multiprocessing
+import multiprocessing.connection
+import os
 import pickle
+import signal
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -15,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._builder import SandboxConfig
 
-__all__ = ["ProcessBackend", "SandboxKeys", "remote_call"]
+__all__ = ["ProcessBackend", "SandboxKeys", "remote_call", "worker_main"]
 
 _SANDBOXES: dict[str, Any] = {}  # per Ray worker process: key -> WasmSandbox
 
@@ -67,9 +74,11 @@ class SandboxKeys:
 
 class ProcessBackend:
     """Where a ``LoadBalancer`` runs its jobs instead of threads: worker processes, for crash
-    isolation. A worker that dies (a fault in native code, a kill) ends only the job it ran,
-    with ``HostError``; the pool is restarted for the next jobs. The configuration travels by
-    pickling: callbacks must be picklable (module-level functions). Close it when done."""
+    isolation. Each worker runs one job at a time; a worker that dies (a fault in native
+    code, a kill) ends only the job it ran, with ``HostError``, while jobs on the other
+    workers go on to their own results, and a fresh worker replaces it for the next jobs.
+    The configuration travels by pickling: callbacks must be picklable (module-level
+    functions). Close it when done: running jobs finish, then every worker is stopped."""
 
     __module__ = "wasm_sandbox"
 
@@ -78,19 +87,14 @@ class ProcessBackend:
             from ._errors import ConfigurationError  # noqa: PLC0415
 
             raise ConfigurationError(f"max_workers must be >= 1, got {max_workers}")
-        self._max_workers = max_workers
-        self._pool: Any = None
-        self._lock = threading.Lock()
+        self._max_workers = max_workers or os.cpu_count() or 1
+        self._context = multiprocessing.get_context("spawn")
+        self._cond = threading.Condition()
+        self._idle: list[_Worker] = []
+        self._workers: set[_Worker] = set()  # every live worker, idle or busy
+        self._slots = 0  # workers live or being started
+        self._closing = False
         self._keys = SandboxKeys()
-
-    def _executor(self) -> Any:
-        with self._lock:
-            if self._pool is None:
-                context = multiprocessing.get_context("spawn")
-                self._pool = concurrent.futures.ProcessPoolExecutor(
-                    self._max_workers, mp_context=context
-                )
-            return self._pool
 
     def run(
         self,
@@ -104,36 +108,181 @@ class ProcessBackend:
         from ._errors import ConfigurationError, HostError  # noqa: PLC0415
 
         key = self._keys.key(sandbox, "a process backend")
-        pool = self._executor()
         try:
-            future = pool.submit(remote_call, key, sandbox.config, function, args, kwargs, seconds)
-            ok, result = future.result()
-        except concurrent.futures.process.BrokenProcessPool:
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise HostError(
-                "the worker process running this job died; the job is lost and the pool "
-                "restarted for the next ones"
-            ) from None
+            job = pickle.dumps((key, sandbox.config, function, args, kwargs, seconds))
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             raise ConfigurationError(
                 f"this sandbox's configuration cannot be sent to a worker process: {exc}"
             ) from None
+        worker = self._acquire()
+        answer: bytes | None = None
+        try:
+            answer = worker.run(job)
+        except _WorkerDied as died:
+            raise HostError(
+                f"the worker process running this job died ({died}); the job is lost, the "
+                "jobs on the other workers are not, and a fresh worker replaces it"
+            ) from None
+        finally:
+            self._release(worker, answer is not None)
+        try:
+            ok, result = pickle.loads(answer)
+        except Exception as exc:
+            raise HostError(f"the worker's answer cannot be read: {exc!r}") from exc
         if ok:
             return result
         raise result
 
+    def _acquire(self) -> _Worker:
+        """An idle worker, or a new one when fewer than ``max_workers`` exist; else wait."""
+        with self._cond:
+            while self._closing or (not self._idle and self._slots >= self._max_workers):
+                self._cond.wait()
+            if self._idle:
+                return self._idle.pop()
+            self._slots += 1
+        try:
+            worker = _Worker(self._context)
+        except BaseException:
+            with self._cond:
+                self._slots -= 1
+                self._cond.notify_all()
+            raise
+        with self._cond:
+            self._workers.add(worker)
+        return worker
+
+    def _release(self, worker: _Worker, reusable: bool) -> None:
+        """Back to the idle workers after an answered job; otherwise (it died, or the wait
+        for it was interrupted mid-job) stop it and free its slot."""
+        with self._cond:
+            if reusable:
+                self._idle.append(worker)
+            else:
+                self._workers.discard(worker)
+                self._slots -= 1
+            self._cond.notify_all()
+        if not reusable:
+            worker.stop(kill=True)  # dead, or mid-job: nothing of it is worth waiting for
+
+    def _pids(self) -> list[int]:
+        """The live workers' process ids (for tests)."""
+        with self._cond:
+            return [w.pid for w in self._workers]
+
     def close(self) -> None:
-        """Stop the worker processes."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        """Let running jobs finish, then stop every worker process (waits for them). The
+        backend can be used again afterwards: it starts new workers."""
+        with self._cond:
+            while self._closing:
+                self._cond.wait()
+            self._closing = True
+            while len(self._idle) < self._slots:  # jobs running, or workers starting
+                self._cond.wait()
+            workers, self._idle = self._idle, []
+            self._workers.clear()
+            self._slots = 0
+        try:
+            for worker in workers:
+                worker.stop()
+        finally:
+            with self._cond:
+                self._closing = False
+                self._cond.notify_all()
 
     def __enter__(self) -> ProcessBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _WorkerDied(Exception):
+    """The worker process ended before answering (its exit status is the message)."""
+
+
+class _Worker:
+    """One worker process and this side of its pipe."""
+
+    def __init__(self, context: Any) -> None:
+        mine, theirs = context.Pipe()
+        self.process = context.Process(
+            target=worker_main, args=(theirs,), name="wasm-sandbox-worker", daemon=True
+        )
+        try:
+            self.process.start()
+        except BaseException:
+            mine.close()
+            raise
+        finally:
+            theirs.close()  # only the worker holds its end: its death is an EOF here
+        self.conn: multiprocessing.connection.Connection = mine
+        self.pid: int = self.process.pid
+
+    def run(self, job: bytes) -> bytes:
+        """Send one pickled job and wait for its pickled answer; ``_WorkerDied`` if the
+        process ends first (its pipe's EOF, or its sentinel: a process is never waited on
+        through a pipe alone)."""
+        try:
+            self.conn.send_bytes(job)
+            ready = multiprocessing.connection.wait([self.conn, self.process.sentinel])
+            if self.conn not in ready and not self.conn.poll(0):
+                raise EOFError
+            return self.conn.recv_bytes()
+        except (EOFError, OSError):
+            raise _WorkerDied(self._status()) from None
+
+    def _status(self) -> str:
+        self.process.join(5)
+        code = self.process.exitcode
+        if code is None:
+            return "its pipe broke"
+        if code >= 0:
+            return f"exit status {code}"
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+
+    def stop(self, kill: bool = False) -> None:
+        """End the process and reap it: an idle worker exits at the EOF on its pipe (and is
+        killed if it lingers); with ``kill``, at once."""
+        self.conn.close()
+        if not kill:
+            self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        self.process.close()
+
+
+def worker_main(conn: multiprocessing.connection.Connection) -> None:
+    """A worker process: answer pickled jobs one at a time until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    while True:
+        try:
+            job = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        conn.send_bytes(_answer(job))
+
+
+def _answer(job: bytes) -> bytes:
+    """The pickled ``(ok, value or error)`` of one pickled job."""
+    from ._errors import ConfigurationError, HostError  # noqa: PLC0415
+
+    try:
+        key, config, function, args, kwargs, seconds = pickle.loads(job)
+    except Exception as exc:
+        answer: tuple[bool, Any] = (
+            False,
+            ConfigurationError(
+                f"this sandbox's configuration cannot be sent to a worker process: {exc}"
+            ),
+        )
+    else:
+        answer = remote_call(key, config, function, args, kwargs, seconds)
+    try:
+        return pickle.dumps(answer)
+    except Exception as exc:
+        return pickle.dumps((False, HostError(f"the job's answer cannot be sent back: {exc!r}")))

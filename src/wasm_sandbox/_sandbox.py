@@ -259,11 +259,17 @@ class WasmSandbox:
         message and traceback."""
         return self._call(export, args, kwargs=kwargs).value
 
-    def session(self, timeout: timedelta | float | None = None) -> Session:
+    def session(
+        self,
+        timeout: timedelta | float | None = None,
+        replay_timeout: timedelta | float | None = None,
+    ) -> Session:
         """A ``Session``: one interpreter kept across statements, with this sandbox's limits
         (Python and JavaScript guests). The source is run once when it opens. ``timeout``:
-        an optional wall-clock budget for the whole session (a timedelta or seconds)."""
-        return Session(self, timeout)
+        an optional wall-clock budget for the whole session (a timedelta or seconds).
+        ``replay_timeout``: the longest a restore's replay may take (default: the
+        per-statement timeout), beyond which the session is lost instead."""
+        return Session(self, timeout, replay_timeout)
 
     def _metered(self) -> WasmSandbox:
         """This sandbox if it counts fuel, else a twin of it that does (built once)."""
@@ -490,10 +496,15 @@ class AsyncWasmSandbox:
         ctx = self.sync._context(args, stdin, env, use_config_stdin=True)
         return await self._in_thread(ctx, lambda: self.sync._run(ctx))
 
-    async def session(self, timeout: timedelta | float | None = None) -> AsyncSession:
+    async def session(
+        self,
+        timeout: timedelta | float | None = None,
+        replay_timeout: timedelta | float | None = None,
+    ) -> AsyncSession:
         """Coroutine twin of ``WasmSandbox.session``: an ``AsyncSession`` (opened off the
         event loop)."""
-        return AsyncSession(await asyncio.to_thread(Session, self.sync, timeout))
+        session = await asyncio.to_thread(Session, self.sync, timeout, replay_timeout)
+        return AsyncSession(session)
 
     async def close(self) -> None:
         """Release a kept instance."""

@@ -1,16 +1,21 @@
 """Sessions: one guest interpreter kept alive across statements.
 
-A statement that fails on a limit (timeout, fuel, memory cap, a trap, cancellation) leaves the
-interpreter in whatever state it reached, possibly mid-update. The session then goes back to
-the state before that statement by *replay*: the instance is dropped, a fresh one is made from
-the pre-initialised runtime (about a millisecond), and every earlier statement is run again in
-order, its output discarded. The statement's own error is then raised; the session goes on.
+A statement that fails on a limit (timeout, fuel, memory cap, a trap, cancellation) or that
+exits the interpreter leaves it in whatever state it reached, possibly mid-update. The session
+then goes back to the state before that statement by *replay*: the instance is dropped, a
+fresh one is made from the pre-initialised runtime (about a millisecond), and every earlier
+statement is run again in order, its output discarded. The statement's own error is then
+raised; the session goes on.
 
-A replay reproduces what the statements compute from their inputs. It cannot bring back what
-they did outside the interpreter: a session that has written through a writable host mount is
-not replayed (``SessionLost``) rather than writing the same files twice. In-memory mounts are
-per instance, so their content is rebuilt by the replay. Values drawn from the clock or from
-randomness are drawn again.
+A replay reproduces what the statements compute from their inputs. It never repeats what they
+did outside the sandbox: the WASI layer records each *external effect* it carries out (a
+network connection past the policy, a change to a writable host directory), and a session
+whose history holds one is not replayed (``SessionLost``); a replayed statement that attempts
+one it did not make the first time is stopped before it happens (``SessionLost`` too).
+In-memory mounts are per instance, so their content is rebuilt by the replay. Values drawn
+from the clock or from randomness are drawn again. The replay is bounded in time by
+``replay_timeout`` (default: the per-statement timeout); one that does not fit is
+``SessionLost``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from . import _errors as e
 from ._data import encode_args, encode_kwargs
@@ -31,7 +36,7 @@ from ._execution import Execution, Outcome
 from ._limits import _check_duration
 from ._report import MonitoredResult
 from ._turns import ScriptTurn
-from ._wasi._context import WasiContext
+from ._wasi._context import StopReason, WasiContext
 
 if TYPE_CHECKING:
     from ._sandbox import WasmSandbox
@@ -39,15 +44,18 @@ if TYPE_CHECKING:
 __all__ = ["AsyncSession", "Session"]
 T = TypeVar("T")
 
-# Failures after which the interpreter cannot be trusted: its statement stopped mid-way.
-_RESTORE_ON = (e.ResourceLimitExceeded, e.GuestTrap, e.ExecutionCancelled, e.HostError)
+# Failures after which the interpreter cannot be trusted: its statement stopped mid-way, or
+# ended the interpreter (os._exit, sys.exit, QuickJS's std.exit: GuestExit).
+_RESTORE_ON = (
+    e.ResourceLimitExceeded, e.GuestTrap, e.ExecutionCancelled, e.HostError, e.GuestExit
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class _Statement:
     turn: ScriptTurn
     failed: bool  # it raised in the guest (its partial effects are part of the state)
-    touched_files: bool  # it made file-system calls
+    effects: tuple[str, ...]  # what it did outside the sandbox (the WASI layer's record)
 
 
 class Session:
@@ -61,18 +69,34 @@ class Session:
     session from its opening (each statement's deadline is the earlier of its own and the
     session's; once it has passed, statements raise ``ExecutionTimeout``). A statement that
     fails on a limit raises its error and the session continues from the state it had before
-    that statement (see the module notes: replay). Use as a context manager, or call
-    ``close()``.
+    that statement (see the module notes: replay), or, when that cannot be done honestly,
+    raises ``SessionLost`` and closes: when an earlier statement had an effect outside the
+    sandbox (a network connection, a change to a writable host directory), or the replay
+    does not finish within ``replay_timeout`` (default: the sandbox's per-statement timeout;
+    unbounded only when neither is set). A statement that fails so returns within its own
+    limit plus ``replay_timeout`` (plus a few milliseconds). Use as a context manager, or
+    call ``close()``.
     Thread-safe: statements of one session run one at a time.
     """
 
     __module__ = "wasm_sandbox"
 
-    def __init__(self, sandbox: WasmSandbox, timeout: timedelta | float | None = None) -> None:
+    def __init__(
+        self,
+        sandbox: WasmSandbox,
+        timeout: timedelta | float | None = None,
+        replay_timeout: timedelta | float | None = None,
+    ) -> None:
         self._budget = None if timeout is None else _check_duration("timeout", timeout)
         self._deadline = (
             None if self._budget is None else time.monotonic() + self._budget.total_seconds()
         )
+        replay = (
+            sandbox._execution.plan.limits.execution_timeout
+            if replay_timeout is None
+            else _check_duration("replay_timeout", replay_timeout)
+        )
+        self._replay_seconds = None if replay is None else replay.total_seconds()
         script = sandbox._script
         if script is None:
             raise e.ConfigurationError(
@@ -85,9 +109,6 @@ class Session:
         self._log: list[_Statement] = []
         self._closed = False
         self._restores = 0
-        self._writable_host = any(
-            not m.in_memory and not m.read_only for m in sandbox._execution.plan.mounts
-        )
         self._load = sandbox._turn("load", script.text)
         try:
             self._turn(self._load)
@@ -192,7 +213,7 @@ class Session:
             try:
                 outcome = self._execution.execute(ctx, "turn", (), command=False, script=turn)
             except e.GuestError:
-                self._log.append(_Statement(turn, True, ctx.file_calls > 0))
+                self._log.append(_Statement(turn, True, tuple(ctx.effects)))
                 raise
             except _RESTORE_ON as error:
                 self._restore(error)
@@ -200,39 +221,60 @@ class Session:
             except KeyboardInterrupt as error:
                 self._restore(error)
                 raise
-            self._log.append(_Statement(turn, False, ctx.file_calls > 0))
+            self._log.append(_Statement(turn, False, tuple(ctx.effects)))
             return outcome
 
     def _restore(self, error: BaseException) -> None:
         """Bring back the state before the failed statement, or close the session."""
         self._execution.close()
-        if self._writable_host and any(s.touched_files for s in self._log):
-            self.close()
-            raise e.SessionLost(
-                "the session cannot be restored after this failure: earlier statements used "
-                "the file system with a writable host directory mounted, and replaying them "
-                "would repeat their writes; the session is closed"
-            ) from error
         for index, statement in enumerate(self._log):
-            try:
-                self._execution.execute(
-                    self._sandbox._context(), "turn", (), command=False, script=statement.turn
+            if statement.effects:
+                self._lose(
+                    error,
+                    f"{_which(index)} had an effect outside the sandbox "
+                    f"({statement.effects[0]}) that a replay would repeat",
                 )
-            except e.GuestError as replayed:
-                if statement.failed:
-                    continue
-                self.close()
-                raise e.SessionLost(
-                    f"the session cannot be restored: replaying statement {index + 1} raised "
-                    f"{replayed}; the session is closed"
-                ) from error
-            except e.SandboxError as replayed:
-                self.close()
-                raise e.SessionLost(
-                    f"the session cannot be restored: replaying statement {index + 1} failed "
-                    f"({replayed}); the session is closed"
-                ) from error
+        replay = self._replay_seconds
+        end = None if replay is None else time.monotonic() + replay
+        try:
+            for index, statement in enumerate(self._log):
+                self._replay(index, statement, end, error)
+        except e.SessionLost:
+            raise
+        except BaseException:
+            self.close()  # interrupted half-way: the instance holds a partial history
+            raise
         self._restores += 1
+
+    def _replay(
+        self, index: int, statement: _Statement, end: float | None, error: BaseException
+    ) -> None:
+        """Run one statement of the history again, output discarded, effects forbidden."""
+        ctx = self._sandbox._context()
+        ctx.effects_forbidden = True
+        if end is not None:
+            ctx.deadline = end if ctx.deadline is None else min(ctx.deadline, end)
+        try:
+            self._execution.execute(ctx, "turn", (), command=False, script=statement.turn)
+        except e.GuestError as replayed:
+            if not statement.failed:
+                self._lose(error, f"replaying {_which(index)} raised {replayed}")
+        except e.SandboxError as replayed:
+            if ctx.stop_reason == StopReason.EXTERNAL_EFFECT:
+                why = f"replaying {_which(index)} attempted {ctx.effects[-1]}"
+            elif end is not None and time.monotonic() >= end - 0.001:
+                why = (
+                    f"the replay did not finish within replay_timeout ({self._replay_seconds:g} s)"
+                )
+            else:
+                why = f"replaying {_which(index)} failed ({replayed})"
+            self._lose(error, why)
+
+    def _lose(self, error: BaseException, why: str) -> NoReturn:
+        self.close()
+        raise e.SessionLost(
+            f"the session cannot be restored: {why}; the session is closed"
+        ) from error
 
 
 class AsyncSession:
@@ -297,6 +339,11 @@ class AsyncSession:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _which(index: int) -> str:
+    """How an error names the history's entry ``index`` (0 is the source, loaded first)."""
+    return "the session's source" if index == 0 else f"statement {index}"
 
 
 def _code(source: str) -> str:

@@ -23,6 +23,7 @@ from ._fs import HOST_DESCRIPTORS, FdEntry, FdTable, Resolved, count_entries
 __all__ = ["OutputBuffer", "SecurityEvent", "Stdin", "StopReason", "WasiContext"]
 
 MAX_SECURITY_EVENTS = 1000  # per execution; more are counted in the report, not kept
+MAX_EFFECTS = 8  # distinct external effects kept per execution (one is enough to decide)
 WAIT_SLICE = 0.02  # blocking host waits wake at least this often to honour deadline and cancel
 
 
@@ -46,6 +47,7 @@ class StopReason:
     NETWORK_LIMIT = "network_limit"  # strict network mode: a network limit was reached
     SECURITY = "security"  # strict network mode: the policy refused a connection
     INTERRUPTED = "interrupted"  # KeyboardInterrupt reached the host while the guest ran
+    EXTERNAL_EFFECT = "external_effect"  # a session replay tried to act outside the sandbox
     HOST_ERROR = "host_error"
 
 
@@ -157,6 +159,8 @@ class WasiContext:
     syscalls: int = 0
     file_calls: int = 0  # path_* calls (file-system operations attempted)
     socket_calls: int = 0  # sock_* calls
+    effects: list[str] = field(default_factory=list)  # what it did outside the sandbox
+    effects_forbidden: bool = False  # a session replay: the first external effect stops it
     fds: FdTable = field(init=False)  # the instance's descriptors, set when it is bound
     fds_limit: int | None = None  # max_open_files
     directory_entries_limit: int | None = None  # max_directory_entries
@@ -189,6 +193,17 @@ class WasiContext:
             self.stop_reason = reason
             self.host_exception = exc
         return GuestStop(reason)
+
+    def external_effect(self, what: str) -> None:
+        """The guest is about to act on the world outside the sandbox (``what``: a network
+        connection, a change to a writable host directory). Recorded; when effects are
+        forbidden (a session replay), the guest is stopped before it happens."""
+        if self.effects_forbidden:
+            if self.stop_reason is None:
+                self.effects.append(what)
+            raise self.stop(StopReason.EXTERNAL_EFFECT)
+        if what not in self.effects and len(self.effects) < MAX_EFFECTS:
+            self.effects.append(what)
 
     def check_stop(self) -> None:
         """Raise ``GuestStop`` when the deadline has passed or the execution was cancelled."""

@@ -26,7 +26,7 @@ from . import _net
 from ._abi import GuestMemory
 from ._context import WasiContext
 from ._errno import Errno, WasiError, errno_from_oserror
-from ._fs import Escape, FdEntry, Resolved, decode_path
+from ._fs import Escape, FdEntry, MountRuntime, Resolved, decode_path
 from ._registry import syscall
 
 __all__: list[str] = []
@@ -156,9 +156,17 @@ def _dir(ctx: WasiContext, fd: int) -> FdEntry:
 
 
 def _writable(ctx: WasiContext, target: Resolved, what: str) -> None:
+    """EROFS on a read-only mount; on a host directory, the change is an external effect."""
     if target.mount.read_only:
         path = target.mount.guest_name(target.rel)
         raise ctx.refuse("read_only", path, f"{what} on a read-only mount", Errno.EROFS)
+    _host_change(ctx, target.mount)
+
+
+def _host_change(ctx: WasiContext, mount: MountRuntime) -> None:
+    """Record a change about to be made to a mounted host directory (not in-memory)."""
+    if not mount.mount.in_memory:
+        ctx.external_effect(f"a change to the writable host directory {mount.guest_path}")
 
 
 def _regular_file(ctx: WasiContext, fd: int) -> FdEntry:
@@ -587,6 +595,8 @@ def fd_filestat_set_times(
         raise ctx.refuse(
             "read_only", entry.guest_path, "set times on a read-only mount", Errno.EROFS
         )
+    if entry.mount is not None:
+        _host_change(ctx, entry.mount)
     host = _host_fd(entry)
     os.utime(host, ns=_times(os.fstat(host), atim, mtim, flags))
     return _SUCCESS

@@ -135,6 +135,8 @@ def open_connection(ctx: WasiContext, host: str, port: int, *, tls: bool = False
         cap = guard.max_connections
         raise _limit(ctx, guard, "max_connections", active + 1, cap, Errno.ENFILE)
     ctx.check_open_room()
+    # Past every check: from here the attempt reaches the outside (a lookup, a connect).
+    ctx.external_effect(f"a network connection to {endpoint}")
     addresses = _resolve(ctx, guard, host.strip("[]"), port)
     allowed = [a for a in addresses if guard.policy.address_allowed(patterns, a[0])]
     if not allowed:
