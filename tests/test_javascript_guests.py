@@ -259,3 +259,37 @@ def test_fetch_has_an_overall_network_timeout() -> None:
         stop.set()
         thread.join(5)
         listener.close()
+
+
+QJS_MODULES = """
+async function probe() {
+  const os = await import('qjs:os');
+  const std = await import('qjs:std');
+  const absent = ['exec', 'kill', 'system', 'popen', 'Worker', 'symlink']
+    .filter((name) => typeof os[name] !== 'undefined' || typeof std[name] !== 'undefined');
+  const [mounted, err1] = os.readdir('/data');
+  const [outside, err2] = os.readdir('/etc');
+  let secret;
+  try { secret = std.loadFile('/data/../outside.txt'); } catch (e) { secret = String(e); }
+  return { absent, mounted: mounted.filter((n) => n[0] !== '.').sort(), err1, outside, err2, secret };
+}
+"""
+
+
+def test_quickjs_std_and_os_see_only_the_mounts_and_cannot_start_processes(tmp_path: Path) -> None:
+    """`import('qjs:os')` / `import('qjs:std')` work, but their file calls go through our
+    WASI layer (only the mounts: /etc is not there, '..' does not leave /data) and the
+    WebAssembly build has no process creation (exec, kill, system, popen, Worker)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "inside.txt").write_text("in")
+    (tmp_path / "outside.txt").write_text("SECRET")
+    sandbox = (
+        ws.WasmSandbox.builder().source(QJS_MODULES).language("javascript").max_fuel(None)
+        .mount_directory(data, "/data").build()
+    )  # fmt: skip
+    result = sandbox.call("probe")
+    assert result["absent"] == []
+    assert result["mounted"] == ["inside.txt"] and result["err1"] == 0
+    assert result["outside"] == [] and result["err2"] != 0
+    assert result["secret"] is None or "SECRET" not in str(result["secret"])
