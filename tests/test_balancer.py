@@ -129,6 +129,22 @@ def test_timeout_stops_a_running_guest(sandbox: ws.WasmSandbox) -> None:
         assert balancer.stats().timed_out == 1
 
 
+def test_timeout_holds_with_an_auto_scaler(sandbox: ws.WasmSandbox) -> None:
+    """The balancer's timeout_duration also stops a running guest of a sandbox with an
+    AutoScaler (whose limits are set per execution): the deadline is composed in one place,
+    so the scaler's 3 s time limit no longer replaces the balancer's 0.3 s."""
+    scaler = ws.AutoScaler().memory_policy(ws.ScalingPolicy(min_limit=1 << 20, max_limit=64 << 20))
+    scaled = (
+        ws.WasmSandbox.builder().source(GUEST).timeout_duration(timedelta(seconds=3))
+        .auto_scaler(scaler).build()
+    )  # fmt: skip
+    with ws.LoadBalancer(scaled).timeout_duration(timedelta(milliseconds=300)) as balancer:
+        start = time.monotonic()
+        with pytest.raises(ws.Timeout):
+            balancer.execute("spin")
+        assert time.monotonic() - start < 0.3 * 1.1 + 0.2
+
+
 def test_close_ends_queued_jobs_with_overflow(sandbox: ws.WasmSandbox) -> None:
     balancer = ws.LoadBalancer(sandbox).max_concurrent_executions(1)
     running = balancer.submit("sleep", 200)
@@ -171,3 +187,23 @@ def test_workers_do_not_leak(sandbox: ws.WasmSandbox) -> None:
         with ws.LoadBalancer(sandbox).max_concurrent_executions(3) as balancer:
             balancer.execute("add", 1, 2)
     assert threading.active_count() <= before
+
+
+@pytest.mark.parametrize(
+    ("timeout", "caps", "current", "expected"),
+    [
+        (None, (), None, None),
+        (3.0, (), None, 13.0),
+        (3.0, (10.3,), None, 10.3),
+        (3.0, (12.0, 10.5), None, 10.5),
+        (None, (11.0,), None, 11.0),
+        (None, (), 12.0, 12.0),  # limits kept: the current deadline stays
+        (None, (11.0,), 12.0, 11.0),
+        (30.0, (11.0,), 12.0, 11.0),  # new limits replace current, never the caps
+    ],
+)
+def test_the_deadline_is_composed_by_one_rule(timeout, caps, current, expected) -> None:
+    """deadline = min(start + timeout, *caps): the one rule every caller goes through."""
+    from wasm_sandbox._wasi._context import compose_deadline  # noqa: PLC0415 - internal rule
+
+    assert compose_deadline(10.0, timeout, caps, current) == expected

@@ -282,7 +282,7 @@ class LoadBalancer:
             return self._backend.run(sandbox, job.function, job.args, dict(job.kwargs), left)
         ctx = sandbox._context()
         if job.deadline is not None:
-            ctx.deadline = job.deadline if ctx.deadline is None else min(ctx.deadline, job.deadline)
+            ctx.cap_deadline(job.deadline)
         return sandbox._call(job.function, job.args, ctx, kwargs=job.kwargs).value
 
     def _finish(self, job: _Job, value: Any = None, error: BaseException | None = None) -> None:

@@ -28,7 +28,14 @@ from ._report import ExecutionResult, ResourceReport
 from ._traps import check_after_foreign_init
 from ._turns import ScriptTurn
 from ._wasi._bind import HostBinding
-from ._wasi._context import GuestStop, OutputBuffer, Stdin, StopReason, WasiContext
+from ._wasi._context import (
+    GuestStop,
+    OutputBuffer,
+    Stdin,
+    StopReason,
+    WasiContext,
+    compose_deadline,
+)
 from ._wasi._fs import FdTable
 
 __all__ = ["Execution", "ExecutionPlan", "Outcome"]
@@ -216,9 +223,7 @@ class Execution:
             strict=self.plan.strict_network,
             callback=self.plan.network_callback,
         )
-        timeout = limits.execution_timeout
-        if timeout is not None:
-            ctx.deadline = ctx.start + timeout.total_seconds()
+        ctx.deadline = compose_deadline(ctx.start, _seconds(limits.execution_timeout), ())
         return ctx
 
     def execute(
@@ -283,8 +288,8 @@ class Execution:
 
     def _rescale(self, ctx: WasiContext, limits: ResourceLimits) -> None:
         ctx.limits = limits
-        timeout = limits.execution_timeout
-        ctx.deadline = None if timeout is None else ctx.start + timeout.total_seconds()
+        timeout = _seconds(limits.execution_timeout)
+        ctx.deadline = compose_deadline(ctx.start, timeout, ctx.deadline_caps)
 
     def _instance(self, ctx: WasiContext) -> tuple[GuestInstance, bool]:
         if self._kept is not None:

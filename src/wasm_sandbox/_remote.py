@@ -42,8 +42,7 @@ def remote_call(
             sandbox = _SANDBOXES[key] = WasmSandbox(config)
         ctx = sandbox._context()
         if seconds is not None:
-            end = time.monotonic() + seconds
-            ctx.deadline = end if ctx.deadline is None else min(ctx.deadline, end)
+            ctx.cap_deadline(time.monotonic() + seconds)
         return True, sandbox._call(function, args, ctx, kwargs=kwargs).value
     except Exception as exc:
         exc.__traceback__ = None

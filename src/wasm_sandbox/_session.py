@@ -209,7 +209,7 @@ class Session:
                 if time.monotonic() >= self._deadline:
                     assert self._budget is not None
                     raise e.ExecutionTimeout(self._budget)
-                ctx.deadline = min(ctx.deadline or self._deadline, self._deadline)
+                ctx.cap_deadline(self._deadline)
             try:
                 outcome = self._execution.execute(ctx, "turn", (), command=False, script=turn)
             except e.GuestError:
@@ -253,7 +253,7 @@ class Session:
         ctx = self._sandbox._context()
         ctx.effects_forbidden = True
         if end is not None:
-            ctx.deadline = end if ctx.deadline is None else min(ctx.deadline, end)
+            ctx.cap_deadline(end)
         try:
             self._execution.execute(ctx, "turn", (), command=False, script=statement.turn)
         except e.GuestError as replayed:

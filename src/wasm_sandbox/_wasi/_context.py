@@ -27,6 +27,20 @@ MAX_EFFECTS = 8  # distinct external effects kept per execution (one is enough t
 WAIT_SLICE = 0.02  # blocking host waits wake at least this often to honour deadline and cancel
 
 
+def compose_deadline(
+    start: float, timeout: float | None, caps: tuple[float, ...], current: float | None = None
+) -> float | None:
+    """The one rule for an execution's deadline: the earliest of ``start + timeout`` (its
+    limits'), every cap a caller added, and ``current`` when the limits are kept as they are;
+    None when there is none."""
+    candidates = [*caps]
+    if timeout is not None:
+        candidates.append(start + timeout)
+    elif current is not None:
+        candidates.append(current)
+    return min(candidates) if candidates else None
+
+
 @dataclass(frozen=True, slots=True)
 class SecurityEvent:
     """A guest's attempt that the sandbox refused: ``kind`` (``path_escape``,
@@ -150,6 +164,9 @@ class WasiContext:
     stdout: OutputBuffer
     stderr: OutputBuffer
     deadline: float | None = None  # time.monotonic() value; None: no wall-clock limit
+    # Deadlines a caller added (a balancer's, a session's budget, a replay bound): the
+    # effective ``deadline`` is composed from them and the limits by ``compose_deadline``.
+    deadline_caps: tuple[float, ...] = ()
     cancelled: bool = False  # set from another thread to stop the guest
     interrupted: bool = False  # set by the SIGINT handler while the guest runs
     start: float = field(default_factory=time.monotonic)
@@ -204,6 +221,12 @@ class WasiContext:
             raise self.stop(StopReason.EXTERNAL_EFFECT)
         if what not in self.effects and len(self.effects) < MAX_EFFECTS:
             self.effects.append(what)
+
+    def cap_deadline(self, at: float) -> None:
+        """End this execution at ``at`` (a ``time.monotonic()`` value) at the latest, on top
+        of its own time limit; later changes of the limits (an auto-scaler's) keep it."""
+        self.deadline_caps = (*self.deadline_caps, at)
+        self.deadline = compose_deadline(self.start, None, self.deadline_caps, self.deadline)
 
     def check_stop(self) -> None:
         """Raise ``GuestStop`` when the deadline has passed or the execution was cancelled."""
