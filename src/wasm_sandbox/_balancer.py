@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError, ExecutionTimeout, SandboxError
+from ._invocation import Invocation
 
 if TYPE_CHECKING:
     from ._ray import RayBackend
@@ -280,10 +281,8 @@ class LoadBalancer:
         if self._backend is not None:
             left = None if job.deadline is None else max(0.0, job.deadline - time.monotonic())
             return self._backend.run(sandbox, job.function, job.args, dict(job.kwargs), left)
-        ctx = sandbox._context()
-        if job.deadline is not None:
-            ctx.cap_deadline(job.deadline)
-        return sandbox._call(job.function, job.args, ctx, kwargs=job.kwargs).value
+        invocation = Invocation.call(job.function, job.args, job.kwargs, job.deadline)
+        return sandbox._invoke(invocation).value
 
     def _finish(self, job: _Job, value: Any = None, error: BaseException | None = None) -> None:
         with self._cond:

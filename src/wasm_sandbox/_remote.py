@@ -34,16 +34,15 @@ def remote_call(
     """One job in a worker process (Ray or local): (True, value) or (False, the error)."""
     import time  # noqa: PLC0415 - runs in the worker
 
+    from ._invocation import Invocation  # noqa: PLC0415
     from ._sandbox import WasmSandbox  # noqa: PLC0415
 
     try:
         sandbox = _SANDBOXES.get(key)
         if sandbox is None:
             sandbox = _SANDBOXES[key] = WasmSandbox(config)
-        ctx = sandbox._context()
-        if seconds is not None:
-            ctx.cap_deadline(time.monotonic() + seconds)
-        return True, sandbox._call(function, args, ctx, kwargs=kwargs).value
+        end = None if seconds is None else time.monotonic() + seconds
+        return True, sandbox._invoke(Invocation.call(function, args, kwargs, end)).value
     except Exception as exc:
         exc.__traceback__ = None
         return False, exc

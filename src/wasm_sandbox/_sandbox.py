@@ -30,6 +30,7 @@ from ._engine import default_cache_dir, get_engine
 from ._execution import Execution, ExecutionPlan, Monitoring, Outcome, execution_result
 from ._guests._javascript import find_javascript_runtime
 from ._guests._python import find_python_runtime
+from ._invocation import Invocation
 from ._monitor import ResourceUsage
 from ._mounts import Mount, check_mounts
 from ._network import NetworkStats
@@ -178,6 +179,27 @@ class WasmSandbox:
             source = config.stdin if use_config_stdin else None
         return self._execution.new_context(argv, envv, source)
 
+    def _prepare(self, invocation: Invocation) -> WasiContext:
+        """The context ``invocation`` will run in (made before it runs, so an asyncio twin
+        can cancel it), with the invocation's extra deadline composed in."""
+        if invocation.kind == "run":
+            ctx = self._context(
+                invocation.argv, invocation.stdin, invocation.env, use_config_stdin=True
+            )
+        else:
+            ctx = self._context()
+        if invocation.deadline is not None:
+            ctx.cap_deadline(invocation.deadline)
+        return ctx
+
+    def _invoke(self, invocation: Invocation, ctx: WasiContext | None = None) -> Outcome:
+        """Run ``invocation`` (in ``ctx`` when given, from ``_prepare``): the one internal
+        entry point of calls and runs."""
+        ctx = ctx if ctx is not None else self._prepare(invocation)
+        if invocation.kind == "run":
+            return self._run(ctx)
+        return self._call(invocation.export, invocation.args, ctx, kwargs=invocation.kwargs)
+
     def _check_call(self, export: str, args: tuple[Any, ...]) -> bytes | None:
         """Check a call's arguments; returns the JSON payload of a data call, else None."""
         if not isinstance(export, str):
@@ -257,7 +279,7 @@ class WasmSandbox:
         ``kwargs`` (JSON values and bytes; in JavaScript the keywords arrive as one trailing
         object); an exception it raises comes back as ``GuestError`` with the guest's type,
         message and traceback."""
-        return self._call(export, args, kwargs=kwargs).value
+        return self._invoke(Invocation.call(export, args, kwargs)).value
 
     def session(
         self,
@@ -289,23 +311,21 @@ class WasmSandbox:
 
         On a sandbox that does not meter fuel, the call runs on a metered twin of it.
         """
-        return _profiled(self._metered()._call(export, args))
+        return _profiled(self._metered()._invoke(Invocation.call(export, args)))
 
     def call_with_detailed_monitoring(self, export: str, *args: Any) -> MonitoredResult:
         """Call ``export`` and return its value with a full ``ResourceReport``."""
-        return _monitored(self._call(export, args))
+        return _monitored(self._invoke(Invocation.call(export, args)))
 
-    def _run(self, ctx: WasiContext) -> ExecutionResult:
+    def _run(self, ctx: WasiContext) -> Outcome:
         script = self._script
         if script is not None:
             argv = [script.filename, *(a.decode("utf-8", "surrogateescape") for a in ctx.args[1:])]
             turn = self._turn("run", script.text, argv=argv)
-            return execution_result(
-                self._execution.execute(ctx, "turn", (), command=True, script=turn)
-            )
+            return self._execution.execute(ctx, "turn", (), command=True, script=turn)
         if "_start" not in self.exports:
             raise e.FunctionNotFound("_start", tuple(self.exports))
-        return execution_result(self._execution.execute(ctx, "_start", (), command=True))
+        return self._execution.execute(ctx, "_start", (), command=True)
 
     def run(
         self,
@@ -317,7 +337,8 @@ class WasmSandbox:
 
         ``args`` (after argv[0]), ``stdin`` and ``env`` override the builder's for this run.
         """
-        return self._run(self._context(args, stdin, env, use_config_stdin=True))
+        invocation = Invocation(kind="run", argv=args, stdin=stdin, env=env)
+        return execution_result(self._invoke(invocation))
 
     def close(self) -> None:
         """Release a kept instance. Isolated sandboxes hold nothing between calls."""
@@ -465,26 +486,26 @@ class AsyncWasmSandbox:
                 await task
             raise
 
+    async def _invoke(self, invocation: Invocation, sandbox: WasmSandbox | None = None) -> Outcome:
+        """Run ``invocation`` on a worker thread; cancelling the task stops the guest."""
+        sandbox = sandbox if sandbox is not None else self.sync
+        ctx = sandbox._prepare(invocation)
+        return await self._in_thread(ctx, lambda: sandbox._invoke(invocation, ctx))
+
     async def call(self, export: str, *args: Any, **kwargs: Any) -> Any:
         """Coroutine twin of ``WasmSandbox.call``."""
-        ctx = self.sync._context()
-        outcome = await self._in_thread(
-            ctx, lambda: self.sync._call(export, args, ctx, kwargs=kwargs)
-        )
-        return outcome.value
+        return (await self._invoke(Invocation.call(export, args, kwargs))).value
 
     async def call_with_profiling(self, export: str, *args: Any) -> ProfiledResult:
         """Coroutine twin of ``WasmSandbox.call_with_profiling``."""
         sandbox = await asyncio.to_thread(self.sync._metered)
-        ctx = sandbox._context()
-        return _profiled(await self._in_thread(ctx, lambda: sandbox._call(export, args, ctx)))
+        return _profiled(await self._invoke(Invocation.call(export, args), sandbox))
 
     async def call_with_detailed_monitoring(
         self, export: str, *args: int | float
     ) -> MonitoredResult:
         """Coroutine twin of ``WasmSandbox.call_with_detailed_monitoring``."""
-        ctx = self.sync._context()
-        return _monitored(await self._in_thread(ctx, lambda: self.sync._call(export, args, ctx)))
+        return _monitored(await self._invoke(Invocation.call(export, args)))
 
     async def run(
         self,
@@ -493,8 +514,8 @@ class AsyncWasmSandbox:
         env: Mapping[str, str] | None = None,
     ) -> ExecutionResult:
         """Coroutine twin of ``WasmSandbox.run``."""
-        ctx = self.sync._context(args, stdin, env, use_config_stdin=True)
-        return await self._in_thread(ctx, lambda: self.sync._run(ctx))
+        invocation = Invocation(kind="run", argv=args, stdin=stdin, env=env)
+        return execution_result(await self._invoke(invocation))
 
     async def session(
         self,

@@ -1,0 +1,45 @@
+"""The internal call API: one frozen ``Invocation`` names what to run on a sandbox (a call
+or a run, its inputs, an extra deadline), and ``WasmSandbox._prepare`` / ``_invoke`` are the
+one entry point the public methods, the asyncio twins, the load balancer and the process and
+Ray backends go through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Literal
+
+__all__ = ["Invocation"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Invocation:
+    """One request to a sandbox."""
+
+    kind: Literal["call", "run"]
+    """``call``: the function ``export`` with ``args``/``kwargs``; ``run``: the command."""
+    export: str = ""
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    argv: Sequence[str] | None = None
+    """For a run: the arguments after argv[0] (None: the builder's)."""
+    stdin: bytes | str | BinaryIO | None = None
+    """For a run: standard input (None: the builder's)."""
+    env: Mapping[str, str] | None = None
+    """For a run: the environment (None: the builder's)."""
+    deadline: float | None = None
+    """A ``time.monotonic()`` value the execution must end by, on top of its time limit
+    (a balancer's timeout, a backend's): composed with the limits by one rule."""
+
+    @staticmethod
+    def call(
+        export: str,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        deadline: float | None = None,
+    ) -> Invocation:
+        """A call of ``export``."""
+        return Invocation(
+            kind="call", export=export, args=args, kwargs=kwargs or {}, deadline=deadline
+        )
