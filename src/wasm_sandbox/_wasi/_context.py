@@ -54,7 +54,8 @@ class GuestStop(Exception):
 
 
 class OutputBuffer:
-    """Captured guest output, kept up to ``cap`` bytes; the rest is counted, then dropped."""
+    """Captured guest output, kept up to ``cap`` bytes; the rest is counted, then dropped
+    (never copied: a write past the cap costs the host nothing)."""
 
     __slots__ = ("cap", "data", "total")
 
@@ -63,12 +64,24 @@ class OutputBuffer:
         self.data = bytearray()
         self.total = 0
 
+    @property
+    def room(self) -> int:
+        """Bytes that may still be kept."""
+        return max(0, self.cap - len(self.data))
+
     def write(self, chunk: bytes) -> None:
         """Keep what fits under the cap; count everything."""
         self.total += len(chunk)
         room = self.cap - len(self.data)
         if room > 0:
             self.data += chunk if len(chunk) <= room else chunk[:room]
+
+    def keep(self, views: list[memoryview], size: int) -> None:
+        """Count a write of ``size`` bytes, of which ``views`` (at most ``room`` bytes, the
+        start of the write) are kept."""
+        self.total += size
+        for view in views:
+            self.data += view
 
     @property
     def truncated(self) -> bool:
@@ -120,17 +133,25 @@ class Stdin:
         """Bytes known to be readable without blocking (0 for a stream)."""
         return len(self._data) - self._pos if self._fd is None else 0
 
-    def read(self, size: int, ctx: WasiContext) -> bytes:
-        """Up to ``size`` bytes; waits on a stream in slices, honouring the deadline."""
+    def read_into(self, buffers: list[memoryview], ctx: WasiContext) -> int:
+        """Fill ``buffers`` (views of guest memory) with what is there, straight from the
+        source (no host copy); on a stream, waits in slices until something is, honouring
+        the deadline. Returns the bytes placed (0 at the end)."""
         if self._fd is None:
-            chunk = self._data[self._pos : self._pos + size]
-            self._pos += len(chunk)
-            return chunk
+            data, placed = memoryview(self._data), 0
+            for buffer in buffers:
+                chunk = data[self._pos : self._pos + len(buffer)]
+                buffer[: len(chunk)] = chunk
+                self._pos += len(chunk)
+                placed += len(chunk)
+                if len(chunk) < len(buffer):
+                    break
+            return placed
         while True:
             timeout = ctx.wait_slice()
             if poll_fds([self._fd], [], timeout):
                 try:
-                    return os.read(self._fd, size)
+                    return os.readv(self._fd, buffers)
                 except BlockingIOError:
                     continue
                 except OSError as exc:
@@ -182,6 +203,7 @@ class WasiContext:
     net_endpoint: str | None = None  # the endpoint of the connection being opened
     sampler: Sampler | None = None  # live monitoring of this execution
     limits: ResourceLimits | None = None  # this execution's own limits (an auto-scaler's)
+    memory_limit: int | None = None  # the guest's memory cap (bounds what the host fetches)
 
     def stop(self, reason: str, exc: BaseException | None = None) -> GuestStop:
         """Record why the guest stops (the first reason wins) and return the unwind signal."""

@@ -87,7 +87,7 @@ def _transfer(ctx: WasiContext, host: str, port: int, tls: bool, data: bytes) ->
     try:
         while data:
             bound()
-            data = data[socket_write(ctx, entry, data) :]
+            data = data[socket_write(ctx, entry, [memoryview(data)]) :]
         chunk = bytearray(65536)
         while True:
             bound()

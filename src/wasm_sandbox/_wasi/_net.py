@@ -27,6 +27,7 @@ from ._registry import syscall
 __all__ = ["active_connections", "open_connection", "socket_read", "socket_write"]
 
 _MAX_HOST = 255
+_TLS_CHUNK = 1 << 20  # the most one TLS send takes from a guest's buffers
 
 
 def active_connections(ctx: WasiContext) -> int:
@@ -338,29 +339,34 @@ def socket_read(ctx: WasiContext, entry: FdEntry, buffers: list[memoryview]) -> 
     return count
 
 
-def socket_write(ctx: WasiContext, entry: FdEntry, data: bytes) -> int:
-    """Write ``data`` (or the part the upload cap and the socket take) to a guest connection."""
+def socket_write(ctx: WasiContext, entry: FdEntry, buffers: list[memoryview]) -> int:
+    """Write ``buffers`` (views of guest memory, or of one host chunk), or the part the
+    upload cap and the socket take, to a guest connection; the bytes sent. Nothing is
+    gathered: a plain connection writes the views as they are (``writev``), TLS sends at
+    most ``_TLS_CHUNK`` bytes of the first."""
     guard = _guard(ctx)
     fd = entry.fd
     if fd is None or not entry.writable:
         raise WasiError(Errno.EPIPE)
-    if not data:
+    size = sum(len(b) for b in buffers)
+    if not size:
         return 0
     if guard.max_upload is not None:
         room = guard.max_upload - guard.sent
-        if room <= 0 or (guard.strict and len(data) > room):
+        if room <= 0 or (guard.strict and size > room):
             cap = guard.max_upload
-            raise _limit(ctx, guard, "max_upload_bytes", guard.sent + len(data), cap, Errno.EDQUOT)
-        if len(data) > room:
+            raise _limit(ctx, guard, "max_upload_bytes", guard.sent + size, cap, Errno.EDQUOT)
+        if size > room:
             ctx.network_limits_hit.setdefault(
-                "max_upload_bytes", (guard.sent + len(data), guard.max_upload)
+                "max_upload_bytes", (guard.sent + size, guard.max_upload)
             )
-            data = data[:room]
-    tls, chunk = entry.tls, data
+            buffers = _clip(buffers, room)
+    tls = entry.tls
     if tls is not None:
-        count = _transfer(ctx, guard, entry, True, lambda: tls.send(chunk))
+        first = buffers[0][:_TLS_CHUNK]
+        count = _transfer(ctx, guard, entry, True, lambda: tls.send(first))
     else:
-        count = _transfer(ctx, guard, entry, True, lambda: os.write(fd, chunk))
+        count = _transfer(ctx, guard, entry, True, lambda: os.writev(fd, buffers))
     guard.sent += count
     guard.changed()
     return count
