@@ -194,6 +194,7 @@ class Execution:
         ctx = WasiContext(args, env, Stdin(stdin), OutputBuffer(cap), OutputBuffer(cap))
         ctx.limits = limits
         limits = limits or self.plan.limits
+        ctx.memory_limit = limits.memory_bytes
         ctx.fds_limit = limits.max_open_files
         ctx.directory_entries_limit = limits.max_directory_entries
         ctx.file_size_limit = limits.max_file_size
@@ -282,6 +283,7 @@ class Execution:
 
     def _rescale(self, ctx: WasiContext, limits: ResourceLimits) -> None:
         ctx.limits = limits
+        ctx.memory_limit = limits.memory_bytes
         timeout = limits.execution_timeout
         ctx.deadline = None if timeout is None else ctx.start + timeout.total_seconds()
 
