@@ -64,11 +64,6 @@ class OutputBuffer:
         self.data = bytearray()
         self.total = 0
 
-    @property
-    def room(self) -> int:
-        """Bytes that may still be kept."""
-        return max(0, self.cap - len(self.data))
-
     def write(self, chunk: bytes) -> None:
         """Keep what fits under the cap; count everything."""
         self.total += len(chunk)
@@ -76,12 +71,21 @@ class OutputBuffer:
         if room > 0:
             self.data += chunk if len(chunk) <= room else chunk[:room]
 
-    def keep(self, views: list[memoryview], size: int) -> None:
-        """Count a write of ``size`` bytes, of which ``views`` (at most ``room`` bytes, the
-        start of the write) are kept."""
+    def write_iovecs(self, view: memoryview, pairs: list[tuple[int, int]], most: int) -> int:
+        """Count a write of the buffers ``pairs`` names in ``view`` (at most ``most`` bytes
+        of them) and keep what fits under the cap; returns the bytes counted. What is past
+        the cap is never copied."""
+        data, size = self.data, 0
+        room = min(self.cap - len(data), most)
+        for ptr, length in pairs:
+            size += length
+            if room > 0 and length:
+                taken = length if length <= room else room
+                data += view[ptr : ptr + taken]
+                room -= taken
+        size = min(size, most)
         self.total += size
-        for view in views:
-            self.data += view
+        return size
 
     @property
     def truncated(self) -> bool:
