@@ -90,13 +90,18 @@ _FLOOD_WAT = """(module
     (call $pack (call $sock_send (i32.load (i32.const 8)) (i32.const 4096) (local.get $count)
                                  (i32.const 0) (i32.const 0))))
   (func (export "_start")
-    (drop (call $stdin (i32.const STDIN_COUNT) (i32.const STDIN_LEN)))))"""
+    START))"""
+_READ_STDIN = "(drop (call $stdin (i32.const COUNT) (i32.const LEN)))"
+_WRITE_BOTH = """(call $iovecs (i32.const COUNT) (i32.const LEN))
+    (drop (call $fd_write (i32.const 1) (i32.const 4096) (i32.const COUNT) (i32.const 0)))
+    (drop (call $fd_write (i32.const 2) (i32.const 4096) (i32.const COUNT) (i32.const 0)))"""
 
 
-def flood_module(stdin_count: int = 0, stdin_len: int = 0) -> bytes:
-    """The flood module; its ``_start`` reads stdin once with these iovecs."""
-    text = _FLOOD_WAT.replace("STDIN_COUNT", str(stdin_count)).replace("STDIN_LEN", str(stdin_len))
-    return text.encode()
+def flood_module(stdin_count: int = 0, stdin_len: int = 0, *, output: bool = False) -> bytes:
+    """The flood module; its ``_start`` reads stdin once with ``stdin_count`` iovecs of
+    ``stdin_len`` bytes, or (``output``) writes that flood to stdout and to stderr."""
+    start = (_WRITE_BOTH if output else _READ_STDIN).replace("COUNT", str(stdin_count))
+    return _FLOOD_WAT.replace("START", start.replace("LEN", str(stdin_len))).encode()
 
 
 @dataclass
@@ -147,6 +152,18 @@ def fd_write_stdout_whole_memory(scale: float) -> Iterator[Attack]:
     yield Attack(
         64 * MiB, lambda: box.call("stdout", 1, 1), lambda: box.call("stdout", 1024, 60 * MiB)
     )
+
+
+@scenario
+@contextlib.contextmanager
+def run_stdout_and_stderr(scale: float) -> Iterator[Attack]:
+    """A command flooding stdout and stderr with 1 GiB each (16 MiB kept of each, returned
+    in the ExecutionResult: the most output a default sandbox keeps for the caller)."""
+    box = ws.WasmSandbox.builder().source(flood_module(_count(scale), MiB, output=True))
+    sandbox = box.max_fuel(None).build()
+    quiet = ws.WasmSandbox.builder().source(flood_module(1, 1, output=True)).max_fuel(None)
+    warm = quiet.build()
+    yield Attack(64 * MiB, warm.run, sandbox.run)
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ it, and ``_execution`` turns its stop reason into the error or result the user s
 
 from __future__ import annotations
 
+import io
 import os
 import select
 import time
@@ -55,34 +56,42 @@ class GuestStop(Exception):
 
 class OutputBuffer:
     """Captured guest output, kept up to ``cap`` bytes; the rest is counted, then dropped
-    (never copied: a write past the cap costs the host nothing)."""
+    (never copied: a write past the cap costs the host nothing). The kept bytes are handed
+    out without a copy (``data``), so a result holds them once, not twice."""
 
-    __slots__ = ("cap", "data", "total")
+    __slots__ = ("_kept", "cap", "kept", "total")
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
-        self.data = bytearray()
-        self.total = 0
+        self._kept = io.BytesIO()
+        self.kept = 0  # bytes kept
+        self.total = 0  # bytes written
+
+    @property
+    def data(self) -> bytes:
+        """The bytes kept (shared with the buffer, not copied: BytesIO.getvalue)."""
+        return self._kept.getvalue()
 
     def write(self, chunk: bytes) -> None:
         """Keep what fits under the cap; count everything."""
         self.total += len(chunk)
-        room = self.cap - len(self.data)
+        room = self.cap - self.kept
         if room > 0:
-            self.data += chunk if len(chunk) <= room else chunk[:room]
+            part = chunk if len(chunk) <= room else memoryview(chunk)[:room]
+            self.kept += self._kept.write(part)
 
     def write_iovecs(self, view: memoryview, pairs: list[tuple[int, int]], most: int) -> int:
         """Count a write of the buffers ``pairs`` names in ``view`` (at most ``most`` bytes
         of them) and keep what fits under the cap; returns the bytes counted. What is past
         the cap is never copied."""
-        data, size = self.data, 0
-        room = min(self.cap - len(data), most)
+        size, room, write = 0, min(self.cap - self.kept, most), self._kept.write
         for ptr, length in pairs:
             size += length
             if room > 0 and length:
                 taken = length if length <= room else room
-                data += view[ptr : ptr + taken]
+                write(view[ptr : ptr + taken])
                 room -= taken
+                self.kept += taken
         size = min(size, most)
         self.total += size
         return size
@@ -90,7 +99,7 @@ class OutputBuffer:
     @property
     def truncated(self) -> bool:
         """True when the guest wrote more than the cap."""
-        return self.total > len(self.data)
+        return self.total > self.kept
 
 
 def poll_fds(readers: list[int], writers: list[int], timeout: float) -> bool:
