@@ -15,6 +15,7 @@ import base64
 import contextlib
 import json
 import os
+import socket
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 
 import wasm_sandbox as ws
 from tests.conftest import script_sandbox
-from tests.netservers import echo_server, http_server
+from tests.netservers import TcpServer, echo_server, http_server
 from wasm_sandbox._wasi._errno import Errno
 from wasm_sandbox._wasi._registry import HOST_FUNCTIONS, SYSCALLS
 
@@ -487,3 +488,58 @@ def test_javascript_request_queue_is_validated(web: int, data: st.DataObject) ->
     with contextlib.suppress(ws.GuestError):
         guest.call("go", queue, f"http://127.0.0.1:{web}/hello")
     assert guest.call("ok") == 42
+
+
+# --- what a server answers to a host-made request ---------------------------------------------
+
+_HEADS = [
+    b"HTTP/1.0 200 OK\r\nContent-Length: \xb2\r\n\r\nbody",  # "2" in Latin-1 superscript
+    b"HTTP/1.0 \xb2\xb2\xb2 OK\r\n\r\n",
+    b"HTTP/1.0 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\nbody",
+    b"HTTP/1.0 200 OK\r\nContent-Length: -5\r\n\r\nbody",
+    b"HTTP/1.0 99999 OK\r\n\r\n",
+    b"HTTP/1.0 200\r\n\r\n",
+    b"HTTP/1.0 200 OK\r\n" + b"X: y\r\n" * 20000 + b"\r\n",  # a head past 64 KiB
+    b"\r\n\r\n",
+    b"",
+    b"HTTP/1.0 200 OK\r\n\r\n\xff\xfe\xed\xa0\x80",
+]
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[tuple[int, list[bytes]]]:
+    """A server that answers every request with the last bytes of the list, then closes;
+    its port and the list."""
+    answers = [b""]
+
+    def handle(server: TcpServer, conn: socket.socket) -> None:
+        server.recv(conn)
+        server.send(conn, answers[-1])
+
+    server = TcpServer(handle)
+    try:
+        yield server.port, answers
+    finally:
+        server.stop()
+
+
+@cache
+def _fetcher(port: int) -> ws.WasmSandbox:
+    return script_sandbox(
+        "async function go(url) { const r = await fetch(url); return [r.status, await r.text()]; }",
+        "javascript",
+        network_policy=ws.NetworkPolicy(allow=(f"127.0.0.1:{port}",)),
+    )
+
+
+@_fuzz_settings(20, share=0.1)
+@given(raw=st.one_of(st.sampled_from(_HEADS), st.binary(max_size=300)))
+def test_fetch_survives_any_server_answer(hostile: tuple[int, list[bytes]], raw: bytes) -> None:
+    """A server the guest may reach answers anything (superscript digits, 5,000-digit
+    lengths, heads past 64 KiB, garbage): fetch resolves or rejects, never a host error."""
+    port, answers = hostile
+    answers.append(raw)
+    with contextlib.suppress(ws.GuestError):
+        _fetcher(port).call("go", f"http://127.0.0.1:{port}/")
+    answers.append(b"HTTP/1.0 200 OK\r\n\r\nfine")  # and the next request is served
+    assert _fetcher(port).call("go", f"http://127.0.0.1:{port}/") == [200, "fine"]

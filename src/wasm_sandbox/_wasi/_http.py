@@ -59,7 +59,7 @@ def _prepare(request: Any) -> tuple[str, int, bool, bytes, int]:
         raise _Refused("a request must be an object", Errno.EINVAL)
     url, method, extra, size = (request.get(k) for k in ("url", "method", "headers", "size"))
     if not isinstance(url, str) or len(url) > MAX_REQUEST_TEXT:
-        raise _Refused(f"the URL must be text of at most {MAX_REQUEST_TEXT} bytes", Errno.EINVAL)
+        raise _Refused(f"the URL must be at most {MAX_REQUEST_TEXT} characters", Errno.EINVAL)
     try:
         parts = urllib.parse.urlsplit(url)
         hostname, port = parts.hostname, parts.port
@@ -189,9 +189,9 @@ class _Exchange:
             data += more
         answer = _parse_head(bytes(data[:end]))
         most, what = bound
-        announced = answer["headers"].get("content-length", "")
-        if announced.isdigit() and int(announced) > most:
-            raise _Refused(_too_big(int(announced), most, what), Errno.EFBIG)
+        announced = _decimal(answer["headers"].get("content-length", ""))
+        if announced is not None and announced > most:
+            raise _Refused(_too_big(announced, most, what), Errno.EFBIG)
         piece, received = data[end + 4 :], len(data) - end - 4
         while more := self._read():
             received += len(more)
@@ -218,14 +218,21 @@ def _too_big(size: int, most: int, what: str) -> str:
 def _parse_head(head: bytes) -> dict[str, Any]:
     lines = head.decode("latin-1").split("\r\n")
     status = lines[0].split(" ", 2)
-    if len(status) < 2 or not status[1].isdigit() or len(status[1]) != 3:
+    code = _decimal(status[1]) if len(status) > 1 and len(status[1]) == 3 else None
+    if code is None:
         raise _Refused("the server's answer is not HTTP", Errno.EPROTO)
     headers = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return {
-        "status": int(status[1]),
+        "status": code,
         "reason": status[2] if len(status) > 2 else "",
         "headers": headers,
     }
+
+
+def _decimal(text: str) -> int | None:
+    """``text`` as a number if it is at most 19 ASCII digits (``"²".isdigit()`` is true too,
+    and int() refuses 4,300 digits and more), else None."""
+    return int(text) if len(text) < 20 and text.isascii() and text.isdigit() else None
