@@ -4,6 +4,8 @@
 #   ./tasks.sh test    install everything, then run the whole test suite
 #   ./tasks.sh lint    ruff (check + format) and mypy (strict on src/, checked tests/)
 #   ./tasks.sh bench   the benchmarks (bench/bench_*.py; --quick: short, no peers)
+#   ./tasks.sh soak    the fuzz tests with 20,000 examples (WASM_SANDBOX_FUZZ_EXAMPLES), then
+#                      every host-memory attack checked against its bound
 #   ./tasks.sh setup   only install: Debian packages (via apt-get) and the Python venv
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -76,9 +78,17 @@ case "$task" in
         "$VENV/bin/python" bench/bench_python.py "$@"
         "$VENV/bin/python" bench/bench_balancer.py "$@"
         "$VENV/bin/python" bench/bench_build.py "$@"
+        "$VENV/bin/python" bench/bench_amplification.py "$@"
+        "$VENV/bin/python" bench/bench_descriptors.py "$@"
+        ;;
+    soak)
+        setup
+        WASM_SANDBOX_FUZZ_EXAMPLES=${WASM_SANDBOX_FUZZ_EXAMPLES:-20000} \
+            "$VENV/bin/python" -m pytest tests/test_wasi_fuzz.py -q "$@"
+        "$VENV/bin/python" bench/bench_amplification.py --check
         ;;
     *)
-        sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

@@ -101,7 +101,14 @@ def _parse(data: bytes) -> Any:
 
 def decode_result(data: bytes) -> Any:
     """The value in a data call's output envelope; GuestError for an error or bad output."""
-    return _envelope(_parse(data))
+    try:
+        return _envelope(_parse(data))
+    except RecursionError:
+        raise _too_deep() from None
+
+
+def _too_deep() -> GuestError:
+    return GuestError("ProtocolError", "the guest's output nests too deeply to convert")
 
 
 def _envelope(envelope: Any) -> Any:
@@ -122,6 +129,13 @@ class OutOfAddressSpace(GuestError):
 def decode_frame(data: bytes) -> tuple[Any, int | None]:
     """A script runtime's answer: (value, None), (None, exit code), or the error it reports
     raised (``GuestError``; ``FunctionNotFound`` for a function the script does not define)."""
+    try:
+        return _decode_frame(data)
+    except RecursionError:
+        raise _too_deep() from None
+
+
+def _decode_frame(data: bytes) -> tuple[Any, int | None]:
     frame = _parse(data)
     if isinstance(frame, dict) and frame.get("oom") is True:
         error = frame.get("error")

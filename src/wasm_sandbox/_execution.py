@@ -201,6 +201,7 @@ class Execution:
         ctx = WasiContext(args, env, Stdin(stdin), OutputBuffer(cap), OutputBuffer(cap))
         ctx.limits = limits
         limits = limits or self.plan.limits
+        ctx.memory_limit = limits.memory_bytes
         ctx.fds_limit = limits.max_open_files
         ctx.directory_entries_limit = limits.max_directory_entries
         ctx.file_size_limit = limits.max_file_size
@@ -288,6 +289,7 @@ class Execution:
 
     def _rescale(self, ctx: WasiContext, limits: ResourceLimits) -> None:
         ctx.limits = limits
+        ctx.memory_limit = limits.memory_bytes
         timeout = _seconds(limits.execution_timeout)
         ctx.deadline = compose_deadline(ctx.start, timeout, ctx.deadline_caps)
 

@@ -7,6 +7,7 @@ Both answer with one JSON frame (``_data.decode_frame``): Python through the doo
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,7 +18,7 @@ from ._engine import GuestInstance
 from ._guests._jsdriver import BOOT as JS_BOOT
 from ._guests._python import turn_code
 from ._wasi._context import WasiContext
-from ._wasi._http import http_exchange
+from ._wasi._http import MAX_REQUEST_TEXT, http_exchange
 from ._wasi._net import net_request
 
 __all__ = ["JavaScriptTurn", "PythonTurn", "ScriptTurn", "script_turn"]
@@ -27,6 +28,10 @@ _TAG_EXCEPTION = 6  # QuickJS's JS_TAG_EXCEPTION, in the high word of a NaN-boxe
 _STASH_VALUE = b"__wsbx_val\0"
 _STASH_ERROR = b"__wsbx_exc\0"
 _EVAL_GLOBAL, _EVAL_MODULE = 0, 1  # JS_EVAL_TYPE_GLOBAL, JS_EVAL_TYPE_MODULE
+_MAX_SAFE_INTEGER = 1 << 53
+# The driver hands over at most 16 queued requests at a time, each with at most 64 Ki
+# characters of URL and headers (up to 6 bytes each as JSON); a longer queue is refused unread.
+_MAX_QUEUE_TEXT = 16 * (6 * MAX_REQUEST_TEXT + 4096)
 # The timers of QuickJS's os module, as the usual globals; nothing else of that module.
 _TIMERS = (
     "import { setTimeout, clearTimeout } from 'qjs:os';\n"
@@ -51,12 +56,12 @@ class PythonTurn:
     request: dict[str, Any]
 
     def run(self, instance: GuestInstance, ctx: WasiContext) -> tuple[Any, int | None]:
-        frames: list[bytes] = []
+        frames: list[bytes] = []  # the last frame handed to the door: the turn's answer
 
         def door(frame: bytes) -> bytes:
             if frame.startswith(b'{"net"'):
                 return net_request(ctx, frame)
-            frames.append(frame)
+            frames[:] = [frame]  # an earlier one is dropped, never piled up
             return b""
 
         def deliver(data: bytes, out_ptr: int, out_len: int) -> bool:
@@ -113,12 +118,31 @@ class JavaScriptTurn:
 def _js_frame(answer: bytes, ctx: WasiContext) -> tuple[Any, int | None]:
     """Decode the driver's answer; an uncaught error of a run goes to stderr first."""
     if answer.startswith(b'{"exit"'):
-        frame = json.loads(answer)
-        stderr = frame.pop("stderr", None)
-        if isinstance(stderr, str):
-            ctx.stderr.write(stderr.encode("utf-8", "replace"))
-        answer = json.dumps(frame).encode()
+        frame = _json(answer, "answer")
+        if isinstance(frame, dict):
+            stderr = frame.pop("stderr", None)
+            if isinstance(stderr, str):
+                ctx.stderr.write(stderr.encode("utf-8", "replace"))
+            try:
+                answer = json.dumps(frame).encode()
+            except RecursionError:
+                raise e.GuestError("ProtocolError", "the guest's answer nests too deeply") from None
     return decode_frame(answer)
+
+
+def _json(text: bytes, what: str) -> Any:
+    """Parse what the JavaScript driver said; whatever it is, never a host exception (guest
+    code can replace the builtins the driver uses)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise e.GuestError("ProtocolError", f"the JavaScript driver's {what} is not JSON") from None
+
+
+def _request_id(value: Any) -> int:
+    if type(value) is not int or not 0 < value < _MAX_SAFE_INTEGER:
+        raise e.GuestError("ProtocolError", "the JavaScript driver's request queue is malformed")
+    return value
 
 
 class _QuickJs:
@@ -174,8 +198,9 @@ class _QuickJs:
     def free(self, value: int) -> None:
         self.instance.invoke("JS_FreeValue", (self.ctx, value), None)
 
-    def string(self, value: int) -> bytes:
-        """The UTF-8 bytes of a string value (freed)."""
+    def string(self, value: int, limit: int | None = None) -> bytes:
+        """The UTF-8 bytes of a string value (freed); a ProtocolError if it is longer than
+        ``limit`` (then it is not read)."""
         if _is_exception(value):
             raise e.GuestError("InternalError", "the JavaScript driver failed (out of memory?)")
         length_ptr = self._cstring(b"\0\0\0\0")
@@ -187,14 +212,21 @@ class _QuickJs:
                 raise e.GuestError("InternalError", "the JavaScript driver's answer is unreadable")
             raw = self.instance.read_memory(length_ptr, 4)
             length = int.from_bytes(raw or b"\0\0\0\0", "little")
-            data = self.instance.read_memory(ptr & _MASK32, length)
+            too_long = limit is not None and length > limit
+            data = None if too_long else self.instance.read_memory(ptr & _MASK32, length)
             self.instance.invoke("JS_FreeCString", (self.ctx, ptr), None)
         finally:
             self._free_ptr(length_ptr)
             self.free(value)
+        if too_long:
+            raise e.GuestError("ProtocolError", "the JavaScript driver's answer is too long")
         if data is None:
             raise e.GuestError("InternalError", "the JavaScript driver's answer is out of memory")
         return data
+
+    def clear_exception(self) -> None:
+        """Drop the exception an evaluation left pending."""
+        self.free(int(self.instance.invoke("JS_GetException", (self.ctx,), None)))
 
     def loop(self) -> None:
         """Run pending jobs and timers until none is left (``js_std_loop``)."""
@@ -205,13 +237,43 @@ class _QuickJs:
         nothing is left to do."""
         while True:
             self.loop()
-            queued = json.loads(self.string(self.eval("__wsbx.requests()", "<wsbx>")))
+            text = self.string(self.eval("__wsbx.requests()", "<wsbx>"), _MAX_QUEUE_TEXT)
+            queued = _json(text, "request queue")
+            if not isinstance(queued, list):
+                raise e.GuestError("ProtocolError", "the JavaScript driver's queue is malformed")
             if not queued:
                 return
             for request in queued:
-                result = http_exchange(ctx, request)
-                reply = json.dumps(result, separators=(",", ":"))
-                self.free(self.eval(f"__wsbx.respond({int(request['id'])}, {reply})", "<wsbx>"))
+                self.fetch(ctx, request)
+
+    def fetch(self, ctx: WasiContext, request: Any) -> None:
+        """Make one queued request; its body crosses in pieces both ways (``upload`` pulls
+        the request's, ``chunk`` pushes the response's), then ``respond`` settles it."""
+        ident = _request_id(request.get("id") if isinstance(request, dict) else None)
+
+        def pull(start: int, end: int) -> bytes:
+            value = self.eval(f"__wsbx.upload({ident},{int(start)},{int(end)})", "<wsbx>")
+            text = self.string(value, 4 * (end - start) // 3 + 8)
+            try:
+                return base64.b64decode(text, validate=True)
+            except ValueError:
+                return b""
+
+        def push(piece: bytes) -> bool:
+            encoded = base64.b64encode(piece).decode("ascii")
+            try:
+                value = self.eval(f'__wsbx.chunk({ident},"{encoded}")', "<wsbx>")
+            except e.GuestError:  # no room for the piece's text in the guest
+                return False
+            if _is_exception(value):
+                self.clear_exception()
+                return False
+            self.free(value)
+            return True
+
+        result = http_exchange(ctx, request, pull, push)
+        reply = json.dumps(result, separators=(",", ":"))
+        self.free(self.eval(f"__wsbx.respond({ident}, {reply})", "<wsbx>"))
 
 
 def _is_exception(value: int) -> bool:

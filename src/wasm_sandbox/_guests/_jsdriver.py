@@ -26,12 +26,8 @@ BOOT = r"""
     if (Array.isArray(v)) return v.map(fromJson);
     if (v !== null && typeof v === "object") {
       const keys = Object.keys(v);
-      if (keys.length === 1 && keys[0] === "$bytes" && typeof v.$bytes === "string") {
-        const s = atob(v.$bytes);
-        const out = new Uint8Array(s.length);
-        for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
-        return out;
-      }
+      if (keys.length === 1 && keys[0] === "$bytes" && typeof v.$bytes === "string")
+        return Uint8Array.fromBase64(v.$bytes);
       const o = {};
       for (const k of keys) o[k] = fromJson(v[k]);
       return o;
@@ -41,11 +37,7 @@ BOOT = r"""
 
   function replacer(key, value) {
     if (value instanceof ArrayBuffer) value = new Uint8Array(value);
-    if (value instanceof Uint8Array) {
-      let s = "";
-      for (let i = 0; i < value.length; i++) s += String.fromCharCode(value[i]);
-      return { $bytes: btoa(s) };
-    }
+    if (value instanceof Uint8Array) return { $bytes: value.toBase64() };
     if (value instanceof Set) return Array.from(value);
     const kind = typeof value;
     if (kind === "number" && !Number.isFinite(value))
@@ -156,32 +148,127 @@ BOOT = r"""
   }
 
   // fetch(): the host makes the request (after its network policy) between event-loop runs.
+  // Bodies cross in pieces, so the host never holds one whole: it pulls the request body with
+  // upload() and pushes the response body with chunk(), then settles it with respond().
   const outbox = [];
   const waiting = new Map();
   let nextRequest = 1;
+  const MAX_TEXT = 65536;
+  const ASCII = /^[\x00-\x7f]*$/;
+
+  function bodyOf(body) {
+    if (body instanceof ArrayBuffer) return new Uint8Array(body);
+    if (ArrayBuffer.isView(body)) return new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
+    const text = String(body).toWellFormed();
+    return ASCII.test(text) ? text : unescape(encodeURIComponent(text)); // UTF-8, a char per byte
+  }
 
   function fetch(resource, init) {
     init = init || {};
-    for (const key of Object.keys(init)) {
-      if (!["method", "headers", "body"].includes(key))
-        return Promise.reject(new TypeError(`fetch option ${key} is not supported in the sandbox`));
+    let request;
+    try {
+      for (const key of Object.keys(init)) {
+        if (!["method", "headers", "body"].includes(key))
+          throw new TypeError(`fetch option ${key} is not supported in the sandbox`);
+      }
+      const url = String(resource);
+      const headers = {};
+      let length = url.length;
+      for (const [k, v] of Object.entries(init.headers || {})) {
+        headers[k] = String(v);
+        length += k.length + headers[k].length;
+      }
+      if (length > MAX_TEXT) throw new TypeError(`fetch: the URL and headers exceed ${MAX_TEXT} characters`);
+      const body = init.body === undefined || init.body === null ? null : bodyOf(init.body);
+      request = { url: url, method: String(init.method || "GET"), headers: headers, body: body };
+    } catch (e) {
+      return Promise.reject(e);
     }
     return new Promise((resolve, reject) => {
       const id = nextRequest++;
-      const body = init.body === undefined || init.body === null ? null : String(init.body);
-      const headers = {};
-      for (const [k, v] of Object.entries(init.headers || {})) headers[k] = String(v);
-      outbox.push({ id: id, url: String(resource), method: String(init.method || "GET"), headers: headers, body: body });
-      waiting.set(id, { resolve: resolve, reject: reject });
+      const size = request.body === null ? null : request.body.length;
+      outbox.push({ id: id, url: request.url, method: request.method, headers: request.headers, size: size });
+      waiting.set(id, { resolve: resolve, reject: reject, body: request.body, pieces: [], size: 0 });
     });
   }
 
-  function response(r) {
-    const bytes = fromJson({ $bytes: r.body64 });
+  function upload(id, start, end) {
+    const w = waiting.get(id);
+    if (w === undefined || w.body === null) return "";
+    const part = w.body.slice(start, end);
+    return typeof part === "string" ? btoa(part) : part.toBase64();
+  }
+
+  function chunk(id, encoded) {
+    const w = waiting.get(id);
+    if (w === undefined) return;
+    const piece = Uint8Array.fromBase64(encoded);
+    w.pieces.push(piece);
+    w.size += piece.length;
+  }
+
+  function joined(pieces, size) {
+    if (pieces.length === 1) return pieces[0];
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (const piece of pieces) {
+      out.set(piece, at);
+      at += piece.length;
+    }
+    return out;
+  }
+
+  // UTF-8 to text with U+FFFD for each maximal ill-formed subsequence (as TextDecoder does).
+  function decodeLoose(bytes) {
+    const parts = [];
+    let codes = [];
+    for (let i = 0; i < bytes.length; ) {
+      const b = bytes[i];
+      let need = 0, cp = 0, lower = 0x80, upper = 0xbf;
+      if (b < 0x80) { codes.push(b); i++; }
+      else {
+        if (b >= 0xc2 && b <= 0xdf) { need = 1; cp = b & 0x1f; }
+        else if (b >= 0xe0 && b <= 0xef) { need = 2; cp = b & 0x0f; if (b === 0xe0) lower = 0xa0; if (b === 0xed) upper = 0x9f; }
+        else if (b >= 0xf0 && b <= 0xf4) { need = 3; cp = b & 0x07; if (b === 0xf0) lower = 0x90; if (b === 0xf4) upper = 0x8f; }
+        if (need === 0) { codes.push(0xfffd); i++; }
+        else {
+          let j = i + 1, k = 0;
+          for (; k < need && j < bytes.length; k++, j++) {
+            const c = bytes[j];
+            if (c < lower || c > upper) break; // not consumed: the next sequence starts here
+            cp = (cp << 6) | (c & 0x3f);
+            lower = 0x80;
+            upper = 0xbf;
+          }
+          codes.push(k === need ? cp : 0xfffd);
+          i = j;
+        }
+      }
+      if (codes.length >= 8192) { parts.push(String.fromCodePoint(...codes)); codes = []; }
+    }
+    parts.push(String.fromCodePoint(...codes));
+    return parts.join("");
+  }
+
+  function utf8(bytes) {
+    if (bytes.length === 0) return "";
+    const binary = atob(bytes.toBase64());
+    if (ASCII.test(binary)) return binary;
+    try {
+      return decodeURIComponent(escape(binary));
+    } catch (e) {
+      return decodeLoose(bytes);
+    }
+  }
+
+  function response(r, pieces, size) {
     let used = false;
-    const consume = () => {
+    const body = () => {
       if (used) throw new TypeError("the body has already been read");
       used = true;
+      const bytes = joined(pieces, size);
+      pieces = null;
+      return bytes;
     };
     return {
       status: r.status,
@@ -193,27 +280,27 @@ BOOT = r"""
         has: (name) => String(name).toLowerCase() in r.headers,
         entries: () => Object.entries(r.headers)[Symbol.iterator](),
       },
-      text: async () => { consume(); return r.text; },
-      json: async () => { consume(); return JSON.parse(r.text); },
-      arrayBuffer: async () => { consume(); return bytes.buffer; },
+      text: async () => utf8(body()),
+      json: async () => JSON.parse(utf8(body())),
+      arrayBuffer: async () => body().buffer,
     };
   }
 
   function requests() {
-    return JSON.stringify(outbox.splice(0, outbox.length));
+    return JSON.stringify(outbox.splice(0, 16));
   }
 
   function respond(id, result) {
-    const pending = waiting.get(id);
+    const w = waiting.get(id);
     waiting.delete(id);
-    if (!pending) return;
-    if (result.error !== undefined) pending.reject(new TypeError(`fetch failed: ${result.error}`));
-    else pending.resolve(response(result));
+    if (!w) return;
+    if (result.error !== undefined) w.reject(new TypeError(`fetch failed: ${result.error}`));
+    else w.resolve(response(result, w.pieces, w.size));
   }
 
   Object.defineProperty(globalThis, "fetch", { value: fetch, writable: true, configurable: true });
   Object.defineProperty(globalThis, "__wsbx", {
-    value: Object.freeze({ main: main, take: take, requests: requests, respond: respond }),
+    value: Object.freeze({ main: main, take: take, requests: requests, upload: upload, chunk: chunk, respond: respond }),
     enumerable: false,
   });
 })();

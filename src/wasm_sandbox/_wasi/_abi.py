@@ -4,6 +4,11 @@ Every read and write the WASI layer makes into guest memory goes through ``Guest
 a pointer or length outside the memory raises ``WasiError(EFAULT)``, never a host crash.
 The memory is seen through one ``memoryview`` per host call (linear memory can move when
 it grows, so a view never outlives the call that made it).
+
+The buffers of an iovec array are handed out as views of guest memory, never gathered into
+one host copy: iovecs may all point at the same bytes, so what they add up to is not bounded
+by the guest's memory (1,024 iovecs over one 64 MiB memory name 64 GiB). Whoever consumes
+them takes only what it will use (``views(pairs, limit)``) and counts the rest.
 """
 
 from __future__ import annotations
@@ -13,13 +18,15 @@ import struct
 
 from ._errno import Errno, WasiError
 
-__all__ = ["GuestMemory"]
+__all__ = ["MAX_RW", "STREAM_CHUNK", "GuestMemory", "total"]
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _IOVEC = struct.Struct("<II")
 _FAULT = WasiError(Errno.EFAULT)
 _MAX_IOVECS = 1024
+MAX_RW = 0x7FFFF000  # Linux's largest single read or write; a larger request is cut short
+STREAM_CHUNK = 1 << 20  # the most one read of a host stream (a stdin pipe or file) moves
 
 _memory_view = ctypes.pythonapi.PyMemoryView_FromMemory
 _memory_view.restype = ctypes.py_object
@@ -82,27 +89,26 @@ class GuestMemory:
                 raise _FAULT
         return pairs
 
-    def gather(self, ptr: int, count: int) -> bytes:
-        """The bytes of every buffer of an iovec array at ``ptr``, concatenated (one copy)."""
-        view = self.view
-        return b"".join([view[p : p + n] for p, n in self.iovecs(ptr, count)])
-
-    def buffers(self, ptr: int, count: int) -> list[memoryview]:
-        """Writable views of the buffers of an iovec array (for ``os.readv``)."""
-        view = self.view
-        return [view[p : p + n] for p, n in self.iovecs(ptr, count) if n]
-
-    def scatter(self, ptr: int, count: int, data: bytes) -> int:
-        """Spread ``data`` over the buffers of an iovec array; returns the bytes placed."""
-        placed, view, total = 0, self.view, len(data)
-        for buf, length in self.iovecs(ptr, count):
-            chunk = min(length, total - placed)
-            view[buf : buf + chunk] = data[placed : placed + chunk]
-            placed += chunk
-            if placed >= total:
+    def views(self, pairs: list[tuple[int, int]], limit: int) -> list[memoryview]:
+        """Views of the buffers ``pairs`` names (from ``iovecs``), in order, cut so that they
+        hold at most ``limit`` bytes together; empty ones left out. No byte is copied."""
+        out, view = [], self.view
+        for ptr, length in pairs:
+            if limit <= 0:
                 break
-        return placed
+            if length:
+                taken = min(length, limit)
+                out.append(view[ptr : ptr + taken])
+                limit -= taken
+        return out
 
-    def capacity(self, ptr: int, count: int) -> int:
-        """The total length of the buffers of an iovec array (checked against memory)."""
-        return sum(length for _, length in self.iovecs(ptr, count))
+    def buffers(self, ptr: int, count: int, limit: int = MAX_RW) -> list[memoryview]:
+        """Views of the buffers of an iovec array, at most ``limit`` bytes in all (to read
+        into with ``os.readv``, or to write from with ``os.writev``)."""
+        return self.views(self.iovecs(ptr, count), limit)
+
+
+def total(pairs: list[tuple[int, int]]) -> int:
+    """What the buffers of an iovec array add up to, as one read or write may move it
+    (``MAX_RW`` at most, as on Linux: the rest of a larger request is a short count)."""
+    return min(sum(length for _, length in pairs), MAX_RW)

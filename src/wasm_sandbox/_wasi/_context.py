@@ -6,6 +6,7 @@ it, and ``_execution`` turns its stop reason into the error or result the user s
 
 from __future__ import annotations
 
+import io
 import os
 import select
 import time
@@ -70,26 +71,51 @@ class GuestStop(Exception):
 
 
 class OutputBuffer:
-    """Captured guest output, kept up to ``cap`` bytes; the rest is counted, then dropped."""
+    """Captured guest output, kept up to ``cap`` bytes; the rest is counted, then dropped
+    (never copied: a write past the cap costs the host nothing). The kept bytes are handed
+    out without a copy (``data``), so a result holds them once, not twice."""
 
-    __slots__ = ("cap", "data", "total")
+    __slots__ = ("_kept", "cap", "kept", "total")
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
-        self.data = bytearray()
-        self.total = 0
+        self._kept = io.BytesIO()
+        self.kept = 0  # bytes kept
+        self.total = 0  # bytes written
+
+    @property
+    def data(self) -> bytes:
+        """The bytes kept (shared with the buffer, not copied: BytesIO.getvalue)."""
+        return self._kept.getvalue()
 
     def write(self, chunk: bytes) -> None:
         """Keep what fits under the cap; count everything."""
         self.total += len(chunk)
-        room = self.cap - len(self.data)
+        room = self.cap - self.kept
         if room > 0:
-            self.data += chunk if len(chunk) <= room else chunk[:room]
+            part = chunk if len(chunk) <= room else memoryview(chunk)[:room]
+            self.kept += self._kept.write(part)
+
+    def write_iovecs(self, view: memoryview, pairs: list[tuple[int, int]], most: int) -> int:
+        """Count a write of the buffers ``pairs`` names in ``view`` (at most ``most`` bytes
+        of them) and keep what fits under the cap; returns the bytes counted. What is past
+        the cap is never copied."""
+        size, room, write = 0, min(self.cap - self.kept, most), self._kept.write
+        for ptr, length in pairs:
+            size += length
+            if room > 0 and length:
+                taken = length if length <= room else room
+                write(view[ptr : ptr + taken])
+                room -= taken
+                self.kept += taken
+        size = min(size, most)
+        self.total += size
+        return size
 
     @property
     def truncated(self) -> bool:
         """True when the guest wrote more than the cap."""
-        return self.total > len(self.data)
+        return self.total > self.kept
 
 
 def poll_fds(readers: list[int], writers: list[int], timeout: float) -> bool:
@@ -136,17 +162,25 @@ class Stdin:
         """Bytes known to be readable without blocking (0 for a stream)."""
         return len(self._data) - self._pos if self._fd is None else 0
 
-    def read(self, size: int, ctx: WasiContext) -> bytes:
-        """Up to ``size`` bytes; waits on a stream in slices, honouring the deadline."""
+    def read_into(self, buffers: list[memoryview], ctx: WasiContext) -> int:
+        """Fill ``buffers`` (views of guest memory) with what is there, straight from the
+        source (no host copy); on a stream, waits in slices until something is, honouring
+        the deadline. Returns the bytes placed (0 at the end)."""
         if self._fd is None:
-            chunk = self._data[self._pos : self._pos + size]
-            self._pos += len(chunk)
-            return chunk
+            data, placed = memoryview(self._data), 0
+            for buffer in buffers:
+                chunk = data[self._pos : self._pos + len(buffer)]
+                buffer[: len(chunk)] = chunk
+                self._pos += len(chunk)
+                placed += len(chunk)
+                if len(chunk) < len(buffer):
+                    break
+            return placed
         while True:
             timeout = ctx.wait_slice()
             if poll_fds([self._fd], [], timeout):
                 try:
-                    return os.read(self._fd, size)
+                    return os.readv(self._fd, buffers)
                 except BlockingIOError:
                     continue
                 except OSError as exc:
@@ -203,6 +237,7 @@ class WasiContext:
     net_endpoint: str | None = None  # the endpoint of the connection being opened
     sampler: Sampler | None = None  # live monitoring of this execution
     limits: ResourceLimits | None = None  # this execution's own limits (an auto-scaler's)
+    memory_limit: int | None = None  # the guest's memory cap (bounds what the host fetches)
 
     def stop(self, reason: str, exc: BaseException | None = None) -> GuestStop:
         """Record why the guest stops (the first reason wins) and return the unwind signal."""

@@ -23,10 +23,10 @@ from .._iomonitor import (
     FileWrite,
 )
 from . import _net
-from ._abi import GuestMemory
+from ._abi import MAX_RW, STREAM_CHUNK, GuestMemory, total
 from ._context import WasiContext
 from ._errno import Errno, WasiError, errno_from_oserror
-from ._fs import Escape, FdEntry, MountRuntime, Resolved, decode_path
+from ._fs import MAX_PATH_BYTES, Escape, FdEntry, MountRuntime, Resolved, decode_path
 from ._registry import syscall
 
 __all__: list[str] = []
@@ -107,6 +107,7 @@ _O_CREAT, _O_DIRECTORY, _O_EXCL, _O_TRUNC = 1, 2, 4, 8
 _FDFLAG_APPEND, _FDFLAG_DSYNC, _FDFLAG_NONBLOCK, _FDFLAG_RSYNC, _FDFLAG_SYNC = 1, 2, 4, 8, 16
 _ATIM, _ATIM_NOW, _MTIM, _MTIM_NOW = 1, 2, 4, 8
 _WHENCE = {0: os.SEEK_SET, 1: os.SEEK_CUR, 2: os.SEEK_END}
+_MAX_OFFSET = (1 << 63) - 1  # off_t: a file offset or size past it is EFBIG
 
 _FDSTAT = struct.Struct("<BxHxxxxQQ")
 _FILESTAT = struct.Struct("<QQBxxxxxxxQQQQQ")
@@ -145,6 +146,9 @@ def _describe(ctx: WasiContext, args: tuple[int, ...]) -> str:
 
 
 def _path(mem: GuestMemory, ptr: int, length: int) -> str:
+    mem.check(ptr, length)
+    if length > MAX_PATH_BYTES:  # refused before it is copied
+        raise WasiError(Errno.ENAMETOOLONG)
     return decode_path(mem.read(ptr, length))
 
 
@@ -220,13 +224,13 @@ def fd_write(
     entry = ctx.require_fd(fd)
     kind = entry.kind
     if kind in {"stdout", "stderr"}:
-        data = mem.gather(iovs, iovs_len)
-        (ctx.stdout if kind == "stdout" else ctx.stderr).write(data)
-        mem.set_u32(nwritten, len(data))
+        out = ctx.stdout if kind == "stdout" else ctx.stderr
+        size = out.write_iovecs(mem.view, mem.iovecs(iovs, iovs_len), MAX_RW)
+        mem.set_u32(nwritten, size)  # past the cap: counted, never copied
         return _SUCCESS
     if kind == "socket":
         mem.check(nwritten, 4)
-        mem.set_u32(nwritten, _net.socket_write(ctx, entry, mem.gather(iovs, iovs_len)))
+        mem.set_u32(nwritten, _net.socket_write(ctx, entry, mem.buffers(iovs, iovs_len)))
         return _SUCCESS
     return _write_file(ctx, mem, entry, iovs, iovs_len, nwritten, None)
 
@@ -260,17 +264,21 @@ def _write_file(
 ) -> int:
     if entry.kind != "file" or not entry.writable or entry.fd is None:
         return Errno.EBADF  # directories have no write right (as in wasmtime)
-    data = mem.gather(iovs, iovs_len)
+    pairs = mem.iovecs(iovs, iovs_len)
+    mem.check(nwritten, 4)
     if offset is not None and entry.pending:
         ctx.fds.flush(entry)  # a positioned write must land after the buffered ones
-    data = _fit_limits(ctx, entry, data, offset)
-    data = _fit_memory_cap(entry, data, offset)
-    if offset is None and ctx.buffer_size is not None and not entry.sync_flags:
-        written = _buffered_write(ctx, entry, data)
+    size = _fit_limits(ctx, entry, total(pairs), offset)
+    size = _fit_memory_cap(entry, size, offset)
+    views = mem.views(pairs, size)  # written from guest memory: no host copy
+    if not views:
+        written = 0
+    elif offset is None and ctx.buffer_size is not None and not entry.sync_flags:
+        written = _buffered_write(ctx, entry, views, size)
     elif offset is None:
-        written = os.write(entry.fd, data)
+        written = os.writev(entry.fd, views)
     else:
-        written = os.pwrite(entry.fd, data, offset)
+        written = os.pwritev(entry.fd, views, offset)
     ctx.bytes_written += written
     if ctx.io is not None:
         ctx.io.emit(FileWrite(entry.guest_path, written))
@@ -278,44 +286,62 @@ def _write_file(
     return _SUCCESS
 
 
-def _buffered_write(ctx: WasiContext, entry: FdEntry, data: bytes) -> int:
+def _buffered_write(ctx: WasiContext, entry: FdEntry, views: list[memoryview], size: int) -> int:
     """Keep a sequential write in the descriptor's buffer; one host write per
-    ``buffer_size`` bytes or ``io_batch_size`` guest writes (io_batch_size/buffer_size)."""
+    ``buffer_size`` bytes or ``io_batch_size`` guest writes (io_batch_size/buffer_size).
+    One descriptor buffers at a time (a write to another flushes it first), and a write that
+    would take the buffer past ``buffer_size`` is not kept, so the host never holds more
+    than ``buffer_size`` bytes of buffered writes."""
+    fd, cap, fds = entry.fd, ctx.buffer_size, ctx.fds
+    if fd is None or cap is None:
+        raise WasiError(Errno.EBADF)
+    if fds.dirty and (len(fds.dirty) > 1 or entry not in fds.dirty):
+        for other in [e for e in fds.dirty if e is not entry]:
+            try:
+                fds.flush(other)
+            except WasiError as exc:  # the guest was told "written": report it
+                ctx.io_errors.append(f"{other.guest_path}: {exc.errno.name}")
+    pending = len(entry.pending) if entry.pending else 0
+    if pending + size > cap:
+        if pending:
+            fds.flush(entry)
+        if size >= cap:
+            return os.writev(fd, views)
     if entry.pending is None:
         entry.pending = bytearray()
-    entry.pending += data
+    for view in views:
+        entry.pending += view
     entry.pending_writes += 1
-    ctx.fds.dirty.add(entry)
-    size, batch = ctx.buffer_size, ctx.io_batch_size
-    if (size is not None and len(entry.pending) >= size) or (
-        batch is not None and entry.pending_writes >= batch
-    ):
-        ctx.fds.flush(entry)
-    return len(data)
+    fds.dirty.add(entry)
+    batch = ctx.io_batch_size
+    if len(entry.pending) >= cap or (batch is not None and entry.pending_writes >= batch):
+        fds.flush(entry)
+    return size
 
 
-def _fit_limits(ctx: WasiContext, entry: FdEntry, data: bytes, offset: int | None) -> bytes:
-    """Cut a write to what max_file_size and max_total_file_size still allow; when nothing
-    fits, EFBIG / EDQUOT (a partial write is what POSIX does at such limits)."""
-    if not data or entry.fd is None:
-        return data
+def _fit_limits(ctx: WasiContext, entry: FdEntry, size: int, offset: int | None) -> int:
+    """Cut a write of ``size`` bytes to what max_file_size and max_total_file_size still
+    allow; when nothing fits, EFBIG / EDQUOT (a partial write is what POSIX does at such
+    limits)."""
+    if not size or entry.fd is None:
+        return size
     total_cap = ctx.total_write_limit
     if total_cap is not None:
         room = total_cap - ctx.bytes_written
-        if len(data) > room:
+        if size > room:
             if room <= 0:
-                tried = ctx.bytes_written + len(data)
+                tried = ctx.bytes_written + size
                 raise ctx.limit_hit("max_total_file_size", tried, total_cap, Errno.EDQUOT)
-            data = data[:room]
+            size = room
     size_cap = ctx.file_size_limit
     if size_cap is not None:
         start = _geometry(entry, offset)[0]
-        if start + len(data) > size_cap:
+        if start + size > size_cap:
             if start >= size_cap:
-                tried = start + len(data)
+                tried = start + size
                 raise ctx.limit_hit("max_file_size", tried, size_cap, Errno.EFBIG)
-            data = data[: size_cap - start]
-    return data
+            size = size_cap - start
+    return size
 
 
 def _geometry(entry: FdEntry, offset: int | None) -> tuple[int, int]:
@@ -338,22 +364,23 @@ def _check_size(ctx: WasiContext, size: int) -> None:
         raise ctx.limit_hit("max_file_size", size, cap, Errno.EFBIG)
 
 
-def _fit_memory_cap(entry: FdEntry, data: bytes, offset: int | None) -> bytes:
-    """On an in-memory mount, cut a write to what its byte cap still allows (ENOSPC if none)."""
+def _fit_memory_cap(entry: FdEntry, size: int, offset: int | None) -> int:
+    """On an in-memory mount, cut a write of ``size`` bytes to what its byte cap still
+    allows (ENOSPC if nothing)."""
     mount = entry.mount
     if mount is None or mount.cap is None or entry.fd is None:
-        return data
-    start, size = _geometry(entry, offset)
-    growth = max(0, start + len(data) - size)
+        return size
+    start, current = _geometry(entry, offset)
+    growth = max(0, start + size - current)
     room = mount.cap - mount.used
     if growth > room:
-        allowed = max(0, size + room - start)
+        allowed = max(0, current + room - start)
         if allowed == 0:
             raise WasiError(Errno.ENOSPC)
-        data = data[:allowed]
+        size = allowed
         growth = room
     mount.used += growth
-    return data
+    return size
 
 
 @syscall("iiii")
@@ -363,9 +390,11 @@ def fd_read(
     """Read from a file descriptor."""
     entry = ctx.require_fd(fd)
     if entry.kind == "stdin":
-        wanted = mem.capacity(iovs, iovs_len)
-        data = ctx.stdin.read(wanted, ctx) if wanted else b""
-        mem.set_u32(nread, mem.scatter(iovs, iovs_len, data))
+        # Straight into guest memory; a stream moves at most STREAM_CHUNK bytes a read.
+        limit = MAX_RW if ctx.stdin.fileno is None else STREAM_CHUNK
+        buffers = mem.buffers(iovs, iovs_len, limit)
+        mem.check(nread, 4)
+        mem.set_u32(nread, ctx.stdin.read_into(buffers, ctx) if buffers else 0)
         return _SUCCESS
     if entry.kind == "socket":
         mem.check(nread, 4)
@@ -635,6 +664,8 @@ def fd_allocate(ctx: WasiContext, mem: GuestMemory, fd: int, offset: int, length
     if offset < 0 or length <= 0:
         return Errno.EINVAL
     end, host = offset + length, _host_fd(entry)
+    if end > _MAX_OFFSET:
+        return Errno.EFBIG  # as posix_fallocate: offset + len past the largest file size
     if end > os.fstat(host).st_size:
         _check_size(ctx, end)
         _account_resize(entry, end)
@@ -711,7 +742,7 @@ def fd_readdir(
         out += _DIRENT.pack(index + 1, ino, len(encoded), kind) + encoded
         if len(out) >= buf_len:
             break
-    data = bytes(out[:buf_len])
+    data = memoryview(out)[:buf_len]
     mem.write(buf, data)
     mem.set_u32(bufused, len(data))
     return _SUCCESS

@@ -11,11 +11,13 @@ from __future__ import annotations
 import concurrent.futures
 import ipaddress
 import json
+import math
 import os
 import socket
 import ssl
 import time
 from collections.abc import Callable
+from typing import Any
 
 from .._network import NetworkGuard
 from ._abi import GuestMemory
@@ -27,6 +29,7 @@ from ._registry import syscall
 __all__ = ["active_connections", "open_connection", "socket_read", "socket_write"]
 
 _MAX_HOST = 255
+_TLS_CHUNK = 1 << 20  # the most one TLS send takes from a guest's buffers
 
 
 def active_connections(ctx: WasiContext) -> int:
@@ -348,29 +351,34 @@ def socket_read(ctx: WasiContext, entry: FdEntry, buffers: list[memoryview]) -> 
     return count
 
 
-def socket_write(ctx: WasiContext, entry: FdEntry, data: bytes) -> int:
-    """Write ``data`` (or the part the upload cap and the socket take) to a guest connection."""
+def socket_write(ctx: WasiContext, entry: FdEntry, buffers: list[memoryview]) -> int:
+    """Write ``buffers`` (views of guest memory, or of one host chunk), or the part the
+    upload cap and the socket take, to a guest connection; the bytes sent. Nothing is
+    gathered: a plain connection writes the views as they are (``writev``), TLS sends at
+    most ``_TLS_CHUNK`` bytes of the first."""
     guard = _guard(ctx)
     fd = entry.fd
     if fd is None or not entry.writable:
         raise WasiError(Errno.EPIPE)
-    if not data:
+    size = sum(len(b) for b in buffers)
+    if not size:
         return 0
     if guard.max_upload is not None:
         room = guard.max_upload - guard.sent
-        if room <= 0 or (guard.strict and len(data) > room):
+        if room <= 0 or (guard.strict and size > room):
             cap = guard.max_upload
-            raise _limit(ctx, guard, "max_upload_bytes", guard.sent + len(data), cap, Errno.EDQUOT)
-        if len(data) > room:
+            raise _limit(ctx, guard, "max_upload_bytes", guard.sent + size, cap, Errno.EDQUOT)
+        if size > room:
             ctx.network_limits_hit.setdefault(
-                "max_upload_bytes", (guard.sent + len(data), guard.max_upload)
+                "max_upload_bytes", (guard.sent + size, guard.max_upload)
             )
-            data = data[:room]
-    tls, chunk = entry.tls, data
+            buffers = _clip(buffers, room)
+    tls = entry.tls
     if tls is not None:
-        count = _transfer(ctx, guard, entry, True, lambda: tls.send(chunk))
+        first = buffers[0][:_TLS_CHUNK]
+        count = _transfer(ctx, guard, entry, True, lambda: tls.send(first))
     else:
-        count = _transfer(ctx, guard, entry, True, lambda: os.write(fd, chunk))
+        count = _transfer(ctx, guard, entry, True, lambda: os.writev(fd, buffers))
     guard.sent += count
     guard.changed()
     return count
@@ -398,36 +406,97 @@ def _transfer(
             raise WasiError(errno_from_oserror(exc)) from None
 
 
+_MAX_NET_FRAME = 4096  # a network request through the door is a few dozen bytes
+_MAX_FD = (1 << 31) - 1
+
+
 def net_request(ctx: WasiContext, frame: bytes) -> bytes:
     """A script guest's network request through the door: ``{"net": "connect", "host",
-    "port"}`` -> ``{"fd"}``; ``{"net": "timeout", "fd", "seconds"}``; ``{"net": "shutdown",
-    "fd", "how"}``; each answers ``{"errno": n}`` on failure."""
+    "port", "tls"}`` -> ``{"fd"}``; ``{"net": "timeout", "fd", "seconds"}``; ``{"net":
+    "shutdown", "fd", "how"}``; ``{"net": "tls", "fd", "host"}``; ``{"net": "sockopt", "fd",
+    "option", "value"}``. Every field is checked (type and range) before it is used; anything
+    else answers ``{"errno": n}`` (EINVAL for a malformed request), never a host error."""
     try:
+        if len(frame) > _MAX_NET_FRAME:
+            raise WasiError(Errno.EINVAL)
         request = json.loads(frame)
-        op = request["net"]
-        if op == "connect":
-            tls = bool(request.get("tls", False))
-            fd = open_connection(ctx, str(request["host"]), int(request["port"]), tls=tls)
-            return json.dumps({"fd": fd}).encode()
-        entry = ctx.require_fd(int(request["fd"]))
-        if entry.kind != "socket":
-            raise WasiError(Errno.ENOTSOCK)
-        if op == "timeout":
-            seconds = request["seconds"]
-            entry.timeout = None if seconds is None else max(0.0, float(seconds))
-        elif op == "shutdown":
-            shutdown(entry, int(request["how"]))
-        elif op == "tls":
-            _start_tls(ctx, _guard(ctx), entry, str(request["host"]))
-        elif op == "sockopt":
-            _set_option(entry, str(request["option"]), bool(request["value"]))
-        else:
-            raise WasiError(Errno.ENOSYS)
+        if not isinstance(request, dict):
+            raise WasiError(Errno.EINVAL)
+        if request.get("net") == "connect":
+            return _connect_request(ctx, request)
+        _socket_request(ctx, request)
         return b"{}"
     except WasiError as err:
         return json.dumps({"errno": int(err.errno)}).encode()
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, RecursionError):  # not JSON (or nested past the parser's depth)
         return json.dumps({"errno": int(Errno.EINVAL)}).encode()
+
+
+def _connect_request(ctx: WasiContext, request: dict[str, Any]) -> bytes:
+    host, port = _text(request, "host"), _integer(request, "port")
+    tls = request.get("tls", False)
+    if not 1 <= port <= 65535 or type(tls) is not bool:
+        raise WasiError(Errno.EINVAL)
+    return json.dumps({"fd": open_connection(ctx, host, port, tls=tls)}).encode()
+
+
+def _socket_request(ctx: WasiContext, request: dict[str, Any]) -> None:
+    """A request about an open connection: timeout, shutdown, tls, sockopt."""
+    op, fd = request.get("net"), _integer(request, "fd")
+    if not 0 <= fd <= _MAX_FD:
+        raise WasiError(Errno.EBADF)
+    entry = ctx.require_fd(fd)
+    if entry.kind != "socket":
+        raise WasiError(Errno.ENOTSOCK)
+    if op == "timeout":
+        entry.timeout = _seconds(request.get("seconds", _MISSING))
+    elif op == "shutdown":
+        shutdown(entry, _integer(request, "how"))
+    elif op == "tls":
+        _start_tls(ctx, _guard(ctx), entry, _text(request, "host"))
+    elif op == "sockopt":
+        value = request.get("value")
+        if type(value) is not bool:
+            raise WasiError(Errno.EINVAL)
+        _set_option(entry, _text(request, "option"), value)
+    else:
+        raise WasiError(Errno.ENOSYS)
+
+
+_MISSING = object()
+_MAX_TIMEOUT = 365 * 24 * 3600.0  # a socket timeout past a year is no timeout
+
+
+def _integer(request: dict[str, Any], name: str) -> int:
+    """``request[name]`` if it is an int (not a bool) of at most 64 bits, else EINVAL."""
+    value = request.get(name)
+    if type(value) is not int or not -(1 << 63) <= value < (1 << 64):
+        raise WasiError(Errno.EINVAL)
+    return value
+
+
+def _text(request: dict[str, Any], name: str) -> str:
+    """``request[name]`` if it is a short text without NUL, else EINVAL."""
+    value = request.get(name)
+    if not isinstance(value, str) or len(value) > 4 * _MAX_HOST or "\0" in value:
+        raise WasiError(Errno.EINVAL)
+    return value
+
+
+def _seconds(value: Any) -> float | None:
+    """A socket timeout: None (blocking), or a finite number of seconds >= 0 (EINVAL
+    otherwise: NaN, infinities, negatives, non-numbers)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise WasiError(Errno.EINVAL)
+    if isinstance(value, int):
+        if value < 0:
+            raise WasiError(Errno.EINVAL)
+        return min(float(min(value, 1 << 53)), _MAX_TIMEOUT)
+    if not math.isfinite(value) or value < 0:
+        raise WasiError(Errno.EINVAL)
+    return min(value, _MAX_TIMEOUT)
 
 
 _OPTIONS = {

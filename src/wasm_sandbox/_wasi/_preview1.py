@@ -204,7 +204,7 @@ def sock_send(
     """Send a message on a socket (a connection from ``wasm_sandbox.tcp_connect``)."""
     entry = _socket(ctx, fd)
     mem.check(so_len, 4)
-    mem.set_u32(so_len, _net.socket_write(ctx, entry, mem.gather(si_data, si_len)))
+    mem.set_u32(so_len, _net.socket_write(ctx, entry, mem.buffers(si_data, si_len)))
     return _SUCCESS
 
 
