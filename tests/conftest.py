@@ -7,7 +7,9 @@ import hashlib
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,21 +21,56 @@ SHIPPED_GLUE = Path(ws.__file__).parent / "guest"  # the headers the package shi
 CLANG = shutil.which("clang-14") or shutil.which("clang")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+_CACHE = pytest.StashKey[tuple[Path, bool, "str | None"]]()
+_SCRIPT_MARKERS = ('"python"', "'python'", '.py"')
+"""Text in a test file that means it runs Python guests (their runtime is compiled first)."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
     """Every test run gets its own compiled-module cache, shared by the run's tests.
     ``WASM_SANDBOX_TEST_CACHE`` names a directory to reuse across runs instead (a developer
     iterating on one test file need not recompile the CPython runtime every run)."""
     reused = os.environ.get("WASM_SANDBOX_TEST_CACHE")
-    path = Path(reused) if reused else tmp_path_factory.mktemp("module-cache")
+    path = Path(reused) if reused else Path(tempfile.mkdtemp(prefix="wasm-sandbox-tests-"))
     path.mkdir(parents=True, exist_ok=True)
-    old = os.environ.get("WASM_SANDBOX_CACHE_DIR")
+    config.stash[_CACHE] = (path, not reused, os.environ.get("WASM_SANDBOX_CACHE_DIR"))
     os.environ["WASM_SANDBOX_CACHE_DIR"] = str(path)
-    yield path
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Compile the CPython runtime (both engine variants the tests use: without and with
+    fuel metering) before the first test, when a collected test runs Python guests: a first
+    compile takes minutes on a loaded machine, which must not count against one test's
+    timeout. It lands in the run's cache, where the tests find it."""
+    files = {Path(str(item.fspath)) for item in session.items}
+    if not any(any(m in f.read_text() for m in _SCRIPT_MARKERS) for f in files if f.exists()):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for fuel in (None, 10**12):
+        start = time.monotonic()
+        builder = ws.WasmSandbox.builder().source("pass").language("python").max_fuel(fuel)
+        builder.build().close()
+        if reporter is not None:
+            variant = "metered" if fuel else "unmetered"
+            reporter.write_line(
+                f"CPython runtime ({variant}) ready in {time.monotonic() - start:.1f} s"
+            )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    path, temporary, old = config.stash[_CACHE]
     if old is None:
         os.environ.pop("WASM_SANDBOX_CACHE_DIR", None)
     else:
         os.environ["WASM_SANDBOX_CACHE_DIR"] = old
+    if temporary:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def _isolated_cache(pytestconfig: pytest.Config) -> Path:
+    """The run's compiled-module cache directory (see ``pytest_configure``)."""
+    return pytestconfig.stash[_CACHE][0]
 
 
 def compile_c(source: Path, out_dir: Path) -> Path:
