@@ -270,10 +270,16 @@ class IoLimitExceeded(ResourceLimitExceeded):
 
 class NetworkLimitExceeded(ResourceLimitExceeded):
     """A network limit was reached in strict network mode (``limit``: the ResourceLimits
-    field, ``attempted``, ``cap``). Without strict mode the guest's operation fails instead."""
+    field, ``attempted``, ``cap``; for ``connect_timeout`` and ``network_timeout`` the time
+    waited and the limit, in milliseconds). Without strict mode the guest's operation fails
+    instead."""
 
     def __init__(self, limit: str, attempted: int, cap: int) -> None:
-        super().__init__(f"Network limit exceeded: {limit} (attempted {attempted}, limit {cap})")
+        if limit.endswith("_timeout"):
+            detail = f"waited {attempted} ms, limit {cap} ms"
+        else:
+            detail = f"attempted {attempted}, limit {cap}"
+        super().__init__(f"Network limit exceeded: {limit} ({detail})")
         self.limit = limit
         self.attempted = attempted
         self.cap = cap

@@ -12,7 +12,7 @@ from typing import Any
 
 from ._context import WasiContext
 from ._errno import Errno, WasiError
-from ._net import active_connections, open_connection, socket_read, socket_write
+from ._net import active_connections, open_connection, socket_read, socket_write, timed_out
 
 __all__ = ["http_exchange"]
 
@@ -74,8 +74,13 @@ def _transfer(ctx: WasiContext, host: str, port: int, tls: bool, data: bytes) ->
     entry = ctx.require_fd(fd)
     response = bytearray()
     # network_timeout bounds each wait and, here, the whole request as well.
-    limit = ctx.net.io_timeout if ctx.net is not None else None
-    end = None if limit is None else time.monotonic() + limit
+    guard = ctx.net
+    limit = guard.io_timeout if guard is not None else None
+    started = time.monotonic()
+    end = None if limit is None else started + limit
+
+    def expired() -> bool:
+        return end is not None and time.monotonic() >= end
 
     def bound() -> None:
         if end is not None:
@@ -96,6 +101,8 @@ def _transfer(ctx: WasiContext, host: str, port: int, tls: bool, data: bytes) ->
                 break
             response += chunk[:count]
     except WasiError as err:
+        if err.errno == Errno.ETIMEDOUT and guard is not None and expired():
+            err = timed_out(ctx, guard, "network_timeout", started)  # a limit (strict: stops)
         raise _Refused(f"request to {host}:{port} failed ({err.errno.name})", err.errno) from None
     finally:
         ctx.fds.close_fd(fd)
