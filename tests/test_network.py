@@ -582,7 +582,8 @@ def test_strict_mode_timeouts_are_network_limit_exceeded(
             server = stack.enter_context(silent_server())
             host, port = server.host, server.port
         args = [1 << 30, 65536] if mode == "upload" else []
-        sb = _client(c_guest, f"{host}:{port}", strict=True, **{limit: seconds})
+        limits: dict[str, Any] = {limit: seconds}
+        sb = _client(c_guest, f"{host}:{port}", strict=True, **limits)
         started = time.monotonic()
         with pytest.raises(ws.NetworkLimitExceeded) as info:
             _run(sb, mode, host, port, *args)
@@ -596,7 +597,6 @@ def test_strict_mode_timeouts_are_network_limit_exceeded(
     assert error.stdout == b""  # the guest never saw ETIMEDOUT
     _timeout_hit(error.report, limit, cap_ms)
     assert elapsed < 5, elapsed
-
 
 
 @pytest.mark.parametrize("wait", ["read", "poll", "connect"])

@@ -137,9 +137,7 @@ def test_network_timeout_is_a_limit_but_the_guests_own_timeout_is_not() -> None:
         with pytest.raises(ws.NetworkLimitExceeded) as info:
             sandbox.call("wait", silent.port, None)
     assert (info.value.limit, info.value.cap) == ("network_timeout", 500)
-    assert info.value.report.network_limits_hit == {
-        "network_timeout": (info.value.attempted, 500)
-    }
+    assert info.value.report.network_limits_hit == {"network_timeout": (info.value.attempted, 500)}
 
 
 def test_the_execution_timeout_interrupts_a_blocked_python_read() -> None:
