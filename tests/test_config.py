@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import wasm_sandbox as ws
 from wasm_sandbox import _errors
+from wasm_sandbox._units import format_duration, format_size
 
 # --- ResourceLimits --------------------------------------------------------------------------
 
@@ -254,6 +255,44 @@ def test_parse_duration_never_crashes(text: str) -> None:
     """Arbitrary text either parses to a timedelta or raises ValueError."""
     with contextlib.suppress(ValueError):
         assert isinstance(ws.parse_duration(text), timedelta)
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [(0, "0 B"), (512, "512 B"), (1023, "1023 B"), (1024, "1 KiB"), (65536, "64 KiB"),
+     (2 * 2**20, "2 MiB"), (2_200_000, "2.1 MiB"), (3 << 29, "1.5 GiB"), (5 * 2**40, "5 TiB")],
+)  # fmt: skip
+def test_format_size(size: int, text: str) -> None:
+    """Sizes in messages read as people write them, in binary units."""
+    assert format_size(size) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0 ms"), (4.2e-5, "0.042 ms"), (6e-8, "0 ms"), (0.0125, "12.5 ms"), (0.5, "500 ms"), (1, "1 s"),
+     (1.5, "1.5 s"), (90, "90 s"), (300, "5 min"), (7200, "2 h"), (timedelta(seconds=30), "30 s")],
+)  # fmt: skip
+def test_format_duration(seconds: float | timedelta, text: str) -> None:
+    """Durations in messages read as people write them."""
+    assert format_duration(seconds) == text
+
+
+@given(st.integers(min_value=0, max_value=2**50))
+def test_formatted_sizes_parse_back_to_three_significant_digits(size: int) -> None:
+    """What format_size writes is a size spelling parse_size knows (when whole), within the
+    three significant digits it keeps."""
+    number, unit = format_size(size).split(" ")
+    value = float(number) * {"B": 1, "KiB": 1024, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[unit]
+    assert abs(value - size) <= max(0.5, size * 0.005)
+    if float(number).is_integer():
+        assert ws.parse_size(format_size(size)) == value
+
+
+@given(st.floats(min_value=0, max_value=10**7, allow_nan=False))
+def test_formatted_durations_parse_back_to_three_significant_digits(seconds: float) -> None:
+    """What format_duration writes parses back with parse_duration to about the same value."""
+    back = ws.parse_duration(format_duration(seconds)).total_seconds()
+    assert abs(back - seconds) <= max(1e-6, seconds * 0.005)
 
 
 # --- errors ----------------------------------------------------------------------------------

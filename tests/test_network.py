@@ -199,6 +199,21 @@ def test_allowed_loopback_echo_works_and_is_counted(c_guest: CGuest) -> None:
     assert report.security_events == ()
 
 
+def test_verbose_log_message_states_the_network_bytes(
+    c_guest: CGuest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """verbose_resource_logging's message says how many bytes went each way."""
+    with echo_server() as server:
+        builder = ws.WasmSandbox.builder().source(c_guest("net_client"))
+        sb = builder.allow_network(server.endpoint).verbose_resource_logging(True).build()
+        with caplog.at_level("INFO", logger="wasm_sandbox"):
+            assert _run(sb, "echo", server.host, server.port, "hello").exit_code == 0
+    messages = [r.getMessage() for r in caplog.records if r.name == "wasm_sandbox"]
+    assert len(messages) == 1
+    assert messages[0].startswith("execution finished: ok in ")
+    assert messages[0].endswith("network 5 B sent / 5 B received")
+
+
 def test_send_recv_and_shutdown_work_on_the_descriptor(c_guest: CGuest) -> None:
     """sock_send / sock_recv / sock_shutdown serve the connection like fd_write / fd_read."""
     with echo_server() as server:

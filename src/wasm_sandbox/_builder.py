@@ -50,9 +50,11 @@ class SandboxConfig:
     optimization_level: OptimizationLevel = OptimizationLevel.SPEED
     """How hard the compiler optimises the guest."""
     debug_mode: bool = False
-    """Compile with debug info (guest frames in trap backtraces) and log at DEBUG level."""
+    """Compile with debug info (guest frames in trap backtraces); log the build and every
+    execution (its report's figures in the message) at DEBUG level."""
     verbose_resource_logging: bool = False
-    """Log each execution's resource report through the ``wasm_sandbox`` logger."""
+    """Log each execution at INFO through the ``wasm_sandbox`` logger, the message stating its
+    report's main figures (the whole report in the record's ``report`` attribute)."""
     args: tuple[str, ...] = ()
     """Arguments after argv[0] given to ``run()`` when it is called without ``args``."""
     env: tuple[tuple[str, str], ...] = ()
@@ -373,11 +375,14 @@ class SandboxBuilder:
         return self._set("optimization_level", level)
 
     def debug_mode(self, enabled: bool = True) -> SandboxBuilder:
-        """Compile with debug info and log at DEBUG level."""
+        """Compile with debug info; log the build and every execution (with its report's
+        figures) at DEBUG level on the ``wasm_sandbox`` logger."""
         return self._set("debug_mode", bool(enabled))
 
     def verbose_resource_logging(self, enabled: bool = True) -> SandboxBuilder:
-        """Log every execution's resource report (logger ``wasm_sandbox``, level INFO)."""
+        """Log every execution at INFO on the ``wasm_sandbox`` logger: the message states its
+        outcome, time, fuel, peak memory and file and network bytes; the record's ``report``
+        attribute holds the whole report as a dict."""
         return self._set("verbose_resource_logging", bool(enabled))
 
     def args(self, *args: str) -> SandboxBuilder:

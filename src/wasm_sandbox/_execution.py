@@ -24,7 +24,7 @@ from ._metrics import notify_report, observing
 from ._monitor import MemoryUsage, ResourceMonitor, ResourceUsage, Sampler
 from ._mounts import Mount
 from ._network import NetworkGuard, NetworkPolicy, NetworkStats
-from ._report import ExecutionResult, ResourceReport
+from ._report import ExecutionResult, ResourceReport, summary_line
 from ._traps import check_after_foreign_init
 from ._turns import ScriptTurn
 from ._wasi._bind import HostBinding
@@ -72,6 +72,7 @@ class ExecutionPlan:
     strict_network: bool = False
     monitoring: Monitoring | None = None
     scaler: AutoScaler | None = None
+    debug: bool = False  # debug_mode: each execution's report logged at DEBUG (INFO if verbose)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +128,20 @@ class Outcome:
         if self._report is None:
             self._report = _build_report(self)
         return self._report
+
+
+def _log_report(
+    plan: ExecutionPlan, what: str, outcome: Outcome, error: BaseException | None = None
+) -> None:
+    """With verbose_resource_logging (INFO) or debug_mode (DEBUG), one record per execution
+    whose message carries the report's main figures (the whole report is in ``extra``)."""
+    level = logging.INFO if plan.verbose else logging.DEBUG if plan.debug else None
+    if level is None or not log.isEnabledFor(level):
+        return
+    report = outcome.report
+    ending = "" if error is None else f" ({error})"
+    extra = {"report": report.to_dict()}
+    log.log(level, "%s: %s%s", what, summary_line(report), ending, extra=extra)
 
 
 def _build_report(outcome: Outcome) -> ResourceReport:
@@ -357,8 +372,7 @@ class Execution:
             if error is not None:
                 self._attach(error, outcome)
                 raise error
-            if self.plan.verbose:
-                log.info("execution finished", extra={"report": outcome.report.to_dict()})
+            _log_report(self.plan, "execution finished", outcome)
             return outcome
         finally:
             if instance is not None:
@@ -381,8 +395,7 @@ class Execution:
         error.report = outcome.report
         error.stdout = bytes(outcome.ctx.stdout.data)
         error.stderr = bytes(outcome.ctx.stderr.data)
-        if self.plan.verbose:
-            log.info("execution failed: %s", error, extra={"report": error.report.to_dict()})
+        _log_report(self.plan, "execution failed", outcome, error)
 
     def _release(self, instance: GuestInstance, fresh: bool, prepared: bool) -> None:
         """Close an isolated instance; keep a new one whose start function completed."""

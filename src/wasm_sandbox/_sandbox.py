@@ -120,6 +120,7 @@ class WasmSandbox:
             config.strict_network,
             _monitoring(config),
             config.auto_scaler,
+            debug=config.debug_mode,
         )
         self._execution = Execution(plan, keep_instance=config.keep_instance)
         self._compiled = compiled

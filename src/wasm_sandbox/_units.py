@@ -1,7 +1,9 @@
-"""Parsing of sizes (``"64MiB"``), counts (``"10M"``) and durations (``"30s"``).
+"""Parsing of sizes (``"64MiB"``), counts (``"10M"``) and durations (``"30s"``), and the
+reverse: sizes and durations written for people (``"2 MiB"``, ``"1.5 s"``) in messages.
 
 The one place where human-written quantities become numbers; the Python API and the
-command line share it, so both accept exactly the same spellings.
+command line share it, so both accept exactly the same spellings (what the formatters write,
+to three significant digits, is one of them).
 """
 
 from __future__ import annotations
@@ -11,7 +13,14 @@ import re
 from datetime import timedelta
 from fractions import Fraction
 
-__all__ = ["parse_count", "parse_duration", "parse_size", "to_timedelta"]
+__all__ = [
+    "format_duration",
+    "format_size",
+    "parse_count",
+    "parse_duration",
+    "parse_size",
+    "to_timedelta",
+]
 
 _SIZE_UNITS = {
     "": 1,
@@ -101,3 +110,33 @@ def to_timedelta(value: timedelta | float | int) -> timedelta:
     if not math.isfinite(value) or abs(value) > _MAX_SECONDS:
         raise ValueError(f"a duration must be a finite number of seconds, got {value}")
     return timedelta(seconds=value)
+
+
+_BINARY = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
+
+
+def _figure(value: float) -> str:
+    """``value`` with at most three significant digits, without trailing zeros."""
+    return f"{value:.3g}" if value < 1000 else f"{value:.0f}"
+
+
+def format_size(size: float) -> str:
+    """A byte count for people, in binary units: ``"512 B"``, ``"64 KiB"``, ``"2.1 MiB"``."""
+    for unit, factor in _BINARY:
+        if abs(size) >= factor:
+            return f"{_figure(size / factor)} {unit}"
+    return f"{size:.0f} B"
+
+
+def format_duration(value: timedelta | float) -> str:
+    """A duration for people: ``"0.042 ms"``, ``"12.5 ms"``, ``"1.5 s"``, ``"5 min"``, ``"3 h"``."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if abs(seconds) >= 7200:
+        return f"{_figure(seconds / 3600)} h"
+    if abs(seconds) >= 120:
+        return f"{_figure(seconds / 60)} min"
+    if abs(seconds) >= 1:
+        return f"{_figure(seconds)} s"
+    if abs(seconds) >= 1e-3:
+        return f"{_figure(seconds * 1e3)} ms"
+    return f"{seconds * 1e3:.3f}".rstrip("0").rstrip(".") + " ms"  # to the microsecond
