@@ -123,6 +123,8 @@ class WasmSandbox:
             debug=config.debug_mode,
         )
         self._execution = Execution(plan, keep_instance=config.keep_instance)
+        if config.auto_scaler is not None:  # its first limits are this sandbox's
+            config.auto_scaler.limits_for(limits, compiled.initial_memory_bytes)
         self._compiled = compiled
         self._data_module = is_data_module(dict(compiled.functions))
         self._exports = MappingProxyType(
