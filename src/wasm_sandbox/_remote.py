@@ -1,46 +1,105 @@
 """Jobs run in other processes (``ProcessBackend``, ``RayBackend``): the sandbox is built
 from its ``SandboxConfig`` once per worker process, and the job returns its value or its
-error object, so results and errors are the same as local ones."""
+error object, so results and errors are the same as local ones.
+
+A sandbox's ``AutoScaler`` stays in the driver (the process that submits the jobs): it
+chooses each job's limits, the worker runs the job under them and reports what it used, and
+the driver feeds that back to the scaler (``run_job``); the configuration travels without it.
+"""
 
 from __future__ import annotations
 
 import concurrent.futures
 import concurrent.futures.process
+import dataclasses
 import multiprocessing
 import pickle
 import threading
+import time
 import uuid
+from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+
+from ._errors import ExecutionTimeout, MemoryLimitExceeded
 
 if TYPE_CHECKING:
     from ._builder import SandboxConfig
+    from ._limits import ResourceLimits
 
-__all__ = ["ProcessBackend", "SandboxKeys", "remote_call"]
+__all__ = ["ProcessBackend", "SandboxKeys", "remote_call", "run_job"]
 
-_SANDBOXES: dict[str, Any] = {}  # per Ray worker process: key -> WasmSandbox
+_SANDBOXES: dict[str, Any] = {}  # per worker process (Ray or ours): key -> WasmSandbox
+
+Usage = tuple[int, float]  # what a scaled job used: peak memory bytes, seconds
+Answer = tuple[bool, Any, Usage | None]  # (True, value) or (False, the error), and usage
+Ship = Callable[["SandboxConfig", "ResourceLimits | None", float | None], Answer]
 
 
 def remote_call(
     key: str, config: SandboxConfig, function: str, args: tuple[Any, ...],
-    kwargs: dict[str, Any], seconds: float | None,
-) -> tuple[bool, Any]:  # fmt: skip
-    """One job in a worker process (Ray or local): (True, value) or (False, the error)."""
-    import time  # noqa: PLC0415 - runs in the worker
+    kwargs: dict[str, Any], seconds: float | None, limits: ResourceLimits | None = None,
+) -> Answer:  # fmt: skip
+    """One job in a worker process (Ray or local): (True, value) or (False, the error); with
+    ``limits`` (chosen by the driver's auto-scaler), run under them and report the usage."""
+    from ._sandbox import WasmSandbox  # noqa: PLC0415 - _sandbox imports the balancer, us
 
-    from ._sandbox import WasmSandbox  # noqa: PLC0415
-
+    report: Any = None
     try:
         sandbox = _SANDBOXES.get(key)
         if sandbox is None:
             sandbox = _SANDBOXES[key] = WasmSandbox(config)
         ctx = sandbox._context()
+        if limits is not None:
+            sandbox._execution._rescale(ctx, limits)
         if seconds is not None:
             end = time.monotonic() + seconds
             ctx.deadline = end if ctx.deadline is None else min(ctx.deadline, end)
-        return True, sandbox._call(function, args, ctx, kwargs=kwargs).value
+        outcome = sandbox._call(function, args, ctx, kwargs=kwargs)
+        if limits is not None:
+            report = outcome.report
+        return True, outcome.value, _usage(report)
     except Exception as exc:
         exc.__traceback__ = None
-        return False, exc
+        return False, exc, _usage(getattr(exc, "report", None) if limits is not None else None)
+
+
+def _usage(report: Any) -> Usage | None:
+    if report is None:
+        return None
+    return report.peak_memory_bytes, report.execution_time.total_seconds()
+
+
+def run_job(sandbox: Any, seconds: float | None, ship: Ship) -> Any:
+    """A job's value (or its error raised) from ``ship(config, limits, seconds)``, which runs
+    it in a worker. With an auto-scaler, the scaler stays here: it picks each attempt's
+    limits, hears what the job used, and a memory-cap failure below its maximum is shipped
+    once more at the raised cap, within the job's time (``seconds``)."""
+    config = sandbox.config
+    scaler = config.auto_scaler
+    if scaler is None:
+        ok, result, _ = ship(config, None, seconds)
+        if ok:
+            return result
+        raise result
+    shipped = dataclasses.replace(config, auto_scaler=None)
+    end = None if seconds is None else time.monotonic() + seconds
+    retried = False
+    while True:
+        limits = scaler.limits_for(config.limits)  # the module's floor is known since build
+        left = None if end is None else max(0.0, end - time.monotonic())
+        ok, result, usage = ship(shipped, limits, left)
+        if ok:
+            if usage is not None:
+                scaler.observe(usage[0], timedelta(seconds=usage[1]))
+            return result
+        if isinstance(result, MemoryLimitExceeded) and not retried:
+            retried = True
+            if scaler.memory_exhausted():
+                continue
+        elif isinstance(result, ExecutionTimeout) and (end is None or time.monotonic() < end):
+            scaler.timed_out()  # its own timeout, not the job's
+        raise result
 
 
 class SandboxKeys:
@@ -104,26 +163,27 @@ class ProcessBackend:
         from ._errors import ConfigurationError, HostError  # noqa: PLC0415
 
         key = self._keys.key(sandbox, "a process backend")
-        pool = self._executor()
-        try:
-            future = pool.submit(remote_call, key, sandbox.config, function, args, kwargs, seconds)
-            ok, result = future.result()
-        except concurrent.futures.process.BrokenProcessPool:
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise HostError(
-                "the worker process running this job died; the job is lost and the pool "
-                "restarted for the next ones"
-            ) from None
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            raise ConfigurationError(
-                f"this sandbox's configuration cannot be sent to a worker process: {exc}"
-            ) from None
-        if ok:
-            return result
-        raise result
+
+        def ship(config: SandboxConfig, limits: ResourceLimits | None, left: float | None) -> Any:
+            pool = self._executor()
+            try:
+                job = (key, config, function, args, kwargs, left, limits)
+                return pool.submit(remote_call, *job).result()
+            except concurrent.futures.process.BrokenProcessPool:
+                with self._lock:
+                    if self._pool is pool:
+                        self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise HostError(
+                    "the worker process running this job died; the job is lost and the pool "
+                    "restarted for the next ones"
+                ) from None
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                raise ConfigurationError(
+                    f"this sandbox's configuration cannot be sent to a worker process: {exc}"
+                ) from None
+
+        return run_job(sandbox, seconds, ship)
 
     def close(self) -> None:
         """Stop the worker processes."""
