@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import pickle
+import re
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -58,11 +61,63 @@ def test_invalid_limits_are_refused_naming_the_field(
         ws.ResourceLimits(**{field: value})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("value", ["64MiB", 1.5, True, [1]], ids=repr)
+@pytest.mark.parametrize("value", [1.5, True, [1], b"64MiB"], ids=repr)
 def test_wrong_types_are_type_errors(value: object) -> None:
-    """A non-int memory limit is a TypeError naming the field."""
-    with pytest.raises(TypeError, match="memory_bytes must be an int"):
+    """A memory limit that is neither an int nor a size string is a TypeError naming the
+    field and what it takes."""
+    message = r"memory_bytes must be an int \(bytes\), a size string such as '64MiB', or None"
+    with pytest.raises(TypeError, match=message):
         ws.ResourceLimits(memory_bytes=value)  # type: ignore[arg-type]
+
+
+SIZE_FIELDS = ["max_file_size", "max_total_file_size", "max_upload_bytes", "max_download_bytes"]
+UNITS = {"": 1, "B": 1, "KiB": 1024, "MiB": 2**20, "GiB": 2**30, "k": 1000, "M": 10**6, "G": 10**9}
+
+
+@given(st.sampled_from(SIZE_FIELDS), st.integers(0, 2**20), st.sampled_from(sorted(UNITS)))
+def test_size_fields_take_size_strings(field: str, number: int, unit: str) -> None:
+    """Every size field of ResourceLimits takes a size string and holds its bytes."""
+    limits = ws.ResourceLimits(**{field: f"{number}{unit}"})  # type: ignore[arg-type]
+    assert getattr(limits, field) == number * UNITS[unit]
+
+
+@given(st.integers(1, 10**6), st.sampled_from(["ms", "s", "m", "h", ""]))
+def test_duration_fields_take_duration_strings(number: int, unit: str) -> None:
+    """The duration fields take duration strings (up to their 30-day cap)."""
+    seconds = number * {"ms": 1e-3, "s": 1, "m": 60, "h": 3600, "": 1}[unit]
+    for field in ("execution_timeout", "network_timeout", "connect_timeout"):
+        if seconds > 30 * 86400:
+            with pytest.raises(ws.ConfigurationError, match=f"{field} must be <= 30 days"):
+                ws.ResourceLimits(**{field: f"{number}{unit}"})  # type: ignore[arg-type]
+        else:
+            limits = ws.ResourceLimits(**{field: f"{number}{unit}"})  # type: ignore[arg-type]
+            assert getattr(limits, field) == timedelta(seconds=seconds)
+
+
+def test_count_fields_take_count_strings() -> None:
+    """Counts (fuel, files, connections...) take count strings as the CLI does."""
+    limits = ws.ResourceLimits(max_fuel="10M", max_open_files="1k", max_connections="20")  # type: ignore[arg-type]
+    assert (limits.max_fuel, limits.max_open_files, limits.max_connections) == (10**7, 1000, 20)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("memory_bytes", "64 parsecs", "memory_bytes: invalid size '64 parsecs': unknown unit"),
+        ("memory_bytes", "1.5", "memory_bytes: invalid size '1.5': not a whole number"),
+        ("memory_bytes", "1KiB", "memory_bytes must be >= 65536, got 1024"),
+        ("max_fuel", "lots", "max_fuel: invalid count 'lots'"),
+        ("execution_timeout", "soon", "execution_timeout: invalid duration 'soon'"),
+        ("connect_timeout", "0s", "connect_timeout must be > 0"),
+    ],
+)
+def test_bad_strings_are_configuration_errors_naming_the_field(
+    field: str, value: str, message: str
+) -> None:
+    """A string that does not parse (or is out of range) is a ConfigurationError naming the
+    field."""
+    with pytest.raises(ws.ConfigurationError, match=re.escape(message)):
+        ws.ResourceLimits(**{field: value})  # type: ignore[arg-type]
 
 
 def test_timeout_accepts_seconds_and_timedelta() -> None:
@@ -86,8 +141,9 @@ def test_network_counts_are_validated(field: str) -> None:
     if field in ("max_connections", "max_requests_per_second"):
         with pytest.raises(ws.ConfigurationError, match=">= 1"):
             ws.ResourceLimits(**{field: 0})  # type: ignore[arg-type]
+    assert getattr(ws.ResourceLimits(**{field: "10"}), field) == 10  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        ws.ResourceLimits(**{field: "10"})  # type: ignore[arg-type]
+        ws.ResourceLimits(**{field: 10.0})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("field", ["network_timeout", "connect_timeout"])
@@ -144,6 +200,35 @@ def test_custom_profile_builder() -> None:
     assert profile.name == "custom"
 
 
+def test_custom_profile_builder_takes_strings_with_units() -> None:
+    """A string given to a ProfileBuilder size or duration carries its own unit; a plain
+    number keeps the method's unit (MiB, seconds)."""
+    profile = (
+        ws.ResourceProfile.custom()
+        .memory_mb("1GiB")
+        .memory_growth_limit_mb(16)
+        .max_file_size_mb("200MB")
+        .timeout_seconds("2m")
+        .fuel_limit("50M")
+        .max_open_files("1k")
+        .build()
+    )
+    limits = profile.limits
+    assert (limits.memory_bytes, limits.memory_growth_limit, limits.max_file_size) == (
+        2**30, 16 * 2**20, 200_000_000,
+    )  # fmt: skip
+    assert (limits.execution_timeout, limits.max_fuel, limits.max_open_files) == (
+        timedelta(minutes=2), 50_000_000, 1000,
+    )  # fmt: skip
+    assert (
+        ws.ResourceProfile.custom().timeout_seconds(None).build().limits.execution_timeout is None
+    )
+    with pytest.raises(ws.ConfigurationError, match="memory_mb: invalid size '1 GB please'"):
+        ws.ResourceProfile.custom().memory_mb("1 GB please")
+    with pytest.raises(TypeError, match="memory_mb must be an int"):
+        ws.ResourceProfile.custom().memory_mb(1.5)  # type: ignore[arg-type]
+
+
 def test_profile_by_name() -> None:
     """Profiles are found by their CLI names; unknown names are refused."""
     assert ws.ResourceProfile.by_name("high-performance") is ws.ResourceProfile.HIGH_PERFORMANCE
@@ -166,6 +251,101 @@ def test_builder_uses_profile_and_overrides() -> None:
     assert config.limits.memory_bytes == 1 << 20
     assert config.limits.max_fuel == 100_000_000
     assert config.profile_name is None
+
+
+def test_readme_python_example_memory_limit_string() -> None:
+    """The README's ``.memory_limit("256MiB")`` sets 256 MiB."""
+    config = ws.WasmSandbox.builder().source(b"(module)").memory_limit("256MiB").config()
+    assert config.limits.memory_bytes == 256 * 2**20
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "read", "expected"),
+    [
+        ("memory_limit", "256MiB", lambda c: c.limits.memory_bytes, 256 * 2**20),
+        ("memory_growth_limit", "1MiB", lambda c: c.limits.memory_growth_limit, 2**20),
+        ("max_fuel", "10M", lambda c: c.limits.max_fuel, 10**7),
+        ("timeout_duration", "1.5s", lambda c: c.limits.execution_timeout, timedelta(seconds=1.5)),
+        ("timeout_duration", "500ms", lambda c: c.limits.execution_timeout, timedelta(seconds=0.5)),
+        ("max_output_bytes", "1MiB", lambda c: c.max_output_bytes, 2**20),
+        ("monitoring_interval", "50ms", lambda c: c.monitoring_interval, timedelta(seconds=0.05)),
+        ("max_module_size", "4MiB", lambda c: c.max_module_size, 4 * 2**20),
+        ("max_functions", "20k", lambda c: c.max_functions, 20_000),
+        ("build_timeout", "10s", lambda c: c.build_timeout, timedelta(seconds=10)),
+        ("build_memory_limit", "1GiB", lambda c: c.build_memory_limit, 2**30),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_builder_sizes_and_durations_take_strings(
+    option: str, value: str, read: Callable[[ws.SandboxConfig], object], expected: object
+) -> None:
+    """Every builder option that takes a size, a count or a duration takes its string form,
+    parsed as the command line parses it."""
+    builder = getattr(ws.WasmSandbox.builder().source(b"(module)"), option)(value)
+    assert read(builder.config()) == expected
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["memory_limit", "memory_growth_limit", "max_output_bytes", "max_module_size",
+     "build_memory_limit", "max_fuel", "max_functions", "timeout_duration",
+     "monitoring_interval", "build_timeout"],
+)  # fmt: skip
+def test_builder_bad_strings_name_the_option(option: str) -> None:
+    """A string that does not parse is a ConfigurationError naming the builder option."""
+    builder = ws.WasmSandbox.builder().source(b"(module)")
+    with pytest.raises(ws.ConfigurationError, match=f"^{option}: invalid "):
+        getattr(builder, option)("12 parsecs").config()
+
+
+@pytest.mark.parametrize(
+    ("option", "kinds"),
+    [
+        ("memory_limit", "an int \\(bytes\\), a size string"),
+        ("max_fuel", "an int, a count string"),
+        ("timeout_duration", "a timedelta, a number of seconds, a duration string"),
+        ("max_output_bytes", "an int \\(bytes\\), a size string"),
+        ("monitoring_interval", "a timedelta, a number of seconds, a duration string"),
+    ],
+)
+def test_builder_wrong_types_are_type_errors(option: str, kinds: str) -> None:
+    """A value of the wrong type (bytes, a list) is a TypeError saying what the option takes."""
+    builder = ws.WasmSandbox.builder().source(b"(module)")
+    with pytest.raises(TypeError, match=f"^{option} must be {kinds}"):
+        getattr(builder, option)([1]).config()
+
+
+def test_sandbox_config_and_mounts_take_strings() -> None:
+    """SandboxConfig fields and in-memory mounts parse size and duration strings too."""
+    config = ws.SandboxConfig(
+        source=b"(module)",
+        max_output_bytes="64KiB",  # type: ignore[arg-type]
+        monitoring_interval="20ms",  # type: ignore[arg-type]
+        build_timeout="1m",  # type: ignore[arg-type]
+    )
+    assert config.max_output_bytes == 65536
+    assert config.monitoring_interval == timedelta(milliseconds=20)
+    assert config.build_timeout == timedelta(minutes=1)
+    mount = ws.Mount.memory("/scratch", "16MiB", "10k")
+    assert (mount.max_bytes, mount.max_entries) == (16 * 2**20, 10_000)
+    builder = ws.WasmSandbox.builder().source(b"(module)").memory_fs("/tmp", max_bytes="1MiB")
+    assert builder.config().mounts[0].max_bytes == 2**20
+    with pytest.raises(ws.ConfigurationError, match="max_bytes: invalid size"):
+        ws.Mount.memory("/scratch", "lots")
+
+
+def test_balancer_timeout_takes_a_duration_string() -> None:
+    """LoadBalancer.timeout_duration takes "300ms" like a timedelta or seconds: a spinning job
+    ends with Timeout after about 0.3 s."""
+    spin = b'(module (func (export "spin") (loop (br 0))))'
+    sandbox = ws.WasmSandbox.builder().source(spin).max_fuel(None).timeout_duration(10).build()
+    with ws.LoadBalancer(sandbox).timeout_duration("300ms") as balancer:
+        started = time.monotonic()
+        with pytest.raises(ws.Timeout):
+            balancer.execute("spin")
+        assert 0.3 <= time.monotonic() - started < 2
+    with pytest.raises(ws.ConfigurationError, match="timeout_duration: invalid duration"):
+        ws.LoadBalancer(sandbox).timeout_duration("half a second")
 
 
 def test_builder_without_source_is_refused() -> None:

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError, ExecutionTimeout, SandboxError
+from ._units import duration_option
 
 if TYPE_CHECKING:
     from ._ray import RayBackend
@@ -134,15 +135,17 @@ class LoadBalancer:
         self._capacity = _positive("queue_size", size, 10**7)
         return self
 
-    def timeout_duration(self, timeout: timedelta | float | None) -> LoadBalancer:
-        """Longest a job may take from submission to its end (None: no limit)."""
-        if timeout is None:
+    def timeout_duration(self, timeout: timedelta | float | str | None) -> LoadBalancer:
+        """Longest a job may take from submission to its end: a timedelta, seconds or a
+        duration string (``"30s"``); None: no limit."""
+        duration = duration_option("timeout_duration", timeout)
+        if duration is None:
             self._timeout = None
             return self
-        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+        seconds = duration.total_seconds()
+        if seconds <= 0:
             raise ConfigurationError(f"timeout_duration must be > 0, got {timeout!r}")
-        self._timeout = float(seconds)
+        self._timeout = seconds
         return self
 
     def overflow_strategy(self, strategy: OverflowStrategy) -> LoadBalancer:

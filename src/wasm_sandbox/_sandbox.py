@@ -262,10 +262,10 @@ class WasmSandbox:
         message and traceback."""
         return self._call(export, args, kwargs=kwargs).value
 
-    def session(self, timeout: timedelta | float | None = None) -> Session:
+    def session(self, timeout: timedelta | float | str | None = None) -> Session:
         """A ``Session``: one interpreter kept across statements, with this sandbox's limits
         (Python and JavaScript guests). The source is run once when it opens. ``timeout``:
-        an optional wall-clock budget for the whole session (a timedelta or seconds)."""
+        an optional wall-clock budget for the whole session (a timedelta, seconds or "5m")."""
         return Session(self, timeout)
 
     def _metered(self) -> WasmSandbox:
@@ -493,7 +493,7 @@ class AsyncWasmSandbox:
         ctx = self.sync._context(args, stdin, env, use_config_stdin=True)
         return await self._in_thread(ctx, lambda: self.sync._run(ctx))
 
-    async def session(self, timeout: timedelta | float | None = None) -> AsyncSession:
+    async def session(self, timeout: timedelta | float | str | None = None) -> AsyncSession:
         """Coroutine twin of ``WasmSandbox.session``: an ``AsyncSession`` (opened off the
         event loop)."""
         return AsyncSession(await asyncio.to_thread(Session, self.sync, timeout))

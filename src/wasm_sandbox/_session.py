@@ -68,7 +68,9 @@ class Session:
 
     __module__ = "wasm_sandbox"
 
-    def __init__(self, sandbox: WasmSandbox, timeout: timedelta | float | None = None) -> None:
+    def __init__(
+        self, sandbox: WasmSandbox, timeout: timedelta | float | str | None = None
+    ) -> None:
         self._budget = None if timeout is None else _check_duration("timeout", timeout)
         self._deadline = (
             None if self._budget is None else time.monotonic() + self._budget.total_seconds()

@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from fractions import Fraction
+from typing import Any
+
+from ._errors import ConfigurationError
 
 __all__ = [
+    "count_option",
+    "count_value",
+    "duration_option",
+    "duration_value",
     "format_duration",
     "format_size",
     "parse_count",
     "parse_duration",
     "parse_size",
+    "size_option",
+    "size_value",
     "to_timedelta",
 ]
 
@@ -97,6 +107,57 @@ def parse_duration(value: timedelta | float | int | str) -> timedelta:
     if isinstance(value, str):
         return to_timedelta(float(_split(value, "duration", _DURATION_UNITS)))
     return to_timedelta(value)
+
+
+def _option(name: str, value: object, kinds: str, parse: Callable[[str], Any]) -> Any:
+    """An option's ``value``: a string parsed (a bad one is a ConfigurationError naming the
+    option), anything else checked to be one of ``kinds`` (else a TypeError saying which)."""
+    if isinstance(value, str):
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise ConfigurationError(f"{name}: {exc}") from None
+    accepted = (int, float, timedelta) if "seconds" in kinds else (int,)
+    if isinstance(value, bool) or not isinstance(value, accepted):
+        raise TypeError(f"{name} must be {kinds}, or None, got {type(value).__name__} {value!r}")
+    return value
+
+
+def size_value(name: str, value: int | str) -> int:
+    """A size option's bytes: an int, or a string such as ``"64MiB"``."""
+    size: int = _option(name, value, "an int (bytes), a size string such as '64MiB'", parse_size)
+    return size
+
+
+def count_value(name: str, value: int | str) -> int:
+    """A count option's value: an int, or a string such as ``"10M"``."""
+    count: int = _option(name, value, "an int, a count string such as '10M'", parse_count)
+    return count
+
+
+def duration_value(name: str, value: timedelta | float | str) -> timedelta:
+    """A duration option's value: a ``timedelta``, seconds, or a string such as ``"30s"``."""
+    kinds = "a timedelta, a number of seconds, a duration string such as '30s'"
+    duration = _option(name, value, kinds, parse_duration)
+    try:
+        return to_timedelta(duration)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name}: {exc}") from None
+
+
+def size_option(name: str, value: int | str | None) -> int | None:
+    """``size_value``, or None for None (no limit)."""
+    return None if value is None else size_value(name, value)
+
+
+def count_option(name: str, value: int | str | None) -> int | None:
+    """``count_value``, or None for None (no limit)."""
+    return None if value is None else count_value(name, value)
+
+
+def duration_option(name: str, value: timedelta | float | str | None) -> timedelta | None:
+    """``duration_value``, or None for None (no limit)."""
+    return None if value is None else duration_value(name, value)
 
 
 def to_timedelta(value: timedelta | float | int) -> timedelta:
