@@ -522,6 +522,45 @@ def test_error_tree() -> None:
     assert issubclass(ws.InvalidArguments, TypeError)
 
 
+CLI_EXIT_STATUSES = {
+    "ConfigurationError": 65, "MountChanged": 65, "UnsupportedSource": 65, "InvalidModule": 65,
+    "BuildLimitExceeded": 65, "CompilationError": 65, "ToolchainNotFound": 69,
+    "FunctionNotFound": 65, "InvalidArguments": 65, "Overflow": 75, "Timeout": 124,
+    "ExecutionError": 71, "ResourceLimitExceeded": 71, "MemoryLimitExceeded": 120,
+    "FuelExhausted": 121, "IoLimitExceeded": 122, "NetworkLimitExceeded": 123,
+    "ExecutionTimeout": 124, "GuestTrap": 70, "StackOverflow": 70, "MemoryAccessOutOfBounds": 70,
+    "UnreachableExecuted": 70, "IntegerDivisionByZero": 70, "IntegerOverflow": 70,
+    "InvalidConversionToInteger": 70, "TableAccessOutOfBounds": 70, "IndirectCallError": 70,
+    "GuestError": 1, "ExecutionCancelled": 130, "SecurityViolation": 126, "SessionLost": 75,
+    "HostError": 71, "SandboxError": 71,
+}  # fmt: skip
+
+
+def test_every_public_error_lives_in_errors_with_its_cli_exit_status() -> None:
+    """Every public error class is defined in _errors (the one tree) and carries the exit
+    status the command gives it; the module docstring's tree names each class."""
+    public = {
+        name
+        for name in ws.__all__
+        if isinstance(getattr(ws, name), type) and issubclass(getattr(ws, name), Exception)
+    }
+    assert public - {"GuestExit"} == set(CLI_EXIT_STATUSES)
+    for name in public:
+        cls = getattr(ws, name)
+        assert cls is getattr(_errors, name) and name in _errors.__all__, name
+        assert name in (_errors.__doc__ or ""), name
+        if name != "GuestExit":
+            assert cls.cli_exit_status == CLI_EXIT_STATUSES[name], name
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, 0), (3, 3), (255, 255), (256, 0), (300, 44)])
+def test_guest_exit_status_is_the_guests_code(code: int, status: int) -> None:
+    """A GuestExit's exit status is the guest's code, as a process exit status (mod 256),
+    also after pickling (a worker process sends it back)."""
+    error = pickle.loads(pickle.dumps(ws.GuestExit(code)))
+    assert (error.exit_code, error.cli_exit_status) == (code, status)
+
+
 # --- public surface --------------------------------------------------------------------------
 
 PUBLIC = {

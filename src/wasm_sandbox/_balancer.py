@@ -22,7 +22,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ConfigurationError, ExecutionTimeout, SandboxError
+from ._errors import ConfigurationError, ExecutionTimeout, Overflow, Timeout
 from ._units import duration_option
 
 if TYPE_CHECKING:
@@ -30,18 +30,9 @@ if TYPE_CHECKING:
     from ._remote import ProcessBackend
     from ._sandbox import WasmSandbox
 
-__all__ = ["BalancerStats", "LoadBalancer", "Overflow", "OverflowStrategy", "Timeout"]
+__all__ = ["BalancerStats", "LoadBalancer", "OverflowStrategy"]
 
 _LATENCIES = 10_000  # latencies kept for the percentiles
-
-
-class Overflow(SandboxError):
-    """A job was refused or dropped because the balancer's queue was full (or it closed)."""
-
-
-class Timeout(SandboxError):
-    """A job did not finish within the balancer's ``timeout_duration`` (queued too long, or
-    its guest was stopped: then the guest's ``ExecutionTimeout`` is the ``__cause__``)."""
 
 
 class OverflowStrategy(enum.Enum):

@@ -16,21 +16,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._errors import CompilationError
+from .._errors import CompilationError, ToolchainNotFound
 
-__all__ = ["LANGUAGES", "ToolchainNotFound", "compile_source"]
+__all__ = ["LANGUAGES", "compile_source"]
 
 COMPILE_TIMEOUT = 300.0
 _C_MAIN = re.compile(rb"\bint\s+main\s*\(")
 _RUST_MAIN = re.compile(rb"\bfn\s+main\s*\(")
-
-
-class ToolchainNotFound(CompilationError):
-    """The compiler a source language needs is not installed; the message names the Debian
-    packages that provide it."""
-
-
-ToolchainNotFound.__module__ = "wasm_sandbox"
 
 
 @dataclass(frozen=True, slots=True)
