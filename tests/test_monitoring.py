@@ -100,7 +100,7 @@ def test_memory_and_cpu_alerts() -> None:
     assert DISPATCHER.drain()
     assert [(a.metric, a.level) for a in alerts] == [("memory", ws.AlertLevel.WARNING)]
     assert alerts[0].value == pytest.approx(62.5) and alerts[0].threshold == 50
-    assert alerts[0].message == "memory at 62.5% (threshold 50.0%)"
+    assert alerts[0].message == "memory at 62.5% (threshold 50%)"
     alerts.clear()
     with pytest.raises(ws.ExecutionTimeout) as info:
         sandbox.call("spin")

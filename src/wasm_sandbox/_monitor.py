@@ -284,7 +284,7 @@ class Sampler:
 def _show(metric: str, value: float) -> str:
     """A metric's value for people: ``85.2%``, ``1,200 file operations/s``, ``2 MiB/s``."""
     if metric in ("memory", "cpu"):
-        return f"{value:.1f}%"
+        return f"{value:.1f}".rstrip("0").rstrip(".") + "%"
     if metric == "network":
         return f"{format_size(value)}/s"
     figure = f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
