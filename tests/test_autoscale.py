@@ -5,6 +5,7 @@ raised cap), down after a window of low usage; every change is an event and a lo
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 
 import pytest
@@ -59,7 +60,9 @@ def test_memory_scales_up_and_a_capped_execution_is_retried_once(
     assert [(e.resource, e.old, e.new, e.reason) for e in events] == [
         ("memory", 4 * PAGE, 8 * PAGE, "the limit was hit")
     ]
-    assert any("memory limit" in r.getMessage() for r in caplog.records)
+    assert [r.getMessage() for r in caplog.records if r.name == "wasm_sandbox.autoscale"] == [
+        "memory limit 256 KiB -> 512 KiB (the limit was hit)"
+    ]
     with pytest.raises(ws.MemoryLimitExceeded):
         sandbox.call("use", 40)  # beyond max_limit (16 pages): no retry can help
     assert scaler.memory_limit == 16 * PAGE
@@ -86,6 +89,9 @@ def test_timeout_scales_with_observed_time() -> None:
     sandbox = _sandbox(scaler, timeout=0.2)
     sandbox.call("nap", 180)  # 90% of 0.2 s: up to 0.4 s
     assert scaler.timeout == timedelta(seconds=0.4)
+    assert re.fullmatch(
+        r"timeout limit 200 ms -> 400 ms \(used 1[89][0-9] ms of 200 ms\)", str(scaler.events[-1])
+    ), str(scaler.events[-1])
     with pytest.raises(ws.ExecutionTimeout):
         sandbox.call("nap", 1000)  # times out at 0.4 s, and raises the limit to 0.8 s
     assert scaler.timeout == timedelta(seconds=0.8)
@@ -124,3 +130,37 @@ def test_memory_never_scales_below_the_need_of_a_module_hiding_its_memory() -> N
     assert scaler.memory_limit == 32 * PAGE and scaler.events == []
     report = sandbox.call_with_detailed_monitoring("use", 12).resource_report
     assert report.peak_memory_bytes == 12 * PAGE
+
+
+def test_limits_before_the_first_execution_are_the_sandboxs() -> None:
+    """memory_limit and timeout say what the next execution gets from the time the scaler is
+    given to a sandbox: before any execution, the sandbox's configured limits (within the
+    policy's bounds); before that, None."""
+    scaler = (
+        ws.AutoScaler()
+        .memory_policy(ws.ScalingPolicy(min_limit=2 * PAGE, max_limit=64 * PAGE))
+        .timeout_policy(ws.ScalingPolicy(min_limit=0.1, max_limit=10))
+    )
+    assert (scaler.memory_limit, scaler.timeout) == (None, None)
+    sandbox = _sandbox(scaler, memory_pages=4, timeout=1.5)
+    assert scaler.memory_limit == 4 * PAGE
+    assert scaler.timeout == timedelta(seconds=1.5)
+    report = sandbox.call_with_detailed_monitoring("use", 1).resource_report
+    assert (report.memory_limit_bytes, report.timeout) == (4 * PAGE, timedelta(seconds=1.5))
+    clamped = ws.AutoScaler().memory_policy(
+        ws.ScalingPolicy(min_limit=8 * PAGE, max_limit=16 * PAGE)
+    )
+    _sandbox(clamped, memory_pages=4)
+    assert clamped.memory_limit == 8 * PAGE  # raised to the policy's minimum
+    first = clamped.limits_for(ws.ResourceLimits(memory_bytes=4 * PAGE), 0).memory_bytes
+    assert first == clamped.memory_limit
+
+
+def test_scaling_event_reads_as_sizes_and_durations() -> None:
+    """A ScalingEvent prints its limits as sizes (memory) or durations (timeout)."""
+    assert str(ws.ScalingEvent("memory", 2 * 2**20, 4 * 2**20, "the limit was hit")) == (
+        "memory limit 2 MiB -> 4 MiB (the limit was hit)"
+    )
+    assert str(ws.ScalingEvent("timeout", 1.5, 0.75, "5 executions at or under 30%")) == (
+        "timeout limit 1.5 s -> 750 ms (5 executions at or under 30%)"
+    )

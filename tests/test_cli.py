@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -74,8 +75,16 @@ def cli_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("cli-cache")
 
 
-def _run_cli(*args: object, cache_dir: Path, stdin: str | None = None, timeout: float = 60) -> Cli:
-    env = dict(os.environ, PYTHONPATH=str(SRC), WASM_SANDBOX_CACHE_DIR=str(cache_dir))
+def _run_cli(
+    *args: object,
+    cache_dir: Path,
+    stdin: str | None = None,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+) -> Cli:
+    env = dict(
+        os.environ, PYTHONPATH=str(SRC), WASM_SANDBOX_CACHE_DIR=str(cache_dir), **(env or {})
+    )
     io: dict[str, Any] = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
     started = time.monotonic()
     proc = subprocess.run(
@@ -96,8 +105,15 @@ def _run_cli(*args: object, cache_dir: Path, stdin: str | None = None, timeout: 
 def cli(cli_cache: Path) -> CliRunner:
     """``cli("run", file, ...)`` runs ``python -m wasm_sandbox`` with an isolated cache."""
 
-    def run(*args: object, stdin: str | None = None, cache_dir: Path | None = None) -> Cli:
-        return _run_cli(*args, cache_dir=cache_dir or cli_cache, stdin=stdin)
+    def run(
+        *args: object,
+        stdin: str | None = None,
+        cache_dir: Path | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> Cli:
+        cache = cache_dir or cli_cache
+        return _run_cli(*args, cache_dir=cache, stdin=stdin, env=env, timeout=timeout)
 
     return run
 
@@ -130,15 +146,42 @@ def test_run_help_documents_every_option_and_the_exit_statuses(cli: CliRunner) -
         assert option in result.out, f"{option} missing from run --help"
     assert "exit status" in result.out
     for status, meaning in [
+        ("1", "raised or reported an error"),
         ("2", "bad command line"),
         ("65", "invalid module"),
+        ("69", "compiler or runtime"),
         ("70", "trapped"),
+        ("71", "internal error"),
+        ("75", "lost session"),
         ("120", "memory limit"),
         ("121", "fuel"),
+        ("122", "file-system limit"),
+        ("123", "network limit"),
         ("124", "timeout"),
+        ("126", "network policy"),
+        ("130", "interrupted"),
     ]:
         lines = [line for line in result.out.splitlines() if line.split()[:1] == [status]]
         assert lines and meaning in lines[0], f"exit status {status} ({meaning}) not documented"
+    assert "proc_exit (GuestExit)" in result.out
+
+
+def test_every_error_class_has_a_documented_exit_status(cli: CliRunner) -> None:
+    """Each public error class's cli_exit_status is one that `run --help` documents."""
+    documented = {
+        int(line.split()[0])
+        for line in cli("run", "--help").out.splitlines()
+        if line[:2] == "  " and line.split()[:1] and line.split()[0].isdigit()
+    }
+    errors = [
+        cls
+        for name in wasm_sandbox.__all__
+        if isinstance(cls := getattr(wasm_sandbox, name), type) and issubclass(cls, Exception)
+    ]
+    assert len(errors) > 30
+    for cls in errors:
+        assert issubclass(cls, wasm_sandbox.SandboxError), cls
+        assert cls.cli_exit_status in documented, cls
 
 
 def test_top_level_help_names_the_run_command_and_exit_statuses(cli: CliRunner) -> None:
@@ -368,9 +411,10 @@ def test_invoke_json_has_the_value(cli: CliRunner, add_wat: Path) -> None:
 
 
 def test_invoke_of_a_missing_export_is_a_clear_error(cli: CliRunner, add_wat: Path) -> None:
-    """Invoking an export that does not exist fails with a message listing those that do."""
+    """Invoking an export that does not exist fails (65) with a message listing those that
+    do."""
     result = cli("run", "--invoke", "nope", add_wat)
-    assert result.status != 0
+    assert result.status == 65
     assert "nope" in result.err and "add" in result.err
     _no_traceback(result)
 
@@ -381,6 +425,86 @@ def test_invoke_with_a_non_numeric_argument_is_a_usage_error(cli: CliRunner, add
     assert result.status == 2
     assert "numbers" in result.err and "'x'" in result.err
     _no_traceback(result)
+
+
+QUIT_WAT = """(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (func (export "quit") (param i32) local.get 0 call $exit))
+"""
+
+
+@pytest.mark.parametrize("code", [3, 0, 300])
+def test_invoke_of_a_function_that_exits_has_the_guests_exit_status(
+    cli: CliRunner, tmp_path: Path, code: int
+) -> None:
+    """--invoke of a function that calls proc_exit(n) exits with n (modulo 256, as a process
+    exit status is), not 71: the guest's outcome, not an internal error."""
+    wat = tmp_path / "quit.wat"
+    wat.write_text(QUIT_WAT)
+    result = cli("run", "--invoke", "quit", wat, "--", code)
+    assert result.status == code & 0xFF, result.err
+    assert f"GuestExit: Guest exited with code {code}" in result.err
+    assert "internal error" not in result.err
+    _no_traceback(result)
+
+
+def test_invoke_of_a_raising_guest_function_exits_1(cli: CliRunner, tmp_path: Path) -> None:
+    """--invoke of a JavaScript function that throws exits 1 (GuestError), as a script with
+    an uncaught exception does, and shows the guest's error."""
+    js = tmp_path / "fail.js"
+    js.write_text("function fail(n) { throw new RangeError(`bad ${n}`); }\n")
+    result = cli("run", "--invoke", "fail", js, "--", "7", timeout=120)
+    assert result.status == 1, result.err
+    assert "GuestError: RangeError: bad 7" in result.err
+    _no_traceback(result)
+
+
+def test_missing_compiler_exits_69(cli: CliRunner, tmp_path: Path) -> None:
+    """A C source whose compiler is not installed exits 69, naming the packages."""
+    source = tmp_path / "prog.c"
+    source.write_text("int main(void) { return 0; }\n")
+    result = cli("run", source, env={"WASM_SANDBOX_CLANG": str(tmp_path / "no-such-clang")})
+    assert result.status == 69, result.err
+    assert "ToolchainNotFound" in result.err or "apt-get install clang-14" in result.err
+    _no_traceback(result)
+
+
+def test_initial_memory_over_the_limit_exits_120(cli: CliRunner, tmp_path: Path) -> None:
+    """A module whose initial memory is larger than --memory is refused at build with the
+    memory limit's status."""
+    wat = tmp_path / "big.wat"
+    wat.write_text('(module (memory (export "memory") 4) (func (export "_start")))')
+    result = cli("run", "--memory", "64KiB", wat)
+    assert result.status == 120, result.err
+    assert "initial memory is larger than memory_bytes" in result.err
+    _no_traceback(result)
+
+
+def test_ctrl_c_exits_130(cli_cache: Path, probe: Path, tmp_path: Path) -> None:
+    """SIGINT while the command runs a spinning guest stops it: exit 130, no traceback. The
+    guest's stdin is a FIFO, so the test knows when the command is past start-up (it opens
+    the FIFO after building the sandbox)."""
+    fifo = tmp_path / "stdin"
+    os.mkfifo(fifo)
+    env = dict(os.environ, PYTHONPATH=str(SRC), WASM_SANDBOX_CACHE_DIR=str(cli_cache))
+    command = [sys.executable, "-m", "wasm_sandbox", "run", "--fuel", "unlimited"]
+    proc = subprocess.Popen(
+        [*command, "--stdin", str(fifo), str(probe), "--", "spin"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with open(fifo, "wb"):  # returns once the command opened it: it is in main()
+            pass  # EOF: the guest starts spinning
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert b"wasm-sandbox: interrupted" in err
+    assert b"Traceback" not in err
 
 
 # --- guest arguments, environment, stdin -----------------------------------------------------
@@ -501,9 +625,9 @@ def test_bad_memory_size_is_a_clear_usage_error(cli: CliRunner, probe: Path) -> 
 
 
 def test_memory_below_one_page_is_a_clear_error(cli: CliRunner, probe: Path) -> None:
-    """A memory cap below one wasm page is refused before running, naming the minimum."""
+    """A memory cap below one wasm page is refused (65) before running, naming the minimum."""
     result = cli("run", "--memory", "1k", probe)
-    assert result.status != 0
+    assert result.status == 65
     assert "65536" in result.err
     _no_traceback(result)
 

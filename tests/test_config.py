@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import pickle
+import re
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from hypothesis import strategies as st
 
 import wasm_sandbox as ws
 from wasm_sandbox import _errors
+from wasm_sandbox._units import format_duration, format_size
 
 # --- ResourceLimits --------------------------------------------------------------------------
 
@@ -57,11 +61,63 @@ def test_invalid_limits_are_refused_naming_the_field(
         ws.ResourceLimits(**{field: value})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("value", ["64MiB", 1.5, True, [1]], ids=repr)
+@pytest.mark.parametrize("value", [1.5, True, [1], b"64MiB"], ids=repr)
 def test_wrong_types_are_type_errors(value: object) -> None:
-    """A non-int memory limit is a TypeError naming the field."""
-    with pytest.raises(TypeError, match="memory_bytes must be an int"):
+    """A memory limit that is neither an int nor a size string is a TypeError naming the
+    field and what it takes."""
+    message = r"memory_bytes must be an int \(bytes\), a size string such as '64MiB', or None"
+    with pytest.raises(TypeError, match=message):
         ws.ResourceLimits(memory_bytes=value)  # type: ignore[arg-type]
+
+
+SIZE_FIELDS = ["max_file_size", "max_total_file_size", "max_upload_bytes", "max_download_bytes"]
+UNITS = {"": 1, "B": 1, "KiB": 1024, "MiB": 2**20, "GiB": 2**30, "k": 1000, "M": 10**6, "G": 10**9}
+
+
+@given(st.sampled_from(SIZE_FIELDS), st.integers(0, 2**20), st.sampled_from(sorted(UNITS)))
+def test_size_fields_take_size_strings(field: str, number: int, unit: str) -> None:
+    """Every size field of ResourceLimits takes a size string and holds its bytes."""
+    limits = ws.ResourceLimits(**{field: f"{number}{unit}"})  # type: ignore[arg-type]
+    assert getattr(limits, field) == number * UNITS[unit]
+
+
+@given(st.integers(1, 10**6), st.sampled_from(["ms", "s", "m", "h", ""]))
+def test_duration_fields_take_duration_strings(number: int, unit: str) -> None:
+    """The duration fields take duration strings (up to their 30-day cap)."""
+    seconds = number * {"ms": 1e-3, "s": 1, "m": 60, "h": 3600, "": 1}[unit]
+    for field in ("execution_timeout", "network_timeout", "connect_timeout"):
+        if seconds > 30 * 86400:
+            with pytest.raises(ws.ConfigurationError, match=f"{field} must be <= 30 days"):
+                ws.ResourceLimits(**{field: f"{number}{unit}"})  # type: ignore[arg-type]
+        else:
+            limits = ws.ResourceLimits(**{field: f"{number}{unit}"})  # type: ignore[arg-type]
+            assert getattr(limits, field) == timedelta(seconds=seconds)
+
+
+def test_count_fields_take_count_strings() -> None:
+    """Counts (fuel, files, connections...) take count strings as the CLI does."""
+    limits = ws.ResourceLimits(max_fuel="10M", max_open_files="1k", max_connections="20")  # type: ignore[arg-type]
+    assert (limits.max_fuel, limits.max_open_files, limits.max_connections) == (10**7, 1000, 20)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("memory_bytes", "64 parsecs", "memory_bytes: invalid size '64 parsecs': unknown unit"),
+        ("memory_bytes", "1.5", "memory_bytes: invalid size '1.5': not a whole number"),
+        ("memory_bytes", "1KiB", "memory_bytes must be >= 65536, got 1024"),
+        ("max_fuel", "lots", "max_fuel: invalid count 'lots'"),
+        ("execution_timeout", "soon", "execution_timeout: invalid duration 'soon'"),
+        ("connect_timeout", "0s", "connect_timeout must be > 0"),
+    ],
+)
+def test_bad_strings_are_configuration_errors_naming_the_field(
+    field: str, value: str, message: str
+) -> None:
+    """A string that does not parse (or is out of range) is a ConfigurationError naming the
+    field."""
+    with pytest.raises(ws.ConfigurationError, match=re.escape(message)):
+        ws.ResourceLimits(**{field: value})  # type: ignore[arg-type]
 
 
 def test_timeout_accepts_seconds_and_timedelta() -> None:
@@ -85,8 +141,9 @@ def test_network_counts_are_validated(field: str) -> None:
     if field in ("max_connections", "max_requests_per_second"):
         with pytest.raises(ws.ConfigurationError, match=">= 1"):
             ws.ResourceLimits(**{field: 0})  # type: ignore[arg-type]
+    assert getattr(ws.ResourceLimits(**{field: "10"}), field) == 10  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        ws.ResourceLimits(**{field: "10"})  # type: ignore[arg-type]
+        ws.ResourceLimits(**{field: 10.0})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("field", ["network_timeout", "connect_timeout"])
@@ -143,6 +200,35 @@ def test_custom_profile_builder() -> None:
     assert profile.name == "custom"
 
 
+def test_custom_profile_builder_takes_strings_with_units() -> None:
+    """A string given to a ProfileBuilder size or duration carries its own unit; a plain
+    number keeps the method's unit (MiB, seconds)."""
+    profile = (
+        ws.ResourceProfile.custom()
+        .memory_mb("1GiB")
+        .memory_growth_limit_mb(16)
+        .max_file_size_mb("200MB")
+        .timeout_seconds("2m")
+        .fuel_limit("50M")
+        .max_open_files("1k")
+        .build()
+    )
+    limits = profile.limits
+    assert (limits.memory_bytes, limits.memory_growth_limit, limits.max_file_size) == (
+        2**30, 16 * 2**20, 200_000_000,
+    )  # fmt: skip
+    assert (limits.execution_timeout, limits.max_fuel, limits.max_open_files) == (
+        timedelta(minutes=2), 50_000_000, 1000,
+    )  # fmt: skip
+    assert (
+        ws.ResourceProfile.custom().timeout_seconds(None).build().limits.execution_timeout is None
+    )
+    with pytest.raises(ws.ConfigurationError, match="memory_mb: invalid size '1 GB please'"):
+        ws.ResourceProfile.custom().memory_mb("1 GB please")
+    with pytest.raises(TypeError, match="memory_mb must be an int"):
+        ws.ResourceProfile.custom().memory_mb(1.5)  # type: ignore[arg-type]
+
+
 def test_profile_by_name() -> None:
     """Profiles are found by their CLI names; unknown names are refused."""
     assert ws.ResourceProfile.by_name("high-performance") is ws.ResourceProfile.HIGH_PERFORMANCE
@@ -165,6 +251,101 @@ def test_builder_uses_profile_and_overrides() -> None:
     assert config.limits.memory_bytes == 1 << 20
     assert config.limits.max_fuel == 100_000_000
     assert config.profile_name is None
+
+
+def test_readme_python_example_memory_limit_string() -> None:
+    """The README's ``.memory_limit("256MiB")`` sets 256 MiB."""
+    config = ws.WasmSandbox.builder().source(b"(module)").memory_limit("256MiB").config()
+    assert config.limits.memory_bytes == 256 * 2**20
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "read", "expected"),
+    [
+        ("memory_limit", "256MiB", lambda c: c.limits.memory_bytes, 256 * 2**20),
+        ("memory_growth_limit", "1MiB", lambda c: c.limits.memory_growth_limit, 2**20),
+        ("max_fuel", "10M", lambda c: c.limits.max_fuel, 10**7),
+        ("timeout_duration", "1.5s", lambda c: c.limits.execution_timeout, timedelta(seconds=1.5)),
+        ("timeout_duration", "500ms", lambda c: c.limits.execution_timeout, timedelta(seconds=0.5)),
+        ("max_output_bytes", "1MiB", lambda c: c.max_output_bytes, 2**20),
+        ("monitoring_interval", "50ms", lambda c: c.monitoring_interval, timedelta(seconds=0.05)),
+        ("max_module_size", "4MiB", lambda c: c.max_module_size, 4 * 2**20),
+        ("max_functions", "20k", lambda c: c.max_functions, 20_000),
+        ("build_timeout", "10s", lambda c: c.build_timeout, timedelta(seconds=10)),
+        ("build_memory_limit", "1GiB", lambda c: c.build_memory_limit, 2**30),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_builder_sizes_and_durations_take_strings(
+    option: str, value: str, read: Callable[[ws.SandboxConfig], object], expected: object
+) -> None:
+    """Every builder option that takes a size, a count or a duration takes its string form,
+    parsed as the command line parses it."""
+    builder = getattr(ws.WasmSandbox.builder().source(b"(module)"), option)(value)
+    assert read(builder.config()) == expected
+
+
+@pytest.mark.parametrize(
+    "option",
+    ["memory_limit", "memory_growth_limit", "max_output_bytes", "max_module_size",
+     "build_memory_limit", "max_fuel", "max_functions", "timeout_duration",
+     "monitoring_interval", "build_timeout"],
+)  # fmt: skip
+def test_builder_bad_strings_name_the_option(option: str) -> None:
+    """A string that does not parse is a ConfigurationError naming the builder option."""
+    builder = ws.WasmSandbox.builder().source(b"(module)")
+    with pytest.raises(ws.ConfigurationError, match=f"^{option}: invalid "):
+        getattr(builder, option)("12 parsecs").config()
+
+
+@pytest.mark.parametrize(
+    ("option", "kinds"),
+    [
+        ("memory_limit", "an int \\(bytes\\), a size string"),
+        ("max_fuel", "an int, a count string"),
+        ("timeout_duration", "a timedelta, a number of seconds, a duration string"),
+        ("max_output_bytes", "an int \\(bytes\\), a size string"),
+        ("monitoring_interval", "a timedelta, a number of seconds, a duration string"),
+    ],
+)
+def test_builder_wrong_types_are_type_errors(option: str, kinds: str) -> None:
+    """A value of the wrong type (bytes, a list) is a TypeError saying what the option takes."""
+    builder = ws.WasmSandbox.builder().source(b"(module)")
+    with pytest.raises(TypeError, match=f"^{option} must be {kinds}"):
+        getattr(builder, option)([1]).config()
+
+
+def test_sandbox_config_and_mounts_take_strings() -> None:
+    """SandboxConfig fields and in-memory mounts parse size and duration strings too."""
+    config = ws.SandboxConfig(
+        source=b"(module)",
+        max_output_bytes="64KiB",  # type: ignore[arg-type]
+        monitoring_interval="20ms",  # type: ignore[arg-type]
+        build_timeout="1m",  # type: ignore[arg-type]
+    )
+    assert config.max_output_bytes == 65536
+    assert config.monitoring_interval == timedelta(milliseconds=20)
+    assert config.build_timeout == timedelta(minutes=1)
+    mount = ws.Mount.memory("/scratch", "16MiB", "10k")
+    assert (mount.max_bytes, mount.max_entries) == (16 * 2**20, 10_000)
+    builder = ws.WasmSandbox.builder().source(b"(module)").memory_fs("/tmp", max_bytes="1MiB")
+    assert builder.config().mounts[0].max_bytes == 2**20
+    with pytest.raises(ws.ConfigurationError, match="max_bytes: invalid size"):
+        ws.Mount.memory("/scratch", "lots")
+
+
+def test_balancer_timeout_takes_a_duration_string() -> None:
+    """LoadBalancer.timeout_duration takes "300ms" like a timedelta or seconds: a spinning job
+    ends with Timeout after about 0.3 s."""
+    spin = b'(module (func (export "spin") (loop (br 0))))'
+    sandbox = ws.WasmSandbox.builder().source(spin).max_fuel(None).timeout_duration(10).build()
+    with ws.LoadBalancer(sandbox).timeout_duration("300ms") as balancer:
+        started = time.monotonic()
+        with pytest.raises(ws.Timeout):
+            balancer.execute("spin")
+        assert 0.3 <= time.monotonic() - started < 2
+    with pytest.raises(ws.ConfigurationError, match="timeout_duration: invalid duration"):
+        ws.LoadBalancer(sandbox).timeout_duration("half a second")
 
 
 def test_builder_without_source_is_refused() -> None:
@@ -256,6 +437,44 @@ def test_parse_duration_never_crashes(text: str) -> None:
         assert isinstance(ws.parse_duration(text), timedelta)
 
 
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [(0, "0 B"), (512, "512 B"), (1023, "1023 B"), (1024, "1 KiB"), (65536, "64 KiB"),
+     (2 * 2**20, "2 MiB"), (2_200_000, "2.1 MiB"), (3 << 29, "1.5 GiB"), (5 * 2**40, "5 TiB")],
+)  # fmt: skip
+def test_format_size(size: int, text: str) -> None:
+    """Sizes in messages read as people write them, in binary units."""
+    assert format_size(size) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0 ms"), (4.2e-5, "0.042 ms"), (6e-8, "0 ms"), (0.0125, "12.5 ms"), (0.5, "500 ms"), (1, "1 s"),
+     (1.5, "1.5 s"), (90, "90 s"), (300, "5 min"), (7200, "2 h"), (timedelta(seconds=30), "30 s")],
+)  # fmt: skip
+def test_format_duration(seconds: float | timedelta, text: str) -> None:
+    """Durations in messages read as people write them."""
+    assert format_duration(seconds) == text
+
+
+@given(st.integers(min_value=0, max_value=2**50))
+def test_formatted_sizes_parse_back_to_three_significant_digits(size: int) -> None:
+    """What format_size writes is a size spelling parse_size knows (when whole), within the
+    three significant digits it keeps."""
+    number, unit = format_size(size).split(" ")
+    value = float(number) * {"B": 1, "KiB": 1024, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}[unit]
+    assert abs(value - size) <= max(0.5, size * 0.005)
+    if float(number).is_integer():
+        assert ws.parse_size(format_size(size)) == value
+
+
+@given(st.floats(min_value=0, max_value=10**7, allow_nan=False))
+def test_formatted_durations_parse_back_to_three_significant_digits(seconds: float) -> None:
+    """What format_duration writes parses back with parse_duration to about the same value."""
+    back = ws.parse_duration(format_duration(seconds)).total_seconds()
+    assert abs(back - seconds) <= max(1e-6, seconds * 0.005)
+
+
 # --- errors ----------------------------------------------------------------------------------
 
 
@@ -301,6 +520,45 @@ def test_error_tree() -> None:
     assert issubclass(ws.ConfigurationError, ValueError)
     assert issubclass(ws.UnsupportedSource, NotImplementedError)
     assert issubclass(ws.InvalidArguments, TypeError)
+
+
+CLI_EXIT_STATUSES = {
+    "ConfigurationError": 65, "MountChanged": 65, "UnsupportedSource": 65, "InvalidModule": 65,
+    "BuildLimitExceeded": 65, "CompilationError": 65, "ToolchainNotFound": 69,
+    "FunctionNotFound": 65, "InvalidArguments": 65, "Overflow": 75, "Timeout": 124,
+    "ExecutionError": 71, "ResourceLimitExceeded": 71, "MemoryLimitExceeded": 120,
+    "FuelExhausted": 121, "IoLimitExceeded": 122, "NetworkLimitExceeded": 123,
+    "ExecutionTimeout": 124, "GuestTrap": 70, "StackOverflow": 70, "MemoryAccessOutOfBounds": 70,
+    "UnreachableExecuted": 70, "IntegerDivisionByZero": 70, "IntegerOverflow": 70,
+    "InvalidConversionToInteger": 70, "TableAccessOutOfBounds": 70, "IndirectCallError": 70,
+    "GuestError": 1, "ExecutionCancelled": 130, "SecurityViolation": 126, "SessionLost": 75,
+    "HostError": 71, "SandboxError": 71,
+}  # fmt: skip
+
+
+def test_every_public_error_lives_in_errors_with_its_cli_exit_status() -> None:
+    """Every public error class is defined in _errors (the one tree) and carries the exit
+    status the command gives it; the module docstring's tree names each class."""
+    public = {
+        name
+        for name in ws.__all__
+        if isinstance(getattr(ws, name), type) and issubclass(getattr(ws, name), Exception)
+    }
+    assert public - {"GuestExit"} == set(CLI_EXIT_STATUSES)
+    for name in public:
+        cls = getattr(ws, name)
+        assert cls is getattr(_errors, name) and name in _errors.__all__, name
+        assert name in (_errors.__doc__ or ""), name
+        if name != "GuestExit":
+            assert cls.cli_exit_status == CLI_EXIT_STATUSES[name], name
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, 0), (3, 3), (255, 255), (256, 0), (300, 44)])
+def test_guest_exit_status_is_the_guests_code(code: int, status: int) -> None:
+    """A GuestExit's exit status is the guest's code, as a process exit status (mod 256),
+    also after pickling (a worker process sends it back)."""
+    error = pickle.loads(pickle.dumps(ws.GuestExit(code)))
+    assert (error.exit_code, error.cli_exit_status) == (code, status)
 
 
 # --- public surface --------------------------------------------------------------------------

@@ -340,11 +340,12 @@ def test_memory_fs_charges_empty_entries_and_caps_their_number(shell) -> None:
 
 
 def test_memory_fs_entry_cap_is_validated() -> None:
-    """max_entries is a positive int, for in-memory mounts only."""
+    """max_entries is a positive int (or a count string), for in-memory mounts only."""
     with pytest.raises(ws.ConfigurationError, match="max_entries"):
         ws.Mount.memory("/tmp", 1 << 20, max_entries=0)
+    assert ws.Mount.memory("/tmp", 1 << 20, max_entries="10").max_entries == 10
     with pytest.raises(TypeError, match="max_entries"):
-        ws.Mount.memory("/tmp", 1 << 20, max_entries="10")  # type: ignore[arg-type]
+        ws.Mount.memory("/tmp", 1 << 20, max_entries=10.0)  # type: ignore[arg-type]
     with pytest.raises(ws.ConfigurationError, match="in-memory mounts only"):
         ws.Mount(guest_path="/d", host_path=Path("/"), max_entries=5)
 

@@ -224,9 +224,11 @@ def test_fetch_refuses_other_schemes_and_bad_headers() -> None:
         js(FETCH).call("get", "http://127.0.0.1:1/", {"headers": {"X": "a\r\nInjected: 1"}})
 
 
-def test_fetch_has_an_overall_network_timeout() -> None:
+@pytest.mark.parametrize("strict", [False, True], ids=["lenient", "strict"])
+def test_fetch_has_an_overall_network_timeout(strict: bool) -> None:
     """network_timeout bounds each wait and the whole request: a server that trickles one
-    byte every 50 ms never trips the per-wait bound but is cut by the overall one."""
+    byte every 50 ms never trips the per-wait bound but is cut by the overall one. It is a
+    network limit: recorded in the report, and NetworkLimitExceeded in strict mode."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     stop = threading.Event()
@@ -249,12 +251,24 @@ def test_fetch_has_an_overall_network_timeout() -> None:
             max_fuel=None, network_timeout=timedelta(milliseconds=400)
         )
         tools = js(
-            FETCH, resource_limits=limits, network_policy=ws.NetworkPolicy((f"127.0.0.1:{port}",))
+            FETCH,
+            resource_limits=limits,
+            network_policy=ws.NetworkPolicy((f"127.0.0.1:{port}",)),
+            strict_network=strict,
         )
         start = time.monotonic()
-        with pytest.raises(ws.GuestError, match="ETIMEDOUT"):
+        expected = ws.NetworkLimitExceeded if strict else ws.GuestError
+        with pytest.raises(expected) as info:
             tools.call("get", f"http://127.0.0.1:{port}/")
         assert 0.35 < time.monotonic() - start < 1.5
+        if isinstance(info.value, ws.NetworkLimitExceeded):
+            assert strict
+            assert (info.value.limit, info.value.cap) == ("network_timeout", 400)
+        else:
+            assert "ETIMEDOUT" in str(info.value)
+        hit = info.value.report.network_limits_hit
+        assert list(hit) == ["network_timeout"] and hit["network_timeout"][1] == 400
+        assert 400 <= hit["network_timeout"][0] < 1500
     finally:
         stop.set()
         thread.join(5)

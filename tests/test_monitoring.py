@@ -5,6 +5,7 @@ guest. Every test drives a real guest."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -99,6 +100,7 @@ def test_memory_and_cpu_alerts() -> None:
     assert DISPATCHER.drain()
     assert [(a.metric, a.level) for a in alerts] == [("memory", ws.AlertLevel.WARNING)]
     assert alerts[0].value == pytest.approx(62.5) and alerts[0].threshold == 50
+    assert alerts[0].message == "memory at 62.5% (threshold 50%)"
     alerts.clear()
     with pytest.raises(ws.ExecutionTimeout) as info:
         sandbox.call("spin")
@@ -110,8 +112,10 @@ def test_memory_and_cpu_alerts() -> None:
 
 
 def test_io_and_network_thresholds(c_guest: Callable[[str], Path], tmp_path: Path) -> None:
+    """Network and file-operation rates raise their alerts, whose messages give the rates in
+    readable units (not ``2.09715e+06``)."""
     alerts: list[ws.Alert] = []
-    monitor = ws.ResourceMonitor().network_threshold(1_000_000).alert_callback(alerts.append)
+    monitor = ws.ResourceMonitor().network_threshold(2 * 2**20).alert_callback(alerts.append)
     with sink_server() as server:
         sandbox = (
             ws.WasmSandbox.builder()
@@ -124,7 +128,11 @@ def test_io_and_network_thresholds(c_guest: Callable[[str], Path], tmp_path: Pat
         result = sandbox.run(args=["upload", server.host, str(server.port), str(64 * 2**20)])
         assert result.exit_code == 0, result.stdout
     assert DISPATCHER.drain()
-    assert "network" in {a.metric for a in alerts}
+    network = [a for a in alerts if a.metric == "network"]
+    assert network, alerts
+    assert re.fullmatch(
+        r"network at [0-9.]+ [KMG]iB/s \(threshold 2 MiB/s\)", network[0].message
+    ), network[0].message
     io_alerts: list[ws.Alert] = []
     io_monitor = ws.ResourceMonitor().io_threshold(100).alert_callback(io_alerts.append)
     files = (
@@ -137,7 +145,11 @@ def test_io_and_network_thresholds(c_guest: Callable[[str], Path], tmp_path: Pat
     )
     assert files.run(args=["/tmp", "3000"]).stdout == b"3000\n"
     assert DISPATCHER.drain()
-    assert "io" in {a.metric for a in io_alerts}
+    io = [a for a in io_alerts if a.metric == "io"]
+    assert io, io_alerts
+    assert re.fullmatch(
+        r"io at [0-9,]+ file operations/s \(threshold 100 file operations/s\)", io[0].message
+    ), io[0].message
 
 
 def test_alert_on_high_usage_logs_and_monitoring_without_callback_logs(

@@ -199,6 +199,21 @@ def test_allowed_loopback_echo_works_and_is_counted(c_guest: CGuest) -> None:
     assert report.security_events == ()
 
 
+def test_verbose_log_message_states_the_network_bytes(
+    c_guest: CGuest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """verbose_resource_logging's message says how many bytes went each way."""
+    with echo_server() as server:
+        builder = ws.WasmSandbox.builder().source(c_guest("net_client"))
+        sb = builder.allow_network(server.endpoint).verbose_resource_logging(True).build()
+        with caplog.at_level("INFO", logger="wasm_sandbox"):
+            assert _run(sb, "echo", server.host, server.port, "hello").exit_code == 0
+    messages = [r.getMessage() for r in caplog.records if r.name == "wasm_sandbox"]
+    assert len(messages) == 1
+    assert messages[0].startswith("execution finished: ok in ")
+    assert messages[0].endswith("network 5 B sent / 5 B received")
+
+
 def test_send_recv_and_shutdown_work_on_the_descriptor(c_guest: CGuest) -> None:
     """sock_send / sock_recv / sock_shutdown serve the connection like fd_write / fd_read."""
     with echo_server() as server:
@@ -513,14 +528,24 @@ def test_strict_mode_limit_is_network_limit_exceeded(
             assert sum(server.stats.per_connection_received) <= cap
 
 
+def _timeout_hit(report: ws.ResourceReport, limit: str, cap_ms: int) -> None:
+    """The report records ``limit`` as hit: (milliseconds waited, the limit in milliseconds)."""
+    assert set(report.network_limits_hit) == {limit}
+    waited, cap = report.network_limits_hit[limit]
+    assert cap == cap_ms
+    assert cap_ms <= waited <= cap_ms + 1500, waited
+
+
 def test_network_timeout_on_a_read(c_guest: CGuest) -> None:
-    """A read from a peer that never sends fails with ETIMEDOUT after network_timeout."""
+    """A read from a peer that never sends fails with ETIMEDOUT after network_timeout, and
+    the report records the limit as hit."""
     with silent_server() as server:
         sb = _client(c_guest, server.endpoint, network_timeout=0.5)
         result = _run(sb, "read", server.host, server.port)
         match = re.fullmatch(rb"read -1 errno ETIMEDOUT after (\d+) ms\n", result.stdout)
         assert match, result.stdout
         assert 450 <= int(match[1]) <= 1500
+        _timeout_hit(result.resource_report, "network_timeout", 500)
 
 
 def test_network_timeout_on_a_write(c_guest: CGuest) -> None:
@@ -534,11 +559,12 @@ def test_network_timeout_on_a_write(c_guest: CGuest) -> None:
         assert match, result.stdout
         assert 0 < int(match[1]) < 1 << 30
         assert elapsed < 8, elapsed
+        _timeout_hit(result.resource_report, "network_timeout", 300)
 
 
 def test_connect_timeout(c_guest: CGuest) -> None:
     """A connect that gets no answer (a full backlog) fails with ETIMEDOUT after
-    connect_timeout."""
+    connect_timeout, and the report records the limit as hit."""
     with backlogged_listener() as (host, port):
         sb = _client(c_guest, f"{host}:{port}", connect_timeout=0.5)
         started = time.monotonic()
@@ -546,6 +572,46 @@ def test_connect_timeout(c_guest: CGuest) -> None:
         elapsed = time.monotonic() - started
         assert result.stdout == b"errno ETIMEDOUT\n"
         assert 0.45 <= elapsed <= 1.5, elapsed
+        _timeout_hit(result.resource_report, "connect_timeout", 500)
+
+
+@pytest.mark.parametrize(
+    ("mode", "limit", "seconds"),
+    [
+        ("read", "network_timeout", 0.4),
+        ("upload", "network_timeout", 0.3),
+        ("connect", "connect_timeout", 0.4),
+    ],
+    ids=["read", "write", "connect"],
+)
+def test_strict_mode_timeouts_are_network_limit_exceeded(
+    c_guest: CGuest, mode: str, limit: str, seconds: float
+) -> None:
+    """In strict mode, network_timeout (a read from a silent peer, a write to a peer that
+    never reads) and connect_timeout (a full backlog) stop the guest with
+    NetworkLimitExceeded naming the limit, in milliseconds, instead of giving it ETIMEDOUT."""
+    with ExitStack() as stack:
+        if mode == "connect":
+            host, port = stack.enter_context(backlogged_listener())
+        else:
+            server = stack.enter_context(silent_server())
+            host, port = server.host, server.port
+        args = [1 << 30, 65536] if mode == "upload" else []
+        limits: dict[str, Any] = {limit: seconds}
+        sb = _client(c_guest, f"{host}:{port}", strict=True, **limits)
+        started = time.monotonic()
+        with pytest.raises(ws.NetworkLimitExceeded) as info:
+            _run(sb, mode, host, port, *args)
+        elapsed = time.monotonic() - started
+    error, cap_ms = info.value, round(seconds * 1000)
+    assert (error.limit, error.cap) == (limit, cap_ms)
+    assert cap_ms <= error.attempted <= elapsed * 1000 + 1
+    assert str(error) == (
+        f"Network limit exceeded: {limit} (waited {error.attempted} ms, limit {cap_ms} ms)"
+    )
+    assert error.stdout == b""  # the guest never saw ETIMEDOUT
+    _timeout_hit(error.report, limit, cap_ms)
+    assert elapsed < 5, elapsed
 
 
 @pytest.mark.parametrize("wait", ["read", "poll", "connect"])

@@ -114,6 +114,32 @@ def test_socket_timeout_and_download_cap_reach_python() -> None:
         assert sandbox.call("drain", stream.port) == [300_000, "EDQUOT"]
 
 
+def test_network_timeout_is_a_limit_but_the_guests_own_timeout_is_not() -> None:
+    """A timeout the guest sets on its socket (shorter than network_timeout) is its own:
+    TimeoutError, no limit recorded, even in strict mode. network_timeout itself, in strict
+    mode, stops the guest with NetworkLimitExceeded and is recorded in the report."""
+    code = (
+        "import socket\n"
+        "def wait(port, timeout):\n"
+        "    s = socket.create_connection(('127.0.0.1', port))\n"
+        "    s.settimeout(timeout)\n"
+        "    try:\n"
+        "        s.recv(10)\n"
+        "    except TimeoutError:\n"
+        "        return 'timed out'\n"
+    )
+    limits = ws.ResourceProfile.STANDARD.limits.replace(max_fuel=None, network_timeout=0.5)
+    with silent_server() as silent:
+        sandbox = py(code, silent.endpoint, resource_limits=limits, strict_network=True)
+        outcome = sandbox.call_with_detailed_monitoring("wait", silent.port, 0.1)
+        assert outcome.value == "timed out"
+        assert outcome.resource_report.network_limits_hit == {}
+        with pytest.raises(ws.NetworkLimitExceeded) as info:
+            sandbox.call("wait", silent.port, None)
+    assert (info.value.limit, info.value.cap) == ("network_timeout", 500)
+    assert info.value.report.network_limits_hit == {"network_timeout": (info.value.attempted, 500)}
+
+
 def test_the_execution_timeout_interrupts_a_blocked_python_read() -> None:
     code = "import socket\ndef block(port):\n    socket.create_connection(('127.0.0.1', port)).recv(1)\n"
     with silent_server() as silent:

@@ -67,3 +67,26 @@ def test_local_traps_survive_ray_init(cluster: None) -> None:
     sandbox = ws.WasmSandbox.builder().source(GUEST).build()
     with pytest.raises(ws.IntegerDivisionByZero):
         sandbox.call("div", 1, 0)
+
+
+def test_auto_scaler_works_on_ray(cluster: None) -> None:
+    """A sandbox with an AutoScaler runs on Ray: the scaler stays in the driver, a job over
+    the memory cap is retried once at the raised cap the driver chose."""
+    page = 65536
+    events: list[ws.ScalingEvent] = []
+    scaler = (
+        ws.AutoScaler()
+        .memory_policy(ws.ScalingPolicy(min_limit=page, max_limit=16 * page))
+        .on_scale(events.append)
+    )
+    grower = GUEST.replace(
+        b'(func (export "spin")',
+        b'(func (export "use") (param i32) (result i32)'
+        b" (if (i32.eq (memory.grow (local.get 0)) (i32.const -1)) (then unreachable))"
+        b' (memory.size))\n  (func (export "spin")',
+    )
+    sandbox = ws.WasmSandbox.builder().source(grower).memory_limit(4 * page).auto_scaler(scaler)
+    with ws.LoadBalancer(sandbox.build()).backend(ws.RayBackend()) as balancer:
+        assert balancer.execute("use", 5) == 6  # 6 pages > 4: retried at 8 pages
+    assert scaler.memory_limit == 8 * page
+    assert [(e.old, e.new, e.reason) for e in events] == [(4 * page, 8 * page, "the limit was hit")]

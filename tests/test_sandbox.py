@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -388,30 +391,116 @@ def test_bug_in_host_layer_is_host_error_and_sandbox_survives(
     assert sb.run(["hello"]).stdout == b"hello from wasm\n"
 
 
-def test_verbose_resource_logging_logs_each_report(caplog: pytest.LogCaptureFixture) -> None:
-    """verbose_resource_logging logs every execution, with the report as a structured field."""
-    sb = sandbox(CALC, verbose_resource_logging=True)
+def _figures(report: dict[str, object]) -> str:
+    """What the log message must say about a report (as ``summary_line`` writes it)."""
+    fuel = report["fuel_consumed"]
+    fuel_text = (
+        "fuel not metered" if fuel is None else f"fuel {fuel} (limit {report['fuel_limit']})"
+    )
+    return (
+        f"{report['outcome']} in "
+        + r"[0-9.]+ ms, "
+        + re.escape(
+            f"{fuel_text}, peak memory 64 KiB (limit 64 MiB), files 0 B read / 0 B written, "
+            "network 0 B sent / 0 B received"
+        )
+    )
+
+
+def test_verbose_resource_logging_message_carries_the_figures(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """verbose_resource_logging logs every execution at INFO; the message itself states the
+    outcome, time, fuel, peak memory and file and network bytes (so a plain formatter shows
+    them), and the whole report is a structured field."""
     with caplog.at_level("INFO", logger="wasm_sandbox"):
-        sb.call("add", 1, 2)
-        with pytest.raises(ws.FuelExhausted):
+        sandbox(CALC, verbose_resource_logging=True).call("add", 1, 2)
+        with pytest.raises(ws.FuelExhausted) as info:
             sandbox(CALC, verbose_resource_logging=True, max_fuel=1000).call("spin")
     records = [r for r in caplog.records if r.name == "wasm_sandbox"]
-    assert [r.getMessage().split(":")[0] for r in records] == [
-        "execution finished",
-        "execution failed",
-    ]
+    assert [r.levelname for r in records] == ["INFO", "INFO"]
+    finished, failed = (r.getMessage() for r in records)
     assert records[0].report["outcome"] == "ok"  # type: ignore[attr-defined]
+    assert re.fullmatch("execution finished: " + _figures(records[0].report), finished)  # type: ignore[attr-defined]
     assert records[1].report["outcome"] == "FuelExhausted"  # type: ignore[attr-defined]
+    assert re.fullmatch(
+        "execution failed: " + _figures(records[1].report) + re.escape(f" ({info.value})"),  # type: ignore[attr-defined]
+        failed,
+    )
 
 
 def test_debug_mode_compiles_with_debug_info_and_logs(caplog: pytest.LogCaptureFixture) -> None:
-    """debug_mode builds on a debug-info engine and logs the build at DEBUG level."""
+    """debug_mode builds on a debug-info engine, logs the build and one record with the
+    report's figures per execution, at DEBUG level."""
     with caplog.at_level("DEBUG", logger="wasm_sandbox"):
         sb = sandbox(CALC, debug_mode=True)
-    assert sb.call("add", 2, 3) == 5
-    assert any(r.getMessage() == "sandbox built" for r in caplog.records)
-    with pytest.raises(ws.UnreachableExecuted):
-        sandbox(b'(module (func (export "u") unreachable))', debug_mode=True).call("u")
+        assert sb.call("add", 2, 3) == 5
+        assert sb.call("add", 2, 4) == 6
+        with pytest.raises(ws.UnreachableExecuted):
+            sandbox(b'(module (func (export "u") unreachable))', debug_mode=True).call("u")
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "wasm_sandbox"]
+    assert [m for _, m in messages if m == "sandbox built"] == ["sandbox built"] * 2
+    executions = [(level, m) for level, m in messages if m.startswith("execution")]
+    assert [(level, m.split(":")[0]) for level, m in executions] == [
+        ("DEBUG", "execution finished"),
+        ("DEBUG", "execution finished"),
+        ("DEBUG", "execution failed"),
+    ]
+    assert re.match(r"execution finished: ok in [0-9.]+ ms, fuel 4 \(limit", executions[0][1])
+    assert executions[2][1].startswith("execution failed: UnreachableExecuted in ")
+
+
+def test_no_execution_records_without_verbose_or_debug(caplog: pytest.LogCaptureFixture) -> None:
+    """Without verbose_resource_logging or debug_mode, executions log nothing."""
+    with caplog.at_level("DEBUG", logger="wasm_sandbox"):
+        sandbox(CALC).call("add", 1, 2)
+    assert not [r for r in caplog.records if r.getMessage().startswith("execution")]
+
+
+FILE_WRITER_C = """
+#include <stdio.h>
+int main(void) {
+    FILE *f = fopen("/tmp/out.txt", "w");
+    fputs("hello", f);
+    fclose(f);
+    char buf[16];
+    f = fopen("/tmp/out.txt", "r");
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    return n == 5 ? 0 : 1;
+}
+"""
+
+
+def test_plain_basic_config_shows_the_execution_figures(tmp_path: Path) -> None:
+    """In a fresh process, logging.basicConfig(level=INFO) with its default format prints the
+    execution's figures (file bytes included) from verbose_resource_logging on stderr."""
+    script = tmp_path / "show.py"
+    script.write_text(
+        "import logging, sys\n"
+        "import wasm_sandbox as ws\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "box = (ws.WasmSandbox.builder().source(sys.argv[1]).language('c')\n"
+        "       .memory_fs('/tmp').verbose_resource_logging(True).build())\n"
+        "print(box.run().exit_code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script), FILE_WRITER_C],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(ws.__file__).parent.parent)},
+    )
+    assert (done.returncode, done.stdout) == (0, "0\n"), done.stderr
+    lines = [line for line in done.stderr.splitlines() if "execution" in line]
+    assert len(lines) == 1, done.stderr
+    assert re.fullmatch(
+        r"INFO:wasm_sandbox:execution finished: ok in [0-9.]+ ms, fuel \d+ \(limit 10000000000\), "
+        r"peak memory [0-9.]+ KiB \(limit 64 MiB\), files 5 B read / 5 B written, "
+        r"network 0 B sent / 0 B received",
+        lines[0],
+    )
 
 
 def test_kept_instance_whose_start_failed_is_not_kept() -> None:

@@ -5,12 +5,14 @@ toolchains, the compile cache, and the same limits as any guest."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 import wasm_sandbox as ws
+from wasm_sandbox._guests import _compile
 
 CALC_RS = """
 #[no_mangle]
@@ -133,6 +135,35 @@ def test_compiled_output_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("WASM_SANDBOX_CLANG", str(fake))
     second = ws.WasmSandbox.builder().source(source).language("c").cache_dir(cache).build()
     assert first.call("add", 2, 3) == second.call("add", 2, 3) == 5
+
+
+@pytest.mark.parametrize("glue", ["wasm_sandbox.h", "wasm_sandbox_net.h"])
+def test_compile_cache_key_covers_every_shipped_glue_file(
+    glue: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change in any shipped glue file (the data ABI's or the network's) compiles the same
+    source again instead of reusing the module built against the old file."""
+    glue_dir = tmp_path / "guest"
+    shutil.copytree(_compile.HELPERS, glue_dir)
+    monkeypatch.setattr(_compile, "HELPERS", glue_dir)
+    source = f"""
+    #include "{glue}"
+    int version(void) {{
+    #ifdef WSBX_TEST_GLUE_VERSION
+        return WSBX_TEST_GLUE_VERSION;
+    #else
+        return 1;
+    #endif
+    }}"""
+
+    def build() -> ws.WasmSandbox:
+        return ws.WasmSandbox.builder().source(source).language("c").cache_dir(tmp_path).build()
+
+    assert build().call("version") == 1
+    with (glue_dir / glue).open("a") as header:
+        header.write("\n#define WSBX_TEST_GLUE_VERSION 2\n")
+    assert build().call("version") == 2
+    assert len(list((tmp_path / "guests").glob("*.wasm"))) == 2
 
 
 def test_unknown_language_is_refused() -> None:

@@ -3,13 +3,16 @@ directly with good and garbage arguments."""
 
 from __future__ import annotations
 
+import gc
 import re
 import time
+import uuid
 
 import pytest
 
 import wasm_sandbox as ws
 from tests.conftest import sandbox
+from wasm_sandbox._wasi._context import WasiContext
 from wasm_sandbox._wasi._registry import SYSCALLS
 
 PREVIEW1 = [
@@ -207,6 +210,31 @@ def test_syscalls_return_errno_for_bad_or_unsupported_calls(
 ) -> None:
     """Garbage pointers give EFAULT, missing descriptors EBADF, unsupported calls their errno."""
     assert _raw(call, params, args).call("go") == errno
+
+
+def _contexts_with_arg(marker: bytes) -> list[WasiContext]:
+    return [o for o in gc.get_objects() if isinstance(o, WasiContext) and marker in o.args]
+
+
+@pytest.mark.parametrize(("call", "fd"), [("fd_write", 1), ("fd_read", 0)])
+def test_efault_keeps_nothing_of_the_execution_alive(call: str, fd: int) -> None:
+    """After a guest made the host raise EFAULT (an iovec outside memory), deleting the
+    sandbox frees that execution's WasiContext: no exception object shared between
+    executions keeps its frames (the context, a view of the freed memory) alive."""
+    wat = f"""(module
+      (import "wasi_snapshot_preview1" "{call}" (func $f (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "_start")
+        (if (i32.ne (call $f (i32.const {fd}) (i32.const 65532) (i32.const 1) (i32.const 0))
+                    (i32.const {EFAULT}))
+          (then unreachable))))"""
+    marker = f"efault-{uuid.uuid4()}".encode()
+    box = sandbox(wat.encode(), keep_instance=True)
+    assert box.run(args=[marker.decode()]).exit_code == 0
+    box.close()
+    del box
+    gc.collect()
+    assert _contexts_with_arg(marker) == []
 
 
 def test_module_without_memory_gets_efault() -> None:

@@ -9,7 +9,12 @@ within ``[min_limit, max_limit]`` from the usage observed.
   it by ``step``, down to ``min_limit``.
 
 Every change is a ``ScalingEvent``: kept in ``events``, logged on ``wasm_sandbox.autoscale``
-and given to the ``on_scale`` callback.
+(sizes and durations written for people: ``memory limit 4 MiB -> 8 MiB (the limit was
+hit)``) and given to the ``on_scale`` callback.
+
+The scaler's state lives in the process that built the sandbox. With a ``ProcessBackend`` or
+a ``RayBackend``, that process chooses each job's limits and the worker reports what the job
+used back to it (``_remote``): the scaler itself never travels.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from ._errors import ConfigurationError
-from ._limits import ResourceLimits
+from ._limits import WASM_PAGE, ResourceLimits
+from ._units import format_duration, format_size
 
 __all__ = ["AutoScaler", "ScalingEvent", "ScalingPolicy"]
 
@@ -81,6 +87,17 @@ class ScalingEvent:
     new: float
     reason: str
 
+    def __str__(self) -> str:
+        """``memory limit 4 MiB -> 8 MiB (the limit was hit)``."""
+        return f"{self.resource} limit {_show(self.resource, self.old)} -> " + (
+            f"{_show(self.resource, self.new)} ({self.reason})"
+        )
+
+
+def _show(resource: str, value: float) -> str:
+    """A memory limit as a size, a timeout as a duration."""
+    return format_size(value) if resource == "memory" else format_duration(value)
+
 
 def _number(value: float | timedelta) -> float:
     if isinstance(value, timedelta):
@@ -108,9 +125,8 @@ class _Track:
         current, policy = self.current, self.policy
         assert current is not None
         if used >= policy.scale_up_threshold * current and current < policy.high:
-            return self._move(
-                min(policy.high, current * policy.step), f"used {used:g} of {current:g}"
-            )
+            usage = f"used {_show(self.resource, used)} of {_show(self.resource, current)}"
+            return self._move(min(policy.high, current * policy.step), usage)
         if used <= policy.scale_down_threshold * current:
             self.low_runs += 1
             if self.low_runs >= policy.window and current > policy.low:
@@ -145,6 +161,7 @@ class AutoScaler:
         self._timeout: _Track | None = None
         self._callback: Callable[[ScalingEvent], object] | None = None
         self._lock = threading.Lock()
+        self._floor = 0  # the sandbox's module's initial memory: no limit goes under it
         self.events: list[ScalingEvent] = []
         """The changes so far (the latest 1,000)."""
 
@@ -167,24 +184,35 @@ class AutoScaler:
 
     @property
     def memory_limit(self) -> int | None:
-        """The memory limit the next execution gets (None before the first)."""
+        """The memory limit the next execution gets: from the time the scaler is given to a
+        sandbox (whose configured limit, within the policy's bounds, is the first), until
+        then None; also None without a memory policy."""
         current = self._memory.current if self._memory is not None else None
-        return None if current is None else int(current)
+        return None if current is None else self._memory_bytes(current)
 
     @property
     def timeout(self) -> timedelta | None:
-        """The timeout the next execution gets (None before the first)."""
+        """The timeout the next execution gets: from the time the scaler is given to a
+        sandbox (whose configured timeout, within the policy's bounds, is the first), until
+        then None; also None without a timeout policy."""
         current = self._timeout.current if self._timeout is not None else None
         return None if current is None else timedelta(seconds=current)
 
+    def _memory_bytes(self, current: float) -> int:
+        """A scaled memory limit as the guest gets it: never under the module's initial
+        memory, in whole pages."""
+        memory = max(self._floor, int(current))
+        return max(WASM_PAGE, memory // WASM_PAGE * WASM_PAGE)
+
     def limits_for(self, base: ResourceLimits, floor: int = 0) -> ResourceLimits:
         """``base`` with the scaled memory limit (never under ``floor``, the module's initial
-        memory, rounded to whole pages) and timeout."""
+        memory, rounded to whole pages) and timeout. The first call (when the sandbox is
+        built) starts each scaled limit from ``base``'s, within the policy's bounds."""
         with self._lock:
             changes: dict[str, object] = {}
+            self._floor = max(self._floor, floor)
             if self._memory is not None:
-                memory = max(floor, int(self._memory.start(base.memory_bytes)))
-                changes["memory_bytes"] = max(65536, memory // 65536 * 65536)
+                changes["memory_bytes"] = self._memory_bytes(self._memory.start(base.memory_bytes))
             if self._timeout is not None:
                 start = base.execution_timeout.total_seconds() if base.execution_timeout else None
                 changes["execution_timeout"] = timedelta(seconds=self._timeout.start(start))
@@ -229,10 +257,7 @@ class AutoScaler:
         with self._lock:
             self.events.append(event)
             del self.events[:-_EVENTS_KEPT]
-        log.info(
-            "%s limit %g -> %g (%s)", resource, event.old, event.new, event.reason,
-            extra={"scaling": event},
-        )  # fmt: skip
+        log.info("%s", event, extra={"scaling": event})
         if self._callback is not None:
             try:
                 self._callback(event)

@@ -22,26 +22,18 @@ from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ConfigurationError, ExecutionTimeout, SandboxError
+from ._errors import ConfigurationError, ExecutionTimeout, Overflow, Timeout
 from ._invocation import Invocation
+from ._units import duration_option
 
 if TYPE_CHECKING:
     from ._ray import RayBackend
     from ._remote import ProcessBackend
     from ._sandbox import WasmSandbox
 
-__all__ = ["BalancerStats", "LoadBalancer", "Overflow", "OverflowStrategy", "Timeout"]
+__all__ = ["BalancerStats", "LoadBalancer", "OverflowStrategy"]
 
 _LATENCIES = 10_000  # latencies kept for the percentiles
-
-
-class Overflow(SandboxError):
-    """A job was refused or dropped because the balancer's queue was full (or it closed)."""
-
-
-class Timeout(SandboxError):
-    """A job did not finish within the balancer's ``timeout_duration`` (queued too long, or
-    its guest was stopped: then the guest's ``ExecutionTimeout`` is the ``__cause__``)."""
 
 
 class OverflowStrategy(enum.Enum):
@@ -135,15 +127,17 @@ class LoadBalancer:
         self._capacity = _positive("queue_size", size, 10**7)
         return self
 
-    def timeout_duration(self, timeout: timedelta | float | None) -> LoadBalancer:
-        """Longest a job may take from submission to its end (None: no limit)."""
-        if timeout is None:
+    def timeout_duration(self, timeout: timedelta | float | str | None) -> LoadBalancer:
+        """Longest a job may take from submission to its end: a timedelta, seconds or a
+        duration string (``"30s"``); None: no limit."""
+        duration = duration_option("timeout_duration", timeout)
+        if duration is None:
             self._timeout = None
             return self
-        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+        seconds = duration.total_seconds()
+        if seconds <= 0:
             raise ConfigurationError(f"timeout_duration must be > 0, got {timeout!r}")
-        self._timeout = float(seconds)
+        self._timeout = seconds
         return self
 
     def overflow_strategy(self, strategy: OverflowStrategy) -> LoadBalancer:

@@ -21,7 +21,13 @@ from ._monitor import DEFAULT_INTERVAL, ResourceMonitor, ResourceUsage, high_usa
 from ._mounts import DEFAULT_MEMORY_FS_BYTES, DEFAULT_MEMORY_FS_ENTRIES, Mount, check_mounts
 from ._network import NetworkPolicy, NetworkStats
 from ._sources import Source
-from ._units import parse_count, parse_duration, parse_size, to_timedelta
+from ._units import (
+    count_option,
+    duration_option,
+    duration_value,
+    size_option,
+    size_value,
+)
 
 if TYPE_CHECKING:
     from ._sandbox import AsyncWasmSandbox, WasmSandbox
@@ -50,9 +56,11 @@ class SandboxConfig:
     optimization_level: OptimizationLevel = OptimizationLevel.SPEED
     """How hard the compiler optimises the guest."""
     debug_mode: bool = False
-    """Compile with debug info (guest frames in trap backtraces) and log at DEBUG level."""
+    """Compile with debug info (guest frames in trap backtraces); log the build and every
+    execution (its report's figures in the message) at DEBUG level."""
     verbose_resource_logging: bool = False
-    """Log each execution's resource report through the ``wasm_sandbox`` logger."""
+    """Log each execution at INFO through the ``wasm_sandbox`` logger, the message stating its
+    report's main figures (the whole report in the record's ``report`` attribute)."""
     args: tuple[str, ...] = ()
     """Arguments after argv[0] given to ``run()`` when it is called without ``args``."""
     env: tuple[tuple[str, str], ...] = ()
@@ -147,8 +155,9 @@ class SandboxConfig:
         if self.io_callback is not None and not self.io_monitoring:
             object.__setattr__(self, "io_monitoring", True)
         env_pairs(self.env)
-        if isinstance(self.max_output_bytes, bool) or not isinstance(self.max_output_bytes, int):
-            raise TypeError("max_output_bytes must be an int")
+        object.__setattr__(
+            self, "max_output_bytes", size_value("max_output_bytes", self.max_output_bytes)
+        )
         if not 0 <= self.max_output_bytes <= _MAX_OUTPUT_CAP:
             raise ConfigurationError(
                 f"max_output_bytes must be between 0 and {_MAX_OUTPUT_CAP}, "
@@ -237,28 +246,19 @@ def encode_args(args: Sequence[str]) -> list[bytes]:
 
 
 def _check_build_budget(config: SandboxConfig) -> None:
-    for name, low in (
-        ("max_module_size", 1),
-        ("max_functions", 0),
-        ("build_memory_limit", MIN_BUILD_MEMORY),
+    for name, low, parse in (
+        ("max_module_size", 1, size_option),
+        ("max_functions", 0, count_option),
+        ("build_memory_limit", MIN_BUILD_MEMORY, size_option),
     ):
-        value = getattr(config, name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int or None, got {type(value).__name__}")
-        if value < low:
+        value = parse(name, getattr(config, name))
+        object.__setattr__(config, name, value)
+        if value is not None and value < low:
             raise ConfigurationError(f"{name} must be >= {low} or None, got {value}")
-    timeout = config.build_timeout
+    timeout = duration_option("build_timeout", config.build_timeout)
+    object.__setattr__(config, "build_timeout", timeout)
     if timeout is None:
         return
-    if isinstance(timeout, bool) or not isinstance(timeout, timedelta | int | float):
-        raise TypeError(
-            f"build_timeout must be a timedelta, seconds or None, got {type(timeout).__name__}"
-        )
-    if not isinstance(timeout, timedelta):
-        timeout = to_timedelta(timeout)
-        object.__setattr__(config, "build_timeout", timeout)
     if timeout <= timedelta(0):
         raise ConfigurationError(f"build_timeout must be > 0 or None, got {timeout}")
 
@@ -274,14 +274,8 @@ def _check_scaler(config: SandboxConfig) -> None:
 
 
 def _check_monitoring(config: SandboxConfig) -> None:
-    interval = config.monitoring_interval
-    if isinstance(interval, bool) or not isinstance(interval, timedelta | int | float):
-        raise TypeError(
-            f"monitoring_interval must be a timedelta or seconds, got {type(interval).__name__}"
-        )
-    if not isinstance(interval, timedelta):
-        interval = timedelta(seconds=interval)
-        object.__setattr__(config, "monitoring_interval", interval)
+    interval = duration_value("monitoring_interval", config.monitoring_interval)
+    object.__setattr__(config, "monitoring_interval", interval)
     if not timedelta(milliseconds=5) <= interval <= timedelta(hours=1):
         raise ConfigurationError(
             f"monitoring_interval must be within 5 ms .. 1 hour, got {interval}"
@@ -294,16 +288,6 @@ def _check_monitoring(config: SandboxConfig) -> None:
     monitor = config.resource_monitor
     if monitor is not None and not isinstance(monitor, ResourceMonitor):
         raise TypeError(f"resource_monitor must be a ResourceMonitor, got {type(monitor).__name__}")
-
-
-def _parsed(name: str, value: Any, parse: Callable[[Any], Any]) -> Any:
-    """``value`` parsed when it is a string (``"4MiB"``, ``"10k"``, ``"30s"``), else as given."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return parse(value)
-    except ValueError as exc:
-        raise ConfigurationError(f"{name}: {exc}") from None
 
 
 class SandboxBuilder:
@@ -336,21 +320,22 @@ class SandboxBuilder:
         self._profile = None
         return self
 
-    def memory_limit(self, memory_bytes: int | None) -> SandboxBuilder:
-        """Cap on linear memory in bytes (``None``: unlimited)."""
-        return self._limit(memory_bytes=memory_bytes)
+    def memory_limit(self, memory_bytes: int | str | None) -> SandboxBuilder:
+        """Cap on linear memory: bytes or a size string (``"256MiB"``); ``None``: unlimited."""
+        return self._limit(memory_bytes=size_option("memory_limit", memory_bytes))
 
-    def memory_growth_limit(self, growth_bytes: int | None) -> SandboxBuilder:
-        """Cap on the bytes a single ``memory.grow`` may add."""
-        return self._limit(memory_growth_limit=growth_bytes)
+    def memory_growth_limit(self, growth_bytes: int | str | None) -> SandboxBuilder:
+        """Cap on what a single ``memory.grow`` may add: bytes or a size string."""
+        return self._limit(memory_growth_limit=size_option("memory_growth_limit", growth_bytes))
 
-    def max_fuel(self, fuel: int | None) -> SandboxBuilder:
-        """Fuel budget per call or run (``None``: unlimited)."""
-        return self._limit(max_fuel=fuel)
+    def max_fuel(self, fuel: int | str | None) -> SandboxBuilder:
+        """Fuel budget per call or run, an int or a count (``"10M"``); ``None``: unlimited."""
+        return self._limit(max_fuel=count_option("max_fuel", fuel))
 
-    def timeout_duration(self, timeout: timedelta | float | None) -> SandboxBuilder:
-        """Wall-clock limit per call or run, a ``timedelta`` or seconds (``None``: unlimited)."""
-        return self._limit(execution_timeout=timeout)
+    def timeout_duration(self, timeout: timedelta | float | str | None) -> SandboxBuilder:
+        """Wall-clock limit per call or run: a ``timedelta``, seconds or a duration string
+        (``"30s"``); ``None``: unlimited."""
+        return self._limit(execution_timeout=duration_option("timeout_duration", timeout))
 
     def resource_limits(self, limits: ResourceLimits) -> SandboxBuilder:
         """Replace all limits with ``limits``."""
@@ -373,11 +358,14 @@ class SandboxBuilder:
         return self._set("optimization_level", level)
 
     def debug_mode(self, enabled: bool = True) -> SandboxBuilder:
-        """Compile with debug info and log at DEBUG level."""
+        """Compile with debug info; log the build and every execution (with its report's
+        figures) at DEBUG level on the ``wasm_sandbox`` logger."""
         return self._set("debug_mode", bool(enabled))
 
     def verbose_resource_logging(self, enabled: bool = True) -> SandboxBuilder:
-        """Log every execution's resource report (logger ``wasm_sandbox``, level INFO)."""
+        """Log every execution at INFO on the ``wasm_sandbox`` logger: the message states its
+        outcome, time, fuel, peak memory and file and network bytes; the record's ``report``
+        attribute holds the whole report as a dict."""
         return self._set("verbose_resource_logging", bool(enabled))
 
     def args(self, *args: str) -> SandboxBuilder:
@@ -407,13 +395,14 @@ class SandboxBuilder:
     def memory_fs(
         self,
         guest_path: str = "/tmp",
-        max_bytes: int = DEFAULT_MEMORY_FS_BYTES,
-        max_entries: int = DEFAULT_MEMORY_FS_ENTRIES,
+        max_bytes: int | str = DEFAULT_MEMORY_FS_BYTES,
+        max_entries: int | str = DEFAULT_MEMORY_FS_ENTRIES,
     ) -> SandboxBuilder:
         """An empty, writable scratch directory at ``guest_path`` held in memory (a private
         tmpfs directory, never the disk), fresh for each instance. It holds at most
-        ``max_bytes`` — file contents, link targets, names and 256 bytes per entry — in at
-        most ``max_entries`` files, directories and links (past either: ENOSPC)."""
+        ``max_bytes`` (bytes or ``"16MiB"``) — file contents, link targets, names and 256
+        bytes per entry — in at most ``max_entries`` files, directories and links (past
+        either: ENOSPC)."""
         return self.mount(Mount.memory(guest_path, max_bytes, max_entries))
 
     def mount(self, mount: Mount) -> SandboxBuilder:
@@ -470,8 +459,8 @@ class SandboxBuilder:
         self._set("resource_monitoring", True)
         return self._set("resource_callback", callback)
 
-    def monitoring_interval(self, interval: timedelta | float) -> SandboxBuilder:
-        """How often a running execution is sampled (a timedelta or seconds)."""
+    def monitoring_interval(self, interval: timedelta | float | str) -> SandboxBuilder:
+        """How often a running execution is sampled (a timedelta, seconds or ``"100ms"``)."""
         return self._set("monitoring_interval", interval)
 
     def resource_monitor(self, monitor: ResourceMonitor) -> SandboxBuilder:
@@ -507,8 +496,9 @@ class SandboxBuilder:
         """Force fuel counting on (True) or off (False); None: only with a ``max_fuel``."""
         return self._set("fuel_metering", enabled)
 
-    def max_output_bytes(self, limit: int) -> SandboxBuilder:
-        """How many bytes of stdout and of stderr are captured (default 16 MiB each)."""
+    def max_output_bytes(self, limit: int | str) -> SandboxBuilder:
+        """How many bytes of stdout and of stderr are captured, bytes or a size string
+        (default 16 MiB each)."""
         return self._set("max_output_bytes", limit)
 
     def cache_dir(self, path: str | Path | None) -> SandboxBuilder:
@@ -524,22 +514,22 @@ class SandboxBuilder:
     def max_module_size(self, size: int | str | None) -> SandboxBuilder:
         """Refuse to build a module larger than ``size`` bytes (an int or ``"4MiB"``; None:
         no cap; default 1 GiB), before parsing it: ``BuildLimitExceeded``."""
-        return self._set("max_module_size", _parsed("max_module_size", size, parse_size))
+        return self._set("max_module_size", size_option("max_module_size", size))
 
     def max_functions(self, count: int | str | None) -> SandboxBuilder:
         """Refuse to build a module defining more than ``count`` functions (None: no cap;
         default 1,000,000), before compiling it: ``BuildLimitExceeded``."""
-        return self._set("max_functions", _parsed("max_functions", count, parse_count))
+        return self._set("max_functions", count_option("max_functions", count))
 
     def build_timeout(self, timeout: timedelta | float | str | None) -> SandboxBuilder:
         """Compile the module in a child process killed after ``timeout`` (a timedelta,
         seconds or ``"10s"``; None: in this process, no limit): ``BuildLimitExceeded``."""
-        return self._set("build_timeout", _parsed("build_timeout", timeout, parse_duration))
+        return self._set("build_timeout", duration_option("build_timeout", timeout))
 
     def build_memory_limit(self, size: int | str | None) -> SandboxBuilder:
         """Compile the module in a child process whose address space is capped at ``size``
         bytes (>= 256 MiB; None: no cap): ``BuildLimitExceeded`` when compiling needs more."""
-        return self._set("build_memory_limit", _parsed("build_memory_limit", size, parse_size))
+        return self._set("build_memory_limit", size_option("build_memory_limit", size))
 
     def _set(self, name: str, value: Any) -> SandboxBuilder:
         self._options[name] = value

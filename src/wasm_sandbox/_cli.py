@@ -8,20 +8,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any, BinaryIO, NoReturn
 
 from . import (
+    ExecutionCancelled,
     ExecutionError,
     ExecutionTimeout,
     FuelExhausted,
+    GuestError,
     GuestTrap,
+    HostError,
+    InvalidModule,
     IoLimitExceeded,
     MemoryLimitExceeded,
+    NetworkLimitExceeded,
     OptimizationLevel,
     ResourceProfile,
     SandboxBuilder,
     SandboxError,
+    SecurityViolation,
+    SessionLost,
+    ToolchainNotFound,
     WasmSandbox,
     __version__,
     parse_count,
@@ -33,28 +42,53 @@ from ._report import ResourceReport
 __all__ = ["main"]
 
 EXIT_USAGE = 2
-EXIT_INVALID = 65  # the module, the source or the configuration is unusable
-EXIT_TRAP = 70  # the guest trapped
-EXIT_HOST = 71  # an internal error of the host layer
-EXIT_MEMORY = 120
-EXIT_FUEL = 121
-EXIT_IO = 122
-EXIT_TIMEOUT = 124  # as GNU timeout(1)
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+
+_STATUSES = (
+    (
+        GuestError.cli_exit_status,
+        "the --invoke'd function raised or reported an error (GuestError)",
+    ),
+    (EXIT_USAGE, "bad command line"),
+    (
+        InvalidModule.cli_exit_status,
+        "invalid module, unsupported source, compile error, invalid limits or mounts, unknown "
+        "function, bad arguments, or over the build budget",
+    ),
+    (
+        ToolchainNotFound.cli_exit_status,
+        "the compiler or runtime a C, Rust, Python or JavaScript guest needs is not installed",
+    ),
+    (GuestTrap.cli_exit_status, "the guest trapped (unreachable, out-of-bounds access, ...)"),
+    (HostError.cli_exit_status, "internal error of wasm-sandbox (HostError)"),
+    (SessionLost.cli_exit_status, "a lost session, a balancer's full queue (library only)"),
+    (MemoryLimitExceeded.cli_exit_status, "memory limit exceeded (also by the initial memory)"),
+    (FuelExhausted.cli_exit_status, "fuel exhausted"),
+    (IoLimitExceeded.cli_exit_status, "file-system limit hit (with --strict-io)"),
+    (NetworkLimitExceeded.cli_exit_status, "network limit hit (strict network; library only)"),
+    (ExecutionTimeout.cli_exit_status, "wall-clock timeout"),
+    (SecurityViolation.cli_exit_status, "network policy refusal (strict network; library only)"),
+    (ExecutionCancelled.cli_exit_status, "interrupted (Ctrl-C) or cancelled"),
+)
+
+
+def _status_table() -> str:
+    """The exit statuses, one per line: each error class's ``cli_exit_status``."""
+    lines = [
+        "  the guest's own exit code when it ran to an exit (0 when _start returned), also",
+        "        when an --invoke'd function ended the guest with proc_exit (GuestExit)",
+    ]
+    for status, text in _STATUSES:
+        lines += textwrap.wrap(text, 88, initial_indent=f"  {status:<6}", subsequent_indent=" " * 8)
+    return "\n".join(lines)
+
 
 _EPILOG = f"""\
 sizes: 65536, 64KiB, 64MiB, 1GiB (binary) or 64k, 64M, 1G (decimal)
 counts: 1000000, 10M, 1.5G          durations: 30, 30s, 500ms, 2m, 1h
 
 exit status:
-  the guest's own exit code when it ran to an exit (0 when _start returned)
-  {EXIT_USAGE}    bad command line
-  {EXIT_INVALID}   invalid module, unsupported source, invalid limits or over the build budget
-  {EXIT_TRAP}   the guest trapped (unreachable, out-of-bounds access, stack overflow ...)
-  {EXIT_HOST}   internal error of wasm-sandbox
-  {EXIT_MEMORY}  memory limit exceeded
-  {EXIT_FUEL}  fuel exhausted
-  {EXIT_IO}  file-system limit hit (with --strict-io)
-  {EXIT_TIMEOUT}  wall-clock timeout
+{_status_table()}
 
 examples:
   wasm-sandbox run examples/hello.wat
@@ -298,19 +332,6 @@ def _stdin(args: argparse.Namespace) -> bytes | BinaryIO:
     return stream  # type: ignore[no-any-return]
 
 
-def _exit_status(error: BaseException) -> int:
-    for cls, status in (
-        (MemoryLimitExceeded, EXIT_MEMORY),
-        (FuelExhausted, EXIT_FUEL),
-        (ExecutionTimeout, EXIT_TIMEOUT),
-        (IoLimitExceeded, EXIT_IO),
-        (GuestTrap, EXIT_TRAP),
-    ):
-        if isinstance(error, cls):
-            return status
-    return EXIT_HOST if isinstance(error, ExecutionError) else EXIT_INVALID
-
-
 def _emit(args: argparse.Namespace, payload: dict[str, Any], report: ResourceReport | None) -> None:
     if args.json:
         if report is not None:
@@ -351,7 +372,7 @@ def _failed(args: argparse.Namespace, exc: SandboxError) -> int:
     if not args.json:
         print(f"wasm-sandbox: {type(exc).__name__}: {exc}", file=sys.stderr)
     _emit(args, payload, getattr(exc, "report", None))
-    return _exit_status(exc)
+    return exc.cli_exit_status
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -367,7 +388,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"wasm-sandbox: {exc}", file=sys.stderr)
             if diagnostics:
                 print(diagnostics, file=sys.stderr)
-        return EXIT_INVALID
+        return exc.cli_exit_status
     except (FileNotFoundError, NotImplementedError) as exc:
         _fail(str(exc))
     try:
@@ -404,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     except KeyboardInterrupt:
         print("wasm-sandbox: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

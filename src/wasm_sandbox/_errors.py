@@ -1,26 +1,29 @@
-"""The exception tree of wasm_sandbox.
+"""The exception tree of wasm_sandbox, with each error's exit status in the ``wasm-sandbox``
+command (``cli_exit_status``, read by the CLI in one place).
 
 Every failure a user can see is one of these classes; wasmtime's own exceptions are
 translated in ``_engine`` and never reach the user.
 
-    SandboxError
-    ├── ConfigurationError (also ValueError)   a limit or option that cannot be honoured
-    ├── MountChanged                           a mounted host directory was replaced
-    ├── UnsupportedSource (also NotImplementedError)   a source kind not built yet
-    ├── InvalidModule                          malformed, invalid or unlinkable module
-    ├── BuildLimitExceeded                     the module is over the build budget
-    ├── CompilationError                       a source file failed to compile to wasm
-    │   └── ToolchainNotFound                  (in _guests) the compiler is not installed
-    ├── FunctionNotFound                       no exported function of that name
-    ├── InvalidArguments (also TypeError)      arguments do not fit the function's signature
-    └── ExecutionError                         the guest ran and failed
+    SandboxError                                                                        exit
+    ├── ConfigurationError (also ValueError)   a limit or option that cannot be honoured   65
+    ├── MountChanged                           a mounted host directory was replaced       65
+    ├── UnsupportedSource (also NotImplementedError)   an unknown source kind or language  65
+    ├── InvalidModule                          malformed, invalid or unlinkable module     65
+    ├── BuildLimitExceeded                     the module is over the build budget         65
+    ├── CompilationError                       a source file failed to compile to wasm     65
+    │   └── ToolchainNotFound                  its compiler or runtime is not installed    69
+    ├── FunctionNotFound                       no exported function of that name           65
+    ├── InvalidArguments (also TypeError)      arguments do not fit the function's signature 65
+    ├── Overflow                               the load balancer's queue was full          75
+    ├── Timeout                                a load-balancer job ran past its time      124
+    └── ExecutionError                         the guest ran and failed                    71
         ├── ResourceLimitExceeded
-        │   ├── MemoryLimitExceeded            linear memory cap or per-grow cap hit
-        │   ├── FuelExhausted                  the fuel budget ran out
-        │   ├── ExecutionTimeout               the wall-clock deadline passed
-        │   ├── IoLimitExceeded                a file-system limit (strict mode only)
-        │   └── NetworkLimitExceeded           a network limit (strict network mode only)
-        ├── GuestTrap                          the guest trapped (trap_code says which)
+        │   ├── MemoryLimitExceeded            linear memory cap or per-grow cap hit      120
+        │   ├── FuelExhausted                  the fuel budget ran out                    121
+        │   ├── IoLimitExceeded                a file-system limit (strict mode only)     122
+        │   ├── NetworkLimitExceeded           a network limit (strict network mode only) 123
+        │   └── ExecutionTimeout               the wall-clock deadline passed             124
+        ├── GuestTrap                          the guest trapped (trap_code says which)    70
         │   ├── StackOverflow
         │   ├── MemoryAccessOutOfBounds
         │   ├── UnreachableExecuted
@@ -29,12 +32,13 @@ translated in ``_engine`` and never reach the user.
         │   ├── InvalidConversionToInteger
         │   ├── TableAccessOutOfBounds
         │   └── IndirectCallError
-        ├── GuestError                         the guest raised or reported an error
+        ├── GuestError                         the guest raised or reported an error        1
         ├── GuestExit                          call() of a function that called proc_exit
-        ├── ExecutionCancelled                 cancelled by the host (e.g. asyncio)
-        ├── SecurityViolation                  the network policy refused (strict mode only)
-        ├── SessionLost                        a session could not be restored; it is closed
-        └── HostError                          a bug in the host layer, never the guest's
+        │                                      (exit: the guest's own exit code)
+        ├── ExecutionCancelled                 cancelled by the host (e.g. asyncio)       130
+        ├── SecurityViolation                  the network policy refused (strict mode)   126
+        ├── SessionLost                        a session could not be restored; closed     75
+        └── HostError                          a bug in the host layer, never the guest's  71
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from typing import Any
 
 __all__ = [
     "BuildLimitExceeded",
+    "CompilationError",
     "ConfigurationError",
     "ExecutionCancelled",
     "ExecutionError",
@@ -65,12 +70,15 @@ __all__ = [
     "MemoryLimitExceeded",
     "MountChanged",
     "NetworkLimitExceeded",
+    "Overflow",
     "ResourceLimitExceeded",
     "SandboxError",
     "SecurityViolation",
     "SessionLost",
     "StackOverflow",
     "TableAccessOutOfBounds",
+    "Timeout",
+    "ToolchainNotFound",
     "UnreachableExecuted",
     "UnsupportedSource",
 ]
@@ -82,6 +90,10 @@ class SandboxError(Exception):
     It is not raised for wrong argument *types* given to the Python API, which raise
     ``TypeError`` as usual.
     """
+
+    cli_exit_status: int = 71
+    """The ``wasm-sandbox`` command's exit status when this error ends it (a class
+    attribute; ``GuestExit``'s is the guest's own exit code)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -108,6 +120,8 @@ class ConfigurationError(SandboxError, ValueError):
     Not raised for a guest that misbehaves at run time (see ``ExecutionError``).
     """
 
+    cli_exit_status = 65  # EX_DATAERR: the input cannot be used
+
 
 class MountChanged(SandboxError):
     """A mounted host directory is no longer the directory checked when the mount was made
@@ -117,6 +131,8 @@ class MountChanged(SandboxError):
     was built (say, by another sandbox with a writable mount above it) is never served.
     ``guest_path`` and ``host_path`` name the mount.
     """
+
+    cli_exit_status = 65
 
     def __init__(self, guest_path: str, host_path: str, detail: str) -> None:
         super().__init__(
@@ -129,7 +145,9 @@ class MountChanged(SandboxError):
 
 
 class UnsupportedSource(SandboxError, NotImplementedError):
-    """A source kind (file extension or language) that this version cannot run yet."""
+    """A source kind (file extension or language) that this version cannot run."""
+
+    cli_exit_status = 65
 
 
 class InvalidModule(SandboxError):
@@ -137,6 +155,8 @@ class InvalidModule(SandboxError):
 
     Raised at build time; it is not a run-time trap.
     """
+
+    cli_exit_status = 65
 
 
 class BuildLimitExceeded(SandboxError):
@@ -149,6 +169,8 @@ class BuildLimitExceeded(SandboxError):
     malformed module (``InvalidModule``) nor for a guest past a limit while running
     (``ResourceLimitExceeded``).
     """
+
+    cli_exit_status = 65
 
     def __init__(self, limit: str, attempted: float | None, cap: float) -> None:
         super().__init__(f"Build limit exceeded: {limit} ({_build_detail(limit, attempted, cap)})")
@@ -171,13 +193,25 @@ def _build_detail(limit: str, attempted: float | None, cap: float) -> str:
 class CompilationError(SandboxError):
     """A guest source file failed to compile to WebAssembly; ``diagnostics`` holds the output."""
 
+    cli_exit_status = 65
+
     def __init__(self, message: str, diagnostics: str = "") -> None:
         super().__init__(message)
         self.diagnostics = diagnostics
 
 
+class ToolchainNotFound(CompilationError):
+    """What a source language needs is not installed: the compiler of a C or Rust source
+    (the message names the Debian packages that provide it), or the runtime package of a
+    Python or JavaScript guest. Not raised for a source that fails to compile."""
+
+    cli_exit_status = 69  # EX_UNAVAILABLE: a required program is missing
+
+
 class FunctionNotFound(SandboxError):
     """The module exports no function with that name (``available`` lists the ones it has)."""
+
+    cli_exit_status = 65
 
     def __init__(self, name: str, available: tuple[str, ...] = ()) -> None:
         shown = ", ".join(available[:20]) + (
@@ -192,6 +226,21 @@ class FunctionNotFound(SandboxError):
 class InvalidArguments(SandboxError, TypeError):
     """The arguments given to ``call`` do not match the exported function's signature."""
 
+    cli_exit_status = 65
+
+
+class Overflow(SandboxError):
+    """A job was refused or dropped because the balancer's queue was full (or it closed)."""
+
+    cli_exit_status = 75  # EX_TEMPFAIL: try again later
+
+
+class Timeout(SandboxError):
+    """A job did not finish within the balancer's ``timeout_duration`` (queued too long, or
+    its guest was stopped: then the guest's ``ExecutionTimeout`` is the ``__cause__``)."""
+
+    cli_exit_status = 124  # as GNU timeout(1)
+
 
 class ExecutionError(SandboxError):
     """The guest ran and did not finish normally.
@@ -203,6 +252,7 @@ class ExecutionError(SandboxError):
     report: Any = None
     stdout: bytes = b""
     stderr: bytes = b""
+    cli_exit_status = 71
 
 
 class ResourceLimitExceeded(ExecutionError):
@@ -216,6 +266,8 @@ class MemoryLimitExceeded(ResourceLimitExceeded):
     (``memory_growth_limit``), ``"initial"`` when the module's initial memory is already
     larger than the cap (raised at build time).
     """
+
+    cli_exit_status = 120
 
     def __init__(self, used: int, limit: int, kind: str = "total") -> None:
         message = f"Memory limit exceeded: used {used}, limit {limit}"
@@ -231,6 +283,8 @@ class MemoryLimitExceeded(ResourceLimitExceeded):
 
 class FuelExhausted(ResourceLimitExceeded):
     """The call consumed its whole fuel budget (``used`` equals ``limit``)."""
+
+    cli_exit_status = 121
 
     def __init__(self, used: int, limit: int) -> None:
         super().__init__(f"Fuel exhausted: used {used}, limit {limit}")
@@ -250,6 +304,8 @@ def format_duration(duration: timedelta) -> str:
 class ExecutionTimeout(ResourceLimitExceeded):
     """The guest ran past its wall-clock ``timeout``; ``elapsed`` is the time it actually ran."""
 
+    cli_exit_status = 124  # as GNU timeout(1)
+
     def __init__(self, timeout: timedelta, elapsed: timedelta | None = None) -> None:
         super().__init__(f"Execution timeout after {format_duration(timeout)}")
         self.timeout = timeout
@@ -261,6 +317,8 @@ class IoLimitExceeded(ResourceLimitExceeded):
     the ResourceLimits field, ``attempted`` what the operation needed, ``cap`` the limit.
     Without strict mode the guest gets an errno instead and the report records the hit."""
 
+    cli_exit_status = 122
+
     def __init__(self, limit: str, attempted: int, cap: int) -> None:
         super().__init__(f"I/O limit exceeded: {limit} (attempted {attempted}, limit {cap})")
         self.limit = limit
@@ -270,10 +328,18 @@ class IoLimitExceeded(ResourceLimitExceeded):
 
 class NetworkLimitExceeded(ResourceLimitExceeded):
     """A network limit was reached in strict network mode (``limit``: the ResourceLimits
-    field, ``attempted``, ``cap``). Without strict mode the guest's operation fails instead."""
+    field, ``attempted``, ``cap``; for ``connect_timeout`` and ``network_timeout`` the time
+    waited and the limit, in milliseconds). Without strict mode the guest's operation fails
+    instead."""
+
+    cli_exit_status = 123
 
     def __init__(self, limit: str, attempted: int, cap: int) -> None:
-        super().__init__(f"Network limit exceeded: {limit} (attempted {attempted}, limit {cap})")
+        if limit.endswith("_timeout"):
+            detail = f"waited {attempted} ms, limit {cap} ms"
+        else:
+            detail = f"attempted {attempted}, limit {cap}"
+        super().__init__(f"Network limit exceeded: {limit} ({detail})")
         self.limit = limit
         self.attempted = attempted
         self.cap = cap
@@ -282,6 +348,8 @@ class NetworkLimitExceeded(ResourceLimitExceeded):
 class SecurityViolation(ExecutionError):
     """The network policy refused a connection, in strict network mode (``endpoint``: the
     ``host:port`` the guest asked for)."""
+
+    cli_exit_status = 126  # as a shell's "permission denied"
 
     def __init__(self, endpoint: str) -> None:
         super().__init__(f"Security violation: Unauthorized network access to {endpoint!r}")
@@ -295,6 +363,7 @@ class GuestTrap(ExecutionError):
     ``wasm_backtrace`` is wasmtime's text of the trap with the guest's frames.
     """
 
+    cli_exit_status = 70  # EX_SOFTWARE: the guest's program failed
     default_code: str | None = None
 
     def __init__(
@@ -359,6 +428,8 @@ class GuestError(ExecutionError):
     gave them, ``guest_traceback`` when it sent one (a Python or JavaScript stack). Not raised
     for traps (``GuestTrap``) or limits."""
 
+    cli_exit_status = 1  # as python exits on an uncaught exception
+
     def __init__(self, type_name: str, message: str, guest_traceback: str = "") -> None:
         super().__init__(f"{type_name}: {message}" if message else type_name)
         self.type = type_name
@@ -375,10 +446,13 @@ class GuestExit(ExecutionError):
     def __init__(self, exit_code: int) -> None:
         super().__init__(f"Guest exited with code {exit_code} during the call")
         self.exit_code = exit_code
+        self.cli_exit_status = exit_code & 0xFF  # the command exits as the guest did
 
 
 class ExecutionCancelled(ExecutionError):
     """The host cancelled the execution (for example, its asyncio task was cancelled)."""
+
+    cli_exit_status = 130  # as an interrupted command (128 + SIGINT)
 
 
 class SessionLost(ExecutionError):
@@ -389,9 +463,13 @@ class SessionLost(ExecutionError):
     within ``replay_timeout``. The session is closed; the statement's own error is chained as
     ``__cause__``."""
 
+    cli_exit_status = 75  # EX_TEMPFAIL: a new session may succeed
+
 
 class HostError(ExecutionError):
     """An unexpected failure inside wasm_sandbox's host layer: a bug of ours, never the guest's.
 
     The original exception is chained as ``__cause__``.
     """
+
+    cli_exit_status = 71  # EX_SOFTWARE: internal error

@@ -24,7 +24,7 @@ from ._metrics import notify_report, observing
 from ._monitor import MemoryUsage, ResourceMonitor, ResourceUsage, Sampler
 from ._mounts import Mount
 from ._network import NetworkGuard, NetworkPolicy, NetworkStats
-from ._report import ExecutionResult, ResourceReport
+from ._report import ExecutionResult, ResourceReport, summary_line
 from ._traps import check_after_foreign_init
 from ._turns import ScriptTurn
 from ._wasi._bind import HostBinding
@@ -79,6 +79,7 @@ class ExecutionPlan:
     strict_network: bool = False
     monitoring: Monitoring | None = None
     scaler: AutoScaler | None = None
+    debug: bool = False  # debug_mode: each execution's report logged at DEBUG (INFO if verbose)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,20 @@ class Outcome:
         if self._report is None:
             self._report = _build_report(self)
         return self._report
+
+
+def _log_report(
+    plan: ExecutionPlan, what: str, outcome: Outcome, error: BaseException | None = None
+) -> None:
+    """With verbose_resource_logging (INFO) or debug_mode (DEBUG), one record per execution
+    whose message carries the report's main figures (the whole report is in ``extra``)."""
+    level = logging.INFO if plan.verbose else logging.DEBUG if plan.debug else None
+    if level is None or not log.isEnabledFor(level):
+        return
+    report = outcome.report
+    ending = "" if error is None else f" ({error})"
+    extra = {"report": report.to_dict()}
+    log.log(level, "%s: %s%s", what, summary_line(report), ending, extra=extra)
 
 
 def _build_report(outcome: Outcome) -> ResourceReport:
@@ -271,14 +286,14 @@ class Execution:
         maximum is retried once at the raised cap (with a fresh context: same input), unless
         the first attempt acted outside the sandbox (a retry would act again)."""
         floor = self.plan.compiled.initial_memory_bytes
-        self._rescale(ctx, scaler.limits_for(self.plan.limits, floor))
+        self.rescale(ctx, scaler.limits_for(self.plan.limits, floor))
         try:
             outcome = self._execute(ctx, export, args, command, payload, script)
         except e.MemoryLimitExceeded:
             if ctx.stdin.fileno is not None or not scaler.memory_exhausted() or ctx.effects:
                 raise
             retry = self.new_context(ctx.args, ctx.env, ctx.stdin.source())
-            self._rescale(retry, scaler.limits_for(self.plan.limits, floor))
+            self.rescale(retry, scaler.limits_for(self.plan.limits, floor))
             outcome = self._execute(retry, export, args, command, payload, script)
         except e.ExecutionTimeout:
             scaler.timed_out()
@@ -287,7 +302,9 @@ class Execution:
         scaler.observe(report.peak_memory_bytes, report.execution_time)
         return outcome
 
-    def _rescale(self, ctx: WasiContext, limits: ResourceLimits) -> None:
+    def rescale(self, ctx: WasiContext, limits: ResourceLimits) -> None:
+        """Run ``ctx`` under ``limits`` instead (an auto-scaler's); caps a caller added to
+        its deadline stay."""
         ctx.limits = limits
         ctx.memory_limit = limits.memory_bytes
         timeout = _seconds(limits.execution_timeout)
@@ -365,8 +382,7 @@ class Execution:
             if error is not None:
                 self._attach(error, outcome)
                 raise error
-            if self.plan.verbose:
-                log.info("execution finished", extra={"report": outcome.report.to_dict()})
+            _log_report(self.plan, "execution finished", outcome)
             return outcome
         finally:
             if instance is not None:
@@ -389,8 +405,7 @@ class Execution:
         error.report = outcome.report
         error.stdout = bytes(outcome.ctx.stdout.data)
         error.stderr = bytes(outcome.ctx.stderr.data)
-        if self.plan.verbose:
-            log.info("execution failed: %s", error, extra={"report": error.report.to_dict()})
+        _log_report(self.plan, "execution failed", outcome, error)
 
     def _release(self, instance: GuestInstance, fresh: bool, prepared: bool) -> None:
         """Close an isolated instance; keep a new one whose start function completed."""

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+
+if TYPE_CHECKING:
+    from ._limits import ResourceLimits
 
 __all__ = ["Invocation"]
 
@@ -31,6 +34,9 @@ class Invocation:
     deadline: float | None = None
     """A ``time.monotonic()`` value the execution must end by, on top of its time limit
     (a balancer's timeout, a backend's): composed with the limits by one rule."""
+    limits: ResourceLimits | None = None
+    """Limits for this execution instead of the sandbox's (a driver's auto-scaler chose them
+    for a job in a worker process)."""
 
     @staticmethod
     def call(

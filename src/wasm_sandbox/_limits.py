@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from ._errors import ConfigurationError
-from ._units import to_timedelta
+from ._units import count_option, duration_value, size_option, size_value
 
 __all__ = ["OptimizationLevel", "ProfileBuilder", "ResourceLimits", "ResourceProfile"]
 
@@ -23,6 +23,15 @@ MAX_FUEL = 2**63 - 1
 MAX_TIMEOUT = timedelta(days=30)
 
 _DURATION_FIELDS = ("execution_timeout", "network_timeout", "connect_timeout")
+_SIZE_FIELDS = (
+    "memory_bytes",
+    "memory_growth_limit",
+    "max_file_size",
+    "max_total_file_size",
+    "buffer_size",
+    "max_upload_bytes",
+    "max_download_bytes",
+)
 
 
 class OptimizationLevel(enum.Enum):
@@ -44,6 +53,11 @@ class ResourceLimits:
 
     Every field that is set is enforced. The network fields apply to the connections a guest
     opens through the host (``wasm_sandbox.tcp_connect``; see ``NetworkPolicy``).
+
+    Sizes in bytes also take size strings (``memory_bytes="64MiB"``), durations a
+    ``timedelta``, seconds or a duration string (``execution_timeout="30s"``), counts a count
+    string (``max_fuel="10M"``), parsed as the command line parses them; the fields hold
+    ints and ``timedelta``s.
     """
 
     memory_bytes: int | None = None
@@ -90,8 +104,11 @@ class ResourceLimits:
                 continue
             if f.name in _DURATION_FIELDS:
                 object.__setattr__(self, f.name, _check_duration(f.name, value))
-            else:
-                _check_int(f.name, value)
+                continue
+            parse = size_option if f.name in _SIZE_FIELDS else count_option
+            number = parse(f.name, value)
+            _check_int(f.name, number)
+            object.__setattr__(self, f.name, number)
         _check_int_range("memory_bytes", self.memory_bytes, WASM_PAGE, MAX_MEMORY_BYTES)
         _check_int_range(
             "memory_growth_limit", self.memory_growth_limit, WASM_PAGE, MAX_MEMORY_BYTES
@@ -137,15 +154,8 @@ def _check_int_range(name: str, value: int | None, low: int, high: int) -> None:
 
 
 def _check_duration(name: str, value: object) -> timedelta:
-    if isinstance(value, bool) or not isinstance(value, timedelta | int | float):
-        raise TypeError(
-            f"{name} must be a timedelta, a number of seconds or None, "
-            f"got {type(value).__name__} {value!r}"
-        )
-    try:
-        duration = to_timedelta(value)
-    except ValueError as exc:
-        raise ConfigurationError(f"{name}: {exc}") from None
+    """``value`` (a timedelta, seconds or ``"30s"``) as a timedelta, > 0 and <= 30 days."""
+    duration = duration_value(name, value)  # type: ignore[arg-type]  # checked there
     if duration <= timedelta(0):
         raise ConfigurationError(f"{name} must be > 0, got {duration.total_seconds()} seconds")
     if duration > MAX_TIMEOUT:
@@ -212,40 +222,46 @@ class ProfileBuilder:
         self._name = name
         return self
 
-    def memory_mb(self, megabytes: int) -> ProfileBuilder:
-        """Linear-memory cap in MiB."""
-        _check_int("memory_mb", megabytes)
-        return self._set(memory_bytes=megabytes * 1024 * 1024)
+    def memory_mb(self, megabytes: int | str) -> ProfileBuilder:
+        """Linear-memory cap in MiB, or a size string with its unit (``"1GiB"``)."""
+        return self._set(memory_bytes=_mebibytes("memory_mb", megabytes))
 
-    def timeout_seconds(self, seconds: float) -> ProfileBuilder:
-        """Wall-clock limit in seconds."""
-        return self._set(execution_timeout=seconds)
+    def timeout_seconds(self, seconds: float | str | None) -> ProfileBuilder:
+        """Wall-clock limit in seconds, or a duration string (``"2m"``); None: unlimited."""
+        timeout = None if seconds is None else _check_duration("timeout_seconds", seconds)
+        return self._set(execution_timeout=timeout)
 
-    def fuel_limit(self, fuel: int | None) -> ProfileBuilder:
-        """Fuel budget per call or run; ``None`` for unlimited."""
-        return self._set(max_fuel=fuel)
+    def fuel_limit(self, fuel: int | str | None) -> ProfileBuilder:
+        """Fuel budget per call or run (an int or ``"50M"``); ``None`` for unlimited."""
+        return self._set(max_fuel=count_option("fuel_limit", fuel))
 
-    def memory_growth_limit_mb(self, megabytes: int) -> ProfileBuilder:
-        """Cap on the MiB one ``memory.grow`` may add."""
-        _check_int("memory_growth_limit_mb", megabytes)
-        return self._set(memory_growth_limit=megabytes * 1024 * 1024)
+    def memory_growth_limit_mb(self, megabytes: int | str) -> ProfileBuilder:
+        """Cap on the MiB one ``memory.grow`` may add, or a size string (``"16MiB"``)."""
+        return self._set(memory_growth_limit=_mebibytes("memory_growth_limit_mb", megabytes))
 
-    def max_file_size_mb(self, megabytes: int) -> ProfileBuilder:
-        """Largest file a guest may write, in MiB."""
-        _check_int("max_file_size_mb", megabytes)
-        return self._set(max_file_size=megabytes * 1024 * 1024)
+    def max_file_size_mb(self, megabytes: int | str) -> ProfileBuilder:
+        """Largest file a guest may write, in MiB, or a size string (``"200MiB"``)."""
+        return self._set(max_file_size=_mebibytes("max_file_size_mb", megabytes))
 
-    def max_open_files(self, count: int) -> ProfileBuilder:
+    def max_open_files(self, count: int | str) -> ProfileBuilder:
         """Files a guest may hold open at once."""
-        return self._set(max_open_files=count)
+        return self._set(max_open_files=count_option("max_open_files", count))
 
-    def max_connections(self, count: int) -> ProfileBuilder:
+    def max_connections(self, count: int | str) -> ProfileBuilder:
         """Concurrent network connections."""
-        return self._set(max_connections=count)
+        return self._set(max_connections=count_option("max_connections", count))
 
     def build(self) -> ResourceProfile:
         """The finished profile."""
         return ResourceProfile(self._name, self._limits)
+
+
+def _mebibytes(name: str, value: int | str) -> int:
+    """Bytes from an int of MiB, or from a size string, which carries its own unit."""
+    if isinstance(value, str):
+        return size_value(name, value)
+    _check_int(name, value)
+    return value * 1024 * 1024
 
 
 _PREDEFINED = {

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from ._units import format_size
+
 __all__ = ["Alert", "AlertLevel", "MemoryUsage", "ResourceMonitor", "ResourceUsage", "Sampler"]
 
 log = logging.getLogger("wasm_sandbox")
@@ -274,14 +276,16 @@ class Sampler:
             if level is None or seen is AlertLevel.CRITICAL or seen is level:
                 continue
             self._levels[metric] = level
-            unit = "%" if metric in ("memory", "cpu") else ("/s" if metric == "io" else " B/s")
-            alerts.append(
-                Alert(
-                    level,
-                    f"{metric} at {value:.1f}{unit} (threshold {threshold:g}{unit})",
-                    metric,
-                    value,
-                    threshold,
-                )
-            )
+            message = f"{metric} at {_show(metric, value)} (threshold {_show(metric, threshold)})"
+            alerts.append(Alert(level, message, metric, value, threshold))
         return alerts
+
+
+def _show(metric: str, value: float) -> str:
+    """A metric's value for people: ``85.2%``, ``1,200 file operations/s``, ``2 MiB/s``."""
+    if metric in ("memory", "cpu"):
+        return f"{value:.1f}".rstrip("0").rstrip(".") + "%"
+    if metric == "network":
+        return f"{format_size(value)}/s"
+    figure = f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+    return f"{figure} file operations/s"

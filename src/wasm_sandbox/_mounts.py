@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._errors import ConfigurationError
+from ._units import count_value, size_value
 
 __all__ = ["Mount", "check_mounts"]
 
@@ -39,10 +40,11 @@ class Mount:
     read_only: bool = True
     """Refuse every write (host directories only; memory directories are writable)."""
     max_bytes: int | None = None
-    """Byte cap of an in-memory directory (default 64 MiB); must be None for host ones."""
+    """Byte cap of an in-memory directory (default 64 MiB; a size string such as ``"16MiB"``
+    is parsed); must be None for host ones."""
     max_entries: int | None = None
     """Cap on the files, directories and links an in-memory directory holds (default
-    100,000); must be None for host ones."""
+    100,000; a count string such as ``"10k"`` is parsed); must be None for host ones."""
     identity: tuple[int, int] | None = field(default=None, init=False, compare=False)
     """The host directory's (device, inode) when the mount was made: every instance opens
     exactly that directory, or refuses to run (``MountChanged``)."""
@@ -57,14 +59,17 @@ class Mount:
     @staticmethod
     def memory(
         guest_path: str = "/tmp",
-        max_bytes: int = DEFAULT_MEMORY_FS_BYTES,
-        max_entries: int = DEFAULT_MEMORY_FS_ENTRIES,
+        max_bytes: int | str = DEFAULT_MEMORY_FS_BYTES,
+        max_entries: int | str = DEFAULT_MEMORY_FS_ENTRIES,
     ) -> Mount:
         """An empty in-memory directory at ``guest_path`` holding at most ``max_bytes``
-        (file contents, link targets, names and a fixed cost per entry) in at most
-        ``max_entries`` files, directories and links."""
+        (bytes or ``"16MiB"``: file contents, link targets, names and a fixed cost per
+        entry) in at most ``max_entries`` files, directories and links."""
         return Mount(
-            guest_path=guest_path, read_only=False, max_bytes=max_bytes, max_entries=max_entries
+            guest_path=guest_path,
+            read_only=False,
+            max_bytes=size_value("max_bytes", max_bytes),
+            max_entries=count_value("max_entries", max_entries),
         )
 
     @property
@@ -86,8 +91,7 @@ class Mount:
                     "an in-memory mount is a scratch area: it cannot be read-only"
                 )
             size = DEFAULT_MEMORY_FS_BYTES if self.max_bytes is None else self.max_bytes
-            if isinstance(size, bool) or not isinstance(size, int):
-                raise TypeError(f"max_bytes must be an int, got {type(size).__name__}")
+            size = size_value("max_bytes", size)
             if not 0 < size <= _MAX_MEMORY_FS_BYTES:
                 raise ConfigurationError(f"max_bytes must be between 1 and 1 TiB, got {size}")
             if not os.path.isdir(MEMORY_ROOT):
@@ -96,8 +100,7 @@ class Mount:
                 )
             object.__setattr__(self, "max_bytes", size)
             entries = DEFAULT_MEMORY_FS_ENTRIES if self.max_entries is None else self.max_entries
-            if isinstance(entries, bool) or not isinstance(entries, int):
-                raise TypeError(f"max_entries must be an int, got {type(entries).__name__}")
+            entries = count_value("max_entries", entries)
             if not 1 <= entries <= _MAX_MEMORY_FS_ENTRIES:
                 raise ConfigurationError(
                     f"max_entries must be between 1 and {_MAX_MEMORY_FS_ENTRIES}, got {entries}"

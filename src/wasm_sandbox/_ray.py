@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._remote import SandboxKeys, remote_call
+from ._remote import SandboxKeys, remote_call, run_job
 from ._traps import ensure_trap_handlers
 
 if TYPE_CHECKING:
@@ -62,8 +62,9 @@ class RayBackend:
         """Run one job on the cluster and return its value (or raise its error)."""
         self._ensure()
         key = self._keys.key(sandbox, "a Ray backend")
-        ref = self._task.remote(key, sandbox.config, function, args, dict(kwargs), seconds)
-        ok, result = self._ray.get(ref)
-        if ok:
-            return result
-        raise result
+
+        def ship(config: Any, limits: Any, left: float | None) -> Any:
+            ref = self._task.remote(key, config, function, args, dict(kwargs), left, limits)
+            return self._ray.get(ref)
+
+        return run_job(sandbox, seconds, ship)

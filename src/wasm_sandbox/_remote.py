@@ -6,46 +6,101 @@ error object, so results and errors are the same as local ones.
 at a time, rather than a ``concurrent.futures.ProcessPoolExecutor``: that pool treats the
 death of any worker as the death of the pool and fails every job in flight on the others.
 Here a death is seen only by the job that was using that worker, and only that worker is
-replaced."""
+replaced.
+
+A sandbox's ``AutoScaler`` stays in the driver (the process that submits the jobs): it
+chooses each job's limits, the worker runs the job under them and reports what it used, and
+the driver feeds that back to the scaler (``run_job``); the configuration travels without it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
 import signal
 import threading
+import time
 import uuid
+from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+
+from ._errors import ExecutionTimeout, MemoryLimitExceeded
 
 if TYPE_CHECKING:
     from ._builder import SandboxConfig
+    from ._limits import ResourceLimits
 
-__all__ = ["ProcessBackend", "SandboxKeys", "remote_call", "worker_main"]
+__all__ = ["ProcessBackend", "SandboxKeys", "remote_call", "run_job", "worker_main"]
 
-_SANDBOXES: dict[str, Any] = {}  # per Ray worker process: key -> WasmSandbox
+_SANDBOXES: dict[str, Any] = {}  # per worker process (Ray or ours): key -> WasmSandbox
+
+Usage = tuple[int, float]  # what a scaled job used: peak memory bytes, seconds
+Answer = tuple[bool, Any, Usage | None]  # (True, value) or (False, the error), and usage
+Ship = Callable[["SandboxConfig", "ResourceLimits | None", float | None], Answer]
 
 
 def remote_call(
     key: str, config: SandboxConfig, function: str, args: tuple[Any, ...],
-    kwargs: dict[str, Any], seconds: float | None,
-) -> tuple[bool, Any]:  # fmt: skip
-    """One job in a worker process (Ray or local): (True, value) or (False, the error)."""
-    import time  # noqa: PLC0415 - runs in the worker
-
+    kwargs: dict[str, Any], seconds: float | None, limits: ResourceLimits | None = None,
+) -> Answer:  # fmt: skip
+    """One job in a worker process (Ray or local): (True, value) or (False, the error); with
+    ``limits`` (chosen by the driver's auto-scaler), run under them and report the usage."""
     from ._invocation import Invocation  # noqa: PLC0415
-    from ._sandbox import WasmSandbox  # noqa: PLC0415
+    from ._sandbox import WasmSandbox  # noqa: PLC0415 - _sandbox imports the balancer, us
 
     try:
         sandbox = _SANDBOXES.get(key)
         if sandbox is None:
             sandbox = _SANDBOXES[key] = WasmSandbox(config)
         end = None if seconds is None else time.monotonic() + seconds
-        return True, sandbox._invoke(Invocation.call(function, args, kwargs, end)).value
+        invocation = Invocation.call(function, args, kwargs, end)
+        outcome = sandbox._invoke(dataclasses.replace(invocation, limits=limits))
+        return True, outcome.value, _usage(outcome.report if limits is not None else None)
     except Exception as exc:
         exc.__traceback__ = None
-        return False, exc
+        return False, exc, _usage(getattr(exc, "report", None) if limits is not None else None)
+
+
+def _usage(report: Any) -> Usage | None:
+    if report is None:
+        return None
+    return report.peak_memory_bytes, report.execution_time.total_seconds()
+
+
+def run_job(sandbox: Any, seconds: float | None, ship: Ship) -> Any:
+    """A job's value (or its error raised) from ``ship(config, limits, seconds)``, which runs
+    it in a worker. With an auto-scaler, the scaler stays here: it picks each attempt's
+    limits, hears what the job used, and a memory-cap failure below its maximum is shipped
+    once more at the raised cap, within the job's time (``seconds``)."""
+    config = sandbox.config
+    scaler = config.auto_scaler
+    if scaler is None:
+        ok, result, _ = ship(config, None, seconds)
+        if ok:
+            return result
+        raise result
+    shipped = dataclasses.replace(config, auto_scaler=None)
+    end = None if seconds is None else time.monotonic() + seconds
+    retried = False
+    while True:
+        limits = scaler.limits_for(config.limits)  # the module's floor is known since build
+        left = None if end is None else max(0.0, end - time.monotonic())
+        ok, result, usage = ship(shipped, limits, left)
+        if ok:
+            if usage is not None:
+                scaler.observe(usage[0], timedelta(seconds=usage[1]))
+            return result
+        if isinstance(result, MemoryLimitExceeded) and not retried:
+            retried = True
+            if scaler.memory_exhausted():
+                continue
+        elif isinstance(result, ExecutionTimeout) and (end is None or time.monotonic() < end):
+            scaler.timed_out()  # its own timeout, not the job's
+        raise result
 
 
 class SandboxKeys:
@@ -106,30 +161,31 @@ class ProcessBackend:
         from ._errors import ConfigurationError, HostError  # noqa: PLC0415
 
         key = self._keys.key(sandbox, "a process backend")
-        try:
-            job = pickle.dumps((key, sandbox.config, function, args, kwargs, seconds))
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            raise ConfigurationError(
-                f"this sandbox's configuration cannot be sent to a worker process: {exc}"
-            ) from None
-        worker = self._acquire()
-        answer: bytes | None = None
-        try:
-            answer = worker.run(job)
-        except _WorkerDied as died:
-            raise HostError(
-                f"the worker process running this job died ({died}); the job is lost, the "
-                "jobs on the other workers are not, and a fresh worker replaces it"
-            ) from None
-        finally:
-            self._release(worker, answer is not None)
-        try:
-            ok, result = pickle.loads(answer)
-        except Exception as exc:
-            raise HostError(f"the worker's answer cannot be read: {exc!r}") from exc
-        if ok:
-            return result
-        raise result
+
+        def ship(config: SandboxConfig, limits: ResourceLimits | None, left: float | None) -> Any:
+            try:
+                job = pickle.dumps((key, config, function, args, kwargs, left, limits))
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                raise ConfigurationError(
+                    f"this sandbox's configuration cannot be sent to a worker process: {exc}"
+                ) from None
+            worker = self._acquire()
+            answer: bytes | None = None
+            try:
+                answer = worker.run(job)
+            except _WorkerDied as died:
+                raise HostError(
+                    f"the worker process running this job died ({died}); the job is lost, the "
+                    "jobs on the other workers are not, and a fresh worker replaces it"
+                ) from None
+            finally:
+                self._release(worker, answer is not None)
+            try:
+                return pickle.loads(answer)
+            except Exception as exc:
+                raise HostError(f"the worker's answer cannot be read: {exc!r}") from exc
+
+        return run_job(sandbox, seconds, ship)
 
     def _acquire(self) -> _Worker:
         """An idle worker, or a new one when fewer than ``max_workers`` exist; else wait."""
@@ -270,17 +326,20 @@ def _answer(job: bytes) -> bytes:
     from ._errors import ConfigurationError, HostError  # noqa: PLC0415
 
     try:
-        key, config, function, args, kwargs, seconds = pickle.loads(job)
+        key, config, function, args, kwargs, seconds, limits = pickle.loads(job)
     except Exception as exc:
-        answer: tuple[bool, Any] = (
+        answer: Answer = (
             False,
             ConfigurationError(
                 f"this sandbox's configuration cannot be sent to a worker process: {exc}"
             ),
+            None,
         )
     else:
-        answer = remote_call(key, config, function, args, kwargs, seconds)
+        answer = remote_call(key, config, function, args, kwargs, seconds, limits)
     try:
         return pickle.dumps(answer)
     except Exception as exc:
-        return pickle.dumps((False, HostError(f"the job's answer cannot be sent back: {exc!r}")))
+        return pickle.dumps(
+            (False, HostError(f"the job's answer cannot be sent back: {exc!r}"), None)
+        )

@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from ._monitor import Alert
+from ._units import format_duration, format_size
 from ._wasi._context import SecurityEvent
 
 __all__ = ["ExecutionResult", "MonitoredResult", "ProfiledResult", "ResourceReport"]
@@ -128,6 +129,26 @@ class ResourceReport:
 
 
 ResourceReport.__module__ = "wasm_sandbox"
+
+
+def summary_line(report: ResourceReport) -> str:
+    """The report's main figures on one line, for log messages: ``ok in 1.2 ms, fuel 1234
+    (limit 10000000), peak memory 64 KiB (limit 64 MiB), files 0 B read / 0 B written,
+    network 0 B sent / 0 B received``."""
+    if report.fuel_consumed is None:
+        fuel = "fuel not metered"
+    else:
+        limit = "unlimited" if report.fuel_limit is None else str(report.fuel_limit)
+        fuel = f"fuel {report.fuel_consumed} (limit {limit})"
+    memory_limit = report.memory_limit_bytes
+    cap = "unlimited" if memory_limit is None else format_size(memory_limit)
+    return (
+        f"{report.outcome} in {format_duration(report.execution_time)}, {fuel}, "
+        f"peak memory {format_size(report.peak_memory_bytes)} (limit {cap}), "
+        f"files {format_size(report.bytes_read)} read / {format_size(report.bytes_written)} "
+        f"written, network {format_size(report.network_bytes_sent)} sent / "
+        f"{format_size(report.network_bytes_received)} received"
+    )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -121,8 +121,11 @@ class WasmSandbox:
             config.strict_network,
             _monitoring(config),
             config.auto_scaler,
+            debug=config.debug_mode,
         )
         self._execution = Execution(plan, keep_instance=config.keep_instance)
+        if config.auto_scaler is not None:  # its first limits are this sandbox's
+            config.auto_scaler.limits_for(limits, compiled.initial_memory_bytes)
         self._compiled = compiled
         self._data_module = is_data_module(dict(compiled.functions))
         self._exports = MappingProxyType(
@@ -188,6 +191,8 @@ class WasmSandbox:
             )
         else:
             ctx = self._context()
+        if invocation.limits is not None:
+            self._execution.rescale(ctx, invocation.limits)
         if invocation.deadline is not None:
             ctx.cap_deadline(invocation.deadline)
         return ctx
@@ -283,12 +288,12 @@ class WasmSandbox:
 
     def session(
         self,
-        timeout: timedelta | float | None = None,
-        replay_timeout: timedelta | float | None = None,
+        timeout: timedelta | float | str | None = None,
+        replay_timeout: timedelta | float | str | None = None,
     ) -> Session:
         """A ``Session``: one interpreter kept across statements, with this sandbox's limits
         (Python and JavaScript guests). The source is run once when it opens. ``timeout``:
-        an optional wall-clock budget for the whole session (a timedelta or seconds).
+        an optional wall-clock budget for the whole session (a timedelta, seconds or "5m").
         ``replay_timeout``: the longest a restore's replay may take (default: the
         per-statement timeout), beyond which the session is lost instead."""
         return Session(self, timeout, replay_timeout)
@@ -519,8 +524,8 @@ class AsyncWasmSandbox:
 
     async def session(
         self,
-        timeout: timedelta | float | None = None,
-        replay_timeout: timedelta | float | None = None,
+        timeout: timedelta | float | str | None = None,
+        replay_timeout: timedelta | float | str | None = None,
     ) -> AsyncSession:
         """Coroutine twin of ``WasmSandbox.session``: an ``AsyncSession`` (opened off the
         event loop)."""

@@ -84,8 +84,8 @@ class Session:
     def __init__(
         self,
         sandbox: WasmSandbox,
-        timeout: timedelta | float | None = None,
-        replay_timeout: timedelta | float | None = None,
+        timeout: timedelta | float | str | None = None,
+        replay_timeout: timedelta | float | str | None = None,
     ) -> None:
         self._budget = None if timeout is None else _check_duration("timeout", timeout)
         self._deadline = (

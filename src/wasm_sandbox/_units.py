@@ -1,17 +1,36 @@
-"""Parsing of sizes (``"64MiB"``), counts (``"10M"``) and durations (``"30s"``).
+"""Parsing of sizes (``"64MiB"``), counts (``"10M"``) and durations (``"30s"``), and the
+reverse: sizes and durations written for people (``"2 MiB"``, ``"1.5 s"``) in messages.
 
 The one place where human-written quantities become numbers; the Python API and the
-command line share it, so both accept exactly the same spellings.
+command line share it, so both accept exactly the same spellings (what the formatters write,
+to three significant digits, is one of them).
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import timedelta
 from fractions import Fraction
+from typing import Any
 
-__all__ = ["parse_count", "parse_duration", "parse_size", "to_timedelta"]
+from ._errors import ConfigurationError
+
+__all__ = [
+    "count_option",
+    "count_value",
+    "duration_option",
+    "duration_value",
+    "format_duration",
+    "format_size",
+    "parse_count",
+    "parse_duration",
+    "parse_size",
+    "size_option",
+    "size_value",
+    "to_timedelta",
+]
 
 _SIZE_UNITS = {
     "": 1,
@@ -90,6 +109,57 @@ def parse_duration(value: timedelta | float | int | str) -> timedelta:
     return to_timedelta(value)
 
 
+def _option(name: str, value: object, kinds: str, parse: Callable[[str], Any]) -> Any:
+    """An option's ``value``: a string parsed (a bad one is a ConfigurationError naming the
+    option), anything else checked to be one of ``kinds`` (else a TypeError saying which)."""
+    if isinstance(value, str):
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise ConfigurationError(f"{name}: {exc}") from None
+    accepted = (int, float, timedelta) if "seconds" in kinds else (int,)
+    if isinstance(value, bool) or not isinstance(value, accepted):
+        raise TypeError(f"{name} must be {kinds}, or None, got {type(value).__name__} {value!r}")
+    return value
+
+
+def size_value(name: str, value: int | str) -> int:
+    """A size option's bytes: an int, or a string such as ``"64MiB"``."""
+    size: int = _option(name, value, "an int (bytes), a size string such as '64MiB'", parse_size)
+    return size
+
+
+def count_value(name: str, value: int | str) -> int:
+    """A count option's value: an int, or a string such as ``"10M"``."""
+    count: int = _option(name, value, "an int, a count string such as '10M'", parse_count)
+    return count
+
+
+def duration_value(name: str, value: timedelta | float | str) -> timedelta:
+    """A duration option's value: a ``timedelta``, seconds, or a string such as ``"30s"``."""
+    kinds = "a timedelta, a number of seconds, a duration string such as '30s'"
+    duration = _option(name, value, kinds, parse_duration)
+    try:
+        return to_timedelta(duration)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name}: {exc}") from None
+
+
+def size_option(name: str, value: int | str | None) -> int | None:
+    """``size_value``, or None for None (no limit)."""
+    return None if value is None else size_value(name, value)
+
+
+def count_option(name: str, value: int | str | None) -> int | None:
+    """``count_value``, or None for None (no limit)."""
+    return None if value is None else count_value(name, value)
+
+
+def duration_option(name: str, value: timedelta | float | str | None) -> timedelta | None:
+    """``duration_value``, or None for None (no limit)."""
+    return None if value is None else duration_value(name, value)
+
+
 def to_timedelta(value: timedelta | float | int) -> timedelta:
     """A ``timedelta`` from a ``timedelta`` or a number of seconds; refuses NaN and infinity."""
     if isinstance(value, timedelta):
@@ -101,3 +171,34 @@ def to_timedelta(value: timedelta | float | int) -> timedelta:
     if not math.isfinite(value) or abs(value) > _MAX_SECONDS:
         raise ValueError(f"a duration must be a finite number of seconds, got {value}")
     return timedelta(seconds=value)
+
+
+_BINARY = (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024))
+
+
+def _figure(value: float) -> str:
+    """``value`` with at most three significant digits, without trailing zeros."""
+    text = f"{value:.3g}"
+    return f"{value:.0f}" if "e" in text else text  # 999.99 rounds to 1e+03: write 1000
+
+
+def format_size(size: float) -> str:
+    """A byte count for people, in binary units: ``"512 B"``, ``"64 KiB"``, ``"2.1 MiB"``."""
+    for unit, factor in _BINARY:
+        if abs(size) >= factor:
+            return f"{_figure(size / factor)} {unit}"
+    return f"{size:.0f} B"
+
+
+def format_duration(value: timedelta | float) -> str:
+    """A duration for people: ``"0.042 ms"``, ``"12.5 ms"``, ``"1.5 s"``, ``"5 min"``, ``"3 h"``."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if abs(seconds) >= 7200:
+        return f"{_figure(seconds / 3600)} h"
+    if abs(seconds) >= 120:
+        return f"{_figure(seconds / 60)} min"
+    if abs(seconds) >= 1:
+        return f"{_figure(seconds)} s"
+    if abs(seconds) >= 1e-3:
+        return f"{_figure(seconds * 1e3)} ms"
+    return f"{seconds * 1e3:.3f}".rstrip("0").rstrip(".") + " ms"  # to the microsecond

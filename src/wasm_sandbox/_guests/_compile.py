@@ -16,21 +16,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._errors import CompilationError
+from .._errors import CompilationError, ToolchainNotFound
 
-__all__ = ["LANGUAGES", "ToolchainNotFound", "compile_source"]
+__all__ = ["LANGUAGES", "compile_source"]
 
 COMPILE_TIMEOUT = 300.0
 _C_MAIN = re.compile(rb"\bint\s+main\s*\(")
 _RUST_MAIN = re.compile(rb"\bfn\s+main\s*\(")
-
-
-class ToolchainNotFound(CompilationError):
-    """The compiler a source language needs is not installed; the message names the Debian
-    packages that provide it."""
-
-
-ToolchainNotFound.__module__ = "wasm_sandbox"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +48,15 @@ _PACKAGES = {
 }
 
 
-HELPERS = Path(__file__).resolve().parent.parent / "guest"  # wasm_sandbox.h, wasm_sandbox.rs
+HELPERS = Path(__file__).resolve().parent.parent / "guest"  # the glue we ship for guests
 
 
 def _helper_files() -> list[Path]:
-    """The guest-side helpers every compile can include (``#include "wasm_sandbox.h"``,
-    ``include!("wasm_sandbox.rs")``)."""
-    return sorted(p for p in HELPERS.glob("wasm_sandbox.*") if p.suffix in (".h", ".rs"))
+    """Every guest-side glue file we ship (``wasm_sandbox.h``/``.rs``, the data ABI, and
+    ``wasm_sandbox_net.h``/``.rs``, the network): each compile finds them next to its source
+    (``#include "wasm_sandbox_net.h"``, ``include!("wasm_sandbox_net.rs")``,
+    ``mod wasm_sandbox_net;``), and they are part of the compiled guest's cache key."""
+    return sorted(p for p in HELPERS.iterdir() if p.suffix in (".h", ".rs"))
 
 
 def compile_source(source: bytes, language: str, cache_dir: Path | None, name: str) -> bytes:

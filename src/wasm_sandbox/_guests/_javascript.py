@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from ._compile import ToolchainNotFound
+from .._errors import ToolchainNotFound
 
 __all__ = ["find_javascript_runtime"]
 

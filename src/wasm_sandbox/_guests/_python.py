@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, ToolchainNotFound
 from .._mounts import Mount
-from ._compile import ToolchainNotFound
 from ._pydriver import BOOT
 
 __all__ = ["STDLIB_GUEST", "PythonRuntime", "find_python_runtime", "turn_code"]

@@ -1,7 +1,9 @@
 """Bounds-checked access to a guest's linear memory.
 
 Every read and write the WASI layer makes into guest memory goes through ``GuestMemory``;
-a pointer or length outside the memory raises ``WasiError(EFAULT)``, never a host crash.
+a pointer or length outside the memory raises ``WasiError(EFAULT)``, never a host crash
+(a fresh one each time: a shared instance would keep the frames of its last raise, with
+their execution's context and a view of freed memory, alive through its traceback).
 The memory is seen through one ``memoryview`` per host call (linear memory can move when
 it grows, so a view never outlives the call that made it).
 
@@ -23,7 +25,6 @@ __all__ = ["MAX_RW", "STREAM_CHUNK", "GuestMemory", "total"]
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _IOVEC = struct.Struct("<II")
-_FAULT = WasiError(Errno.EFAULT)
 _MAX_IOVECS = 1024
 MAX_RW = 0x7FFFF000  # Linux's largest single read or write; a larger request is cut short
 STREAM_CHUNK = 1 << 20  # the most one read of a host stream (a stdin pipe or file) moves
@@ -46,7 +47,7 @@ class GuestMemory:
     def check(self, ptr: int, length: int) -> int:
         """``ptr`` if ``length`` bytes there are inside memory, else EFAULT."""
         if ptr < 0 or length < 0 or ptr + length > self.size:
-            raise _FAULT
+            raise WasiError(Errno.EFAULT)
         return ptr
 
     def read(self, ptr: int, length: int) -> bytes:
@@ -86,7 +87,7 @@ class GuestMemory:
         pairs = [_IOVEC.unpack_from(view, ptr + 8 * i) for i in range(count)]
         for buf, length in pairs:
             if buf + length > size:
-                raise _FAULT
+                raise WasiError(Errno.EFAULT)
         return pairs
 
     def views(self, pairs: list[tuple[int, int]], limit: int) -> list[memoryview]:

@@ -20,7 +20,7 @@ from typing import Any
 from ._context import WasiContext
 from ._errno import Errno, WasiError
 from ._fs import FdEntry
-from ._net import active_connections, open_connection, socket_read, socket_write
+from ._net import active_connections, open_connection, socket_read, socket_write, timed_out
 
 __all__ = ["MAX_REQUEST_TEXT", "http_exchange"]
 
@@ -115,8 +115,10 @@ def _transfer(
         ) from None
     entry = ctx.require_fd(fd)
     # network_timeout bounds each wait and, here, the whole request as well.
-    limit = ctx.net.io_timeout if ctx.net is not None else None
-    deadline = None if limit is None else time.monotonic() + limit
+    guard = ctx.net
+    limit = guard.io_timeout if guard is not None else None
+    started = time.monotonic()
+    deadline = None if limit is None else started + limit
     exchange = _Exchange(ctx, entry, deadline)
     try:
         exchange.send(head)
@@ -125,6 +127,9 @@ def _transfer(
             exchange.send(_pull(pull, start, size))
         return exchange.receive(_body_bound(ctx), push)
     except WasiError as err:
+        expired = deadline is not None and time.monotonic() >= deadline
+        if err.errno == Errno.ETIMEDOUT and guard is not None and expired:
+            err = timed_out(ctx, guard, "network_timeout", started)  # a limit (strict: stops)
         raise _Refused(f"request to {host}:{port} failed ({err.errno.name})", err.errno) from None
     finally:
         ctx.fds.close_fd(fd)

@@ -26,7 +26,7 @@ from ._errno import Errno, WasiError, errno_from_oserror
 from ._fs import FdEntry
 from ._registry import syscall
 
-__all__ = ["active_connections", "open_connection", "socket_read", "socket_write"]
+__all__ = ["active_connections", "open_connection", "socket_read", "socket_write", "timed_out"]
 
 _MAX_HOST = 255
 _TLS_CHUNK = 1 << 20  # the most one TLS send takes from a guest's buffers
@@ -75,6 +75,16 @@ def _limit(
         ctx.strict_network_hit = (name, attempted, cap)
         raise ctx.stop(StopReason.NETWORK_LIMIT)
     return WasiError(errno)
+
+
+def timed_out(ctx: WasiContext, guard: NetworkGuard, name: str, started: float) -> WasiError:
+    """``name`` (``connect_timeout`` or ``network_timeout``) ran out on a wait begun at
+    ``started``: recorded as a network limit, in milliseconds (waited, limit); ETIMEDOUT for
+    the guest, or (strict) the guest stops."""
+    seconds = guard.connect_timeout if name == "connect_timeout" else guard.io_timeout
+    cap = math.ceil((seconds or 0.0) * 1000)
+    waited = max(cap, math.ceil((time.monotonic() - started) * 1000))
+    return _limit(ctx, guard, name, waited, cap, Errno.ETIMEDOUT)
 
 
 @syscall("iiii", module="wasm_sandbox", name="tcp_connect")
@@ -179,15 +189,14 @@ def _resolve(
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         else:
             future = _resolver().submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-            end = (
-                None if guard.connect_timeout is None else time.monotonic() + guard.connect_timeout
-            )
+            started = time.monotonic()
+            end = None if guard.connect_timeout is None else started + guard.connect_timeout
             while not future.done():
                 slice_ = ctx.wait_slice()
                 if end is not None:
                     left = end - time.monotonic()
                     if left <= 0:
-                        raise WasiError(Errno.ETIMEDOUT)
+                        raise timed_out(ctx, guard, "connect_timeout", started)
                     slice_ = min(slice_, left)
                 concurrent.futures.wait([future], timeout=slice_)
                 ctx.check_stop()
@@ -224,16 +233,15 @@ def _connect(
                 last = errno_from_oserror(OSError(code, os.strerror(code)))
                 sock.close()
                 continue
-            end = (
-                None if guard.connect_timeout is None else time.monotonic() + guard.connect_timeout
-            )
+            started = time.monotonic()
+            end = None if guard.connect_timeout is None else started + guard.connect_timeout
             while True:
                 slice_ = ctx.wait_slice()
                 if end is not None:
                     left = end - time.monotonic()
                     if left <= 0:
                         sock.close()
-                        raise WasiError(Errno.ETIMEDOUT)
+                        raise timed_out(ctx, guard, "connect_timeout", started)
                     slice_ = min(slice_, left)
                 if poll_fds([], [sock.fileno()], slice_):
                     break
@@ -305,20 +313,24 @@ def _start_tls(ctx: WasiContext, guard: NetworkGuard, entry: FdEntry, server_nam
 
 
 def _wait(ctx: WasiContext, guard: NetworkGuard, entry: FdEntry, *, write: bool) -> None:
-    """Block until the connection is ready, honouring network_timeout and the connection's
-    own timeout (ETIMEDOUT; EAGAIN for a non-blocking one) and the execution's deadline."""
+    """Block until the connection is ready, honouring network_timeout (a network limit) and
+    the connection's own timeout (ETIMEDOUT; EAGAIN for a non-blocking one) and the
+    execution's deadline."""
     fd = entry.fd
     assert fd is not None
     limits = [t for t in (guard.io_timeout, entry.timeout) if t is not None]
     if entry.timeout == 0 and not ready(fd, write=write):
         raise WasiError(Errno.EAGAIN)
-    end = time.monotonic() + min(limits) if limits else None
+    started = time.monotonic()
+    end = started + min(limits) if limits else None
     while True:
         slice_ = ctx.wait_slice()
         if end is not None:
             left = end - time.monotonic()
             if left <= 0:
-                raise WasiError(Errno.ETIMEDOUT)
+                if guard.io_timeout is not None and guard.io_timeout == min(limits):
+                    raise timed_out(ctx, guard, "network_timeout", started)
+                raise WasiError(Errno.ETIMEDOUT)  # the guest's own timeout, not a limit
             slice_ = min(slice_, left)
         if poll_fds([] if write else [fd], [fd] if write else [], slice_):
             return
