@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <wasi/api.h>
 
 static int dir;
@@ -79,6 +80,8 @@ int main(int argc, char **argv) {
     check("unlink sub/", __wasi_path_unlink_file(dir, "sub/"));
     check("unlink sub", __wasi_path_unlink_file(dir, "sub"));
     check("unlink missing/", __wasi_path_unlink_file(dir, "missing/"));
+    /* Captured stdio is no terminal: wasi-libc would line-buffer printf on one. */
+    printf("isatty: %d %d %d\n", isatty(0), isatty(1), isatty(2));
     printf("done\n");
     return 0;
 }

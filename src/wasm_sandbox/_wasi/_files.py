@@ -91,7 +91,6 @@ _DIRECTORY_RIGHTS = _rights(
     "path_", "fd_readdir", "fd_filestat_get", "fd_filestat_set_times",
     but=("path_filestat_set_size",),
 )  # fmt: skip
-_STREAM_RIGHTS = _FILE_RIGHTS & ~_rights("fd_seek", "fd_tell")
 _SOCKET_RIGHTS = _rights(
     "fd_read",
     "fd_write",
@@ -566,7 +565,9 @@ def _kind_rights(entry: FdEntry) -> tuple[int, int, int]:
         filetype, rights = _SOCK_STREAM, _SOCKET_RIGHTS
     else:
         filetype = _REGULAR if entry.kind == "file" else _CHAR
-        rights = _FILE_RIGHTS if entry.kind == "file" else _STREAM_RIGHTS
+        # stdio keeps fd_seek/fd_tell: wasi-libc's isatty() is "a character device without
+        # them", and our captured streams are no terminal (a tty line-buffers printf)
+        rights = _FILE_RIGHTS
     rights &= ~(_FD_READ | _WRITE_RIGHTS)
     rights |= (_FD_READ if entry.readable else 0) | (_WRITE_RIGHTS if entry.writable else 0)
     return filetype, rights, 0
