@@ -120,6 +120,7 @@ def test_fuel_exhaustion_raises_with_exact_message() -> None:
         sb.call("spin")
     assert str(info.value) == "Fuel exhausted: used 1000000, limit 1000000"
     assert info.value.report.fuel_consumed == 1_000_000
+    assert info.value.used == info.value.report.fuel_consumed  # measured, not the limit copied
 
 
 def test_fuel_is_per_call() -> None:

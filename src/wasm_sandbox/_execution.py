@@ -436,7 +436,8 @@ class Execution:
         denial = measured.denied
         if failure is not None and failure.trap_code == "out_of_fuel":
             limit = limits.max_fuel if limits.max_fuel is not None else fuel
-            return e.FuelExhausted(limit, limit)
+            used = measured.fuel_consumed  # what the guest burnt, as wasmtime counted it
+            return e.FuelExhausted(used if used is not None else limit, limit)
         if denial is not None:
             return _memory_error(denial, limits)
         if failure is None:
