@@ -15,7 +15,7 @@ from .._iomonitor import DirectoryCreate, DirectoryDelete, FileDelete, FileOpen,
 from ._abi import GuestMemory
 from ._context import WasiContext
 from ._errno import Errno, WasiError
-from ._files import (  # the descriptor helpers both halves of the file API share
+from ._fdutil import (  # the descriptor helpers both halves of the file API share
     _FD_WRITE,
     _FDFLAG_APPEND,
     _FDFLAG_DSYNC,
