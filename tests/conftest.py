@@ -22,7 +22,7 @@ CLANG = shutil.which("clang-14") or shutil.which("clang")
 
 
 _CACHE = pytest.StashKey[tuple[Path, bool, "str | None"]]()
-_SCRIPT_MARKERS = ('"python"', "'python'", '.py"')
+_SCRIPT_MARKERS = ('"python"', "'python'")
 """Text in a test file that means it runs Python guests (their runtime is compiled first)."""
 
 
