@@ -467,7 +467,10 @@ def _stop_error(ctx: WasiContext, limits: ResourceLimits) -> e.ExecutionError | 
         return e.ExecutionCancelled(
             f"Stopped before {what}: a session's replay may not act outside the sandbox"
         )
-    if reason == StopReason.INTERRUPTED:
+    if reason == StopReason.INTERRUPTED:  # Ctrl-C, or a callback's KeyboardInterrupt/SystemExit
+        stop = ctx.host_exception
+        if isinstance(stop, KeyboardInterrupt | SystemExit):
+            raise stop.with_traceback(None)  # without the frames of the guest's host call
         raise KeyboardInterrupt
     if reason == StopReason.HOST_ERROR:
         err = e.HostError(f"Internal error in the wasm-sandbox host layer: {ctx.host_exception!r}")
