@@ -169,6 +169,9 @@ def _build_report(outcome: Outcome) -> ResourceReport:
         network_callback_errors=tuple(net.callback_errors) if net is not None else (),
         alerts=tuple(ctx.sampler.alerts) if ctx.sampler is not None else (),
         monitoring_samples=ctx.sampler.samples if ctx.sampler is not None else 0,
+        monitoring_callback_errors=(
+            tuple(ctx.sampler.callback_errors) if ctx.sampler is not None else ()
+        ),
         syscalls=ctx.syscalls,
         stdout_bytes=ctx.stdout.total,
         stderr_bytes=ctx.stderr.total,
