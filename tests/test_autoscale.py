@@ -68,6 +68,45 @@ def test_memory_scales_up_and_a_capped_execution_is_retried_once(
     assert scaler.memory_limit == 16 * PAGE
 
 
+def test_a_raising_on_scale_is_logged_once_and_dropped_from_its_scaler(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An on_scale that raises at the first event is called once, logged once with its
+    traceback, and dropped from that scaler (its scope: scaling is process-wide state): the
+    execution that caused the event is retried and returns its value, the later events are
+    still kept and logged, and on_scale(fn) sets a callback anew."""
+    calls = 0
+
+    def broken(event: ws.ScalingEvent) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("scale bug")
+
+    scaler = (
+        ws.AutoScaler()
+        .memory_policy(ws.ScalingPolicy(min_limit=2 * PAGE, max_limit=16 * PAGE, window=3))
+        .on_scale(broken)
+    )
+    sandbox = _sandbox(scaler)
+    with caplog.at_level(logging.INFO, logger="wasm_sandbox"):
+        assert sandbox.call("use", 6) == 6  # over the 4-page cap: an event, retried at 8
+        assert sandbox.call("use", 8) == 8  # 8 of 8 pages: an event, up to 16
+    assert calls == 1
+    assert [(e.old, e.new) for e in scaler.events] == [(4 * PAGE, 8 * PAGE), (8 * PAGE, 16 * PAGE)]
+    assert len([r for r in caplog.records if r.name == "wasm_sandbox.autoscale"]) == 2
+    [record] = [r for r in caplog.records if r.name == "wasm_sandbox.callbacks"]
+    assert record.levelno == logging.ERROR
+    assert "on_scale" in record.getMessage() and "this AutoScaler" in record.getMessage()
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+
+    seen: list[ws.ScalingEvent] = []
+    scaler.on_scale(seen.append)
+    for _ in range(3):
+        assert sandbox.call("use", 1) == 1  # 1 page of 16, three times: down to 8
+    assert seen == scaler.events[-1:] and seen[0].new == 8 * PAGE
+    assert calls == 1
+
+
 def test_memory_scales_down_after_a_window_of_low_usage() -> None:
     scaler = ws.AutoScaler().memory_policy(
         ws.ScalingPolicy(min_limit=2 * PAGE, max_limit=64 * PAGE, window=3)

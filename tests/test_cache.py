@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import logging
 import os
 import re
 import signal
@@ -336,3 +337,71 @@ def test_concurrent_builders_of_one_module_compile_it_once(tmp_path: Path) -> No
         results.append(json.loads(out))
     assert sorted(r["from_cache"] for r in results) == [False, True]
     assert len(artifacts(cache)) == 1
+
+
+# --- the first-compile progress callback -------------------------------------------------------
+
+
+def _unseen_module(functions: int) -> bytes:
+    """A module of ``functions`` functions that no cache has seen, so it is really compiled
+    (4,000 take about a second here: the progress thread reports "compiling" every 0.25 s)."""
+    body = "".join(f'(func (export "f{i}") (result i32) i32.const {i})' for i in range(functions))
+    return f'(module {body} (func (export "t{time.time_ns()}")))'.encode()
+
+
+def _build_with_progress(functions: int, progress: Callable[[str, float], None]) -> ws.WasmSandbox:
+    builder = ws.WasmSandbox.builder().source(_unseen_module(functions)).progress(progress)
+    return builder.cache_dir(None).build()
+
+
+def test_a_raising_progress_callback_is_logged_once_and_dropped_for_the_build(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A progress callback that raises at its first "compiling" report is called once in
+    that build (no later "compiling", no "compiled"), logged once with its traceback; the
+    module is built and works; the next build calls it again."""
+    phases: list[str] = []
+
+    def broken(phase: str, seconds: float) -> None:
+        phases.append(phase)
+        raise RuntimeError("progress bar bug")
+
+    with caplog.at_level(logging.ERROR, logger="wasm_sandbox.callbacks"):
+        sandbox = _build_with_progress(4000, broken)
+    assert sandbox.call("f7") == 7
+    assert phases == ["compiling"]
+    [record] = [r for r in caplog.records if r.name == "wasm_sandbox.callbacks"]
+    assert record.levelno == logging.ERROR
+    assert "progress" in record.getMessage() and "this build" in record.getMessage()
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+
+    assert _build_with_progress(10, broken).call("f3") == 3
+    assert len(phases) == 2
+
+
+def test_keyboard_interrupt_from_progress_reaches_the_builder_but_not_from_its_thread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On the building thread ("compiled"), a KeyboardInterrupt from the callback propagates
+    out of build(). On the progress thread ("compiling") nobody could receive it: it is
+    logged and the callback dropped like any error, and the build completes."""
+
+    def interrupt_when_compiled(phase: str, seconds: float) -> None:
+        if phase == "compiled":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _build_with_progress(10, interrupt_when_compiled)
+
+    phases: list[str] = []
+
+    def interrupt(phase: str, seconds: float) -> None:
+        phases.append(phase)
+        raise KeyboardInterrupt
+
+    with caplog.at_level(logging.ERROR, logger="wasm_sandbox.callbacks"):
+        sandbox = _build_with_progress(4000, interrupt)
+    assert sandbox.call("f7") == 7
+    assert phases == ["compiling"]
+    [record] = [r for r in caplog.records if r.name == "wasm_sandbox.callbacks"]
+    assert record.exc_info is not None and record.exc_info[0] is KeyboardInterrupt

@@ -63,13 +63,14 @@ def test_samples_arrive_during_a_pure_compute_loop() -> None:
     assert info.value.report.monitoring_samples == len(samples)
 
 
-def test_a_slow_or_raising_callback_never_stalls_or_breaks_the_guest() -> None:
+def test_a_slow_callback_never_stalls_the_guest() -> None:
+    """A callback that takes 0.3 s per sample runs off the guest's thread: the guest ends at
+    its timeout, and the samples reach the callback afterwards."""
     calls: list[float] = []
 
     def slow(usage: ws.ResourceUsage) -> None:
         calls.append(time.monotonic())
         time.sleep(0.3)
-        raise RuntimeError("monitoring bug")
 
     sandbox = _sandbox(
         SPIN,
@@ -83,6 +84,133 @@ def test_a_slow_or_raising_callback_never_stalls_or_breaks_the_guest() -> None:
     assert time.monotonic() - start < 0.3 * 1.1 + 0.1
     assert DISPATCHER.drain(10)
     assert len(calls) >= 4  # it was called, slowly, off the guest's thread
+
+
+STAGES = b"""(module
+  (import "wasi_snapshot_preview1" "poll_oneoff"
+    (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func $nap (param $ms i32)
+    (i32.store (i32.const 8) (i32.const 0))
+    (i64.store (i32.const 16) (i64.const 0))
+    (i64.store (i32.const 24) (i64.mul (i64.extend_i32_u (local.get $ms)) (i64.const 1000000)))
+    (i64.store (i32.const 32) (i64.const 0))
+    (i32.store16 (i32.const 40) (i32.const 0))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128))))
+  ;; stages(first, second, ms): memory to `first` pages, nap, to `second` pages, nap; 42
+  (func (export "stages") (param $first i32) (param $second i32) (param $ms i32) (result i32)
+    (drop (memory.grow (i32.sub (local.get $first) (memory.size))))
+    (call $nap (local.get $ms))
+    (drop (memory.grow (i32.sub (local.get $second) (memory.size))))
+    (call $nap (local.get $ms))
+    (i32.const 42)))"""
+
+
+def _callback_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "wasm_sandbox.callbacks"]
+
+
+def test_a_raising_resource_callback_is_logged_once_dropped_for_the_execution_and_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A resource callback that raises at the first of the samples of a 300 ms execution is
+    called once in it, logged once with its traceback and listed in the report's
+    monitoring_callback_errors; the guest's value is unchanged; the next execution calls it
+    again."""
+    calls = 0
+
+    def broken(usage: ws.ResourceUsage) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("sample bug")
+
+    sandbox = _sandbox(
+        STAGES, resource_callback=broken, monitoring_interval=timedelta(milliseconds=20)
+    )
+    with caplog.at_level(logging.ERROR, logger="wasm_sandbox.callbacks"):
+        result = sandbox.call_with_detailed_monitoring("stages", 1, 1, 150)
+        assert DISPATCHER.drain()
+    assert result.value == 42
+    report = result.resource_report
+    assert report.monitoring_samples >= 5  # every one but the first went to no callback
+    assert calls == 1
+    assert report.monitoring_callback_errors == ("resource_callback: RuntimeError: sample bug",)
+    [record] = _callback_records(caplog)
+    assert record.levelno == logging.ERROR and "resource_callback" in record.getMessage()
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+
+    again = sandbox.call_with_detailed_monitoring("stages", 1, 1, 150)
+    assert DISPATCHER.drain()
+    assert again.value == 42 and calls == 2
+    assert again.resource_report.monitoring_callback_errors == report.monitoring_callback_errors
+
+
+def test_a_raising_alert_callback_is_logged_once_dropped_for_the_execution_and_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An alert callback that raises at the first of two alerts (memory WARNING, then
+    CRITICAL) is called once, logged once and listed in the report, which still lists both
+    alerts; the guest's value is unchanged; the next execution calls it again."""
+    calls = 0
+
+    def broken(alert: ws.Alert) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("alert bug")
+
+    monitor = ws.ResourceMonitor().memory_threshold(20).alert_callback(broken)
+    sandbox = _sandbox(
+        STAGES,
+        memory_limit=16 * 65536,
+        resource_monitor=monitor,
+        monitoring_interval=timedelta(milliseconds=20),
+    )
+    with caplog.at_level(logging.ERROR, logger="wasm_sandbox.callbacks"):
+        result = sandbox.call_with_detailed_monitoring("stages", 4, 10, 150)  # 25%, 62.5%
+        assert DISPATCHER.drain()
+    assert result.value == 42
+    report = result.resource_report
+    assert [a.level for a in report.alerts] == [ws.AlertLevel.WARNING, ws.AlertLevel.CRITICAL]
+    assert calls == 1
+    assert report.monitoring_callback_errors == ("alert_callback: RuntimeError: alert bug",)
+    [record] = _callback_records(caplog)
+    assert "alert_callback" in record.getMessage()
+    assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+
+    assert sandbox.call("stages", 4, 10, 150) == 42
+    assert DISPATCHER.drain()
+    assert calls == 2
+
+
+def test_system_exit_from_a_monitoring_callback_is_its_error_and_the_thread_lives_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On the monitoring thread nobody could receive a SystemExit: it is logged once, the
+    callback dropped and the error reported like any other, and the thread goes on
+    delivering to the next execution's callbacks."""
+    calls = 0
+
+    def exiting(usage: ws.ResourceUsage) -> None:
+        nonlocal calls
+        calls += 1
+        raise SystemExit(3)
+
+    sandbox = _sandbox(
+        STAGES, resource_callback=exiting, monitoring_interval=timedelta(milliseconds=20)
+    )
+    with caplog.at_level(logging.ERROR, logger="wasm_sandbox.callbacks"):
+        result = sandbox.call_with_detailed_monitoring("stages", 1, 1, 100)
+        assert DISPATCHER.drain()
+    assert result.value == 42 and calls == 1
+    assert result.resource_report.monitoring_callback_errors == (
+        "resource_callback: SystemExit: 3",
+    )
+    assert len(_callback_records(caplog)) == 1
+    seen: list[ws.ResourceUsage] = []
+    other = _sandbox(STAGES, resource_callback=seen.append)
+    assert other.call("stages", 1, 1, 0) == 42
+    assert DISPATCHER.drain()
+    assert seen and seen[-1].final
 
 
 def test_memory_and_cpu_alerts() -> None:

@@ -722,10 +722,12 @@ def test_callback_sees_refusals(c_guest: CGuest) -> None:
     assert seen and _stats_tuple(seen[-1]) == (0, 0, 0, 1, 1)
 
 
-def test_raising_callback_is_logged_and_the_guest_finishes(
+def test_a_raising_callback_is_logged_once_dropped_for_the_run_and_reported(
     c_guest: CGuest, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A broken observer never breaks the guest; what it raised is logged."""
+    """A callback that raises at the first of several counter changes is called once in
+    that run, logged once with its traceback and listed in the report; the guest's echo is
+    unchanged; the next run calls it again (its scope is one execution)."""
     calls = 0
 
     def broken(stats: ws.NetworkStats) -> None:
@@ -733,16 +735,23 @@ def test_raising_callback_is_logged_and_the_guest_finishes(
         calls += 1
         raise RuntimeError("observer bug")
 
-    with echo_server() as server, caplog.at_level(logging.WARNING):
+    with echo_server() as server, caplog.at_level(logging.ERROR, logger="wasm_sandbox.callbacks"):
         builder = ws.WasmSandbox.builder().source(c_guest("net_client"))
         builder.allow_network(server.endpoint).enable_network_monitoring(True)
-        builder.network_callback(broken)
-        result = _run(builder.build(), "echo", server.host, server.port, "still here")
-    assert result.exit_code == 0 and result.stdout == b"echo: still here\n"
-    assert calls >= 1
-    assert any(
-        r.name.startswith("wasm_sandbox") and r.levelno >= logging.WARNING for r in caplog.records
-    ), caplog.records
+        sandbox = builder.network_callback(broken).build()
+        result = _run(sandbox, "echo", server.host, server.port, "still here")
+        assert (result.exit_code, result.stdout) == (0, b"echo: still here\n")
+        assert calls == 1
+        report = result.resource_report
+        assert report.network_callback_errors == ("RuntimeError: observer bug",)
+        assert report.network_bytes_sent == report.network_bytes_received == 10
+        [record] = [r for r in caplog.records if r.name == "wasm_sandbox.callbacks"]
+        assert record.levelno == logging.ERROR and "network_callback" in record.getMessage()
+        assert record.exc_info is not None and record.exc_info[0] is RuntimeError
+
+        again = _run(sandbox, "echo", server.host, server.port, "again")
+    assert again.stdout == b"echo: again\n" and calls == 2
+    assert again.resource_report.network_callback_errors == ("RuntimeError: observer bug",)
 
 
 # --- hygiene -----------------------------------------------------------------------------------

@@ -10,7 +10,9 @@ within ``[min_limit, max_limit]`` from the usage observed.
 
 Every change is a ``ScalingEvent``: kept in ``events``, logged on ``wasm_sandbox.autoscale``
 (sizes and durations written for people: ``memory limit 4 MiB -> 8 MiB (the limit was
-hit)``) and given to the ``on_scale`` callback.
+hit)``) and given to the ``on_scale`` callback. An ``on_scale`` that raises is logged once and
+dropped from this scaler (``_callbacks``; ``on_scale(fn)`` sets one again); the execution
+that caused the event is not affected.
 
 The scaler's state lives in the process that built the sandbox. With a ``ProcessBackend`` or
 a ``RayBackend``, that process chooses each job's limits and the worker reports what the job
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from ._callbacks import SafeCallback
 from ._errors import ConfigurationError
 from ._limits import WASM_PAGE, ResourceLimits
 from ._units import format_duration, format_size
@@ -159,7 +162,7 @@ class AutoScaler:
     def __init__(self) -> None:
         self._memory: _Track | None = None
         self._timeout: _Track | None = None
-        self._callback: Callable[[ScalingEvent], object] | None = None
+        self._callback: SafeCallback[[ScalingEvent]] | None = None
         self._lock = threading.Lock()
         self._floor = 0  # the sandbox's module's initial memory: no limit goes under it
         self.events: list[ScalingEvent] = []
@@ -176,10 +179,12 @@ class AutoScaler:
         return self
 
     def on_scale(self, callback: Callable[[ScalingEvent], object]) -> AutoScaler:
-        """Called with each ``ScalingEvent`` (after it is logged)."""
+        """Called with each ``ScalingEvent`` (after it is logged), in the process that built
+        the sandbox, on the thread that ran (or submitted) the execution that caused it. One
+        that raises is logged once and dropped from this scaler; ``on_scale`` sets one anew."""
         if not callable(callback):
             raise TypeError(f"on_scale needs a callable, got {type(callback).__name__}")
-        self._callback = callback
+        self._callback = SafeCallback(callback, "on_scale", "this AutoScaler")
         return self
 
     @property
@@ -259,10 +264,7 @@ class AutoScaler:
             del self.events[:-_EVENTS_KEPT]
         log.info("%s", event, extra={"scaling": event})
         if self._callback is not None:
-            try:
-                self._callback(event)
-            except Exception as exc:  # a user callback never breaks an execution
-                log.warning("on_scale callback raised %r", exc)
+            self._callback(event)  # one that raises is dropped: never breaks an execution
 
 
 def _policy(policy: ScalingPolicy) -> ScalingPolicy:

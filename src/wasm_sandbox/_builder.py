@@ -415,8 +415,9 @@ class SandboxBuilder:
         return self._set("io_monitoring", bool(enabled))
 
     def io_callback(self, callback: Callable[[IoOperation], object]) -> SandboxBuilder:
-        """Call ``callback(operation)`` for each file operation; turns monitoring on. A
-        callback that raises is logged, reported and dropped; the guest goes on."""
+        """Call ``callback(operation)`` for each file operation; turns monitoring on. One
+        that raises is logged once, dropped for the execution and listed in the report's
+        ``io_callback_errors``; the guest goes on (README: *Callbacks that raise*)."""
         if not callable(callback):
             raise TypeError(f"io_callback must be callable, got {type(callback).__name__}")
         self._set("io_monitoring", True)
@@ -438,7 +439,9 @@ class SandboxBuilder:
         return self._set("network_monitoring", bool(enabled))
 
     def network_callback(self, callback: Callable[[NetworkStats], object]) -> SandboxBuilder:
-        """Receive ``NetworkStats`` each time the guest's network use changes."""
+        """Receive ``NetworkStats`` each time the guest's network use changes. One that
+        raises is logged once, dropped for the execution and listed in the report's
+        ``network_callback_errors`` (README: *Callbacks that raise*)."""
         if not callable(callback):
             raise TypeError(f"network_callback must be callable, got {type(callback).__name__}")
         self._set("network_monitoring", True)
@@ -453,7 +456,10 @@ class SandboxBuilder:
         return self._set("resource_monitoring", bool(enabled))
 
     def resource_callback(self, callback: Callable[[ResourceUsage], object]) -> SandboxBuilder:
-        """Receive each ``ResourceUsage`` sample (implies resource monitoring)."""
+        """Receive each ``ResourceUsage`` sample (implies resource monitoring), on the
+        monitoring thread. One that raises is logged once, dropped for the execution and
+        listed in the report's ``monitoring_callback_errors`` (README: *Callbacks that
+        raise*)."""
         if not callable(callback):
             raise TypeError(f"resource_callback must be callable, got {type(callback).__name__}")
         self._set("resource_monitoring", True)
@@ -508,7 +514,8 @@ class SandboxBuilder:
         return self._set("cache_dir", Path(path))
 
     def progress(self, progress: ProgressCallback | bool) -> SandboxBuilder:
-        """First-compile progress: a callback ``(phase, seconds)``, or True/False for stderr."""
+        """First-compile progress: a callback ``(phase, seconds)``, or True/False for stderr.
+        A callback that raises is logged once and dropped for that build."""
         return self._set("progress", progress)
 
     def max_module_size(self, size: int | str | None) -> SandboxBuilder:

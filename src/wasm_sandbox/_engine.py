@@ -30,6 +30,7 @@ import wasmtime
 
 from . import _capi, _wasm
 from ._build import BuildBudget, artifact_file, compile_in_child
+from ._callbacks import SafeCallback
 from ._compiler import compile_module, engine_config, first_line
 from ._errors import HostError, InvalidModule
 from ._limits import WASM_PAGE, OptimizationLevel
@@ -254,8 +255,10 @@ class EngineHandle:
         store the artifact at ``path``."""
         started = time.monotonic()
         done = threading.Event()
-        if progress is not None:
-            _start_progress(progress, done, started)
+        # One raise drops it for the rest of this build: "compiled" included.
+        report = None if progress is None else SafeCallback(progress, "progress", "this build")
+        if report is not None:
+            _start_progress(report, done, started)
         try:
             if budget is not None and budget.in_child:
                 return self._compile_in_child(wasm, path, budget)
@@ -265,8 +268,8 @@ class EngineHandle:
             return module
         finally:
             done.set()
-            if progress is not None:
-                _report_progress(progress, "compiled", time.monotonic() - started)
+            if report is not None:
+                report("compiled", time.monotonic() - started)
 
     def _compile_in_child(
         self, wasm: bytes, path: Path | None, budget: BuildBudget
@@ -335,25 +338,17 @@ def _check_imports(info: _wasm.ModuleInfo) -> None:
         )
 
 
-def _report_progress(progress: Callable[[str, float], None], phase: str, seconds: float) -> bool:
-    """Call the user's progress callback; one that raises is logged and never breaks a build."""
-    try:
-        progress(phase, seconds)
-    except Exception:
-        log.warning("progress callback %r raised; ignoring it", progress, exc_info=True)
-        return False
-    return True
-
-
 def _start_progress(
-    progress: Callable[[str, float], None], done: threading.Event, started: float
+    report: SafeCallback[[str, float]], done: threading.Event, started: float
 ) -> None:
-    def report() -> None:
+    """Report "compiling" every 0.25 s from a thread of ours until ``done`` (or it raises)."""
+
+    def run() -> None:
         while not done.wait(0.25):
-            if not _report_progress(progress, "compiling", time.monotonic() - started):
+            if not report.detached("compiling", time.monotonic() - started):
                 return
 
-    threading.Thread(target=report, name="wasm-sandbox-progress", daemon=True).start()
+    threading.Thread(target=run, name="wasm-sandbox-progress", daemon=True).start()
 
 
 def _checksum_path(path: Path) -> Path:

@@ -169,6 +169,9 @@ def _build_report(outcome: Outcome) -> ResourceReport:
         network_callback_errors=tuple(net.callback_errors) if net is not None else (),
         alerts=tuple(ctx.sampler.alerts) if ctx.sampler is not None else (),
         monitoring_samples=ctx.sampler.samples if ctx.sampler is not None else 0,
+        monitoring_callback_errors=(
+            tuple(ctx.sampler.callback_errors) if ctx.sampler is not None else ()
+        ),
         syscalls=ctx.syscalls,
         stdout_bytes=ctx.stdout.total,
         stderr_bytes=ctx.stderr.total,
@@ -468,7 +471,10 @@ def _stop_error(ctx: WasiContext, limits: ResourceLimits) -> e.ExecutionError | 
         return e.ExecutionCancelled(
             f"Stopped before {what}: a session's replay may not act outside the sandbox"
         )
-    if reason == StopReason.INTERRUPTED:
+    if reason == StopReason.INTERRUPTED:  # Ctrl-C, or a callback's KeyboardInterrupt/SystemExit
+        stop = ctx.host_exception
+        if isinstance(stop, KeyboardInterrupt | SystemExit):
+            raise stop.with_traceback(None)  # without the frames of the guest's host call
         raise KeyboardInterrupt
     if reason == StopReason.HOST_ERROR:
         err = e.HostError(f"Internal error in the wasm-sandbox host layer: {ctx.host_exception!r}")

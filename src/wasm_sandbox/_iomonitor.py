@@ -10,6 +10,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._callbacks import SafeCallback
+
 __all__ = [
     "DirectoryCreate",
     "DirectoryDelete",
@@ -93,26 +95,21 @@ for _cls in (IoOperation, FileOpen, FileRead, FileWrite, FileClose, FileDelete, 
 class IoObserver:
     """Delivers one execution's operations to the user's callback (or the debug log).
 
-    A callback that raises is reported (logged with its traceback and kept in ``errors``)
-    and dropped for the rest of the execution; the guest never notices.
+    A callback that raises is logged once, dropped for the rest of the execution and its
+    error kept in ``errors`` (``_callbacks``); the guest never notices.
     """
 
     __slots__ = ("callback", "errors")
 
     def __init__(self, callback: Callable[[IoOperation], object] | None) -> None:
-        self.callback = callback
-        self.errors: list[str] = []
+        self.callback = (
+            None if callback is None else SafeCallback(callback, "io_callback", "this execution")
+        )
+        self.errors: list[str] = [] if self.callback is None else self.callback.errors
 
     def emit(self, operation: IoOperation) -> None:
         """Hand ``operation`` to the callback."""
-        callback = self.callback
-        if callback is None:
+        if self.callback is None:
             log.debug("%s", operation)
-            return
-        try:
-            callback(operation)
-        except Exception as exc:
-            self.errors.append(f"{type(exc).__name__}: {exc}")
-            self.callback = None
-            log.warning("io_callback %r raised; it is not called again for this execution",
-                        callback, exc_info=True)  # fmt: skip
+        else:
+            self.callback(operation)

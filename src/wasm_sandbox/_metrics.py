@@ -4,19 +4,22 @@
 ``enable_prometheus_metrics()`` registers the metrics (on the default registry, or the one
 given) and from then on every finished execution, of every sandbox, is counted; serve them
 with ``prometheus_client.start_http_server(port)`` or ``generate_latest(registry)``.
+
+An observer that raises is logged once and dropped from the process (``_callbacks``): that
+``PrometheusMetrics`` stops counting, the executions go on; ``close()`` still unregisters it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
+from ._callbacks import SafeCallback
 from ._report import ResourceReport
 
 __all__ = ["PrometheusMetrics", "enable_prometheus_metrics", "notify_report", "observing"]
 
-_OBSERVERS: list[Callable[[ResourceReport], None]] = []
+_OBSERVERS: list[SafeCallback[[ResourceReport]]] = []
 _LOCK = threading.Lock()
 _MEMORY_BUCKETS = tuple(float(2**n) for n in range(16, 33, 2))  # 64 KiB .. 4 GiB
 _TIME_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 300.0)
@@ -28,12 +31,16 @@ def observing() -> bool:
 
 
 def notify_report(report: ResourceReport) -> None:
-    """Give a finished execution's report to the observers (never raises)."""
+    """Give a finished execution's report to the observers; one that raises is dropped."""
     for observer in list(_OBSERVERS):
-        try:
-            observer(report)
-        except Exception:  # metrics must never break an execution
-            continue
+        if not observer(report):
+            _drop(observer)
+
+
+def _drop(observer: SafeCallback[[ResourceReport]]) -> None:
+    with _LOCK:
+        if observer in _OBSERVERS:
+            _OBSERVERS.remove(observer)
 
 
 class PrometheusMetrics:
@@ -73,8 +80,9 @@ class PrometheusMetrics:
             self.executions, self.fuel, self.memory, self.duration,
             self.file_bytes, self.network_bytes, self.security,
         ]  # fmt: skip
+        self._observer = SafeCallback(self.observe, "metrics observer", "this process")
         with _LOCK:
-            _OBSERVERS.append(self.observe)
+            _OBSERVERS.append(self._observer)
 
     def observe(self, report: ResourceReport) -> None:
         """Count one finished execution."""
@@ -92,9 +100,7 @@ class PrometheusMetrics:
 
     def close(self) -> None:
         """Stop counting; unregister the metrics."""
-        with _LOCK:
-            if self.observe in _OBSERVERS:
-                _OBSERVERS.remove(self.observe)
+        _drop(self._observer)
         for collector in self._collectors:
             try:
                 self._registry.unregister(collector)

@@ -5,7 +5,9 @@ While a guest runs, wasmtime calls our epoch callback every 5 ms on the guest's 
 store (memory size, fuel) and the execution's counters — never from another thread. Samples
 and alerts are handed to one dispatcher thread per process through a bounded queue, so a user
 callback that is slow or raises never stalls or breaks the guest: when the queue is full, the
-oldest undelivered item is dropped (and counted).
+oldest undelivered item is dropped (and counted). A callback that raises is logged once and
+dropped for the rest of its execution, and its error is kept for the report (``_callbacks``:
+the samples and alerts of that execution still queued are not given to it).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from ._callbacks import SafeCallback
 from ._units import format_size
 
 __all__ = ["Alert", "AlertLevel", "MemoryUsage", "ResourceMonitor", "ResourceUsage", "Sampler"]
@@ -130,7 +133,8 @@ class ResourceMonitor:
 
     def alert_callback(self, callback: Callable[[Alert], object]) -> ResourceMonitor:
         """Receive each ``Alert`` (on the monitoring thread; default: the
-        ``wasm_sandbox.alerts`` logger at WARNING)."""
+        ``wasm_sandbox.alerts`` logger at WARNING). One that raises is logged once, dropped
+        for the execution and listed in the report's ``monitoring_callback_errors``."""
         if not callable(callback):
             raise TypeError(f"alert_callback must be callable, got {type(callback).__name__}")
         self.callback = callback
@@ -153,14 +157,14 @@ class _Dispatcher:
     """One thread per process that runs the user callbacks, fed by a bounded queue."""
 
     def __init__(self) -> None:
-        self._items: collections.deque[tuple[Callable[[Any], object], Any]] = collections.deque()
+        self._items: collections.deque[tuple[SafeCallback[[Any]], Any]] = collections.deque()
         self._ready = threading.Condition()
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._busy = False
         self.dropped = 0
 
-    def submit(self, callback: Callable[[Any], object], item: Any) -> None:
+    def submit(self, callback: SafeCallback[[Any]], item: Any) -> None:
         with self._ready:
             if len(self._items) >= _QUEUE_CAP:
                 self._items.popleft()
@@ -182,9 +186,7 @@ class _Dispatcher:
                 callback, item = self._items.popleft()
                 self._busy = True
             try:
-                callback(item)
-            except Exception as exc:  # a user callback must never break monitoring
-                log.warning("a monitoring callback raised %r", exc)
+                callback.detached(item)  # never raises: a callback that does is dropped
             finally:
                 with self._ready:
                     self._busy = False
@@ -205,7 +207,11 @@ DISPATCHER = _Dispatcher()
 
 @dataclass(slots=True)
 class Sampler:
-    """Samples one execution from its epoch callback and at its end; raises nothing."""
+    """Samples one execution from its epoch callback and at its end; raises nothing.
+
+    Its callbacks are this execution's own (``SafeCallback``): one that raises is dropped
+    for the rest of it, and ``callback_errors`` lists what they raised, each error after the
+    callback's name (``resource_callback: RuntimeError: ...``)."""
 
     interval: float
     read: Callable[[bool], ResourceUsage]
@@ -213,9 +219,26 @@ class Sampler:
     monitor: ResourceMonitor | None
     alerts: list[Alert] = field(default_factory=list)
     samples: int = 0
+    callback_errors: list[str] = field(default_factory=list)
     _last: float = field(default_factory=time.monotonic)
     _previous: ResourceUsage | None = None
     _levels: dict[str, AlertLevel] = field(default_factory=dict)
+    _on_sample: SafeCallback[[ResourceUsage]] | None = field(default=None, init=False)
+    _on_alert: SafeCallback[[Alert]] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        errors = self.callback_errors
+        if self.callback is not None:
+            self._on_sample = SafeCallback(
+                self.callback, "resource_callback", "this execution",
+                errors=errors, tag="resource_callback: ",
+            )  # fmt: skip
+        if self.monitor is not None:
+            alert = self.monitor.callback
+            self._on_alert = SafeCallback(
+                self.monitor.deliver if alert is None else alert, "alert_callback",
+                "this execution", errors=errors, tag="alert_callback: ",
+            )  # fmt: skip
 
     def tick(self) -> None:
         """On an epoch tick: a sample if the interval has passed."""
@@ -236,12 +259,12 @@ class Sampler:
             log.warning("resource sampling failed: %r", exc)
             return
         self.samples += 1
-        if self.callback is not None:
-            DISPATCHER.submit(self.callback, usage)
-        if self.monitor is not None:
+        if self._on_sample is not None:
+            DISPATCHER.submit(self._on_sample, usage)
+        if self._on_alert is not None:
             for alert in self._check(usage):
                 self.alerts.append(alert)
-                DISPATCHER.submit(self.monitor.deliver, alert)
+                DISPATCHER.submit(self._on_alert, alert)
         self._previous = usage
 
     def _check(self, usage: ResourceUsage) -> list[Alert]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import logging
 import os
 import re
 import ssl
@@ -20,11 +19,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from ._callbacks import SafeCallback
 from ._errors import ConfigurationError
 
 __all__ = ["NetworkGuard", "NetworkPolicy", "NetworkStats", "is_special_address"]
 
-log = logging.getLogger("wasm_sandbox")
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$"
@@ -221,8 +220,12 @@ class NetworkGuard:
         self.io_timeout = network_timeout
         self.connect_timeout = connect_timeout
         self.strict = strict
-        self.callback = callback
-        self.callback_errors: list[str] = []
+        self.callback = (
+            None
+            if callback is None
+            else SafeCallback(callback, "network_callback", "this execution")
+        )
+        self.callback_errors: list[str] = [] if self.callback is None else self.callback.errors
         self.sent = 0
         self.received = 0
         self.requests = 0
@@ -256,13 +259,6 @@ class NetworkGuard:
         return NetworkStats(self.sent, self.received, self.active, self.requests, self.refusals)
 
     def changed(self) -> None:
-        """Tell the monitoring callback; one that raises is logged and dropped."""
-        callback = self.callback
-        if callback is None:
-            return
-        try:
-            callback(self.stats())
-        except Exception as exc:  # a user callback must never break the guest
-            self.callback = None
-            self.callback_errors.append(f"{type(exc).__name__}: {exc}")
-            log.warning("network_callback raised %r; it is not called again", exc)
+        """Tell the monitoring callback (one that raises is dropped: ``_callbacks``)."""
+        if self.callback is not None:
+            self.callback(self.stats())

@@ -66,7 +66,8 @@ class ResourceReport:
     """Buffered writes that failed when flushed at the end of the call (io_batch_size /
     buffer_size): the guest had already been told they succeeded."""
     io_callback_errors: tuple[str, ...] = ()
-    """What a raising ``io_callback`` raised (it is dropped after the first error)."""
+    """What a raising ``io_callback`` raised (``Type: message``; it is dropped after the first
+    error: see *Callbacks that raise* in the README)."""
     network_bytes_sent: int = 0
     """Bytes the guest sent over its connections."""
     network_bytes_received: int = 0
@@ -76,11 +77,17 @@ class ResourceReport:
     network_limits_hit: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Network limits the guest reached: field -> (attempted, cap)."""
     network_callback_errors: tuple[str, ...] = ()
-    """What a raising ``network_callback`` raised (it is dropped after the first error)."""
+    """What a raising ``network_callback`` raised (``Type: message``; it is dropped after the
+    first error)."""
     alerts: tuple[Alert, ...] = ()
     """The alerts a ``ResourceMonitor`` raised during the execution."""
     monitoring_samples: int = 0
     """``ResourceUsage`` samples taken (live monitoring only)."""
+    monitoring_callback_errors: tuple[str, ...] = ()
+    """What a raising ``resource_callback`` or ``alert_callback`` raised, each after the
+    callback's name (``resource_callback: RuntimeError: ...``; it is dropped for the rest of
+    the execution). These run on the monitoring thread: an error raised after the report was
+    made (on the final sample, say) is logged but not listed here."""
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready values (durations in seconds)."""

@@ -106,7 +106,7 @@ def _make_trampoline(sc: Syscall) -> Any:
                 errno = err.errno
         except GuestStop:
             return _stop_trap(ctx, ctx.stop_reason or StopReason.HOST_ERROR)
-        except KeyboardInterrupt as exc:
+        except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or a user callback's
             return _stop_trap(ctx, StopReason.INTERRUPTED, exc)
         except BaseException as exc:  # a bug of ours: never let it unwind into wasmtime
             return _stop_trap(ctx, StopReason.HOST_ERROR, exc)

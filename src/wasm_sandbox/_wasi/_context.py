@@ -61,7 +61,7 @@ class StopReason:
     IO_LIMIT = "io_limit"  # strict mode: an I/O limit was reached
     NETWORK_LIMIT = "network_limit"  # strict network mode: a network limit was reached
     SECURITY = "security"  # strict network mode: the policy refused a connection
-    INTERRUPTED = "interrupted"  # KeyboardInterrupt reached the host while the guest ran
+    INTERRUPTED = "interrupted"  # KeyboardInterrupt (or a callback's SystemExit) while it ran
     EXTERNAL_EFFECT = "external_effect"  # a session replay tried to act outside the sandbox
     HOST_ERROR = "host_error"
 
