@@ -92,16 +92,7 @@ def tcp_connect(
     ctx: WasiContext, mem: GuestMemory, host_ptr: int, host_len: int, port: int, fd_out: int
 ) -> int:
     """Open a TCP connection to ``host:port`` for the guest; its descriptor goes to fd_out."""
-    if host_len == 0 or host_len > _MAX_HOST:
-        return Errno.EINVAL
-    raw = mem.read(host_ptr, host_len)
-    mem.check(fd_out, 4)
-    try:
-        host = raw.decode("ascii")
-    except UnicodeDecodeError:
-        return Errno.EINVAL
-    mem.set_u32(fd_out, open_connection(ctx, host, port))
-    return 0
+    return _connect_import(ctx, mem, host_ptr, host_len, port, fd_out, tls=False)
 
 
 @syscall("iiii", module="wasm_sandbox", name="tls_connect")
@@ -110,6 +101,15 @@ def tls_connect(
 ) -> int:
     """Like ``tcp_connect``, with TLS done by the host (certificate and name verified against
     the policy's trust store): the guest reads and writes plaintext."""
+    return _connect_import(ctx, mem, host_ptr, host_len, port, fd_out, tls=True)
+
+
+def _connect_import(
+    ctx: WasiContext, mem: GuestMemory, host_ptr: int, host_len: int, port: int, fd_out: int,
+    *, tls: bool,
+) -> int:  # fmt: skip
+    """The guest-facing half of both connect imports: the host name read as ASCII from guest
+    memory, the new descriptor written to ``fd_out``."""
     if host_len == 0 or host_len > _MAX_HOST:
         return Errno.EINVAL
     raw = mem.read(host_ptr, host_len)
@@ -118,7 +118,7 @@ def tls_connect(
         host = raw.decode("ascii")
     except UnicodeDecodeError:
         return Errno.EINVAL
-    mem.set_u32(fd_out, open_connection(ctx, host, port, tls=True))
+    mem.set_u32(fd_out, open_connection(ctx, host, port, tls=tls))
     return 0
 
 
