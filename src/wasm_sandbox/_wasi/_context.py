@@ -209,7 +209,6 @@ class WasiContext:
     host_exception: BaseException | None = None
     syscalls: int = 0
     file_calls: int = 0  # path_* calls (file-system operations attempted)
-    socket_calls: int = 0  # sock_* calls
     effects: list[str] = field(default_factory=list)  # what it did outside the sandbox
     effects_forbidden: bool = False  # a session replay: the first external effect stops it
     fds: FdTable = field(init=False)  # the instance's descriptors, set when it is bound
@@ -280,15 +279,6 @@ class WasiContext:
         if self.deadline is None:
             return longest
         return max(0.0, min(longest, self.deadline - time.monotonic()))
-
-    def sleep_until(self, wake: float) -> None:
-        """Sleep until the monotonic time ``wake``, in slices, honouring deadline and cancel."""
-        while True:
-            remaining = wake - time.monotonic()
-            if remaining <= 0:
-                return
-            time.sleep(min(self.wait_slice(), remaining))
-            self.check_stop()
 
     def cancel(self) -> None:
         """Ask the guest to stop: it ends with ExecutionCancelled within one tick or wait slice."""

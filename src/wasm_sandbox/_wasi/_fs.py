@@ -326,10 +326,6 @@ class FdTable:
         self.entries[to] = self.entries.pop(fd)
         heapq.heappush(self._free, fd)
 
-    def count_open(self) -> int:
-        """Descriptors the guest opened itself (not stdio, not preopens)."""
-        return self.open_count
-
     def flush(self, entry: FdEntry) -> None:
         """Write ``entry``'s buffered bytes to the host (errors become the guest's errno)."""
         data, fd = entry.pending, entry.fd

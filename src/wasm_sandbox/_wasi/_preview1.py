@@ -23,13 +23,6 @@ __all__ = ["SYSCALLS", "Syscall"]
 
 
 _SUCCESS = Errno.SUCCESS
-_STDIO = (0, 1, 2)
-_FILETYPE_CHARACTER_DEVICE = 2
-_RIGHTS_FD_READ = 1 << 1
-_RIGHTS_FD_WRITE = 1 << 6
-_RIGHTS_POLL_FD_READWRITE = 1 << 27
-_FDSTAT = struct.Struct("<BxHxxxxQQ")  # filetype, flags, rights base, rights inheriting
-_FILESTAT = struct.Struct("<QQBxxxxxxxQQQQQ")
 _SUBSCRIPTION = struct.Struct(
     "<QB7xIxxxxQQH"
 )  # userdata, tag, clock id/fd, timeout, precision, flags
@@ -150,14 +143,12 @@ def proc_raise(ctx: WasiContext, mem: GuestMemory, sig: int) -> int:
 
 
 def _no_socket(ctx: WasiContext, fd: int) -> int:
-    ctx.socket_calls += 1
     ctx.require_fd(fd)
     return Errno.ENOTSOCK
 
 
 def _socket(ctx: WasiContext, fd: int) -> FdEntry:
     """The connection behind ``fd``: EBADF if closed, ENOTSOCK if it is not one."""
-    ctx.socket_calls += 1
     entry = ctx.require_fd(fd)
     if entry.kind != "socket":
         raise WasiError(Errno.ENOTSOCK)
