@@ -389,7 +389,7 @@ def _run(args: argparse.Namespace) -> int:
             if diagnostics:
                 print(diagnostics, file=sys.stderr)
         return exc.cli_exit_status
-    except (FileNotFoundError, NotImplementedError) as exc:
+    except FileNotFoundError as exc:
         _fail(str(exc))
     try:
         if args.invoke:
