@@ -5,7 +5,7 @@ While a guest runs, wasmtime calls our epoch callback every 5 ms on the guest's 
 store (memory size, fuel) and the execution's counters — never from another thread. Samples
 and alerts are handed to one dispatcher thread per process through a bounded queue, so a user
 callback that is slow or raises never stalls or breaks the guest: when the queue is full, the
-oldest undelivered item is dropped (and counted).
+oldest undelivered item is dropped.
 """
 
 from __future__ import annotations
@@ -158,13 +158,11 @@ class _Dispatcher:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._busy = False
-        self.dropped = 0
 
     def submit(self, callback: Callable[[Any], object], item: Any) -> None:
         with self._ready:
             if len(self._items) >= _QUEUE_CAP:
                 self._items.popleft()
-                self.dropped += 1
             self._items.append((callback, item))
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
                 self._pid = os.getpid()
