@@ -194,9 +194,6 @@ class SandboxConfig:
         return dataclasses.replace(self, **changes)
 
 
-SandboxConfig.__module__ = "wasm_sandbox"
-
-
 def _check_strings(what: str, values: Sequence[str]) -> None:
     for value in values:
         if not isinstance(value, str):
@@ -296,8 +293,6 @@ class SandboxBuilder:
     Later calls override earlier ones: ``resource_profile`` and ``resource_limits`` replace
     all limits, ``memory_limit``/``max_fuel``/``timeout_duration`` change one.
     """
-
-    __module__ = "wasm_sandbox"
 
     def __init__(self) -> None:
         self._source: Source | None = None

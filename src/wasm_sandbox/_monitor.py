@@ -75,8 +75,6 @@ class AlertLevel(enum.Enum):
     CRITICAL = "critical"
     """At or over 1.5 times the threshold (100% for percentages)."""
 
-    __module__ = "wasm_sandbox"
-
 
 @dataclass(frozen=True, slots=True)
 class Alert:
@@ -94,8 +92,6 @@ class Alert:
 class ResourceMonitor:
     """Thresholds and where their alerts go. Each metric alerts when it first reaches a level
     during an execution (WARNING, then CRITICAL), not at every sample."""
-
-    __module__ = "wasm_sandbox"
 
     def __init__(self) -> None:
         self.thresholds: dict[str, float] = {}

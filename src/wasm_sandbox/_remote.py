@@ -133,8 +133,6 @@ class ProcessBackend:
     The configuration travels by pickling: callbacks must be picklable (module-level
     functions). Close it when done: running jobs finish, then every worker is stopped."""
 
-    __module__ = "wasm_sandbox"
-
     def __init__(self, max_workers: int | None = None) -> None:
         if max_workers is not None and (isinstance(max_workers, bool) or max_workers < 1):
             from ._errors import ConfigurationError  # noqa: PLC0415
