@@ -204,11 +204,14 @@ def test_each_call_is_a_fresh_interpreter() -> None:
     assert [tools.call("set_global") for _ in range(3)] == [1, 1, 1]
 
 
-def test_guest_output_is_never_evaluated_by_the_host() -> None:
+def test_guest_output_is_never_evaluated_by_the_host(tmp_path: Path) -> None:
+    """A frame the guest forges as Python code is never evaluated by the host (the file it
+    would create stays absent), and a frame that is not JSON is no answer."""
+    pwned = tmp_path / "pwned"
     hostile = (
         "import _host\n"
         "def forged():\n"
-        '    _host.call(b\'__import__("os").system("touch /tmp/pwned")\')\n'
+        f"    _host.call(b'__import__(\"os\").system(\"touch {pwned}\")')\n"
         "    return 'honest'\n"
         "def garbage():\n"
         "    _host.call(b'{not json')\n"
@@ -216,8 +219,10 @@ def test_guest_output_is_never_evaluated_by_the_host() -> None:
     )
     sandbox = py(hostile)
     assert sandbox.call("forged") == "honest"  # the driver's own answer is the last frame
+    assert not pwned.exists()
     with pytest.raises(ws.GuestExit):
         sandbox.call("garbage")
+    assert not pwned.exists()
 
 
 def test_garbage_answer_is_a_protocol_error() -> None:
