@@ -114,11 +114,13 @@ def test_each_call_is_a_fresh_engine() -> None:
     ["while (true) {}", "function f() { return new Promise(() => setTimeout(f, 10)); } f();"],
 )
 def test_timeout_stops_javascript(code: str) -> None:
+    """A busy loop, and a script that keeps re-arming a timer, are stopped at the deadline:
+    not before it, and within one tick after it."""
     sandbox = js(code, timeout_duration=timedelta(milliseconds=300))
     start = time.monotonic()
     with pytest.raises(ws.ExecutionTimeout):
         sandbox.run()
-    assert time.monotonic() - start < 0.3 * 1.1 + 0.1
+    assert 0.3 <= time.monotonic() - start < 0.3 * 1.1 + 0.1
 
 
 def test_memory_limit_stops_javascript() -> None:
