@@ -61,7 +61,8 @@ class ResourceReport:
     """File-system limits that refused an operation: field name -> (attempted, limit), first
     refusal of each."""
     security_events: tuple[SecurityEvent, ...] = ()
-    """Accesses the sandbox refused: path escapes, writes to read-only mounts."""
+    """Accesses the sandbox refused: path escapes, writes to read-only mounts, connections
+    the network policy or a network limit refused (the first 1,000 of an execution)."""
     io_errors: tuple[str, ...] = ()
     """Buffered writes that failed when flushed at the end of the call (io_batch_size /
     buffer_size): the guest had already been told they succeeded."""

@@ -184,9 +184,9 @@ def sweep_stale_scratch_dirs(root: str = MEMORY_ROOT) -> list[str]:
 class FdEntry:
     """One open guest file descriptor."""
 
-    kind: str  # "stdin" | "stdout" | "stderr" | "file" | "dir"
+    kind: str  # "stdin" | "stdout" | "stderr" | "file" | "dir" | "socket"
     mount: MountRuntime | None = None
-    fd: int | None = None  # host descriptor for files and directories
+    fd: int | None = None  # host descriptor for files, directories and connections
     rel: tuple[str, ...] = ()
     readable: bool = False
     writable: bool = False

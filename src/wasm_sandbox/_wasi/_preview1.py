@@ -1,9 +1,11 @@
 """The ``wasi_snapshot_preview1`` system calls, one function per call, named as in the spec.
 
 Each takes the execution's ``WasiContext``, a ``GuestMemory`` view and the raw arguments
-(i32 as unsigned ints, i64 as signed ints), and returns an ``Errno``. There are no files or
-sockets yet: every path and socket call answers with the errno a guest expects when the file
-descriptor it names does not exist (EBADF) or is not a directory/socket.
+(i32 as unsigned ints, i64 as signed ints), and returns an ``Errno``. This module holds the
+calls that are neither descriptor nor path calls (those are in ``_files`` and ``_paths``):
+arguments and environment, clocks, randomness, ``proc_*``, ``poll_oneoff``, and the
+``sock_*`` calls, which move bytes over the connections the host opened for the guest
+(``_net``; the guest cannot listen, so ``sock_accept`` answers ENOTSOCK).
 """
 
 from __future__ import annotations
@@ -139,7 +141,7 @@ def proc_raise(ctx: WasiContext, mem: GuestMemory, sig: int) -> int:
     return Errno.ENOSYS
 
 
-# --- sockets: no socket descriptors exist ---------------------------------------------------
+# --- sockets: the connections the host opened (wasm_sandbox.tcp_connect, tls_connect) ----
 
 
 def _no_socket(ctx: WasiContext, fd: int) -> int:
