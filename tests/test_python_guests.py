@@ -211,7 +211,7 @@ def test_guest_output_is_never_evaluated_by_the_host(tmp_path: Path) -> None:
     hostile = (
         "import _host\n"
         "def forged():\n"
-        f"    _host.call(b'__import__(\"os\").system(\"touch {pwned}\")')\n"
+        f'    _host.call(b\'__import__("os").system("touch {pwned}")\')\n'
         "    return 'honest'\n"
         "def garbage():\n"
         "    _host.call(b'{not json')\n"
