@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -443,9 +444,11 @@ def test_debug_mode_compiles_with_debug_info_and_logs(
     """debug_mode compiles native debug info (DWARF) into the guest's machine code, where a
     plain build has none, and logs the build and one record with the report's figures per
     execution, at DEBUG level."""
+    # a module no other test compiles, so it is not already in the process's module cache
+    fresh = f'(module (func (export "f{uuid.uuid4().hex}")))'.encode()
     for debug in (False, True):
         cache = tmp_path / f"debug-{debug}"
-        sandbox(CALC, debug_mode=debug, cache_dir=cache)
+        sandbox(fresh, debug_mode=debug, cache_dir=cache)
         (artifact,) = cache.rglob("*.cwasm")  # the compiled code, an ELF object
         assert (b".debug_info" in artifact.read_bytes()) is debug
     with caplog.at_level("DEBUG", logger="wasm_sandbox"):
