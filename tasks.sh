@@ -2,7 +2,8 @@
 # The project's task file: every command the README documents.
 #   ./tasks.sh demo    install everything, then run an example guest under limits (main job)
 #   ./tasks.sh test    install everything, then run the whole test suite
-#   ./tasks.sh lint    ruff (check + format) and mypy (strict on src/, checked tests/)
+#   ./tasks.sh lint    ruff (check + format), mypy (strict on src/, checked tests/), vulture
+#                      (dead code; see [tool.vulture] in pyproject.toml, vulture_allowlist.py)
 #   ./tasks.sh bench   the benchmarks (bench/bench_*.py; --quick: short, no peers)
 #   ./tasks.sh soak    the fuzz tests with 20,000 examples (WASM_SANDBOX_FUZZ_EXAMPLES), then
 #                      every host-memory attack checked against its bound
@@ -69,6 +70,7 @@ case "$task" in
         "$VENV/bin/ruff" format --check src tests bench
         "$VENV/bin/mypy"
         "$VENV/bin/mypy" tests
+        "$VENV/bin/vulture"  # paths, confidence and allowlist: [tool.vulture] in pyproject.toml
         ;;
     bench)
         setup
@@ -88,7 +90,7 @@ case "$task" in
         "$VENV/bin/python" bench/bench_amplification.py --check
         ;;
     *)
-        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

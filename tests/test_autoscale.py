@@ -47,6 +47,9 @@ def _sandbox(scaler: ws.AutoScaler, memory_pages: int = 4, timeout: float = 1.0)
 def test_memory_scales_up_and_a_capped_execution_is_retried_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """An execution stopped by the memory cap raises the cap (4 to 8 pages, one event, one log line)
+    and is retried once at the new cap; beyond max_limit no retry helps and MemoryLimitExceeded
+    reaches the caller."""
     events: list[ws.ScalingEvent] = []
     scaler = (
         ws.AutoScaler()
@@ -108,6 +111,8 @@ def test_a_raising_on_scale_is_logged_once_and_dropped_from_its_scaler(
 
 
 def test_memory_scales_down_after_a_window_of_low_usage() -> None:
+    """After each window of executions using under 30% of the memory cap, the cap is halved:
+    32 pages to 16, then 8, then 4."""
     scaler = ws.AutoScaler().memory_policy(
         ws.ScalingPolicy(min_limit=2 * PAGE, max_limit=64 * PAGE, window=3)
     )
@@ -122,6 +127,8 @@ def test_memory_scales_down_after_a_window_of_low_usage() -> None:
 
 
 def test_timeout_scales_with_observed_time() -> None:
+    """An execution using 90% of its time doubles the timeout, one that times out doubles it again,
+    and a window of quick executions halves it."""
     scaler = ws.AutoScaler().timeout_policy(
         ws.ScalingPolicy(min_limit=0.1, max_limit=timedelta(seconds=2), window=2)
     )
@@ -141,6 +148,8 @@ def test_timeout_scales_with_observed_time() -> None:
 
 
 def test_scaling_policy_and_builder_are_checked() -> None:
+    """A policy whose bounds, thresholds or step cannot work is a ConfigurationError, and so is an
+    AutoScaler on a kept instance."""
     with pytest.raises(ws.ConfigurationError):
         ws.ScalingPolicy(min_limit=10, max_limit=5)
     with pytest.raises(ws.ConfigurationError):

@@ -98,6 +98,8 @@ def _compiling_children(parent: int | None = None) -> list[int]:
 def test_a_module_with_100000_functions_is_refused_fast_by_the_function_cap(
     tmp_path: Path,
 ) -> None:
+    """A module defining 100,000 functions is refused by max_functions from our parser, in well
+    under the 15 s its compile would take, with the exact error and no file left in the cache."""
     started = time.monotonic()
     with pytest.raises(ws.BuildLimitExceeded) as info:
         _build(many_functions(100_000), tmp_path, max_functions=20_000)
@@ -136,6 +138,8 @@ def test_the_caps_hold_for_a_module_already_compiled(tmp_path: Path) -> None:
 def test_a_compile_past_build_timeout_is_killed_with_a_clear_error_and_no_artifact(
     tmp_path: Path,
 ) -> None:
+    """A compile running past build_timeout is killed at the limit: BuildLimitExceeded naming the
+    time spent, no artifact or temporary file, no compiler process left."""
     started = time.monotonic()
     with pytest.raises(ws.BuildLimitExceeded) as info:
         _build(many_functions(100_000), tmp_path, build_timeout=timedelta(seconds=1))
@@ -190,6 +194,8 @@ def test_the_compiling_child_dies_with_the_building_process(tmp_path: Path) -> N
 
 
 def test_a_compile_past_build_memory_limit_fails_with_a_clear_error(tmp_path: Path) -> None:
+    """A compile needing more than build_memory_limit fails with BuildLimitExceeded giving the cap,
+    and leaves nothing in the cache."""
     with pytest.raises(ws.BuildLimitExceeded) as info:
         _build(big_data(64), tmp_path, build_memory_limit="256MiB")
     error = info.value
@@ -204,6 +210,8 @@ def test_a_compile_past_build_memory_limit_fails_with_a_clear_error(tmp_path: Pa
 def test_a_normal_module_builds_under_the_budget_and_its_artifact_is_cached(
     tmp_path: Path,
 ) -> None:
+    """A module within every cap builds in the child process, runs, and leaves exactly its artifact
+    and checksum, which a new process then loads from the cache."""
     budget = {
         "max_module_size": "64KiB",
         "max_functions": 10,
@@ -234,6 +242,7 @@ def test_a_normal_module_builds_under_the_budget_and_its_artifact_is_cached(
 
 
 def test_without_a_cache_the_child_compile_leaves_no_file_anywhere(tmp_path: Path) -> None:
+    """With no cache directory, the child's compile leaves no temporary build directory behind."""
     temp = Path(tempfile.gettempdir())
     before = {p.name for p in temp.glob("wasm-sandbox-build-*")}
     sandbox = _build(calculator("no_cache"), None, build_timeout=60)
@@ -269,6 +278,8 @@ def test_the_script_runtimes_we_ship_are_exempt_from_the_budget() -> None:
 
 
 def test_defaults_are_generous_and_compile_in_process() -> None:
+    """By default the size and function caps are 1 GiB and 1,000,000, there is no time or memory
+    limit, and compiling stays in-process."""
     config = ws.WasmSandbox.builder().source(CALCULATOR).config()
     assert config.max_module_size == 1 << 30
     assert config.max_functions == 1_000_000
@@ -291,12 +302,16 @@ def test_defaults_are_generous_and_compile_in_process() -> None:
 def test_bad_budget_values_are_refused_naming_the_option(
     option: str, value: object, message: str
 ) -> None:
+    """Each budget option refuses a value out of range or a string it cannot parse, naming the
+    option."""
     builder = getattr(ws.WasmSandbox.builder().source(CALCULATOR), option)
     with pytest.raises(ws.ConfigurationError, match=message):
         builder(value).config()
 
 
 def test_budget_values_accept_units() -> None:
+    """Budget options take size, count and duration strings (4MiB, 20k, 1.5s, 1GiB); with a
+    time and a memory limit the compile runs in a child."""
     builder = ws.WasmSandbox.builder().source(CALCULATOR)
     config = (
         builder.max_module_size("4MiB")

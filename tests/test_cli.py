@@ -377,6 +377,8 @@ def test_build_budget_refuses_a_module_with_status_65(cli: CliRunner, tmp_path: 
 
 
 def test_build_timeout_compiles_in_a_child_and_runs(cli: CliRunner, add_wat: Path) -> None:
+    """With a build budget (--build-timeout, --build-memory, --max-module-size) the module is
+    compiled in a child process, and the invoked function still returns its value."""
     result = cli(
         "run", "--build-timeout", "30s", "--build-memory", "1GiB", "--max-module-size", "1MiB",
         "--invoke", "add", add_wat, "--", "5", "3",

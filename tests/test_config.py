@@ -253,6 +253,23 @@ def test_builder_uses_profile_and_overrides() -> None:
     assert config.profile_name is None
 
 
+def test_builder_monitoring_switches_record_their_settings() -> None:
+    """enable_resource_monitoring turns sampling on and off; alert_on_high_usage installs the
+    80% memory / 90% CPU monitor (alerts to the log), keeps a monitor already given, and
+    removes its own when turned off."""
+    builder = ws.WasmSandbox.builder().source(b"(module)")
+    assert builder.config().resource_monitoring is False
+    assert builder.enable_resource_monitoring().config().resource_monitoring is True
+    assert builder.enable_resource_monitoring(False).config().resource_monitoring is False
+    monitor = builder.alert_on_high_usage().config().resource_monitor
+    assert monitor is not None and monitor.callback is None
+    assert monitor.thresholds == {"memory": 80.0, "cpu": 90.0}
+    assert builder.alert_on_high_usage(False).config().resource_monitor is None
+    mine = ws.ResourceMonitor().memory_threshold(50)
+    kept = builder.resource_monitor(mine).alert_on_high_usage().config().resource_monitor
+    assert kept is mine and mine.thresholds == {"memory": 50.0}
+
+
 def test_readme_python_example_memory_limit_string() -> None:
     """The README's ``.memory_limit("256MiB")`` sets 256 MiB."""
     config = ws.WasmSandbox.builder().source(b"(module)").memory_limit("256MiB").config()

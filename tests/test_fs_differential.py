@@ -6,8 +6,8 @@ same transcript, exit the same way and leave the same tree behind.
 Escapes and read-only mounts are judged by outcome rather than transcript, since the errno
 a refusal reports may legitimately differ (wasmtime says EPERM or ENOTCAPABLE).
 
-The tests running ``run_ours`` need ``SandboxBuilder.mount_directory``; the reference-only
-tests check the programs and this harness themselves.
+The reference-only tests check the programs and this harness themselves: what the
+differential tests compare must be deterministic.
 """
 
 from __future__ import annotations
@@ -270,7 +270,7 @@ def fixture_pair(tmp_path: Path, *, escape_links: bool = False) -> tuple[Path, P
     return ref, ours
 
 
-# --- reference-only: these pass without our file-system support ------------------------------
+# --- reference-only: the programs and the harness -----------------------------------------
 
 
 @pytest.mark.parametrize("program", PROGRAMS)

@@ -435,6 +435,8 @@ def test_rust_round_trips_nested_values(rust: AbiGuest, ascii_only: bool) -> Non
 
 
 def test_rust_input_is_the_single_argument_or_the_args_array(rust: AbiGuest) -> None:
+    """Rust's input() is the one argument itself (even a list), or the array of all arguments when
+    there are none or several; args() is always the array; Option::None returns null."""
     assert rust.call("echo", {"a": 1}) == {"a": 1}
     assert rust.call("echo", [1, 2]) == [1, 2]  # one argument that is itself a list
     assert rust.call("echo") == []
@@ -446,6 +448,8 @@ def test_rust_input_is_the_single_argument_or_the_args_array(rust: AbiGuest) -> 
 
 
 def test_rust_value_accessors(rust: AbiGuest) -> None:
+    """The Rust Value accessors read numbers, strings, booleans, lists and objects, give null for a
+    missing key or index and no i64 for a fraction, and get() takes the last of duplicate keys."""
     got = rust.call("summarize_data", {"rows": [1, 2.5, "x", None], "name": "ab", "flag": True})
     assert got == {
         "sum": 3.5,
@@ -478,6 +482,8 @@ def test_rust_numbers_round_trip(rust: AbiGuest, value: float) -> None:
 
 
 def test_rust_number_forms(rust: AbiGuest) -> None:
+    """The Rust parser reads every JSON number form (exponents, -0, 0e0) and the serializer writes
+    them back exactly; integers of 2^53 and beyond arrive as floats."""
     text = rust.call_raw("echo", b"[[3.0, 1E2, 1e+2, 1.5e-3, -0, 0e0, 9007199254740992]]")
     assert text == b'{"ok":[3,100,100,0.0015,-0.0,0,9.007199254740992e15]}'
     # integers of 2^53 and beyond are floats (they may have been rounded)
@@ -487,6 +493,8 @@ def test_rust_number_forms(rust: AbiGuest) -> None:
 
 
 def test_rust_serializes_special_numbers(rust: AbiGuest) -> None:
+    """The Rust serializer writes NaN and infinities as null and every other special float (-0.0,
+    tiny, huge, 2^53) in a form that reads back to the same value."""
     text = rust.call_raw("specials_data", b"[]")
     assert text == (
         b'{"ok":[null,null,null,-0.0,0.1,1e-7,1e21,9.007199254740992e15,9007199254740991,'
@@ -495,6 +503,8 @@ def test_rust_serializes_special_numbers(rust: AbiGuest) -> None:
 
 
 def test_rust_serializes_strings_escaped(rust: AbiGuest) -> None:
+    """The Rust serializer escapes quotes, backslashes and control characters, and writes everything
+    else, non-ASCII included, as raw UTF-8."""
     text = rust.call_raw("strings_data", b"[]")
     assert b"\\u0000\\u0001\\u001f" in text  # control characters as \u escapes
     assert "\x7f\x80\u2028".encode() in text  # the rest as raw UTF-8
@@ -514,6 +524,7 @@ def test_rust_serializes_strings_escaped(rust: AbiGuest) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_rust_floats_round_trip_exactly(rust_shared: AbiGuest, x: float) -> None:
+    """Any finite float sent through a Rust guest comes back bit for bit, sign of zero included."""
     assert rust_shared.call("echo", [x])[0] == x
     got = rust_shared.call("echo", [x])[0]
     assert math.copysign(1.0, got) == math.copysign(1.0, x)
@@ -522,10 +533,15 @@ def test_rust_floats_round_trip_exactly(rust_shared: AbiGuest, x: float) -> None
 @settings(max_examples=200, deadline=None)
 @given(st.text(), st.booleans())
 def test_rust_strings_round_trip(rust_shared: AbiGuest, s: str, ascii_only: bool) -> None:
+    """Any string, as an object key and as a value, comes back unchanged from a Rust guest, whether
+    the host sends it as UTF-8 or ASCII escapes."""
     assert rust_shared.call("echo", {s: s}, ascii_only=ascii_only) == {s: s}
 
 
 def test_rust_user_errors(rust: AbiGuest) -> None:
+    """Errors a Rust function returns become the envelope's error (type and message, the message
+    holding its input as JSON); bytes cross both ways as $bytes base64, and bad base64 is an
+    error."""
     assert rust.error("fail_data", b'["tricky \\"msg\\"\\n"]') == (
         "GuestError",
         'cannot handle "tricky \\"msg\\"\\n"',  # the message holds the input's JSON
@@ -580,17 +596,23 @@ INVALID_INPUTS = {
 
 @pytest.mark.parametrize("payload", INVALID_INPUTS.values(), ids=INVALID_INPUTS.keys())
 def test_rust_rejects_invalid_input(rust: AbiGuest, payload: bytes) -> None:
+    """Every malformed input (JSON syntax, numbers, escapes, surrogates, encoding, or not an
+    array) is an InvalidInput error from the Rust helper, with a message."""
     kind, message = rust.error("echo", payload)
     assert kind == "InvalidInput"
     assert message
 
 
 def test_rust_accepts_json_whitespace_and_escapes(rust: AbiGuest) -> None:
+    """The Rust parser accepts JSON whitespace everywhere and every string escape, surrogate pairs
+    included."""
     payload = b' \t\r\n[ "\\u00e9\\/\\ud83d\\ude00\\u0041" , { "a" : [ ] } ] \n'
     assert rust.envelope("echo", payload) == {"ok": ["é/😀A", {"a": []}]}
 
 
 def test_rust_parse_errors_in_user_code_are_invalid_input(rust: AbiGuest) -> None:
+    """JSON parsed by the user's Rust code reads as the host's does; a parse error there is
+    InvalidInput giving the byte where it failed."""
     assert rust.call("reparse_data", '{"x": [1, "\\ud83d\\ude00"]}') == {"x": [1, "😀"]}
     kind, message = rust.error("reparse_data", json.dumps(["[1, 2"]).encode())
     assert kind == "InvalidInput"
@@ -619,6 +641,8 @@ def test_rust_nesting_limit(rust: AbiGuest) -> None:
 
 
 def test_rust_one_megabyte_string(rust: AbiGuest) -> None:
+    """A string over a megabyte, with quotes, escapes and non-ASCII, comes back unchanged from a
+    Rust guest."""
     big = ("0123456789abcdef" * 65536)[:-10] + 'é"\\\n😀'
     assert len(big.encode()) > 1_000_000
     assert rust.call("echo", big) == big
@@ -626,6 +650,8 @@ def test_rust_one_megabyte_string(rust: AbiGuest) -> None:
 
 
 def test_rust_alloc_of_zero_or_too_much_and_empty_input(rust: AbiGuest) -> None:
+    """Rust's alloc(0) returns a usable pointer, an allocation the memory cannot hold returns 0, and
+    an empty input is InvalidInput."""
     ptr = rust.alloc(0)
     assert ptr != 0
     rust.dealloc(ptr, 0)
@@ -634,6 +660,7 @@ def test_rust_alloc_of_zero_or_too_much_and_empty_input(rust: AbiGuest) -> None:
 
 
 def test_rust_repeated_calls_do_not_leak(rust: AbiGuest) -> None:
+    """A thousand Rust calls, successes and errors, leave the guest's memory where it was."""
     value = {"rows": list(range(2000)), "text": "x" * 50_000}
     error_payload = json.dumps(["e" * 50_000]).encode()
     for _ in range(20):
@@ -648,6 +675,7 @@ def test_rust_repeated_calls_do_not_leak(rust: AbiGuest) -> None:
 
 
 def test_rust_panic_traps_with_message_on_stderr(rust: AbiGuest) -> None:
+    """A Rust panic traps (unreachable) and its message goes to stderr."""
     with pytest.raises(wasmtime.Trap) as info:
         rust.call("panics", "x")
     assert "unreachable" in str(info.value)
@@ -655,6 +683,8 @@ def test_rust_panic_traps_with_message_on_stderr(rust: AbiGuest) -> None:
 
 
 def test_rust_helper_as_a_module(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    """The Rust helper also works as a module (mod wasm_sandbox), exporting alloc, dealloc and the
+    data functions."""
     compiled = _load(_compile_rust(tmp_path_factory, "rust-mod", RUST_MODULE_GUEST, module=True))
     guest = AbiGuest(compiled, tmp_path / "stderr.txt")
     assert guest.call("process_data", {"rows": [1, 2, 3.5]}) == {"sum": 6.5, "n": 3}
@@ -674,6 +704,8 @@ def test_c_echo_round_trips_the_args_array(c: AbiGuest, ascii_only: bool) -> Non
 
 
 def test_c_builder_structure(c: AbiGuest) -> None:
+    """The C builder writes nested lists and objects, null, booleans, an escaped key and INT64_MIN,
+    and the parsed arguments round-trip."""
     payload = b'[{"a": [1, 2]}, "x"]'
     assert c.envelope("describe_data", payload) == {
         "ok": {
@@ -685,6 +717,8 @@ def test_c_builder_structure(c: AbiGuest) -> None:
 
 
 def test_c_builder_strings(c: AbiGuest) -> None:
+    """The C builder escapes quotes, backslashes and control characters, keeps UTF-8, writes each
+    byte of invalid UTF-8 as U+FFFD, and keeps an embedded NUL when given a length."""
     text = c.call_raw("strings_data", b"[]")
     assert b"\\u0001\\u001f" in text
     assert json.loads(text) == {
@@ -702,6 +736,8 @@ def test_c_builder_strings(c: AbiGuest) -> None:
 
 
 def test_c_builder_numbers(c: AbiGuest) -> None:
+    """The C builder writes floats so that they read back exactly (-0.0, 5e-324, the
+    largest double), integral values below 2^53 as integers, and NaN and infinities as null."""
     got = c.call("numbers_data")
     expected = [
         0.1, 1e300, -0.0, 9007199254740992.0, 9007199254740991, 3, -2.5, 5e-324,
@@ -711,6 +747,9 @@ def test_c_builder_numbers(c: AbiGuest) -> None:
 
 
 def test_c_errors(c: AbiGuest) -> None:
+    """C errors become the envelope's error with their type and message (invalid UTF-8 replaced), a
+    NULL result is an error, the header included by two files shares one error state, and an error
+    does not carry over to the next call."""
     payload = b"[1, 2]"
     assert c.error("fail_typed_data", payload) == (
         "ValueError",
@@ -725,17 +764,22 @@ def test_c_errors(c: AbiGuest) -> None:
 
 
 def test_c_trap(c: AbiGuest) -> None:
+    """A C guest that traps raises wasmtime's trap (unreachable) to the host."""
     with pytest.raises(wasmtime.Trap) as info:
         c.call("traps_data")
     assert "unreachable" in str(info.value)
 
 
 def test_c_one_megabyte_string(c: AbiGuest) -> None:
+    """A string over a megabyte, with quotes, escapes and non-ASCII, comes back unchanged from a C
+    guest."""
     big = ("0123456789abcdef" * 65536)[:-10] + 'é"\\\n😀'
     assert c.call("echo", big) == [big]
 
 
 def test_c_alloc_of_zero_or_too_much(c: AbiGuest) -> None:
+    """C's alloc(0) returns a usable pointer and an allocation the memory cannot hold returns 0; the
+    C helper does not validate its input (an empty input makes an envelope the host rejects)."""
     ptr = c.alloc(0)
     assert ptr != 0
     c.dealloc(ptr, 0)
@@ -744,6 +788,8 @@ def test_c_alloc_of_zero_or_too_much(c: AbiGuest) -> None:
 
 
 def test_c_repeated_calls_do_not_leak(c: AbiGuest) -> None:
+    """A thousand C calls, successes and errors, leave the guest's memory within one page of where
+    it was."""
     value = {"rows": list(range(2000)), "text": "x" * 50_000}
     for _ in range(20):
         c.call("echo", value)

@@ -69,6 +69,8 @@ def test_a_write_larger_than_linux_allows_is_short() -> None:
 
 @pytest.mark.parametrize("positioned", [0, 1], ids=["fd_write", "fd_pwrite"])
 def test_a_file_flood_is_cut_at_max_file_size(tmp_path: Path, positioned: int) -> None:
+    """A gigabyte written to a host file with fd_write or fd_pwrite stops at max_file_size: the call
+    reports 3 MiB written and the file holds exactly that."""
     limits = ws.ResourceProfile.STANDARD.limits.replace(max_fuel=None, max_file_size=3 * MiB)
     builder = ws.WasmSandbox.builder().source(flood_module()).resource_limits(limits)
     box = builder.mount_directory(tmp_path, "/out", read_only=False).build()
@@ -77,6 +79,8 @@ def test_a_file_flood_is_cut_at_max_file_size(tmp_path: Path, positioned: int) -
 
 
 def test_a_file_flood_on_an_in_memory_mount_is_cut_at_its_cap() -> None:
+    """A gigabyte written to an in-memory mount stops at its byte cap, less what the file's entry
+    costs."""
     builder = ws.WasmSandbox.builder().source(flood_module()).max_fuel(None)
     box = builder.memory_fs("/out", max_bytes=2 * MiB).build()
     # The file's entry costs 256 bytes plus its name, "out.bin", the rest holds its bytes.
@@ -209,6 +213,7 @@ def test_fetch_text_decodes_as_utf_8_with_replacement(body: bytes) -> None:
 
 
 def test_fetch_json_body() -> None:
+    """A JavaScript fetch().json() of a body with non-ASCII text returns the parsed value."""
     with bulk_http_server(body=b'{"rows": [1, 2, "\xc3\xa9"]}') as server:
         box = script_sandbox(FETCH, "javascript", allow_network=server.endpoint)
         assert box.call("json", f"http://{server.endpoint}/j") == {"rows": [1, 2, "\u00e9"]}
@@ -257,6 +262,8 @@ def test_fetch_body_streamed_past_the_memory_cap_ends_at_the_cap() -> None:
 
 
 def test_fetch_body_over_the_download_cap_is_refused() -> None:
+    """A fetch body larger than max_download_bytes is refused: the guest's error says it exceeds the
+    download limit."""
     limits = ws.ResourceProfile.STANDARD.limits.replace(max_fuel=None, max_download_bytes=MiB)
     with bulk_http_server(2 * MiB) as server:
         box = script_sandbox(

@@ -44,6 +44,8 @@ function setGlobal() { globalThis.counter = (globalThis.counter || 0) + 1; retur
 
 
 def test_console_output_and_exit_codes() -> None:
+    """console.log writes to stdout with exit code 0; an uncaught exception exits 1 with its
+    JavaScript stack trace on stderr, naming the script, never the driver."""
     result = js("console.log('hi', 1 + 2)").run()
     assert (result.exit_code, result.stdout, result.stderr) == (0, b"hi 3\n", b"")
     failed = js("function f() { throw new TypeError('bad'); }\nf();").run()
@@ -53,6 +55,8 @@ def test_console_output_and_exit_codes() -> None:
 
 
 def test_js_file_source(tmp_path: Path) -> None:
+    """A .js path is a JavaScript guest: its functions are callable and run() executes its top
+    level."""
     path = tmp_path / "tool.js"
     path.write_text("function twice(x) { return 2 * x; }\nconsole.log('loaded');\n")
     sandbox = js(path)
@@ -62,6 +66,8 @@ def test_js_file_source(tmp_path: Path) -> None:
 
 
 def test_calls_with_data_keywords_bytes_and_lexical_functions() -> None:
+    """Calls pass and return JSON data, keywords as a trailing object, bytes as a Uint8Array, and
+    reach top-level const functions too."""
     tools = js(TOOLS)
     assert tools.call("add", 2, 3) == 5
     assert tools.call("add", 2, 3, scale=10) == 50  # keywords arrive as a trailing object
@@ -74,6 +80,8 @@ def test_calls_with_data_keywords_bytes_and_lexical_functions() -> None:
 
 
 def test_promises_and_timers_are_awaited() -> None:
+    """An async function, a timer and a rejected promise are awaited: the call returns the resolved
+    value or raises the rejection."""
     tools = js(TOOLS)
     assert tools.call("later", 21) == 42
     assert tools.call("timer") == "tick"
@@ -82,6 +90,8 @@ def test_promises_and_timers_are_awaited() -> None:
 
 
 def test_guest_exceptions_are_guest_errors() -> None:
+    """A thrown Error, a thrown string, a result that cannot be returned and a syntax error are
+    GuestErrors with the JavaScript type, message and stack."""
     tools = js(TOOLS)
     with pytest.raises(ws.GuestError) as info:
         tools.call("withdraw", 5)
@@ -98,6 +108,8 @@ def test_guest_exceptions_are_guest_errors() -> None:
 
 
 def test_missing_function_lists_the_global_ones() -> None:
+    """Calling an unknown name is FunctionNotFound listing the script's global functions, not the
+    built-ins or the driver's."""
     with pytest.raises(ws.FunctionNotFound) as info:
         js(TOOLS).call("nope")
     assert {"add", "process", "withdraw", "later"} <= set(info.value.available)
@@ -105,6 +117,7 @@ def test_missing_function_lists_the_global_ones() -> None:
 
 
 def test_each_call_is_a_fresh_engine() -> None:
+    """Each call starts from a fresh engine: a global set by one call is gone in the next."""
     tools = js(TOOLS)
     assert [tools.call("setGlobal") for _ in range(3)] == [1, 1, 1]
 
@@ -114,14 +127,18 @@ def test_each_call_is_a_fresh_engine() -> None:
     ["while (true) {}", "function f() { return new Promise(() => setTimeout(f, 10)); } f();"],
 )
 def test_timeout_stops_javascript(code: str) -> None:
+    """A busy loop, and a script that keeps re-arming a timer, are stopped at the deadline:
+    not before it, and within one tick after it."""
     sandbox = js(code, timeout_duration=timedelta(milliseconds=300))
     start = time.monotonic()
     with pytest.raises(ws.ExecutionTimeout):
         sandbox.run()
-    assert time.monotonic() - start < 0.3 * 1.1 + 0.1
+    assert 0.3 <= time.monotonic() - start < 0.3 * 1.1 + 0.1
 
 
 def test_memory_limit_stops_javascript() -> None:
+    """A script growing past memory_limit, by small arrays or one 2 GiB ArrayBuffer, ends with
+    MemoryLimitExceeded."""
     code = "const keep = []; while (true) keep.push(new Array(100000).fill(1));"
     with pytest.raises(ws.MemoryLimitExceeded) as info:
         js(code, memory_limit=32 * 2**20).run()
@@ -131,6 +148,8 @@ def test_memory_limit_stops_javascript() -> None:
 
 
 def test_fuel_and_output_caps() -> None:
+    """max_fuel stops an endless loop with FuelExhausted; output past max_output_bytes is cut and
+    flagged, the report counting every byte written."""
     with pytest.raises(ws.FuelExhausted):
         js("while (true) {}", max_fuel=10_000_000).run()
     big = js("for (let i = 0; i < 1000; i++) console.log('x'.repeat(1000));", max_output_bytes=4096)
@@ -140,6 +159,8 @@ def test_fuel_and_output_caps() -> None:
 
 
 def test_javascript_sessions_keep_state_and_survive_limits() -> None:
+    """A session keeps its variables between statements; a statement that times out is undone by a
+    restore, and later statements, errors included, go on from there."""
     sandbox = js(TOOLS, timeout_duration=timedelta(milliseconds=300))
     with sandbox.session() as session:
         session.exec("let items = [1, 2]")
@@ -156,6 +177,8 @@ def test_javascript_sessions_keep_state_and_survive_limits() -> None:
 
 
 def test_async_and_one_liners(tmp_path: Path) -> None:
+    """The one-liners run a .js file's function, with or without a timeout, and the asyncio twin
+    calls a JavaScript function with keywords."""
     path = tmp_path / "processor.js"
     path.write_text("function process(d) { return d.toUpperCase(); }")
     assert ws.run(path, "process", "data") == "DATA"
@@ -171,6 +194,8 @@ def test_async_and_one_liners(tmp_path: Path) -> None:
 
 
 def test_javascript_has_no_file_or_module_access() -> None:
+    """Scripts cannot import the engine's std or os modules, and neither those nor require exist as
+    globals."""
     result = js("import * as std from 'qjs:std';").run()
     assert result.exit_code == 1 and b"SyntaxError" in result.stderr
     assert js("console.log(typeof std, typeof os, typeof require)").run().stdout == (
@@ -191,6 +216,8 @@ async function bytes(url) {
 
 
 def test_fetch_goes_through_the_host_policy() -> None:
+    """fetch reaches an allowed server through the host (status, ok, text, headers, bytes) and is
+    counted in the report; without a policy it fails with EACCES and never reaches the server."""
     with http_server() as server:
         base = f"http://127.0.0.1:{server.port}"
         tools = js(FETCH, network_policy=ws.NetworkPolicy(allow=(f"127.0.0.1:{server.port}",)))
@@ -207,6 +234,8 @@ def test_fetch_goes_through_the_host_policy() -> None:
 
 
 def test_fetch_https_and_strict_refusal(tmp_path: Path) -> None:
+    """fetch speaks HTTPS with the policy's CA; with strict_network a refused fetch stops the guest
+    with SecurityViolation."""
     with https_server(tmp_path) as server:
         url = f"https://localhost:{server.port}/hello"
         policy = ws.NetworkPolicy(allow=(f"localhost:{server.port}",), ca_file=server.ca_file)
@@ -216,6 +245,8 @@ def test_fetch_https_and_strict_refusal(tmp_path: Path) -> None:
 
 
 def test_fetch_refuses_other_schemes_and_bad_headers() -> None:
+    """fetch refuses schemes other than http and https, the redirect option, and headers holding
+    line breaks."""
     with pytest.raises(ws.GuestError, match="only http:// and https://"):
         js(FETCH).call("get", "file:///etc/passwd")
     with pytest.raises(ws.GuestError, match="fetch option redirect is not supported"):

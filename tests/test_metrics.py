@@ -17,6 +17,8 @@ GUEST = b"""(module
 
 
 def test_executions_are_counted_by_outcome() -> None:
+    """Each execution is counted once under its outcome (ok, ExecutionTimeout), with its peak
+    memory, fuel and duration; once closed, the metrics stop counting and leave the registry."""
     registry = prometheus_client.CollectorRegistry()
     metrics = ws.enable_prometheus_metrics(registry)
     try:

@@ -40,6 +40,9 @@ def _sandbox(wat: bytes, **options: object) -> ws.WasmSandbox:
 
 
 def test_samples_arrive_during_a_pure_compute_loop() -> None:
+    """A guest spinning in pure wasm is sampled at the monitoring interval while it runs: samples
+    arrive during the call, CPU time grows, memory and fuel are read, a final sample ends the series
+    and the report counts them all."""
     samples: list[tuple[float, ws.ResourceUsage]] = []
     sandbox = _sandbox(
         SPIN,
@@ -214,6 +217,8 @@ def test_system_exit_from_a_monitoring_callback_is_its_error_and_the_thread_live
 
 
 def test_memory_and_cpu_alerts() -> None:
+    """Crossing the memory threshold raises one WARNING alert with the exact value and message; a
+    spinning guest raises a CPU alert; the report keeps the alerts."""
     alerts: list[ws.Alert] = []
     monitor = ws.ResourceMonitor().memory_threshold(50).cpu_threshold(20)
     monitor.alert_callback(alerts.append)
@@ -283,6 +288,9 @@ def test_io_and_network_thresholds(c_guest: Callable[[str], Path], tmp_path: Pat
 def test_alert_on_high_usage_logs_and_monitoring_without_callback_logs(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Without callbacks, alert_on_high_usage sends its memory alert (90% of the cap in use) to
+    the wasm_sandbox.alerts log, and resource monitoring logs its samples to
+    wasm_sandbox.resources."""
     sandbox = _sandbox(
         GROW,
         memory_limit=10 * 65536,
@@ -298,6 +306,8 @@ def test_alert_on_high_usage_logs_and_monitoring_without_callback_logs(
 
 
 def test_monitoring_options_are_checked() -> None:
+    """A threshold out of range, a non-numeric threshold, a monitoring interval too short and a
+    callback that is not callable are refused."""
     with pytest.raises(ws.ConfigurationError):
         ws.ResourceMonitor().memory_threshold(150)
     with pytest.raises(ws.ConfigurationError):
@@ -311,6 +321,7 @@ def test_monitoring_options_are_checked() -> None:
 
 
 def test_no_thread_per_execution() -> None:
+    """Fifty monitored executions start no thread of their own (one dispatcher serves them all)."""
     sandbox = _sandbox(GROW, resource_callback=lambda u: None)
     sandbox.call("grow", 0)
     before = threading.active_count()
@@ -341,6 +352,8 @@ def test_a_module_hiding_its_memory_is_measured_in_the_report() -> None:
 
 
 def test_a_module_hiding_its_memory_is_measured_in_live_samples() -> None:
+    """Live samples measure a memory the module does not export: every running sample shows the 8
+    pages in use of the 16 allowed."""
     samples: list[ws.ResourceUsage] = []
     sandbox = _sandbox(
         HIDDEN,
@@ -359,6 +372,8 @@ def test_a_module_hiding_its_memory_is_measured_in_live_samples() -> None:
 
 
 def test_a_module_hiding_its_memory_raises_the_memory_alert_at_75_percent() -> None:
+    """A module that does not export its memory still raises the memory alert when it uses 81.25% of
+    its cap, once, and the report holds that alert."""
     alerts: list[ws.Alert] = []
     monitor = ws.ResourceMonitor().memory_threshold(75).alert_callback(alerts.append)
     sandbox = _sandbox(
@@ -377,6 +392,7 @@ def test_a_module_hiding_its_memory_raises_the_memory_alert_at_75_percent() -> N
 
 
 def test_a_module_without_memory_honestly_reports_zero() -> None:
+    """A module without memory reports 0 bytes, in the report and in every sample."""
     samples: list[ws.ResourceUsage] = []
     sandbox = _sandbox(
         b'(module (func (export "add") (param i32 i32) (result i32)'

@@ -33,6 +33,9 @@ fn main() {{
 
 
 def test_c_http_helper_over_http_and_https(c_guest: Callable[[str], Path], tmp_path: Path) -> None:
+    """The shipped C HTTP helper GETs over HTTP and HTTPS (the policy's CA), reports the server's
+    status for a POST, EACCES without a policy and EINVAL for another scheme; only the allowed
+    requests reach the server."""
     wasm = c_guest("net_http")
     with http_server() as plain, https_server(tmp_path) as secure:
         policy = ws.NetworkPolicy(
@@ -54,6 +57,8 @@ def test_c_http_helper_over_http_and_https(c_guest: Callable[[str], Path], tmp_p
 
 
 def test_rust_http_helper(tmp_path: Path) -> None:
+    """The shipped Rust HTTP helper (included from the glue file) GETs through an allowed endpoint,
+    and reports EACCES (errno 2) without a policy."""
     main = tmp_path / "net_http.rs"
     main.write_text(RUST_MAIN.format(module=SHIPPED_GLUE / "wasm_sandbox_net.rs"))
     with http_server() as server:

@@ -69,6 +69,8 @@ def backend() -> Iterator[ws.ProcessBackend]:
 
 
 def test_results_and_errors_from_worker_processes(backend: ws.ProcessBackend) -> None:
+    """Jobs run in worker processes return their values in order, and a trap there is the same error
+    as a local one."""
     sandbox = ws.WasmSandbox.builder().source(GUEST).max_fuel(None).build()
     with ws.LoadBalancer(sandbox).max_concurrent_executions(2).backend(backend) as balancer:
         assert [f.result() for f in [balancer.submit("add", i, 1) for i in range(10)]] == list(
@@ -79,6 +81,8 @@ def test_results_and_errors_from_worker_processes(backend: ws.ProcessBackend) ->
 
 
 def test_a_dead_worker_ends_only_its_job(backend: ws.ProcessBackend) -> None:
+    """A worker killed while it runs a job ends that job with HostError naming the signal; a fresh
+    worker serves the next job, and the dead one is reaped."""
     sandbox = ws.WasmSandbox.builder().source(GUEST).max_fuel(None).build()
     with ws.LoadBalancer(sandbox).max_concurrent_executions(1).backend(backend) as balancer:
         assert balancer.execute("add", 1, 1) == 2  # the pool is up
@@ -132,6 +136,8 @@ def test_a_worker_that_dies_mid_job_fails_only_that_job_while_others_run() -> No
 
 
 def test_unpicklable_configuration_is_a_clear_error(backend: ws.ProcessBackend) -> None:
+    """A configuration holding a lambda (a resource_callback) cannot be sent to a worker process:
+    the job fails with a ConfigurationError saying so."""
     sandbox = (
         ws.WasmSandbox.builder()
         .source(GUEST)

@@ -48,6 +48,8 @@ def echo(port, message):
 
 
 def test_ordinary_python_clients_work_under_the_policy() -> None:
+    """A raw socket, urllib and http.client reach an allowed server from a Python guest, and the
+    report counts the request and the bytes."""
     with http_server() as server:
         tools = py(CLIENTS, f"127.0.0.1:{server.port}")
         assert tools.call("raw", server.port) == b"hello"
@@ -60,6 +62,8 @@ def test_ordinary_python_clients_work_under_the_policy() -> None:
 
 
 def test_default_policy_refuses_python_clients() -> None:
+    """Without a policy every Python client is refused (PermissionError, URLError), nothing reaches
+    the server, and the refusal is a network security event."""
     with http_server() as server:
         with pytest.raises(ws.GuestError) as info:
             py(CLIENTS).call("raw", server.port)
@@ -77,6 +81,8 @@ def test_default_policy_refuses_python_clients() -> None:
 
 
 def test_strict_network_stops_python_with_a_security_violation() -> None:
+    """With strict_network, a refused connection stops the Python guest with SecurityViolation
+    naming the endpoint."""
     with http_server() as server:
         sandbox = py(CLIENTS, strict_network=True)
         with pytest.raises(ws.SecurityViolation) as info:
@@ -87,6 +93,8 @@ def test_strict_network_stops_python_with_a_security_violation() -> None:
 
 
 def test_socket_timeout_and_download_cap_reach_python() -> None:
+    """A socket timeout set in Python raises TimeoutError on a silent server; max_download_bytes
+    cuts a stream at exactly its cap, then EDQUOT."""
     code = (
         "import socket, errno\n"
         "def wait(port):\n"
@@ -141,6 +149,7 @@ def test_network_timeout_is_a_limit_but_the_guests_own_timeout_is_not() -> None:
 
 
 def test_the_execution_timeout_interrupts_a_blocked_python_read() -> None:
+    """The execution timeout stops a Python guest blocked reading from a silent server, on time."""
     code = "import socket\ndef block(port):\n    socket.create_connection(('127.0.0.1', port)).recv(1)\n"
     with silent_server() as silent:
         sandbox = py(code, f"127.0.0.1:{silent.port}", timeout_duration=timedelta(seconds=0.5))
@@ -151,6 +160,7 @@ def test_the_execution_timeout_interrupts_a_blocked_python_read() -> None:
 
 
 def test_python_sessions_keep_connections_between_statements() -> None:
+    """A connection opened in one session statement is still open in the next ones."""
     with echo_server() as server, py(CLIENTS, f"127.0.0.1:{server.port}").session() as session:
         session.exec(f"conn = socket.create_connection(('127.0.0.1', {server.port}))")
         session.exec("conn.sendall(b'ping')")
@@ -159,6 +169,8 @@ def test_python_sessions_keep_connections_between_statements() -> None:
 
 
 def test_plain_socket_objects_and_unsupported_kinds() -> None:
+    """socket.socket() connects, sends and receives; connect_ex to a port outside the policy answers
+    EACCES; UDP and listening sockets are refused as unsupported."""
     code = (
         "import socket, errno\n"
         "def plain(port):\n"

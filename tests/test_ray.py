@@ -37,12 +37,15 @@ def balancer(cluster: None) -> Iterator[ws.LoadBalancer]:
 
 
 def test_results_on_ray(balancer: ws.LoadBalancer) -> None:
+    """Twenty jobs run as Ray tasks deliver their values in order, all counted as completed."""
     futures = [balancer.submit("add", i, 1) for i in range(20)]
     assert [f.result() for f in futures] == [i + 1 for i in range(20)]
     assert balancer.stats().completed == 20
 
 
 def test_errors_and_limits_on_ray_are_the_local_ones(balancer: ws.LoadBalancer) -> None:
+    """On a Ray worker a trap is the same error with its trap code, the memory cap refuses the same
+    grow, and a missing function is FunctionNotFound."""
     with pytest.raises(ws.IntegerDivisionByZero) as trap:
         balancer.execute("div", 1, 0)
     assert trap.value.trap_code == "integer_division_by_zero"
@@ -53,6 +56,8 @@ def test_errors_and_limits_on_ray_are_the_local_ones(balancer: ws.LoadBalancer) 
 
 
 def test_timeout_on_ray(cluster: None) -> None:
+    """The balancer's timeout_duration stops a spinning job on a Ray worker: Timeout, caused by the
+    guest's ExecutionTimeout."""
     sandbox = ws.WasmSandbox.builder().source(GUEST).max_fuel(None).build()
     lb = ws.LoadBalancer(sandbox).backend(ws.RayBackend())
     with lb.timeout_duration(timedelta(milliseconds=500)):

@@ -4,6 +4,7 @@ asyncio, cancellation, interruption and misbehaving callbacks."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -306,9 +308,13 @@ def test_async_call_does_not_block_the_event_loop() -> None:
 
 
 def test_cancelling_the_task_stops_the_guest() -> None:
-    """Cancelling an awaiting task stops the guest promptly and frees the worker thread."""
+    """Cancelling an awaiting task stops the guest promptly and frees the worker thread: with
+    a single worker thread, the next call runs right after the cancellation."""
 
     async def main() -> float:
+        asyncio.get_running_loop().set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        )
         sb = (
             await ws.WasmSandbox.builder()
             .source(CALC)
@@ -322,7 +328,10 @@ def test_cancelling_the_task_stops_the_guest() -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        return time.monotonic() - started
+        elapsed = time.monotonic() - started
+        # a guest still spinning would hold the only thread: this call could never start
+        assert await asyncio.wait_for(sb.call("add", 2, 3), timeout=5) == 5
+        return elapsed
 
     assert asyncio.run(main()) < 0.5
 
@@ -413,9 +422,19 @@ def test_verbose_resource_logging_message_carries_the_figures(
     )
 
 
-def test_debug_mode_compiles_with_debug_info_and_logs(caplog: pytest.LogCaptureFixture) -> None:
-    """debug_mode builds on a debug-info engine, logs the build and one record with the
-    report's figures per execution, at DEBUG level."""
+def test_debug_mode_compiles_with_debug_info_and_logs(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """debug_mode compiles native debug info (DWARF) into the guest's machine code, where a
+    plain build has none, and logs the build and one record with the report's figures per
+    execution, at DEBUG level."""
+    # a module no other test compiles, so it is not already in the process's module cache
+    fresh = f'(module (func (export "f{uuid.uuid4().hex}")))'.encode()
+    for debug in (False, True):
+        cache = tmp_path / f"debug-{debug}"
+        sandbox(fresh, debug_mode=debug, cache_dir=cache)
+        (artifact,) = cache.rglob("*.cwasm")  # the compiled code, an ELF object
+        assert (b".debug_info" in artifact.read_bytes()) is debug
     with caplog.at_level("DEBUG", logger="wasm_sandbox"):
         sb = sandbox(CALC, debug_mode=True)
         assert sb.call("add", 2, 3) == 5

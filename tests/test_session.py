@@ -111,6 +111,9 @@ def test_a_replay_is_stopped_before_an_effect_its_first_run_did_not_make() -> No
 
 
 def test_javascript_fetch_is_an_effect_too() -> None:
+    """A JavaScript fetch is an external effect: a session that made one cannot be restored by
+    replay after a failing statement (SessionLost, caused by the failure), and the request was sent
+    only once."""
     with http_server() as server:
         sandbox = js(network_policy=allow(server), memory_limit=CAP)
         session = sandbox.session()
@@ -157,6 +160,8 @@ def test_reading_a_writable_host_directory_is_not_an_effect(tmp_path: Path) -> N
     ids=["os._exit", "sys.exit", "SystemExit"],
 )
 def test_a_python_statement_that_exits_restores_the_session(code: str, status: int) -> None:
+    """A statement that ends the interpreter (os._exit, sys.exit, SystemExit) raises GuestExit with
+    its status, and the session is restored to its state before that statement, then goes on."""
     with py().session() as session:
         session.exec("x = [1]")
         with pytest.raises(ws.GuestExit) as info:
@@ -199,6 +204,8 @@ def test_the_replay_is_bounded_by_the_statement_timeout_by_default() -> None:
 
 
 def test_a_longer_replay_timeout_restores_a_longer_history() -> None:
+    """A replay_timeout longer than the history (1.5 s of sleeps) lets the session replay it after a
+    timeout: the state before the failing statement comes back."""
     with py(timeout_duration=1).session(replay_timeout=timedelta(seconds=30)) as session:
         session.exec("import time\nn = 0")
         for _ in range(3):
@@ -226,6 +233,7 @@ def test_a_replayed_statement_that_hangs_is_cut_by_the_replay_bound() -> None:
 
 
 def test_replay_timeout_is_validated() -> None:
+    """A negative replay_timeout is a ConfigurationError naming it."""
     with pytest.raises(ws.ConfigurationError, match="replay_timeout"):
         py().session(replay_timeout=-1)
 

@@ -29,6 +29,8 @@ def server(tmp_path: Path) -> Iterator[HttpsServer]:
 
 
 def test_python_https_through_host_tls(server: HttpsServer) -> None:
+    """A Python guest fetches over HTTPS, the host speaking TLS with the policy's CA; asking not to
+    verify certificates is refused."""
     policy = ws.NetworkPolicy(allow=(f"localhost:{server.port}",), ca_file=server.ca_file)
     tools = script_sandbox(GET, "python", network_policy=policy)
     assert tools.call("get", f"https://localhost:{server.port}/hello") == b"hello"
@@ -37,6 +39,8 @@ def test_python_https_through_host_tls(server: HttpsServer) -> None:
 
 
 def test_an_untrusted_certificate_is_refused_and_recorded(server: HttpsServer) -> None:
+    """A server certificate the system store does not trust aborts the connection, recorded as a
+    network security event."""
     policy = ws.NetworkPolicy(allow=(f"localhost:{server.port}",))  # the system store only
     tools = script_sandbox(GET, "python", network_policy=policy)
     with pytest.raises(ws.GuestError, match="Connection aborted") as info:
@@ -50,6 +54,8 @@ def test_an_untrusted_certificate_is_refused_and_recorded(server: HttpsServer) -
 def test_c_guest_tls_connect_with_the_shipped_header(
     server: HttpsServer, c_guest: Callable[[str], Path]
 ) -> None:
+    """A C guest using the shipped header's tls_connect gets the page and the report counts it;
+    against an untrusted certificate it gets ECONNABORTED and a security event."""
     wasm = c_guest("net_tls")
     policy = ws.NetworkPolicy(allow=(f"localhost:{server.port}",), ca_file=server.ca_file)
     sandbox = ws.WasmSandbox.builder().source(wasm).network_policy(policy).build()
@@ -67,6 +73,8 @@ def test_c_guest_tls_connect_with_the_shipped_header(
 def test_require_tls_refuses_plain_connections(
     server: HttpsServer, c_guest: Callable[[str], Path]
 ) -> None:
+    """With require_tls, a plain connection is refused (EACCES, a security event saying TLS is
+    required, nothing reaches the server) while a TLS one works."""
     wasm = c_guest("net_tls")
     with http_server() as plain:
         policy = ws.NetworkPolicy(
@@ -84,6 +92,8 @@ def test_require_tls_refuses_plain_connections(
 
 
 def test_policy_checks_its_ca_file(tmp_path: Path) -> None:
+    """A NetworkPolicy refuses a ca_file that is not a file, and a require_tls that is not a
+    bool."""
     with pytest.raises(ws.ConfigurationError, match="not a file"):
         ws.NetworkPolicy(allow=("localhost:443",), ca_file=str(tmp_path / "missing.pem"))
     with pytest.raises(TypeError):

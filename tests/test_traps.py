@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import wasm_sandbox as ws
@@ -15,7 +17,7 @@ TRAPS_WAT = b"""(module
   (func $target (param i32))
   (elem (i32.const 1) $target)
   (func $rec (export "stack") (call $rec))
-  (func (export "unreachable") unreachable)
+  (func $trap_here (export "unreachable") unreachable)
   (func (export "oob") (result i32) i32.const 70000 i32.load)
   (func (export "div0") (result i32) i32.const 1 i32.const 0 i32.div_s)
   (func (export "overflow") (result i32) i32.const 0x80000000 i32.const -1 i32.div_s)
@@ -59,11 +61,24 @@ def test_each_trap_has_its_own_error(
 
 
 def test_trap_error_is_exactly_one_class(traps: ws.WasmSandbox) -> None:
-    """A trap is a GuestTrap, never a resource-limit error."""
+    """A trap raises exactly its own GuestTrap subclass, in no other branch of the error tree
+    (never also a resource-limit error), and its wasm_backtrace names the trapping function."""
     with pytest.raises(ws.GuestTrap) as info:
         traps.call("unreachable")
-    assert not isinstance(info.value, ws.ResourceLimitExceeded)
-    assert "wasm backtrace" in info.value.wasm_backtrace or info.value.wasm_backtrace
+    assert type(info.value) is ws.UnreachableExecuted
+    other_branches = (
+        ws.ResourceLimitExceeded,
+        ws.GuestError,
+        ws.GuestExit,
+        ws.ExecutionCancelled,
+        ws.SecurityViolation,
+        ws.SessionLost,
+        ws.HostError,
+    )
+    assert not isinstance(info.value, other_branches)
+    backtrace = info.value.wasm_backtrace
+    assert backtrace.startswith("error while executing at wasm backtrace:\n"), backtrace
+    assert re.search(r"^ +0: +0x[0-9a-f]+ - <unknown>!trap_here$", backtrace, re.M), backtrace
 
 
 def test_c_abort_is_unreachable(c_guest) -> None:

@@ -28,7 +28,6 @@ from wasm_sandbox._wasm import (
     START_EXPORT,
     MemoryInfo,
     WasmFormatError,
-    initial_memory_bytes,
     instrument,
     parse_module_info,
 )
@@ -165,6 +164,8 @@ def test_added_globals_start_unlimited_and_undenied() -> None:
 
 
 def test_grow_under_limits_returns_old_size_and_records_nothing() -> None:
+    """A memory.grow within both caps (exact fits included) grows and returns the old size, and no
+    denial is recorded."""
     guest = grower()
     guest.set_i32(GROW_MAX_PAGES_EXPORT, 4)
     guest.set_i64(MEM_MAX_PAGES_EXPORT, 9)
@@ -176,6 +177,8 @@ def test_grow_under_limits_returns_old_size_and_records_nothing() -> None:
 
 
 def test_grow_over_per_grow_limit_returns_minus_one_and_records_kind_1() -> None:
+    """A grow asking for more than the per-grow cap returns -1, leaves the memory as it was, and
+    records kind 1 with the pages it would have reached and the delta asked for."""
     guest = grower()
     guest.set_i32(GROW_MAX_PAGES_EXPORT, 3)
     assert guest.call("grow", 4) == -1
@@ -194,6 +197,8 @@ def test_per_grow_limit_is_unsigned() -> None:
 
 
 def test_grow_over_total_cap_records_kind_2_and_exact_fit_succeeds() -> None:
+    """A grow past the total cap returns -1 and records kind 2; a grow reaching the cap exactly
+    succeeds."""
     guest = grower()
     guest.set_i64(MEM_MAX_PAGES_EXPORT, 3)
     assert guest.call("grow", 3) == -1
@@ -203,6 +208,8 @@ def test_grow_over_total_cap_records_kind_2_and_exact_fit_succeeds() -> None:
 
 
 def test_engine_refusal_under_store_limits_records_kind_3() -> None:
+    """When wasmtime's store limiter refuses a grow the hook allowed, the guest gets -1 and kind 3
+    is recorded; smaller grows still work."""
     guest = grower(memory_size=4 * 65536)
     guest.set_i64(MEM_MAX_PAGES_EXPORT, 100)
     assert guest.call("grow", 10) == -1
@@ -211,6 +218,7 @@ def test_engine_refusal_under_store_limits_records_kind_3() -> None:
 
 
 def test_engine_refusal_at_declared_maximum_records_kind_3() -> None:
+    """A grow past the memory's own declared maximum is refused by the engine: -1 and kind 3."""
     source = wat(GROWER.replace('(memory (export "memory") 1)', '(memory (export "memory") 1 2)'))
     assert parse_module_info(source).memories[0].max_pages == 2
     guest = load(instrument(source))
@@ -226,6 +234,8 @@ def test_huge_delta_attempted_total_is_computed_in_64_bits() -> None:
 
 
 def test_only_the_first_denial_is_recorded_until_the_host_resets_it() -> None:
+    """Only the first refusal is recorded; after the host resets the kind to 0, the next refusal is
+    recorded."""
     guest = grower()
     guest.set_i32(GROW_MAX_PAGES_EXPORT, 2)
     guest.set_i64(MEM_MAX_PAGES_EXPORT, 5)
@@ -240,6 +250,8 @@ def test_only_the_first_denial_is_recorded_until_the_host_resets_it() -> None:
 
 
 def test_start_function_is_exported_and_not_run_at_instantiation() -> None:
+    """The start section is removed and its function exported as START_EXPORT: instantiating runs
+    nothing, and calling the export runs it under the grow limits."""
     source = wat("""
     (module
       (memory 1)
@@ -261,6 +273,7 @@ def test_start_function_is_exported_and_not_run_at_instantiation() -> None:
 
 
 def test_module_without_start_gets_no_start_export() -> None:
+    """A module without a start function gets the limit globals but no START_EXPORT."""
     exports = {name for name, _ in parse_module_info(instrument(wat(GROWER))).exports}
     assert START_EXPORT not in exports
     assert set(ADDED_GLOBALS) <= exports
@@ -284,11 +297,14 @@ def test_a_memory_the_module_does_not_export_is_exported_under_the_reserved_name
 
 
 def test_an_exported_memory_is_also_exported_under_the_reserved_name() -> None:
+    """A module's exported memory keeps its export and is also exported as MEMORY_EXPORT."""
     exports = parse_module_info(instrument(wat(GROWER))).exports
     assert ("memory", "memory") in exports and (MEMORY_EXPORT, "memory") in exports
 
 
 def test_module_without_memory_keeps_its_code_and_gets_the_globals() -> None:
+    """A module without memory gets the limit globals (after its own exports) and no hook; its
+    functions work as before."""
     source = wat('(module (func (export "f") (result i32) (i32.const 64)))')
     out = instrument(source)
     info = parse_module_info(out)
@@ -300,6 +316,8 @@ def test_module_without_memory_keeps_its_code_and_gets_the_globals() -> None:
 
 
 def test_memory_only_module_gets_type_function_and_code_sections_added_in_order() -> None:
+    """A module with memory but no functions gets type, function and code sections inserted in the
+    right order: the result validates."""
     for text in ('(module (memory 1) (data (i32.const 0) "\\40"))', "(module (memory 0))"):
         out = instrument(wat(text))
         assert is_valid(out), text
@@ -307,6 +325,8 @@ def test_memory_only_module_gets_type_function_and_code_sections_added_in_order(
 
 
 def test_imported_memory_is_limited_too() -> None:
+    """An imported memory is exported under the reserved name and its grows go through the hook like
+    a defined memory's."""
     source = wat("""
     (module
       (import "env" "mem" (memory 1))
@@ -483,6 +503,8 @@ def test_tricky_module_computes_the_same_results_after_rewriting() -> None:
 
 
 def test_tricky_module_grow_goes_through_the_hook() -> None:
+    """In a module full of constructs that look like memory.grow bytes, the real memory.grow still
+    goes through the hook."""
     guest = load(instrument(wat(TRICKY)))
     guest.set_i32(GROW_MAX_PAGES_EXPORT, 1)
     assert guest.call("grow_and_size", 2) == -1 + 1
@@ -512,6 +534,8 @@ def grow_count(data: bytes) -> int:
 
 
 def test_memory_grow_with_a_padded_memory_index_is_replaced_whole() -> None:
+    """A memory.grow whose memory index is written in two LEB bytes is replaced whole by the call to
+    the hook."""
     source = func_module(b"\x41\x01\x40\x80\x00\x1a")  # memory.grow with memidx 0x80 0x00
     assert is_valid(source)
     out = instrument(source)
@@ -538,6 +562,7 @@ def test_legacy_exception_instructions_are_decoded() -> None:
 
 
 def test_debug_custom_sections_are_dropped_and_others_kept() -> None:
+    """Instrumenting drops the .debug_* custom sections and keeps the others, in place."""
     source = wat(GROWER)
     decorated = (
         source[:8]
@@ -555,11 +580,14 @@ def test_debug_custom_sections_are_dropped_and_others_kept() -> None:
 
 
 def test_output_is_deterministic() -> None:
+    """The same module gives the same bytes, whether passed as bytes, bytearray or memoryview."""
     source = wat(TRICKY)
     assert instrument(source) == instrument(bytearray(source)) == instrument(memoryview(source))
 
 
 def test_exports_using_the_reserved_prefix_are_refused() -> None:
+    """A module exporting a name with the reserved prefix (an instrumented module included) is
+    refused."""
     for name in (START_EXPORT, DENIED_KIND_EXPORT, MEMORY_EXPORT, "__wsbx_other"):
         with pytest.raises(WasmFormatError, match="reserved prefix"):
             instrument(wat(f'(module (func (export "{name}")))'))
@@ -595,11 +623,14 @@ def test_exports_using_the_reserved_prefix_are_refused() -> None:
     ],
 )
 def test_unsupported_proposals_are_refused_with_a_clear_message(text: str, proposal: str) -> None:
+    """Modules using memory64, shared memory, multi-memory, GC, function references or wide
+    arithmetic are refused naming the proposal."""
     with pytest.raises(WasmFormatError, match=rf"{proposal}.*not supported"):
         instrument(wat(text))
 
 
 def test_unknown_opcode_is_reported_with_its_offset() -> None:
+    """An unknown opcode is refused with its value and its offset in the module."""
     data = func_module(b"\x01\xff")
     offset = data.index(b"\x01\xff\x0b") + 1
     with pytest.raises(
@@ -609,6 +640,7 @@ def test_unknown_opcode_is_reported_with_its_offset() -> None:
 
 
 def test_memory_grow_in_a_module_without_memory_is_refused() -> None:
+    """memory.grow in a module that has no memory is refused."""
     with pytest.raises(WasmFormatError, match="without memory"):
         instrument(func_module(b"\x41\x00\x40\x00\x1a", memory=False))
 
@@ -642,11 +674,15 @@ def test_memory_grow_in_a_module_without_memory_is_refused() -> None:
     ],
 )
 def test_malformed_modules_raise_wasm_format_error(data: bytes, message: str) -> None:
+    """Each kind of malformed module (header, LEB integers, section ids, order and sizes, types,
+    UTF-8, code) raises WasmFormatError with its own message."""
     with pytest.raises(WasmFormatError, match=message):
         instrument(data)
 
 
 def test_function_body_must_end_with_end() -> None:
+    """A function body must end with an end instruction, and a final 0x0b that belongs to an
+    immediate does not count."""
     with pytest.raises(WasmFormatError, match="does not end with an 'end'"):
         instrument(func_module(b"\x01", end=b"\x01"))
     # `i32.const 11`: the last byte is 0x0b, but it is an immediate, not `end`
@@ -655,6 +691,8 @@ def test_function_body_must_end_with_end() -> None:
 
 
 def test_message_names_section_and_offset() -> None:
+    """A module cut inside its code section is refused with a message naming the problem and its
+    offset."""
     data = func_module(b"\x41\x01\x1a")
     truncated_body = data[:-3]  # cut inside the code section, sizes now lie
     with pytest.raises(WasmFormatError) as caught:
@@ -679,6 +717,8 @@ def check_only_format_errors(data: bytes) -> None:
 
 
 def test_every_prefix_of_a_module_raises_only_wasm_format_error() -> None:
+    """Instrumenting or parsing any truncation of a module raises WasmFormatError or nothing, never
+    another exception."""
     source = wat(TRICKY)
     for end in range(len(source)):
         check_only_format_errors(source[:end])
@@ -687,6 +727,8 @@ def test_every_prefix_of_a_module_raises_only_wasm_format_error() -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_random_byte_flips_raise_only_wasm_format_error(data: st.DataObject) -> None:
+    """Instrumenting or parsing a module with random bytes changed raises WasmFormatError or
+    nothing, never another exception; a module that is still valid stays valid."""
     source = bytearray(wat(TRICKY))
     for _ in range(data.draw(st.integers(1, 3))):
         index = data.draw(st.integers(0, len(source) - 1))
@@ -697,6 +739,8 @@ def test_random_byte_flips_raise_only_wasm_format_error(data: st.DataObject) -> 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=64))
 def test_random_bytes_after_the_header_raise_only_wasm_format_error(tail: bytes) -> None:
+    """Instrumenting or parsing random bytes after a valid header raises WasmFormatError or nothing,
+    never another exception; a valid module stays valid."""
     check_only_format_errors(HEADER + tail)
 
 
@@ -776,6 +820,8 @@ def test_fast_scanner_agrees_with_the_instruction_decoder(parts: list[bytes]) ->
 
 
 def test_parse_module_info_reports_imports_exports_memories_and_start() -> None:
+    """parse_module_info lists every kind of import and export in order, the memories with their
+    limits, and the start function."""
     source = wat("""
     (module
       (import "env" "f" (func (param i32)))
@@ -811,10 +857,11 @@ def test_parse_module_info_reports_imports_exports_memories_and_start() -> None:
     )
     assert info.memories == (MemoryInfo(2, 5, False, False, True),)
     assert info.has_start
-    assert initial_memory_bytes(info) == 2 * 65536
 
 
 def test_parse_module_info_reports_memory64_and_shared_without_refusing() -> None:
+    """parse_module_info describes memory64 and shared memories (only instrument refuses them), and
+    an empty module has nothing."""
     assert parse_module_info(wat("(module (memory i64 3))")).memories == (
         MemoryInfo(3, None, True, False, False),
     )
@@ -823,7 +870,6 @@ def test_parse_module_info_reports_memory64_and_shared_without_refusing() -> Non
     )
     empty = parse_module_info(wat("(module)"))
     assert (empty.memories, empty.imports, empty.exports, empty.has_start) == ((), (), (), False)
-    assert initial_memory_bytes(empty) == 0
 
 
 # --------------------------------------------------------------------------- a real C program
@@ -887,6 +933,9 @@ def run_wasi(data: bytes, megabytes: int, setup: Callable[[Guest], None]) -> tup
 
 
 def test_c_wasi_module_still_validates_and_runs_under_limits(c_module: bytes) -> None:
+    """A real C program stays valid after instrumenting (its debug sections dropped) and runs as
+    before; with a 16-page per-grow cap its allocation fails and the refusal is recorded as kind
+    1."""
     out = instrument(c_module)
     assert is_valid(out)
     assert b".debug_info" in c_module and b".debug_info" not in out

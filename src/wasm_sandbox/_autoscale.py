@@ -157,8 +157,6 @@ class AutoScaler:
     """Adapts a sandbox's memory limit and timeout to observed usage (see the module notes).
     Give it to ``SandboxBuilder.auto_scaler``; one scaler serves one sandbox."""
 
-    __module__ = "wasm_sandbox"
-
     def __init__(self) -> None:
         self._memory: _Track | None = None
         self._timeout: _Track | None = None

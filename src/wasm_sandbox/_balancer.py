@@ -48,8 +48,6 @@ class OverflowStrategy(enum.Enum):
     BLOCK = "block"
     """``submit`` waits for room (at most ``timeout_duration``, then ``Timeout``)."""
 
-    __module__ = "wasm_sandbox"
-
 
 @dataclass(frozen=True, slots=True)
 class BalancerStats:
@@ -85,8 +83,6 @@ class LoadBalancer:
     (a ``concurrent.futures.Future``). Close it (or use ``with``) to stop the workers; jobs
     still queued then end with ``Overflow``.
     """
-
-    __module__ = "wasm_sandbox"
 
     def __init__(self, sandbox: WasmSandbox | None = None) -> None:
         self._sandbox = sandbox

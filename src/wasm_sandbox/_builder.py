@@ -45,10 +45,12 @@ class SandboxConfig:
     """Everything a ``WasmSandbox`` needs; validated at construction."""
 
     source: Source
-    """A ``.wasm``/``.wat``/``.c``/``.rs`` path, module bytes, or source text with ``language``."""
+    """A ``.wasm``/``.wat``/``.c``/``.rs``/``.py``/``.js`` path, module bytes (a wasm binary or
+    WAT text), or source text with ``language``."""
     language: str | None = None
-    """``wasm``, ``wat``, ``c`` or ``rust``: the language of a source given as text or bytes
-    (a ``str`` source is then the program, not a path). None: taken from the file suffix."""
+    """``wasm``, ``wat``, ``c``, ``rust``, ``python`` or ``javascript``: the language of a
+    source given as text or bytes (a ``str`` source is then the program, not a path). None:
+    taken from the file suffix."""
     limits: ResourceLimits = field(default_factory=lambda: ResourceProfile.STANDARD.limits)
     """The limits each execution runs under (default: the STANDARD profile)."""
     profile_name: str | None = "standard"
@@ -56,8 +58,9 @@ class SandboxConfig:
     optimization_level: OptimizationLevel = OptimizationLevel.SPEED
     """How hard the compiler optimises the guest."""
     debug_mode: bool = False
-    """Compile with debug info (guest frames in trap backtraces); log the build and every
-    execution (its report's figures in the message) at DEBUG level."""
+    """Compile with native debug info (DWARF in the compiled code, for native debuggers such
+    as gdb or lldb); log the build and every execution (its report's figures in the message)
+    at DEBUG level."""
     verbose_resource_logging: bool = False
     """Log each execution at INFO through the ``wasm_sandbox`` logger, the message stating its
     report's main figures (the whole report in the record's ``report`` attribute)."""
@@ -194,9 +197,6 @@ class SandboxConfig:
         return dataclasses.replace(self, **changes)
 
 
-SandboxConfig.__module__ = "wasm_sandbox"
-
-
 def _check_strings(what: str, values: Sequence[str]) -> None:
     for value in values:
         if not isinstance(value, str):
@@ -297,8 +297,6 @@ class SandboxBuilder:
     all limits, ``memory_limit``/``max_fuel``/``timeout_duration`` change one.
     """
 
-    __module__ = "wasm_sandbox"
-
     def __init__(self) -> None:
         self._source: Source | None = None
         self._limits = ResourceProfile.STANDARD.limits
@@ -306,13 +304,15 @@ class SandboxBuilder:
         self._options: dict[str, Any] = {}
 
     def source(self, source: Source) -> SandboxBuilder:
-        """The guest: a ``.wasm``, ``.wat``, ``.c`` or ``.rs`` path (``str`` or ``Path``),
-        module bytes, or source text together with ``language(...)``."""
+        """The guest: a ``.wasm``, ``.wat``, ``.c``, ``.rs``, ``.py`` or ``.js`` path (``str``
+        or ``Path``), module bytes (a wasm binary or WAT text), or source text together with
+        ``language(...)``."""
         self._source = source
         return self
 
     def language(self, language: str) -> SandboxBuilder:
-        """Treat the source as program text in ``language`` (``c``, ``rust``, ``wat``, ``wasm``)."""
+        """Treat the source as program text in ``language`` (``c``, ``rust``, ``python``,
+        ``javascript``, ``wat``, ``wasm``)."""
         return self._set("language", language)
 
     def _limit(self, **change: Any) -> SandboxBuilder:
@@ -358,8 +358,8 @@ class SandboxBuilder:
         return self._set("optimization_level", level)
 
     def debug_mode(self, enabled: bool = True) -> SandboxBuilder:
-        """Compile with debug info; log the build and every execution (with its report's
-        figures) at DEBUG level on the ``wasm_sandbox`` logger."""
+        """Compile with native debug info (DWARF, for gdb or lldb); log the build and every
+        execution (with its report's figures) at DEBUG level on the ``wasm_sandbox`` logger."""
         return self._set("debug_mode", bool(enabled))
 
     def verbose_resource_logging(self, enabled: bool = True) -> SandboxBuilder:

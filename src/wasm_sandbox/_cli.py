@@ -93,7 +93,8 @@ exit status:
 examples:
   wasm-sandbox run examples/hello.wat
   wasm-sandbox run --memory 16MiB --fuel 10M --timeout 2s prog.wasm -- --flag value
-  wasm-sandbox run --invoke add examples/add.wat -- 5 3
+  wasm-sandbox run --invoke add examples/calculator.wat -- 5 3
+  wasm-sandbox run --fuel unlimited script.py -- arg
   wasm-sandbox run --json --profile lightweight prog.wasm
 """
 
@@ -109,13 +110,18 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser(
         "run",
-        help="run a .wasm or .wat guest and print its resource report",
+        help="run a guest (.wasm .wat .c .rs .py .js) and print its resource report",
         description="Run FILE as a WASI command (or call one export with --invoke), then print "
         "a resource report: a table on stderr, or with --json one JSON object on stdout.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("file", metavar="FILE", help="the guest: a .wasm or .wat file")
+    run.add_argument(
+        "file",
+        metavar="FILE",
+        help="the guest: a .wasm or .wat module, a .c or .rs source (compiled first), or a "
+        ".py or .js script",
+    )
     run.add_argument(
         "guest_args", nargs="*", metavar="ARG", help="arguments for the guest (after --)"
     )
@@ -389,7 +395,7 @@ def _run(args: argparse.Namespace) -> int:
             if diagnostics:
                 print(diagnostics, file=sys.stderr)
         return exc.cli_exit_status
-    except (FileNotFoundError, NotImplementedError) as exc:
+    except FileNotFoundError as exc:
         _fail(str(exc))
     try:
         if args.invoke:

@@ -37,6 +37,7 @@ from ._wasi._context import (
     compose_deadline,
 )
 from ._wasi._fs import FdTable
+from ._wasm import START_EXPORT
 
 __all__ = ["Execution", "ExecutionPlan", "Outcome"]
 
@@ -54,7 +55,6 @@ _TRAPS: dict[str, type[e.GuestTrap]] = {
     "indirect_call_to_null": e.IndirectCallError,
     "bad_signature": e.IndirectCallError,
 }
-START_EXPORT = "__wsbx_start"
 _DEFAULT_BUFFER = 64 * 1024
 INITIALIZE_EXPORT = "_initialize"
 ADDRESS_SPACE = 1 << 32  # what a 32-bit guest can address at most

@@ -87,11 +87,6 @@ class DirectoryList(IoOperation):
     """The guest started listing a directory."""
 
 
-for _cls in (IoOperation, FileOpen, FileRead, FileWrite, FileClose, FileDelete, FileRename,
-             DirectoryCreate, DirectoryDelete, DirectoryList):  # fmt: skip
-    _cls.__module__ = "wasm_sandbox"
-
-
 class IoObserver:
     """Delivers one execution's operations to the user's callback (or the debug log).
 

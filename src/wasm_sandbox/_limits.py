@@ -44,8 +44,6 @@ class OptimizationLevel(enum.Enum):
     NONE = "none"
     """No optimisation: the quickest compile, the slowest code (Cranelift ``none``)."""
 
-    __module__ = "wasm_sandbox"
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ResourceLimits:
@@ -134,9 +132,6 @@ class ResourceLimits:
         return ResourceLimits(**values)
 
 
-ResourceLimits.__module__ = "wasm_sandbox"
-
-
 def _check_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int or None, got {type(value).__name__} {value!r}")
@@ -201,13 +196,8 @@ class ResourceProfile:
         return profiles[key]
 
 
-ResourceProfile.__module__ = "wasm_sandbox"
-
-
 class ProfileBuilder:
     """Fluent builder returned by ``ResourceProfile.custom()``; finish with ``build()``."""
-
-    __module__ = "wasm_sandbox"
 
     def __init__(self, base: ResourceLimits) -> None:
         self._limits = base

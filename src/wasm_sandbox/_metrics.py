@@ -48,8 +48,6 @@ class PrometheusMetrics:
     bytes, security events. Made by ``enable_prometheus_metrics``; ``close()`` stops counting
     and unregisters them."""
 
-    __module__ = "wasm_sandbox"
-
     def __init__(self, registry: Any = None, namespace: str = "wasm_sandbox") -> None:
         try:
             import prometheus_client as prom  # noqa: PLC0415 - an optional dependency

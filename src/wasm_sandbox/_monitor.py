@@ -78,8 +78,6 @@ class AlertLevel(enum.Enum):
     CRITICAL = "critical"
     """At or over 1.5 times the threshold (100% for percentages)."""
 
-    __module__ = "wasm_sandbox"
-
 
 @dataclass(frozen=True, slots=True)
 class Alert:
@@ -97,8 +95,6 @@ class Alert:
 class ResourceMonitor:
     """Thresholds and where their alerts go. Each metric alerts when it first reaches a level
     during an execution (WARNING, then CRITICAL), not at every sample."""
-
-    __module__ = "wasm_sandbox"
 
     def __init__(self) -> None:
         self.thresholds: dict[str, float] = {}
@@ -162,13 +158,11 @@ class _Dispatcher:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._busy = False
-        self.dropped = 0
 
     def submit(self, callback: SafeCallback[[Any]], item: Any) -> None:
         with self._ready:
             if len(self._items) >= _QUEUE_CAP:
                 self._items.popleft()
-                self.dropped += 1
             self._items.append((callback, item))
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
                 self._pid = os.getpid()

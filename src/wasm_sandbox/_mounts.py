@@ -108,9 +108,6 @@ class Mount:
             object.__setattr__(self, "max_entries", entries)
 
 
-Mount.__module__ = "wasm_sandbox"
-
-
 def _check_guest_path(path: object) -> str:
     if not isinstance(path, str):
         raise TypeError(f"guest_path must be a str, got {type(path).__name__}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from ._limits import ResourceLimits
+from ._limits import ResourceLimits, ResourceProfile
 from ._sandbox import AsyncWasmSandbox, WasmSandbox
 from ._sources import Source
 
@@ -31,8 +31,6 @@ def _split_timeout(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], timedelta | 
 
 
 def _timeout_limits(timeout: timedelta | float) -> ResourceLimits:
-    from ._limits import ResourceProfile  # noqa: PLC0415 - avoid a cycle at import time
-
     return ResourceProfile.STANDARD.limits.replace(execution_timeout=timeout)
 
 

@@ -9,13 +9,10 @@ directories, must exist on the worker machines.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._remote import SandboxKeys, remote_call, run_job
 from ._traps import ensure_trap_handlers
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["RayBackend"]
 
@@ -27,8 +24,6 @@ class RayBackend:
     local one (``ray.init(**init_kwargs)``); ``RayBackend(address="ray://head:10001")``
     connects to a cluster. The balancer's ``max_concurrent_executions`` bounds the tasks in
     flight."""
-
-    __module__ = "wasm_sandbox"
 
     def __init__(self, address: str | None = None, **init_kwargs: Any) -> None:
         try:

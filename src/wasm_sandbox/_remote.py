@@ -28,7 +28,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ExecutionTimeout, MemoryLimitExceeded
+from ._errors import ConfigurationError, ExecutionTimeout, HostError, MemoryLimitExceeded
+from ._invocation import Invocation
+from ._sandbox import WasmSandbox
 
 if TYPE_CHECKING:
     from ._builder import SandboxConfig
@@ -49,9 +51,6 @@ def remote_call(
 ) -> Answer:  # fmt: skip
     """One job in a worker process (Ray or local): (True, value) or (False, the error); with
     ``limits`` (chosen by the driver's auto-scaler), run under them and report the usage."""
-    from ._invocation import Invocation  # noqa: PLC0415
-    from ._sandbox import WasmSandbox  # noqa: PLC0415 - _sandbox imports the balancer, us
-
     try:
         sandbox = _SANDBOXES.get(key)
         if sandbox is None:
@@ -114,8 +113,6 @@ class SandboxKeys:
     def key(self, sandbox: Any, backend: str) -> str:
         """``sandbox``'s key; a kept-instance sandbox is refused (``backend`` names who)."""
         if sandbox.config.keep_instance:
-            from ._errors import ConfigurationError  # noqa: PLC0415
-
             raise ConfigurationError(f"{backend} runs isolated calls only (no keep_instance)")
         with self._lock:
             key = self._keys.get(id(sandbox))
@@ -133,12 +130,8 @@ class ProcessBackend:
     The configuration travels by pickling: callbacks must be picklable (module-level
     functions). Close it when done: running jobs finish, then every worker is stopped."""
 
-    __module__ = "wasm_sandbox"
-
     def __init__(self, max_workers: int | None = None) -> None:
         if max_workers is not None and (isinstance(max_workers, bool) or max_workers < 1):
-            from ._errors import ConfigurationError  # noqa: PLC0415
-
             raise ConfigurationError(f"max_workers must be >= 1, got {max_workers}")
         self._max_workers = max_workers or os.cpu_count() or 1
         self._context = multiprocessing.get_context("spawn")
@@ -158,8 +151,6 @@ class ProcessBackend:
         seconds: float | None,
     ) -> Any:
         """Run one job in a worker process and return its value (or raise its error)."""
-        from ._errors import ConfigurationError, HostError  # noqa: PLC0415
-
         key = self._keys.key(sandbox, "a process backend")
 
         def ship(config: SandboxConfig, limits: ResourceLimits | None, left: float | None) -> Any:
@@ -323,8 +314,6 @@ def worker_main(conn: multiprocessing.connection.Connection) -> None:
 
 def _answer(job: bytes) -> bytes:
     """The pickled ``(ok, value or error)`` of one pickled job."""
-    from ._errors import ConfigurationError, HostError  # noqa: PLC0415
-
     try:
         key, config, function, args, kwargs, seconds, limits = pickle.loads(job)
     except Exception as exc:

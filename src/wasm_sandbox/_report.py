@@ -61,7 +61,8 @@ class ResourceReport:
     """File-system limits that refused an operation: field name -> (attempted, limit), first
     refusal of each."""
     security_events: tuple[SecurityEvent, ...] = ()
-    """Accesses the sandbox refused: path escapes, writes to read-only mounts."""
+    """Accesses the sandbox refused: path escapes, writes to read-only mounts, connections
+    the network policy or a network limit refused (the first 1,000 of an execution)."""
     io_errors: tuple[str, ...] = ()
     """Buffered writes that failed when flushed at the end of the call (io_batch_size /
     buffer_size): the guest had already been told they succeeded."""
@@ -135,9 +136,6 @@ class ResourceReport:
         return "\n".join(lines)
 
 
-ResourceReport.__module__ = "wasm_sandbox"
-
-
 def summary_line(report: ResourceReport) -> str:
     """The report's main figures on one line, for log messages: ``ok in 1.2 ms, fuel 1234
     (limit 10000000), peak memory 64 KiB (limit 64 MiB), files 0 B read / 0 B written,
@@ -181,9 +179,6 @@ class ExecutionResult:
         return self.exit_code == 0
 
 
-ExecutionResult.__module__ = "wasm_sandbox"
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ProfiledResult:
     """The result of ``call_with_profiling``: the value and what computing it cost."""
@@ -200,9 +195,6 @@ class ProfiledResult:
     cost nothing. It equals ``fuel_consumed``; it is not a count of machine instructions."""
 
 
-ProfiledResult.__module__ = "wasm_sandbox"
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MonitoredResult:
     """The result of ``call_with_detailed_monitoring``: the value and its full report."""
@@ -215,6 +207,3 @@ class MonitoredResult:
     """What the guest wrote to stdout during the call (at most ``max_output_bytes``)."""
     stderr: bytes = b""
     """What the guest wrote to stderr during the call (at most ``max_output_bytes``)."""
-
-
-MonitoredResult.__module__ = "wasm_sandbox"

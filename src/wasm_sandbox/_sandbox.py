@@ -70,8 +70,6 @@ class WasmSandbox:
     concurrently from many threads (each has its own store); a kept instance serialises.
     """
 
-    __module__ = "wasm_sandbox"
-
     @staticmethod
     def builder() -> SandboxBuilder:
         """A fluent ``SandboxBuilder``."""
@@ -460,8 +458,6 @@ class AsyncWasmSandbox:
     a worker thread. Cancelling the awaiting task stops the guest (``ExecutionCancelled``
     inside, ``CancelledError`` to the caller) within a few milliseconds.
     """
-
-    __module__ = "wasm_sandbox"
 
     def __init__(self, sandbox: WasmSandbox) -> None:
         self.sync = sandbox

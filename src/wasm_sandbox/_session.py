@@ -79,8 +79,6 @@ class Session:
     Thread-safe: statements of one session run one at a time.
     """
 
-    __module__ = "wasm_sandbox"
-
     def __init__(
         self,
         sandbox: WasmSandbox,
@@ -282,8 +280,6 @@ class AsyncSession:
     worker thread. Cancelling the awaiting task stops the statement within a few milliseconds
     (the session is restored, as after any failed statement) and raises ``CancelledError``.
     """
-
-    __module__ = "wasm_sandbox"
 
     def __init__(self, session: Session) -> None:
         self.sync = session

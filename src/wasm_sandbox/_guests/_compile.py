@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from .._errors import CompilationError, ToolchainNotFound
@@ -23,14 +22,6 @@ __all__ = ["LANGUAGES", "compile_source"]
 COMPILE_TIMEOUT = 300.0
 _C_MAIN = re.compile(rb"\bint\s+main\s*\(")
 _RUST_MAIN = re.compile(rb"\bfn\s+main\s*\(")
-
-
-@dataclass(frozen=True, slots=True)
-class _Toolchain:
-    language: str
-    command: tuple[str, ...]
-    packages: str
-    env_override: str
 
 
 def _clang() -> str:

@@ -55,19 +55,18 @@ class HostBinding:
         self.on_tick: Callable[[], None] | None = None  # called on every epoch tick
 
 
-current = threading.local()
-_current = current
+current = threading.local()  # .binding: the execution this thread's host calls belong to
 
 
 @contextmanager
 def bind(binding: HostBinding) -> Iterator[None]:
     """Make ``binding`` the execution that host calls on this thread belong to."""
-    previous = getattr(_current, "binding", None)
-    _current.binding = binding
+    previous = getattr(current, "binding", None)
+    current.binding = binding
     try:
         yield
     finally:
-        _current.binding = previous
+        current.binding = previous
 
 
 def _stop_trap(ctx: WasiContext, reason: str, exc: BaseException | None = None) -> int:
@@ -84,7 +83,7 @@ def _make_trampoline(sc: Syscall) -> Any:
     has_result = bool(sc.results)
 
     def trampoline(env: int, caller: int, values: int, nvalues: int) -> int | None:
-        binding: HostBinding | None = getattr(_current, "binding", None)
+        binding: HostBinding | None = getattr(current, "binding", None)
         if binding is None:  # a guest call outside any execution: impossible by construction
             message = b"wasm-sandbox: host call outside an execution"
             return int(_trap_new(message, len(message)))
@@ -147,7 +146,7 @@ def define_wasi(linker: wasmtime.Linker) -> list[wasmtime.FuncType]:
 def _on_epoch(context: int, data: int, delta: Any, kind: Any) -> int | None:
     delta[0] = 1
     kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
-    binding: HostBinding | None = getattr(_current, "binding", None)
+    binding: HostBinding | None = getattr(current, "binding", None)
     if binding is None:
         return None
     ctx = binding.wasi

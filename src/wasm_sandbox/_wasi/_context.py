@@ -23,7 +23,7 @@ from ._fs import HOST_DESCRIPTORS, FdEntry, FdTable, Resolved, count_entries
 
 __all__ = ["OutputBuffer", "SecurityEvent", "Stdin", "StopReason", "WasiContext"]
 
-MAX_SECURITY_EVENTS = 1000  # per execution; more are counted in the report, not kept
+MAX_SECURITY_EVENTS = 1000  # kept per execution; later refusals still refuse, unrecorded
 MAX_EFFECTS = 8  # distinct external effects kept per execution (one is enough to decide)
 WAIT_SLICE = 0.02  # blocking host waits wake at least this often to honour deadline and cancel
 
@@ -44,8 +44,9 @@ def compose_deadline(
 
 @dataclass(frozen=True, slots=True)
 class SecurityEvent:
-    """A guest's attempt that the sandbox refused: ``kind`` (``path_escape``,
-    ``read_only``), the guest ``path`` and a human-readable ``detail``."""
+    """A guest's attempt that the sandbox refused: ``kind`` (``path_escape``, ``read_only``,
+    ``network``), the guest ``path`` (for an escape, the directory the path was resolved
+    from; for a network refusal, the ``host:port``) and a human-readable ``detail``."""
 
     kind: str
     path: str
@@ -208,8 +209,7 @@ class WasiContext:
     exit_code: int | None = None
     host_exception: BaseException | None = None
     syscalls: int = 0
-    file_calls: int = 0  # path_* calls (file-system operations attempted)
-    socket_calls: int = 0  # sock_* calls
+    file_calls: int = 0  # path_* and fd_* calls on files and directories (attempted)
     effects: list[str] = field(default_factory=list)  # what it did outside the sandbox
     effects_forbidden: bool = False  # a session replay: the first external effect stops it
     fds: FdTable = field(init=False)  # the instance's descriptors, set when it is bound
@@ -280,15 +280,6 @@ class WasiContext:
         if self.deadline is None:
             return longest
         return max(0.0, min(longest, self.deadline - time.monotonic()))
-
-    def sleep_until(self, wake: float) -> None:
-        """Sleep until the monotonic time ``wake``, in slices, honouring deadline and cancel."""
-        while True:
-            remaining = wake - time.monotonic()
-            if remaining <= 0:
-                return
-            time.sleep(min(self.wait_slice(), remaining))
-            self.check_stop()
 
     def cancel(self) -> None:
         """Ask the guest to stop: it ends with ExecutionCancelled within one tick or wait slice."""

@@ -9,6 +9,7 @@ read-only mount is recorded as a security event.
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 from .._iomonitor import (
@@ -368,14 +369,10 @@ def fd_fdstat_set_flags(ctx: WasiContext, mem: GuestMemory, fd: int, flags: int)
 
 
 def _fcntl_flags(fd: int) -> int:
-    import fcntl  # noqa: PLC0415 - POSIX only, and only needed here
-
     return fcntl.fcntl(fd, fcntl.F_GETFL)
 
 
 def _set_fcntl_flags(fd: int, flags: int) -> None:
-    import fcntl  # noqa: PLC0415 - POSIX only, and only needed here
-
     fcntl.fcntl(fd, fcntl.F_SETFL, flags)
 
 

@@ -184,9 +184,9 @@ def sweep_stale_scratch_dirs(root: str = MEMORY_ROOT) -> list[str]:
 class FdEntry:
     """One open guest file descriptor."""
 
-    kind: str  # "stdin" | "stdout" | "stderr" | "file" | "dir"
+    kind: str  # "stdin" | "stdout" | "stderr" | "file" | "dir" | "socket"
     mount: MountRuntime | None = None
-    fd: int | None = None  # host descriptor for files and directories
+    fd: int | None = None  # host descriptor for files, directories and connections
     rel: tuple[str, ...] = ()
     readable: bool = False
     writable: bool = False
@@ -325,10 +325,6 @@ class FdTable:
         self.close_fd(to)
         self.entries[to] = self.entries.pop(fd)
         heapq.heappush(self._free, fd)
-
-    def count_open(self) -> int:
-        """Descriptors the guest opened itself (not stdio, not preopens)."""
-        return self.open_count
 
     def flush(self, entry: FdEntry) -> None:
         """Write ``entry``'s buffered bytes to the host (errors become the guest's errno)."""

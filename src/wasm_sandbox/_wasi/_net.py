@@ -126,7 +126,6 @@ def open_connection(ctx: WasiContext, host: str, port: int, *, tls: bool = False
     """Connect to ``host:port`` for the guest after the policy and the limits (and speak TLS
     on it when ``tls``); the guest descriptor, or WasiError (EACCES when refused, unless strict
     mode stops the guest)."""
-    ctx.socket_calls += 1
     if not 1 <= port <= 65535 or "\0" in host or not host or len(host) > _MAX_HOST:
         raise WasiError(Errno.EINVAL)
     guard = _guard(ctx)

@@ -1,9 +1,11 @@
 """The ``wasi_snapshot_preview1`` system calls, one function per call, named as in the spec.
 
 Each takes the execution's ``WasiContext``, a ``GuestMemory`` view and the raw arguments
-(i32 as unsigned ints, i64 as signed ints), and returns an ``Errno``. There are no files or
-sockets yet: every path and socket call answers with the errno a guest expects when the file
-descriptor it names does not exist (EBADF) or is not a directory/socket.
+(i32 as unsigned ints, i64 as signed ints), and returns an ``Errno``. This module holds the
+calls that are neither descriptor nor path calls (those are in ``_files`` and ``_paths``):
+arguments and environment, clocks, randomness, ``proc_*``, ``poll_oneoff``, and the
+``sock_*`` calls, which move bytes over the connections the host opened for the guest
+(``_net``; the guest cannot listen, so ``sock_accept`` answers ENOTSOCK).
 """
 
 from __future__ import annotations
@@ -23,13 +25,6 @@ __all__ = ["SYSCALLS", "Syscall"]
 
 
 _SUCCESS = Errno.SUCCESS
-_STDIO = (0, 1, 2)
-_FILETYPE_CHARACTER_DEVICE = 2
-_RIGHTS_FD_READ = 1 << 1
-_RIGHTS_FD_WRITE = 1 << 6
-_RIGHTS_POLL_FD_READWRITE = 1 << 27
-_FDSTAT = struct.Struct("<BxHxxxxQQ")  # filetype, flags, rights base, rights inheriting
-_FILESTAT = struct.Struct("<QQBxxxxxxxQQQQQ")
 _SUBSCRIPTION = struct.Struct(
     "<QB7xIxxxxQQH"
 )  # userdata, tag, clock id/fd, timeout, precision, flags
@@ -146,18 +141,16 @@ def proc_raise(ctx: WasiContext, mem: GuestMemory, sig: int) -> int:
     return Errno.ENOSYS
 
 
-# --- sockets: no socket descriptors exist ---------------------------------------------------
+# --- sockets: the connections the host opened (wasm_sandbox.tcp_connect, tls_connect) ----
 
 
 def _no_socket(ctx: WasiContext, fd: int) -> int:
-    ctx.socket_calls += 1
     ctx.require_fd(fd)
     return Errno.ENOTSOCK
 
 
 def _socket(ctx: WasiContext, fd: int) -> FdEntry:
     """The connection behind ``fd``: EBADF if closed, ENOTSOCK if it is not one."""
-    ctx.socket_calls += 1
     entry = ctx.require_fd(fd)
     if entry.kind != "socket":
         raise WasiError(Errno.ENOTSOCK)

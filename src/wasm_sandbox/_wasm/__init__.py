@@ -54,9 +54,6 @@ from ._format import (
 from ._format import (
     WasmFormatError as WasmFormatError,
 )
-from ._format import (
-    initial_memory_bytes as initial_memory_bytes,
-)
 from ._instrument import instrument as instrument
 from ._sections import parse_module_info as parse_module_info
 
@@ -76,7 +73,6 @@ __all__ = [
     "MemoryInfo",
     "ModuleInfo",
     "WasmFormatError",
-    "initial_memory_bytes",
     "instrument",
     "parse_module_info",
 ]

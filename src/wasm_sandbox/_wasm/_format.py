@@ -31,8 +31,6 @@ DENIED_BY_ENGINE: Final = 3  # memory.grow itself returned -1
 #: Every export whose name starts with this is reserved for `instrument`.
 RESERVED_EXPORT_PREFIX: Final = "__wsbx_"
 
-PAGE_SIZE: Final = 65536  # bytes in a wasm page
-
 
 class WasmFormatError(ValueError):
     """The bytes are not a well-formed module, or use a feature we do not support."""
@@ -61,8 +59,3 @@ class ModuleInfo:
     functions: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
     #: functions the module defines (its code; imported functions are not counted)
     defined_functions: int = 0
-
-
-def initial_memory_bytes(info: ModuleInfo) -> int:
-    """Initial size in bytes of the module's memories (0 when it has none)."""
-    return sum(memory.min_pages for memory in info.memories) * PAGE_SIZE
