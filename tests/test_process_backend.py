@@ -18,6 +18,7 @@ import pytest
 
 import wasm_sandbox as ws
 from tests.netservers import open_fd_count
+from tests.test_autoscale import GROWER, PAGE
 
 GUEST = b"""(module
   (memory (export "memory") 1)
@@ -175,21 +176,7 @@ def test_a_configuration_a_worker_cannot_load_is_a_clear_error_and_the_worker_li
     assert backend._pids() == [pid]
 
 
-SCALED = b"""(module
-  (import "wasi_snapshot_preview1" "poll_oneoff"
-    (func $poll (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  ;; use(pages): grow memory to `pages` pages (trap when refused), then return the size
-  (func (export "use") (param $pages i32) (result i32)
-    (if (i32.gt_u (local.get $pages) (memory.size))
-      (then (if (i32.eq (memory.grow (i32.sub (local.get $pages) (memory.size))) (i32.const -1))
-        (then unreachable))))
-    (memory.size))
-  ;; nap(ms): sleep through poll_oneoff
-  (func (export "nap") (param $ms i32)
-    (i64.store (i32.const 24) (i64.mul (i64.extend_i32_u (local.get $ms)) (i64.const 1000000)))
-    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"""
-PAGE = 65536
+SCALED = GROWER  # use(pages) and nap(ms), as the local auto-scaler tests use them
 
 
 def test_auto_scaler_works_through_worker_processes(backend: ws.ProcessBackend) -> None:
