@@ -281,6 +281,27 @@ class WasiContext:
             return longest
         return max(0.0, min(longest, self.deadline - time.monotonic()))
 
+    def wait_until(
+        self,
+        ready: Callable[[float], bool],
+        end: float | None,
+        on_timeout: Callable[[], BaseException],
+    ) -> None:
+        """The host's one blocking wait: call ``ready(seconds)`` (which may block that long)
+        in slices until it is true, honouring this execution's deadline and cancellation
+        between slices, and ``end`` (a ``time.monotonic()`` value), past which the exception
+        ``on_timeout()`` returns is raised."""
+        while True:
+            slice_ = self.wait_slice()
+            if end is not None:
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise on_timeout()
+                slice_ = min(slice_, left)
+            if ready(slice_):
+                return
+            self.check_stop()
+
     def cancel(self) -> None:
         """Ask the guest to stop: it ends with ExecutionCancelled within one tick or wait slice."""
         self.cancelled = True

@@ -9,6 +9,7 @@ cancellation and ``network_timeout`` are honoured while the guest is blocked.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import ipaddress
 import json
 import math
@@ -190,15 +191,11 @@ def _resolve(
             future = _resolver().submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
             started = time.monotonic()
             end = None if guard.connect_timeout is None else started + guard.connect_timeout
-            while not future.done():
-                slice_ = ctx.wait_slice()
-                if end is not None:
-                    left = end - time.monotonic()
-                    if left <= 0:
-                        raise timed_out(ctx, guard, "connect_timeout", started)
-                    slice_ = min(slice_, left)
-                concurrent.futures.wait([future], timeout=slice_)
-                ctx.check_stop()
+            ctx.wait_until(
+                lambda seconds: bool(concurrent.futures.wait([future], timeout=seconds).done),
+                end,
+                lambda: timed_out(ctx, guard, "connect_timeout", started),
+            )
             infos = future.result()
     except (socket.gaierror, UnicodeError, OSError):
         raise WasiError(Errno.EHOSTUNREACH) from None
@@ -234,17 +231,16 @@ def _connect(
                 continue
             started = time.monotonic()
             end = None if guard.connect_timeout is None else started + guard.connect_timeout
-            while True:
-                slice_ = ctx.wait_slice()
-                if end is not None:
-                    left = end - time.monotonic()
-                    if left <= 0:
-                        sock.close()
-                        raise timed_out(ctx, guard, "connect_timeout", started)
-                    slice_ = min(slice_, left)
-                if poll_fds([], [sock.fileno()], slice_):
-                    break
-                ctx.check_stop()
+
+            try:
+                ctx.wait_until(
+                    functools.partial(poll_fds, [], [sock.fileno()]),
+                    end,
+                    functools.partial(timed_out, ctx, guard, "connect_timeout", started),
+                )
+            except BaseException:
+                sock.close()  # timed out, or stopped (deadline, cancel) while connecting
+                raise
             code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if code:
                 last = errno_from_oserror(OSError(code, os.strerror(code)))
@@ -322,18 +318,14 @@ def _wait(ctx: WasiContext, guard: NetworkGuard, entry: FdEntry, *, write: bool)
         raise WasiError(Errno.EAGAIN)
     started = time.monotonic()
     end = started + min(limits) if limits else None
-    while True:
-        slice_ = ctx.wait_slice()
-        if end is not None:
-            left = end - time.monotonic()
-            if left <= 0:
-                if guard.io_timeout is not None and guard.io_timeout == min(limits):
-                    raise timed_out(ctx, guard, "network_timeout", started)
-                raise WasiError(Errno.ETIMEDOUT)  # the guest's own timeout, not a limit
-            slice_ = min(slice_, left)
-        if poll_fds([] if write else [fd], [fd] if write else [], slice_):
-            return
-        ctx.check_stop()
+
+    def io_timed_out() -> BaseException:
+        if guard.io_timeout is not None and guard.io_timeout == min(limits):
+            return timed_out(ctx, guard, "network_timeout", started)
+        return WasiError(Errno.ETIMEDOUT)  # the guest's own timeout, not a limit
+
+    readers, writers = ([], [fd]) if write else ([fd], [])
+    ctx.wait_until(lambda seconds: poll_fds(readers, writers, seconds), end, io_timed_out)
 
 
 def socket_read(ctx: WasiContext, entry: FdEntry, buffers: list[memoryview]) -> int:
