@@ -136,7 +136,19 @@ def _start_time(pid: int) -> str | None:
             stat_line = f.read()
     except OSError:
         return None
-    return stat_line.rsplit(b")", 1)[-1].split()[19].decode()
+    fields = stat_line.rsplit(b")", 1)[-1].split()
+    return fields[19].decode("ascii", "replace") if len(fields) > 19 else None
+
+
+_owners: dict[int, str] = {}  # pid -> "pid-start": read from /proc once per process
+
+
+def _owner() -> str:
+    pid = os.getpid()
+    owner = _owners.get(pid)
+    if owner is None:
+        owner = _owners[pid] = f"{pid}-{_start_time(pid) or 0}"
+    return owner
 
 
 _swept_for: set[str] = set()  # the owners (pid-start) that have swept already
@@ -147,7 +159,7 @@ def make_scratch_dir() -> str:
     (a pid and its start time name one process, even after the pid is reused); the first
     one a process makes also sweeps those of processes that died without removing theirs
     (killed by SIGKILL, say)."""
-    owner = f"{os.getpid()}-{_start_time(os.getpid()) or 0}"
+    owner = _owner()
     if owner not in _swept_for:  # also true again in a forked child
         _swept_for.add(owner)
         sweep_stale_scratch_dirs()
