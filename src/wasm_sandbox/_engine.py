@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
@@ -44,6 +44,9 @@ from ._wasi._bind import (
     install_epoch_callback,
 )
 from ._wasi._registry import HOST_FUNCTIONS, SYSCALLS
+
+if TYPE_CHECKING:
+    from ._wasi._context import WasiContext
 
 __all__ = [
     "TICK_SECONDS",
@@ -469,10 +472,10 @@ class GuestInstance:
         memory_bytes: int | None,
         growth_bytes: int | None,
     ) -> None:
-        self.handle = handle
-        self.compiled = compiled
-        self.binding = binding
-        self.metered = handle.metered
+        self._handle = handle
+        self._compiled = compiled
+        self._binding = binding
+        self._metered = handle.metered
         store = wasmtime.Store(handle.engine)
         store.set_limits(
             memory_size=memory_bytes if memory_bytes is not None else -1,
@@ -482,23 +485,23 @@ class GuestInstance:
             memories=1,
         )
         install_epoch_callback(store)
-        self.store = store
-        self.context = context = _capi.context_of(store)
+        self._store = store
+        self._context = context = _capi.context_of(store)
         self._callers: dict[str, _capi.FuncCaller] = {}
         self.script_ready = False  # a script runtime's driver is loaded in this instance
         with bind(binding):
             try:
-                self.instance = _capi.instantiate_pre(compiled.pre, context)
+                self._instance = _capi.instantiate_pre(compiled.pre, context)
             except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
                 raise _failure(exc) from None
         remember_trap_handlers()  # wasmtime's are in place by now (recorded once)
         # The WASI ABI's memory (what preview1 calls and the data ABI use) is the export
         # named "memory"; usage is measured on the module's memory whatever it exports, so
         # a guest cannot hide from monitoring by not exporting it.
-        self.memory = self._memory_export("memory")
-        if self.memory is not None:
-            binding.memory_address = ctypes.addressof(self.memory.of.memory)
-        self._measured = self.memory
+        self._memory = self._memory_export("memory")
+        if self._memory is not None:
+            binding.memory_address = ctypes.addressof(self._memory.of.memory)
+        self._measured = self._memory
         if self._measured is None and compiled.info.memories:
             self._measured = self._memory_export(_wasm.MEMORY_EXPORT)
         # The hook's globals: limits are written once, the denial is read after failures.
@@ -510,27 +513,27 @@ class GuestInstance:
             self._set_global(_wasm.MEM_MAX_PAGES_EXPORT, True, memory_bytes // WASM_PAGE)
 
     def _memory_export(self, name: str) -> _capi.Extern | None:
-        item = _capi.export_get(self.context, self.instance, name)
+        item = _capi.export_get(self._context, self._instance, name)
         return item if item is not None and _capi.kind_of(item) == _capi.EXTERN_MEMORY else None
 
     def _global(self, name: str) -> _capi.Extern | None:
-        item = _capi.export_get(self.context, self.instance, name)
+        item = _capi.export_get(self._context, self._instance, name)
         return item if item is not None and _capi.kind_of(item) == _capi.EXTERN_GLOBAL else None
 
     def _set_global(self, name: str, is_i64: bool, value: int) -> None:
         item = self._global(name)
         if item is not None:
-            _capi.global_set(self.context, item, is_i64, value)
+            _capi.global_set(self._context, item, is_i64, value)
 
     def caller(self, name: str) -> _capi.FuncCaller | None:
         """A raw caller for the exported function ``name``, or None."""
         caller = self._callers.get(name)
         if caller is None:
-            signature = self.compiled.functions.get(name)
-            item = _capi.export_get(self.context, self.instance, name)
+            signature = self._compiled.functions.get(name)
+            item = _capi.export_get(self._context, self._instance, name)
             if signature is None or item is None or _capi.kind_of(item) != _capi.EXTERN_FUNC:
                 return None
-            caller = self._callers[name] = _capi.FuncCaller(self.context, item, *signature)
+            caller = self._callers[name] = _capi.FuncCaller(self._context, item, *signature)
         return caller
 
     def invoke(self, name: str, args: tuple[Any, ...], fuel: int | None) -> Any:
@@ -539,13 +542,13 @@ class GuestInstance:
         caller = self.caller(name)
         if caller is None:
             raise KeyError(name)
-        if fuel is not None and self.metered:
-            _capi.set_fuel(self.context, fuel)
-        ticker = self.handle.ticker
+        if fuel is not None and self._metered:
+            _capi.set_fuel(self._context, fuel)
+        ticker = self._handle.ticker
         ticker.enter()
         local = current
         previous = getattr(local, "binding", None)
-        local.binding = self.binding
+        local.binding = self._binding  # bind() inline: this is every call's hot path
         try:
             return caller(args)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
@@ -556,57 +559,69 @@ class GuestInstance:
 
     def set_fuel(self, fuel: int) -> None:
         """Give the store a fresh fuel budget (no-op on an unmetered engine)."""
-        if self.metered:
-            _capi.set_fuel(self.context, fuel)
+        if self._metered:
+            _capi.set_fuel(self._context, fuel)
 
     def fuel_left(self) -> int | None:
         """Fuel remaining in the store; None on an unmetered engine."""
-        return _capi.get_fuel(self.context) if self.metered else None
+        return _capi.get_fuel(self._context) if self._metered else None
 
     def memory_bytes(self) -> int:
         """Current (and, since memory never shrinks, peak) linear-memory size in bytes,
         exported or not (0 only for a module without memory)."""
         measured = self._measured
-        return _capi.memory_size(self.context, measured) if measured is not None else 0
+        return _capi.memory_size(self._context, measured) if measured is not None else 0
 
     def read_memory(self, ptr: int, length: int) -> bytes | None:
         """Bytes of the guest's memory (None when out of bounds or it has no memory)."""
-        if self.memory is None:
+        if self._memory is None:
             return None
-        return _capi.memory_read(self.context, self.memory, ptr, length)
+        return _capi.memory_read(self._context, self._memory, ptr, length)
 
     def write_memory(self, ptr: int, data: bytes) -> bool:
         """Write into the guest's memory; False when out of bounds or it has no memory."""
-        return self.memory is not None and _capi.memory_write(self.context, self.memory, ptr, data)
+        return self._memory is not None and _capi.memory_write(
+            self._context, self._memory, ptr, data
+        )
 
     def memory_denial(self) -> tuple[int, int, int] | None:
         """(kind, attempted total pages, requested pages) of the first refused memory.grow."""
         kind_global = self._denied_kind
         if kind_global is None:
             return None
-        kind = _capi.global_get(self.context, kind_global)
+        kind = _capi.global_get(self._context, kind_global)
         if kind == 0:
             return None
         pages = self._global(_wasm.DENIED_PAGES_EXPORT)
         delta = self._global(_wasm.DENIED_DELTA_EXPORT)
         return (
             kind,
-            _capi.global_get(self.context, pages) if pages is not None else 0,
-            _capi.global_get(self.context, delta) if delta is not None else 0,
+            _capi.global_get(self._context, pages) if pages is not None else 0,
+            _capi.global_get(self._context, delta) if delta is not None else 0,
         )
 
     def reset_denial(self) -> None:
         """Forget a recorded memory.grow refusal (a kept instance starts each call clean)."""
         kind_global = self._denied_kind
-        if kind_global is not None and _capi.global_get(self.context, kind_global) != 0:
-            _capi.global_set(self.context, kind_global, False, 0)
+        if kind_global is not None and _capi.global_get(self._context, kind_global) != 0:
+            _capi.global_set(self._context, kind_global, False, 0)
+
+    def rebind(self, wasi: WasiContext) -> None:
+        """Let the next call on this (kept) instance belong to the execution ``wasi``, with
+        the instance's descriptors."""
+        self._binding.wasi = wasi
+        wasi.bind_fds(self._binding.fds)
+
+    def on_tick(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` on every epoch tick while the guest runs (None: stop)."""
+        self._binding.on_tick = callback
 
     def close(self) -> None:
         """Release the store and the guest's host descriptors now."""
         self._callers.clear()
-        self.binding.memory_address = None
-        self.binding.fds.close()
-        self.store.close()
+        self._binding.memory_address = None
+        self._binding.fds.close()
+        self._store.close()
 
 
 def wat_to_wasm(text: str | bytes) -> bytes:

@@ -18,11 +18,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from ._callbacks import SafeCallback
 from ._errors import ConfigurationError
+from ._limits import ResourceLimits
 
-__all__ = ["NetworkGuard", "NetworkPolicy", "NetworkStats", "is_special_address"]
+__all__ = ["NetLimits", "NetworkGuard", "NetworkPolicy", "NetworkStats", "is_special_address"]
 
 
 _HOSTNAME = re.compile(
@@ -195,31 +197,49 @@ class NetworkStats:
     """Attempts refused by the policy or a limit."""
 
 
+@dataclass(frozen=True, slots=True)
+class NetLimits:
+    """The network limits of one execution (None: unlimited), built once from
+    ``ResourceLimits`` by ``NetLimits.of``."""
+
+    max_connections: int | None = None
+    rate: int | None = None  # max_requests_per_second
+    max_upload: int | None = None  # bytes
+    max_download: int | None = None  # bytes
+    io_timeout: float | None = None  # network_timeout, seconds
+    connect_timeout: float | None = None  # seconds
+    strict: bool = False  # the first limit hit (or refusal) stops the guest
+
+    @staticmethod
+    def of(limits: ResourceLimits, strict: bool) -> NetLimits:
+        """The network limits ``limits`` set (``strict``: strict network mode)."""
+        return NetLimits(
+            max_connections=limits.max_connections,
+            rate=limits.max_requests_per_second,
+            max_upload=limits.max_upload_bytes,
+            max_download=limits.max_download_bytes,
+            io_timeout=_seconds(limits.network_timeout),
+            connect_timeout=_seconds(limits.connect_timeout),
+            strict=strict,
+        )
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else value.total_seconds()
+
+
 class NetworkGuard:
-    """One execution's network limits, counters and monitoring."""
+    """One execution's network policy, limits (``limits``), counters and monitoring."""
 
     def __init__(
         self,
         policy: NetworkPolicy,
-        *,
-        max_connections: int | None,
-        max_requests_per_second: int | None,
-        max_upload_bytes: int | None,
-        max_download_bytes: int | None,
-        network_timeout: float | None,
-        connect_timeout: float | None,
-        strict: bool,
-        callback: Callable[[NetworkStats], object] | None,
+        limits: NetLimits = NetLimits(),
+        callback: Callable[[NetworkStats], object] | None = None,
     ) -> None:
         self.policy = policy
+        self.limits = limits
         self._tls: ssl.SSLContext | None = None
-        self.max_connections = max_connections
-        self.rate = max_requests_per_second
-        self.max_upload = max_upload_bytes
-        self.max_download = max_download_bytes
-        self.io_timeout = network_timeout
-        self.connect_timeout = connect_timeout
-        self.strict = strict
         self.callback = (
             None
             if callback is None
@@ -231,7 +251,7 @@ class NetworkGuard:
         self.requests = 0
         self.refusals = 0
         self.active = 0
-        self._tokens = float(max_requests_per_second or 0)
+        self._tokens = float(limits.rate or 0)
         self._refilled = time.monotonic()
         self._lock = threading.Lock()
 
@@ -243,11 +263,12 @@ class NetworkGuard:
 
     def take_token(self) -> bool:
         """One request from the token bucket (burst = the rate); False when it is empty."""
-        if self.rate is None:
+        rate = self.limits.rate
+        if rate is None:
             return True
         with self._lock:
             now = time.monotonic()
-            self._tokens = min(float(self.rate), self._tokens + (now - self._refilled) * self.rate)
+            self._tokens = min(float(rate), self._tokens + (now - self._refilled) * rate)
             self._refilled = now
             if self._tokens < 1.0:
                 return False

@@ -24,6 +24,7 @@ from ._builder import (
     env_pairs,
     normalize_stdin,
 )
+from ._calls import Command, DataCall, NumericCall, TurnCall
 from ._data import DATA_SIGNATURE, encode_kwargs, is_data_module
 from ._data import encode_args as encode_data
 from ._engine import default_cache_dir, get_engine
@@ -190,7 +191,7 @@ class WasmSandbox:
         else:
             ctx = self._context()
         if invocation.limits is not None:
-            self._execution.rescale(ctx, invocation.limits)
+            ctx.run_under(invocation.limits)
         if invocation.deadline is not None:
             ctx.cap_deadline(invocation.deadline)
         return ctx
@@ -231,7 +232,7 @@ class WasmSandbox:
         if self._script is not None:
             turn = self._script_call(export, args, kwargs or {})
             ctx = ctx if ctx is not None else self._context()
-            return self._execution.execute(ctx, "turn", (), command=False, script=turn)
+            return self._execution.execute(ctx, TurnCall(turn))
         if kwargs:
             raise e.InvalidArguments(
                 "keyword arguments are for Python guests; WebAssembly functions take "
@@ -239,7 +240,8 @@ class WasmSandbox:
             )
         payload = self._check_call(export, args)
         ctx = ctx if ctx is not None else self._context()
-        return self._execution.execute(ctx, export, args, command=False, payload=payload)
+        call = NumericCall(export, args) if payload is None else DataCall(export, payload)
+        return self._execution.execute(ctx, call)
 
     def _turn(self, op: str, source: str | None = None, **fields: Any) -> ScriptTurn:
         """The turn that asks this sandbox's script runtime for ``op`` (``source``: the guest
@@ -325,10 +327,10 @@ class WasmSandbox:
         if script is not None:
             argv = [script.filename, *(a.decode("utf-8", "surrogateescape") for a in ctx.args[1:])]
             turn = self._turn("run", script.text, argv=argv)
-            return self._execution.execute(ctx, "turn", (), command=True, script=turn)
+            return self._execution.execute(ctx, TurnCall(turn, command=True))
         if "_start" not in self.exports:
             raise e.FunctionNotFound("_start", tuple(self.exports))
-        return self._execution.execute(ctx, "_start", (), command=True)
+        return self._execution.execute(ctx, Command())
 
     def run(
         self,
@@ -437,8 +439,8 @@ def _monitored(outcome: Outcome) -> MonitoredResult:
     return MonitoredResult(
         value=outcome.value,
         resource_report=outcome.report,
-        stdout=bytes(outcome.ctx.stdout.data),
-        stderr=bytes(outcome.ctx.stderr.data),
+        stdout=bytes(outcome.ctx.streams.stdout.data),
+        stderr=bytes(outcome.ctx.streams.stderr.data),
     )
 
 

@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from . import _errors as e
+from ._calls import TurnCall
 from ._data import encode_args, encode_kwargs
 from ._execution import Execution, Outcome
 from ._limits import _check_duration
@@ -125,8 +126,8 @@ class Session:
         return MonitoredResult(
             value=None,
             resource_report=outcome.report,
-            stdout=bytes(outcome.ctx.stdout.data),
-            stderr=bytes(outcome.ctx.stderr.data),
+            stdout=bytes(outcome.ctx.streams.stdout.data),
+            stderr=bytes(outcome.ctx.streams.stderr.data),
         )
 
     def eval(self, expression: str) -> Any:
@@ -209,9 +210,9 @@ class Session:
                     raise e.ExecutionTimeout(self._budget)
                 ctx.cap_deadline(self._deadline)
             try:
-                outcome = self._execution.execute(ctx, "turn", (), command=False, script=turn)
+                outcome = self._execution.execute(ctx, TurnCall(turn))
             except e.GuestError:
-                self._log.append(_Statement(turn, True, tuple(ctx.effects)))
+                self._log.append(_Statement(turn, True, tuple(ctx.counters.effects)))
                 raise
             except _RESTORE_ON as error:
                 self._restore(error)
@@ -219,7 +220,7 @@ class Session:
             except KeyboardInterrupt as error:
                 self._restore(error)
                 raise
-            self._log.append(_Statement(turn, False, tuple(ctx.effects)))
+            self._log.append(_Statement(turn, False, tuple(ctx.counters.effects)))
             return outcome
 
     def _restore(self, error: BaseException) -> None:
@@ -253,13 +254,13 @@ class Session:
         if end is not None:
             ctx.cap_deadline(end)
         try:
-            self._execution.execute(ctx, "turn", (), command=False, script=statement.turn)
+            self._execution.execute(ctx, TurnCall(statement.turn))
         except e.GuestError as replayed:
             if not statement.failed:
                 self._lose(error, f"replaying {_which(index)} raised {replayed}")
         except e.SandboxError as replayed:
-            if ctx.stop_reason == StopReason.EXTERNAL_EFFECT:
-                why = f"replaying {_which(index)} attempted {ctx.effects[-1]}"
+            if ctx.stop_state.reason == StopReason.EXTERNAL_EFFECT:
+                why = f"replaying {_which(index)} attempted {ctx.counters.effects[-1]}"
             elif end is not None and time.monotonic() >= end - 0.001:
                 why = (
                     f"the replay did not finish within replay_timeout ({self._replay_seconds:g} s)"

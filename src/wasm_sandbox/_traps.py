@@ -5,16 +5,23 @@ into an error through its handlers for SIGSEGV, SIGBUS, SIGILL and SIGFPE. A lib
 later installs its own handlers for those signals without chaining (Ray's driver does, in
 ``ray.init()``) makes the next trap kill the whole process. We remember wasmtime's handlers
 once they are installed and put them back when they have been replaced.
+
+Ctrl-C: while a guest runs on the main thread under Python's default SIGINT handling, the
+signal is routed to the running execution (``route_sigint``), which stops within a tick;
+a ``KeyboardInterrupt`` raised inside a wasmtime callback could not unwind the guest.
 """
 
 from __future__ import annotations
 
 import ctypes
+import importlib
 import logging
 import signal
 import sys
+import threading
+from typing import Any, Protocol
 
-__all__ = ["ensure_trap_handlers", "remember_trap_handlers"]
+__all__ = ["ensure_trap_handlers", "remember_trap_handlers", "restore_sigint", "route_sigint"]
 
 log = logging.getLogger("wasm_sandbox")
 
@@ -66,3 +73,46 @@ def check_after_foreign_init() -> None:
     loaded (Ray) are the handlers compared."""
     if "ray" in sys.modules:
         ensure_trap_handlers()
+
+
+class Interruptible(Protocol):
+    """What SIGINT is routed to: the running execution."""
+
+    def interrupt(self) -> None:
+        """Ctrl-C arrived: stop the guest."""
+
+
+def route_sigint(target: Interruptible) -> Any:
+    """On the main thread with Python's default Ctrl-C handling, route SIGINT to ``target``
+    until ``restore_sigint``; returns the handler to restore, or None (nothing routed)."""
+    if threading.current_thread() is not _MAIN_THREAD:
+        return None
+    previous = _signal.getsignal(_SIGINT)
+    if previous is not _DEFAULT_INT_HANDLER:
+        return None
+    global _sigint_target  # noqa: PLW0603 - one running execution per main thread
+    _sigint_target = target
+    _signal.signal(_SIGINT, _route)
+    return previous
+
+
+def restore_sigint(previous: Any) -> None:
+    """Put back the handler ``route_sigint`` returned and forget its target (a finished
+    execution, and its descriptors, are not kept alive)."""
+    global _sigint_target  # noqa: PLW0603 - one running execution per main thread
+    _signal.signal(_SIGINT, previous)
+    _sigint_target = None
+
+
+def _route(signum: int, frame: object) -> None:
+    target = _sigint_target
+    if target is not None:
+        target.interrupt()
+
+
+# The C module behind ``signal``: its functions skip signal.signal's enum conversions.
+_signal: Any = importlib.import_module("_signal")
+_MAIN_THREAD = threading.main_thread()
+_SIGINT = int(signal.SIGINT)
+_DEFAULT_INT_HANDLER = signal.default_int_handler
+_sigint_target: Interruptible | None = None

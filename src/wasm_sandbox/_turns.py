@@ -20,6 +20,7 @@ from ._guests._python import turn_code
 from ._wasi._context import WasiContext
 from ._wasi._http import MAX_REQUEST_TEXT, http_exchange
 from ._wasi._net import net_request
+from ._wasi._state import Door
 
 __all__ = ["JavaScriptTurn", "PythonTurn", "ScriptTurn", "script_turn"]
 
@@ -75,7 +76,7 @@ class PythonTurn:
                 )
             )
 
-        ctx.door, ctx.door_deliver = door, deliver
+        ctx.door = Door(door, deliver)
         code = turn_code(self.request, boot=not instance.script_ready)
         size = len(code)
         ptr = int(instance.invoke("host_alloc", (size,), fuel=None)) & _MASK32
@@ -122,7 +123,7 @@ def _js_frame(answer: bytes, ctx: WasiContext) -> tuple[Any, int | None]:
         if isinstance(frame, dict):
             stderr = frame.pop("stderr", None)
             if isinstance(stderr, str):
-                ctx.stderr.write(stderr.encode("utf-8", "replace"))
+                ctx.streams.stderr.write(stderr.encode("utf-8", "replace"))
             try:
                 answer = json.dumps(frame).encode()
             except RecursionError:
@@ -281,7 +282,7 @@ def _is_exception(value: int) -> bool:
 
 
 def _no_answer(ctx: WasiContext, status: int) -> e.GuestError:
-    tail = bytes(ctx.stderr.data[-2000:]).decode("utf-8", "replace").strip()
+    tail = bytes(ctx.streams.stderr.data[-2000:]).decode("utf-8", "replace").strip()
     return e.GuestError(
         "ProtocolError",
         f"the guest ended its turn (status {status}) without an answer"

@@ -50,7 +50,7 @@ class HostBinding:
     def __init__(self, wasi: WasiContext, fds: FdTable) -> None:
         self.wasi = wasi
         self.fds = fds
-        wasi.fds = fds
+        wasi.bind_fds(fds)
         self.memory_address: int | None = None  # address of the wasmtime_memory_t struct
         self.on_tick: Callable[[], None] | None = None  # called on every epoch tick
 
@@ -71,7 +71,7 @@ def bind(binding: HostBinding) -> Iterator[None]:
 
 def _stop_trap(ctx: WasiContext, reason: str, exc: BaseException | None = None) -> int:
     ctx.stop(reason, exc)
-    message = f"wasm-sandbox: guest stopped ({ctx.stop_reason})".encode()
+    message = f"wasm-sandbox: guest stopped ({ctx.stop_state.reason})".encode()
     return int(_trap_new(message, len(message)))
 
 
@@ -98,13 +98,13 @@ def _make_trampoline(sc: Syscall) -> Any:
                 )
             else:
                 mem = _NO_MEMORY
-            ctx.syscalls += 1
+            ctx.counters.syscalls += 1
             try:
                 errno = impl(ctx, mem, *args)
             except WasiError as err:
                 errno = err.errno
         except GuestStop:
-            return _stop_trap(ctx, ctx.stop_reason or StopReason.HOST_ERROR)
+            return _stop_trap(ctx, ctx.stop_state.reason or StopReason.HOST_ERROR)
         except (KeyboardInterrupt, SystemExit) as exc:  # Ctrl-C, or a user callback's
             return _stop_trap(ctx, StopReason.INTERRUPTED, exc)
         except BaseException as exc:  # a bug of ours: never let it unwind into wasmtime
@@ -155,7 +155,7 @@ def _on_epoch(context: int, data: int, delta: Any, kind: Any) -> int | None:
         if binding.on_tick is not None:
             binding.on_tick()
     except GuestStop:
-        return int(_error_new(f"wasm-sandbox: guest stopped ({ctx.stop_reason})".encode()))
+        return int(_error_new(f"wasm-sandbox: guest stopped ({ctx.stop_state.reason})".encode()))
     except KeyboardInterrupt as exc:
         ctx.stop(StopReason.INTERRUPTED, exc)
         return int(_error_new(b"wasm-sandbox: interrupted"))

@@ -20,6 +20,7 @@ from .._monitor import Sampler
 from .._network import NetworkGuard
 from ._errno import Errno, WasiError, errno_from_oserror
 from ._fs import HOST_DESCRIPTORS, FdEntry, FdTable, Resolved, count_entries
+from ._state import Counters, Door, IoLimits, StopState, Streams
 
 __all__ = ["OutputBuffer", "SecurityEvent", "Stdin", "StopReason", "WasiContext"]
 
@@ -177,85 +178,94 @@ class Stdin:
                 if len(chunk) < len(buffer):
                     break
             return placed
-        while True:
-            timeout = ctx.wait_slice()
-            if poll_fds([self._fd], [], timeout):
-                try:
-                    return os.readv(self._fd, buffers)
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    raise WasiError(errno_from_oserror(exc)) from None
-            ctx.check_stop()
+        fd, done = self._fd, [0]  # done[0]: what the read that succeeded placed
+
+        def ready(seconds: float) -> bool:
+            if not poll_fds([fd], [], seconds):
+                return False
+            try:
+                done[0] = os.readv(fd, buffers)
+            except BlockingIOError:
+                return False
+            except OSError as exc:
+                raise WasiError(errno_from_oserror(exc)) from None
+            return True
+
+        ctx.wait_until(ready, None, GuestStop)
+        return done[0]
 
 
 @dataclass(slots=True, eq=False)
 class WasiContext:
-    """Everything the WASI layer knows about one execution."""
+    """Everything the WASI layer knows about one execution, as parts with one owner each
+    (see ``_state``): limits fixed when it starts, counters, stop state, streams, the door,
+    the network guard, and the descriptors bound with the instance."""
 
     args: list[bytes]
     env: list[bytes]
-    stdin: Stdin
-    stdout: OutputBuffer
-    stderr: OutputBuffer
+    streams: Streams
+    limits: ResourceLimits  # this execution's limits (the sandbox's, or an auto-scaler's)
+    io_limits: IoLimits
+    net: NetworkGuard  # network policy, limits and counters
+    counters: Counters = field(default_factory=Counters)
+    stop_state: StopState = field(default_factory=StopState)
+    io: IoObserver | None = None  # file-operation monitoring, when enabled
+    sampler: Sampler | None = None  # live monitoring of this execution
+    door: Door | None = None  # a script turn's host.call handler
     deadline: float | None = None  # time.monotonic() value; None: no wall-clock limit
     # Deadlines a caller added (a balancer's, a session's budget, a replay bound): the
     # effective ``deadline`` is composed from them and the limits by ``compose_deadline``.
     deadline_caps: tuple[float, ...] = ()
-    cancelled: bool = False  # set from another thread to stop the guest
-    interrupted: bool = False  # set by the SIGINT handler while the guest runs
     start: float = field(default_factory=time.monotonic)
-    stop_reason: str | None = None
-    exit_code: int | None = None
-    host_exception: BaseException | None = None
-    syscalls: int = 0
-    file_calls: int = 0  # path_* and fd_* calls on files and directories (attempted)
-    effects: list[str] = field(default_factory=list)  # what it did outside the sandbox
     effects_forbidden: bool = False  # a session replay: the first external effect stops it
-    fds: FdTable = field(init=False)  # the instance's descriptors, set when it is bound
-    fds_limit: int | None = None  # max_open_files
-    directory_entries_limit: int | None = None  # max_directory_entries
-    file_size_limit: int | None = None  # max_file_size
-    total_write_limit: int | None = None  # max_total_file_size
-    file_ops_limit: int | None = None  # max_file_operations
-    strict_io: bool = False  # the first limit hit stops the guest (IoLimitExceeded)
-    io: IoObserver | None = None  # file-operation monitoring, when enabled
-    buffer_size: int | None = None  # write buffering: host write per this many bytes ...
-    io_batch_size: int | None = None  # ... or per this many guest writes
-    bytes_read: int = 0  # from files
-    bytes_written: int = 0  # to files
-    security_events: list[SecurityEvent] = field(default_factory=list)
-    limits_hit: dict[str, tuple[int, int]] = field(default_factory=dict)  # name: (tried, cap)
-    strict_hit: tuple[str, int, int] | None = None
-    io_errors: list[str] = field(default_factory=list)  # buffered writes that failed late
-    door: Callable[[bytes], bytes] | None = None  # answers the frames of host.call
-    door_deliver: Callable[[bytes, int, int], bool] | None = None  # places an answer
-    net: NetworkGuard | None = None  # network policy, limits and counters
-    network_limits_hit: dict[str, tuple[int, int]] = field(default_factory=dict)
-    strict_network_hit: tuple[str, int, int] | None = None
-    security_violation: str | None = None  # the endpoint a strict policy refused
     net_endpoint: str | None = None  # the endpoint of the connection being opened
-    sampler: Sampler | None = None  # live monitoring of this execution
-    limits: ResourceLimits | None = None  # this execution's own limits (an auto-scaler's)
-    memory_limit: int | None = None  # the guest's memory cap (bounds what the host fetches)
+    fds: FdTable = field(init=False)  # the instance's descriptors, set by ``bind_fds``
+
+    @property
+    def memory_limit(self) -> int | None:
+        """The guest's memory cap (bounds what the host fetches for it)."""
+        return self.limits.memory_bytes
+
+    @property
+    def has_fds(self) -> bool:
+        """True once an instance's descriptors are bound (not when instantiation failed)."""
+        try:
+            self.fds  # noqa: B018 - a slot that was never set raises AttributeError
+        except AttributeError:
+            return False
+        return True
+
+    def bind_fds(self, fds: FdTable) -> None:
+        """Give this execution the descriptors of the instance it runs on."""
+        self.fds = fds
+
+    def run_under(self, limits: ResourceLimits) -> None:
+        """Run under ``limits`` instead (an auto-scaler's); the deadline follows its timeout,
+        and the caps a caller added stay."""
+        self.limits = limits
+        timeout = limits.execution_timeout
+        seconds = None if timeout is None else timeout.total_seconds()
+        self.deadline = compose_deadline(self.start, seconds, self.deadline_caps)
 
     def stop(self, reason: str, exc: BaseException | None = None) -> GuestStop:
         """Record why the guest stops (the first reason wins) and return the unwind signal."""
-        if self.stop_reason is None:
-            self.stop_reason = reason
-            self.host_exception = exc
+        state = self.stop_state
+        if state.reason is None:
+            state.reason = reason
+            state.exception = exc
         return GuestStop(reason)
 
     def external_effect(self, what: str) -> None:
         """The guest is about to act on the world outside the sandbox (``what``: a network
         connection, a change to a writable host directory). Recorded; when effects are
         forbidden (a session replay), the guest is stopped before it happens."""
+        effects = self.counters.effects
         if self.effects_forbidden:
-            if self.stop_reason is None:
-                self.effects.append(what)
+            if self.stop_state.reason is None:
+                effects.append(what)
             raise self.stop(StopReason.EXTERNAL_EFFECT)
-        if what not in self.effects and len(self.effects) < MAX_EFFECTS:
-            self.effects.append(what)
+        if what not in effects and len(effects) < MAX_EFFECTS:
+            effects.append(what)
 
     def cap_deadline(self, at: float) -> None:
         """End this execution at ``at`` (a ``time.monotonic()`` value) at the latest, on top
@@ -265,8 +275,8 @@ class WasiContext:
 
     def check_stop(self) -> None:
         """Raise ``GuestStop`` when the deadline has passed or the execution was cancelled."""
-        if self.cancelled:
-            if self.interrupted:
+        if self.stop_state.cancelled:
+            if self.stop_state.interrupted:
                 raise self.stop(StopReason.INTERRUPTED, KeyboardInterrupt())
             raise self.stop(StopReason.CANCELLED)
         if self.deadline is not None and time.monotonic() >= self.deadline:
@@ -304,12 +314,12 @@ class WasiContext:
 
     def cancel(self) -> None:
         """Ask the guest to stop: it ends with ExecutionCancelled within one tick or wait slice."""
-        self.cancelled = True
+        self.stop_state.cancelled = True
 
     def interrupt(self) -> None:
         """Ctrl-C arrived: stop the guest, then KeyboardInterrupt is raised to the caller."""
-        self.interrupted = True
-        self.cancelled = True
+        self.stop_state.interrupted = True
+        self.stop_state.cancelled = True
 
     def require_fd(self, fd: int) -> FdEntry:
         """The entry of ``fd`` if it is open, else EBADF."""
@@ -318,16 +328,16 @@ class WasiContext:
     def limit_hit(self, name: str, attempted: int, cap: int, errno: Errno) -> WasiError:
         """Record that the I/O limit ``name`` refused an operation; returns the errno to give
         the guest, or, in strict mode, stops the guest (IoLimitExceeded)."""
-        self.limits_hit.setdefault(name, (attempted, cap))
-        if self.strict_io:
-            self.strict_hit = (name, attempted, cap)
+        self.counters.io_limits_hit.setdefault(name, (attempted, cap))
+        if self.io_limits.strict:
+            self.stop_state.io_hit = (name, attempted, cap)
             raise self.stop(StopReason.IO_LIMIT)
         return WasiError(errno)
 
     def check_open_room(self) -> None:
         """EMFILE at the guest's max_open_files; ENFILE when the guests of this process
         together reach the headroom kept below RLIMIT_NOFILE (see ``HostDescriptors``)."""
-        limit = self.fds_limit
+        limit = self.io_limits.open_files
         under_limit, under_host = self.fds.room_for_one_more(limit)
         if not under_limit and limit is not None:
             raise self.limit_hit("max_open_files", self.fds.open_count + 1, limit, Errno.EMFILE)
@@ -337,7 +347,7 @@ class WasiContext:
 
     def check_directory_room(self, target: Resolved) -> None:
         """ENOSPC when creating ``target`` would exceed max_directory_entries."""
-        cap = self.directory_entries_limit
+        cap = self.io_limits.directory_entries
         if cap is None:
             return
         count = count_entries(target.dir_fd)
@@ -346,6 +356,7 @@ class WasiContext:
 
     def refuse(self, kind: str, path: str, detail: str, errno: Errno) -> WasiError:
         """Record a refused access as a security event; returns the errno to raise."""
-        if len(self.security_events) < MAX_SECURITY_EVENTS:
-            self.security_events.append(SecurityEvent(kind=kind, path=path, detail=detail))
+        events = self.counters.security_events
+        if len(events) < MAX_SECURITY_EVENTS:
+            events.append(SecurityEvent(kind=kind, path=path, detail=detail))
         return WasiError(errno)

@@ -2,7 +2,7 @@
 guest talks to the host (the Python runtime's ``_host.call(frame) -> bytes``).
 
 A frame is opaque bytes; the execution's ``door`` handler answers it. An empty answer costs
-nothing; a non-empty one is placed in guest memory by ``door_deliver`` (which calls the guest's
+nothing; a non-empty one is placed in guest memory by its ``deliver`` (which calls the guest's
 ``host_alloc``, re-entering it from this host call). Without a handler (any other guest that
 imports the door) the call is refused, as the runtime expects when no host is bound.
 """
@@ -37,10 +37,9 @@ def host_call(
         mem.set_u32(out_len, 0)
     except WasiError:
         return HOST_FAULT
-    response = door(frame)
+    response = door.answer(frame)
     if not response:
         return 0
-    deliver = ctx.door_deliver
-    if deliver is None or not deliver(response, out_ptr, out_len):
+    if not door.deliver(response, out_ptr, out_len):
         return HOST_FAULT
     return 0

@@ -107,12 +107,14 @@ def file_call(*, flush_first: bool = True) -> Callable[[Callable[..., int]], Cal
     def decorate(impl: Callable[..., int]) -> Callable[..., int]:
         @wraps(impl)
         def call(ctx: WasiContext, mem: GuestMemory, *args: int) -> int:
-            ctx.file_calls += 1
+            ctx.counters.file_calls += 1
             if flush_first and ctx.fds.dirty:
                 ctx.fds.flush_all()
-            limit = ctx.file_ops_limit
-            if limit is not None and ctx.file_calls > limit:
-                raise ctx.limit_hit("max_file_operations", ctx.file_calls, limit, Errno.EDQUOT)
+            limit = ctx.io_limits.file_operations
+            if limit is not None and ctx.counters.file_calls > limit:
+                raise ctx.limit_hit(
+                    "max_file_operations", ctx.counters.file_calls, limit, Errno.EDQUOT
+                )
             try:
                 return impl(ctx, mem, *args)
             except Escape as exc:

@@ -67,7 +67,7 @@ def fd_write(
     entry = ctx.require_fd(fd)
     kind = entry.kind
     if kind in {"stdout", "stderr"}:
-        out = ctx.stdout if kind == "stdout" else ctx.stderr
+        out = ctx.streams.stdout if kind == "stdout" else ctx.streams.stderr
         size = out.write_iovecs(mem.view, mem.iovecs(iovs, iovs_len), MAX_RW)
         mem.set_u32(nwritten, size)  # past the cap: counted, never copied
         return _SUCCESS
@@ -116,13 +116,13 @@ def _write_file(
     views = mem.views(pairs, size)  # written from guest memory: no host copy
     if not views:
         written = 0
-    elif offset is None and ctx.buffer_size is not None and not entry.sync_flags:
+    elif offset is None and ctx.io_limits.buffer_size is not None and not entry.sync_flags:
         written = _buffered_write(ctx, entry, views, size)
     elif offset is None:
         written = os.writev(entry.fd, views)
     else:
         written = os.pwritev(entry.fd, views, offset)
-    ctx.bytes_written += written
+    ctx.counters.bytes_written += written
     if ctx.io is not None:
         ctx.io.emit(FileWrite(entry.guest_path, written))
     mem.set_u32(nwritten, written)
@@ -135,7 +135,7 @@ def _buffered_write(ctx: WasiContext, entry: FdEntry, views: list[memoryview], s
     One descriptor buffers at a time (a write to another flushes it first), and a write that
     would take the buffer past ``buffer_size`` is not kept, so the host never holds more
     than ``buffer_size`` bytes of buffered writes."""
-    fd, cap, fds = entry.fd, ctx.buffer_size, ctx.fds
+    fd, cap, fds = entry.fd, ctx.io_limits.buffer_size, ctx.fds
     if fd is None or cap is None:
         raise WasiError(Errno.EBADF)
     if fds.dirty and (len(fds.dirty) > 1 or entry not in fds.dirty):
@@ -143,7 +143,7 @@ def _buffered_write(ctx: WasiContext, entry: FdEntry, views: list[memoryview], s
             try:
                 fds.flush(other)
             except WasiError as exc:  # the guest was told "written": report it
-                ctx.io_errors.append(f"{other.guest_path}: {exc.errno.name}")
+                ctx.counters.io_errors.append(f"{other.guest_path}: {exc.errno.name}")
     pending = len(entry.pending) if entry.pending else 0
     if pending + size > cap:
         if pending:
@@ -156,7 +156,7 @@ def _buffered_write(ctx: WasiContext, entry: FdEntry, views: list[memoryview], s
         entry.pending += view
     entry.pending_writes += 1
     fds.dirty.add(entry)
-    batch = ctx.io_batch_size
+    batch = ctx.io_limits.batch_size
     if len(entry.pending) >= cap or (batch is not None and entry.pending_writes >= batch):
         fds.flush(entry)
     return size
@@ -168,15 +168,15 @@ def _fit_limits(ctx: WasiContext, entry: FdEntry, size: int, offset: int | None)
     limits)."""
     if not size or entry.fd is None:
         return size
-    total_cap = ctx.total_write_limit
+    total_cap = ctx.io_limits.total_write
     if total_cap is not None:
-        room = total_cap - ctx.bytes_written
+        room = total_cap - ctx.counters.bytes_written
         if size > room:
             if room <= 0:
-                tried = ctx.bytes_written + size
+                tried = ctx.counters.bytes_written + size
                 raise ctx.limit_hit("max_total_file_size", tried, total_cap, Errno.EDQUOT)
             size = room
-    size_cap = ctx.file_size_limit
+    size_cap = ctx.io_limits.file_size
     if size_cap is not None:
         start = _geometry(entry, offset)[0]
         if start + size > size_cap:
@@ -202,7 +202,7 @@ def _geometry(entry: FdEntry, offset: int | None) -> tuple[int, int]:
 
 
 def _check_size(ctx: WasiContext, size: int) -> None:
-    cap = ctx.file_size_limit
+    cap = ctx.io_limits.file_size
     if cap is not None and size > cap:
         raise ctx.limit_hit("max_file_size", size, cap, Errno.EFBIG)
 
@@ -234,10 +234,10 @@ def fd_read(
     entry = ctx.require_fd(fd)
     if entry.kind == "stdin":
         # Straight into guest memory; a stream moves at most STREAM_CHUNK bytes a read.
-        limit = MAX_RW if ctx.stdin.fileno is None else STREAM_CHUNK
+        limit = MAX_RW if ctx.streams.stdin.fileno is None else STREAM_CHUNK
         buffers = mem.buffers(iovs, iovs_len, limit)
         mem.check(nread, 4)
-        mem.set_u32(nread, ctx.stdin.read_into(buffers, ctx) if buffers else 0)
+        mem.set_u32(nread, ctx.streams.stdin.read_into(buffers, ctx) if buffers else 0)
         return _SUCCESS
     if entry.kind == "socket":
         mem.check(nread, 4)
@@ -277,7 +277,7 @@ def _read_file(
         count = os.readv(entry.fd, buffers)
     else:
         count = os.preadv(entry.fd, buffers, offset)
-    ctx.bytes_read += count
+    ctx.counters.bytes_read += count
     if ctx.io is not None:
         ctx.io.emit(FileRead(entry.guest_path, count))
     mem.set_u32(nread, count)
@@ -319,11 +319,11 @@ def fd_close(ctx: WasiContext, mem: GuestMemory, fd: int) -> int:
     if entry.orphan:
         _release_orphan(ctx, entry)
     ctx.fds.close_fd(fd)
-    if entry.kind == "socket" and ctx.net is not None:
+    if entry.kind == "socket":
         ctx.net.active = _net.active_connections(ctx)
         ctx.net.changed()
     if entry.mount is not None:  # counted, but never refused: closing frees resources
-        ctx.file_calls += 1
+        ctx.counters.file_calls += 1
         if ctx.io is not None:
             ctx.io.emit(FileClose(entry.guest_path))
     return _SUCCESS

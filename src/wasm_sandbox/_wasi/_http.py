@@ -116,7 +116,7 @@ def _transfer(
     entry = ctx.require_fd(fd)
     # network_timeout bounds each wait and, here, the whole request as well.
     guard = ctx.net
-    limit = guard.io_timeout if guard is not None else None
+    limit = guard.limits.io_timeout
     started = time.monotonic()
     deadline = None if limit is None else started + limit
     exchange = _Exchange(ctx, entry, deadline)
@@ -128,14 +128,13 @@ def _transfer(
         return exchange.receive(_body_bound(ctx), push)
     except WasiError as err:
         expired = deadline is not None and time.monotonic() >= deadline
-        if err.errno == Errno.ETIMEDOUT and guard is not None and expired:
+        if err.errno == Errno.ETIMEDOUT and expired:
             err = timed_out(ctx, guard, "network_timeout", started)  # a limit (strict: stops)
         raise _Refused(f"request to {host}:{port} failed ({err.errno.name})", err.errno) from None
     finally:
         ctx.fds.close_fd(fd)
-        if ctx.net is not None:
-            ctx.net.active = active_connections(ctx)
-            ctx.net.changed()
+        guard.active = active_connections(ctx)
+        guard.changed()
 
 
 def _pull(pull: Pull, start: int, size: int) -> bytes:
@@ -152,8 +151,8 @@ def _pull(pull: Pull, start: int, size: int) -> bytes:
 def _body_bound(ctx: WasiContext) -> tuple[int, str]:
     """The largest response body this guest may receive, and what sets it."""
     guard = ctx.net
-    if guard is not None and guard.max_download is not None:
-        return guard.max_download, "the download limit"
+    if guard.limits.max_download is not None:
+        return guard.limits.max_download, "the download limit"
     return ctx.memory_limit or _ADDRESS_SPACE, "the guest's memory limit"
 
 

@@ -46,19 +46,12 @@ def _close_entry(entry: FdEntry) -> None:
         os.close(entry.fd)
 
 
-def _guard(ctx: WasiContext) -> NetworkGuard:
-    guard = ctx.net
-    if guard is None:
-        raise WasiError(Errno.EACCES)
-    return guard
-
-
 def _refuse(ctx: WasiContext, guard: NetworkGuard, endpoint: str, why: str) -> Errno:
     guard.refusals += 1
     ctx.refuse("network", endpoint, why, Errno.EACCES)
     guard.changed()
-    if guard.strict:
-        ctx.security_violation = endpoint
+    if guard.limits.strict:
+        ctx.stop_state.security_violation = endpoint
         raise ctx.stop(StopReason.SECURITY)
     return Errno.EACCES
 
@@ -67,13 +60,13 @@ def _limit(
     ctx: WasiContext, guard: NetworkGuard, name: str, attempted: int, cap: int, errno: Errno
 ) -> WasiError:
     """Record a network limit; the errno to give the guest, or (strict) stop it."""
-    ctx.network_limits_hit.setdefault(name, (attempted, cap))
+    ctx.counters.network_limits_hit.setdefault(name, (attempted, cap))
     if name in ("max_connections", "max_requests_per_second"):  # a refused connection
         endpoint = ctx.net_endpoint or "?"
         ctx.refuse("network", endpoint, f"{name} reached (limit {cap})", errno)
         guard.changed()
-    if guard.strict:
-        ctx.strict_network_hit = (name, attempted, cap)
+    if guard.limits.strict:
+        ctx.stop_state.network_hit = (name, attempted, cap)
         raise ctx.stop(StopReason.NETWORK_LIMIT)
     return WasiError(errno)
 
@@ -82,7 +75,7 @@ def timed_out(ctx: WasiContext, guard: NetworkGuard, name: str, started: float) 
     """``name`` (``connect_timeout`` or ``network_timeout``) ran out on a wait begun at
     ``started``: recorded as a network limit, in milliseconds (waited, limit); ETIMEDOUT for
     the guest, or (strict) the guest stops."""
-    seconds = guard.connect_timeout if name == "connect_timeout" else guard.io_timeout
+    seconds = guard.limits.connect_timeout if name == "connect_timeout" else guard.limits.io_timeout
     cap = math.ceil((seconds or 0.0) * 1000)
     waited = max(cap, math.ceil((time.monotonic() - started) * 1000))
     return _limit(ctx, guard, name, waited, cap, Errno.ETIMEDOUT)
@@ -129,7 +122,7 @@ def open_connection(ctx: WasiContext, host: str, port: int, *, tls: bool = False
     mode stops the guest)."""
     if not 1 <= port <= 65535 or "\0" in host or not host or len(host) > _MAX_HOST:
         raise WasiError(Errno.EINVAL)
-    guard = _guard(ctx)
+    guard = ctx.net
     guard.requests += 1
     endpoint = f"{host}:{port}"
     ctx.net_endpoint = endpoint
@@ -140,12 +133,12 @@ def open_connection(ctx: WasiContext, host: str, port: int, *, tls: bool = False
         raise WasiError(_refuse(ctx, guard, endpoint, "the network policy requires TLS"))
     if not guard.take_token():
         guard.refusals += 1
-        rate = guard.rate or 0
+        rate = guard.limits.rate or 0
         raise _limit(ctx, guard, "max_requests_per_second", rate + 1, rate, Errno.EAGAIN)
     active = active_connections(ctx)
-    if guard.max_connections is not None and active >= guard.max_connections:
+    if guard.limits.max_connections is not None and active >= guard.limits.max_connections:
         guard.refusals += 1
-        cap = guard.max_connections
+        cap = guard.limits.max_connections
         raise _limit(ctx, guard, "max_connections", active + 1, cap, Errno.ENFILE)
     ctx.check_open_room()
     # Past every check: from here the attempt reaches the outside (a lookup, a connect).
@@ -190,7 +183,11 @@ def _resolve(
         else:
             future = _resolver().submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
             started = time.monotonic()
-            end = None if guard.connect_timeout is None else started + guard.connect_timeout
+            end = (
+                None
+                if guard.limits.connect_timeout is None
+                else started + guard.limits.connect_timeout
+            )
             ctx.wait_until(
                 lambda seconds: bool(concurrent.futures.wait([future], timeout=seconds).done),
                 end,
@@ -230,7 +227,11 @@ def _connect(
                 sock.close()
                 continue
             started = time.monotonic()
-            end = None if guard.connect_timeout is None else started + guard.connect_timeout
+            end = (
+                None
+                if guard.limits.connect_timeout is None
+                else started + guard.limits.connect_timeout
+            )
 
             try:
                 ctx.wait_until(
@@ -313,14 +314,14 @@ def _wait(ctx: WasiContext, guard: NetworkGuard, entry: FdEntry, *, write: bool)
     execution's deadline."""
     fd = entry.fd
     assert fd is not None
-    limits = [t for t in (guard.io_timeout, entry.timeout) if t is not None]
+    limits = [t for t in (guard.limits.io_timeout, entry.timeout) if t is not None]
     if entry.timeout == 0 and not ready(fd, write=write):
         raise WasiError(Errno.EAGAIN)
     started = time.monotonic()
     end = started + min(limits) if limits else None
 
     def io_timed_out() -> BaseException:
-        if guard.io_timeout is not None and guard.io_timeout == min(limits):
+        if guard.limits.io_timeout is not None and guard.limits.io_timeout == min(limits):
             return timed_out(ctx, guard, "network_timeout", started)
         return WasiError(Errno.ETIMEDOUT)  # the guest's own timeout, not a limit
 
@@ -330,17 +331,17 @@ def _wait(ctx: WasiContext, guard: NetworkGuard, entry: FdEntry, *, write: bool)
 
 def socket_read(ctx: WasiContext, entry: FdEntry, buffers: list[memoryview]) -> int:
     """Read from a guest connection into ``buffers``; 0 at end of stream."""
-    guard = _guard(ctx)
+    guard = ctx.net
     fd = entry.fd
     if fd is None or not entry.readable:
         raise WasiError(Errno.ENOTCONN)
     wanted = sum(len(b) for b in buffers)
     if wanted == 0:
         return 0
-    if guard.max_download is not None:
-        room = guard.max_download - guard.received
+    if guard.limits.max_download is not None:
+        room = guard.limits.max_download - guard.received
         if room <= 0:
-            cap = guard.max_download
+            cap = guard.limits.max_download
             raise _limit(ctx, guard, "max_download_bytes", guard.received + 1, cap, Errno.EDQUOT)
         buffers = _clip(buffers, room)
     tls = entry.tls
@@ -359,21 +360,21 @@ def socket_write(ctx: WasiContext, entry: FdEntry, buffers: list[memoryview]) ->
     upload cap and the socket take, to a guest connection; the bytes sent. Nothing is
     gathered: a plain connection writes the views as they are (``writev``), TLS sends at
     most ``_TLS_CHUNK`` bytes of the first."""
-    guard = _guard(ctx)
+    guard = ctx.net
     fd = entry.fd
     if fd is None or not entry.writable:
         raise WasiError(Errno.EPIPE)
     size = sum(len(b) for b in buffers)
     if not size:
         return 0
-    if guard.max_upload is not None:
-        room = guard.max_upload - guard.sent
-        if room <= 0 or (guard.strict and size > room):
-            cap = guard.max_upload
+    if guard.limits.max_upload is not None:
+        room = guard.limits.max_upload - guard.sent
+        if room <= 0 or (guard.limits.strict and size > room):
+            cap = guard.limits.max_upload
             raise _limit(ctx, guard, "max_upload_bytes", guard.sent + size, cap, Errno.EDQUOT)
         if size > room:
-            ctx.network_limits_hit.setdefault(
-                "max_upload_bytes", (guard.sent + size, guard.max_upload)
+            ctx.counters.network_limits_hit.setdefault(
+                "max_upload_bytes", (guard.sent + size, guard.limits.max_upload)
             )
             buffers = _clip(buffers, room)
     tls = entry.tls
@@ -456,7 +457,7 @@ def _socket_request(ctx: WasiContext, request: dict[str, Any]) -> None:
     elif op == "shutdown":
         shutdown(entry, _integer(request, "how"))
     elif op == "tls":
-        _start_tls(ctx, _guard(ctx), entry, _text(request, "host"))
+        _start_tls(ctx, ctx.net, entry, _text(request, "host"))
     elif op == "sockopt":
         value = request.get("value")
         if type(value) is not bool:

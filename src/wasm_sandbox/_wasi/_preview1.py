@@ -131,7 +131,7 @@ def sched_yield(ctx: WasiContext, mem: GuestMemory) -> int:
 @syscall("i", results="")
 def proc_exit(ctx: WasiContext, mem: GuestMemory, rval: int) -> int:
     """Terminate the process normally with exit code ``rval``."""
-    ctx.exit_code = rval
+    ctx.stop_state.exit_code = rval
     raise ctx.stop(StopReason.EXIT)
 
 
@@ -229,19 +229,25 @@ def poll_oneoff(
         elif tag > _EVENTTYPE_FD_WRITE:
             return Errno.EINVAL
     events = _poll_once(ctx, subs, fire_clocks=False)
-    while not events:
-        now = time.monotonic()
-        if wake is not None and now >= wake:
+    if not events:
+
+        def ready(seconds: float) -> bool:
+            _wait_fds(ctx, subs, seconds)
+            events[:] = _poll_once(ctx, subs, fire_clocks=False)
+            return bool(events)
+
+        try:
+            ctx.wait_until(ready, wake, _ClockFired)
+        except _ClockFired:  # the earliest clock subscription is due
             events = _poll_once(ctx, subs, fire_clocks=True)
-            break
-        slice_ = ctx.wait_slice() if wake is None else ctx.wait_slice(min(0.02, wake - now))
-        _wait_fds(ctx, subs, slice_)
-        ctx.check_stop()
-        events = _poll_once(ctx, subs, fire_clocks=False)
     for index, event in enumerate(events):
         mem.write(out_ptr + index * 32, event)
     mem.set_u32(nevents, len(events))
     return _SUCCESS
+
+
+class _ClockFired(Exception):
+    """poll_oneoff's wait reached its earliest clock subscription."""
 
 
 def _clock_wake(ctx: WasiContext, clock_id: int, timeout: int, flags: int) -> float:
@@ -275,8 +281,8 @@ def _poll_once(ctx: WasiContext, subs: list[tuple[int, ...]], *, fire_clocks: bo
                 events.append(_EVENT.pack(userdata, 0, tag, 0, 0))
         elif entry.kind != "stdin":  # files, directories and output streams never block
             events.append(_EVENT.pack(userdata, 0, tag, 0, 0))
-        elif ctx.stdin.ready():
-            events.append(_EVENT.pack(userdata, 0, tag, ctx.stdin.available(), 0))
+        elif ctx.streams.stdin.ready():
+            events.append(_EVENT.pack(userdata, 0, tag, ctx.streams.stdin.available(), 0))
     return events
 
 
@@ -285,7 +291,7 @@ def _wait_fds(ctx: WasiContext, subs: list[tuple[int, ...]], timeout: float) -> 
     sleep)."""
     readers: list[int] = []
     writers: list[int] = []
-    fileno = ctx.stdin.fileno
+    fileno = ctx.streams.stdin.fileno
     for _, tag, fd, *_ in subs:
         if tag == _EVENTTYPE_CLOCK:
             continue
