@@ -68,18 +68,19 @@ from ._monitor import MemoryUsage as MemoryUsage
 from ._monitor import ResourceMonitor as ResourceMonitor
 from ._monitor import ResourceUsage as ResourceUsage
 from ._mounts import Mount as Mount
-from ._network import NetworkPolicy as NetworkPolicy
 from ._network import NetworkStats as NetworkStats
 from ._oneliners import run as run
 from ._oneliners import run_async as run_async
 from ._oneliners import run_with_timeout as run_with_timeout
 from ._oneliners import run_with_timeout_async as run_with_timeout_async
+from ._policy import NetworkPolicy as NetworkPolicy
 from ._ray import RayBackend as RayBackend
 from ._remote import ProcessBackend as ProcessBackend
 from ._report import ExecutionResult as ExecutionResult
 from ._report import MonitoredResult as MonitoredResult
 from ._report import ProfiledResult as ProfiledResult
 from ._report import ResourceReport as ResourceReport
+from ._report import SecurityEvent as SecurityEvent
 from ._sandbox import AsyncWasmSandbox as AsyncWasmSandbox
 from ._sandbox import WasmSandbox as WasmSandbox
 from ._session import AsyncSession as AsyncSession
@@ -87,7 +88,6 @@ from ._session import Session as Session
 from ._units import parse_count as parse_count
 from ._units import parse_duration as parse_duration
 from ._units import parse_size as parse_size
-from ._wasi._context import SecurityEvent as SecurityEvent
 
 __version__ = "0.1.0"
 

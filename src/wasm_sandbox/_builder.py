@@ -19,7 +19,8 @@ from ._iomonitor import IoOperation
 from ._limits import OptimizationLevel, ResourceLimits, ResourceProfile
 from ._monitor import DEFAULT_INTERVAL, ResourceMonitor, ResourceUsage, high_usage_monitor
 from ._mounts import DEFAULT_MEMORY_FS_BYTES, DEFAULT_MEMORY_FS_ENTRIES, Mount, check_mounts
-from ._network import NetworkPolicy, NetworkStats
+from ._network import NetworkStats
+from ._policy import NetworkPolicy
 from ._sources import Source
 from ._units import (
     count_option,

@@ -9,19 +9,16 @@ of a build budget), ``_capi.py``, ``_cdecl.py`` (every C function, declared once
 from __future__ import annotations
 
 import collections
-import contextlib
 import ctypes
-import fcntl
 import hashlib
 import logging
 import os
 import platform
 import sys
-import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +27,7 @@ import wasmtime
 
 from . import _capi, _wasm
 from ._build import BuildBudget, artifact_file, compile_in_child
+from ._cache import artifact_lock, write_atomically
 from ._callbacks import SafeCallback
 from ._compiler import compile_module, engine_config, first_line
 from ._errors import HostError, InvalidModule
@@ -214,7 +212,7 @@ class EngineHandle:
             # core), and per artifact across processes: a second builder of the same module
             # waits for the first and loads its artifact instead of compiling it again (a
             # large runtime takes a minute and gigabytes of RAM to compile).
-            with self._compile_lock, _artifact_lock(path):
+            with self._compile_lock, artifact_lock(path):
                 with self._lock:
                     cached = self._modules.get(digest)
                 if cached is not None:
@@ -358,45 +356,14 @@ def _checksum_path(path: Path) -> Path:
     return path.with_suffix(".sha256")
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def _artifact_lock(path: Path | None) -> Iterator[None]:
-    """An exclusive advisory lock on ``path``'s ``.lock`` file (nothing without a cache, or
-    where the lock file cannot be made: then compiling twice is the worst case)."""
-    if path is None:
-        yield
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError:
-        yield
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
 def _store_artifact(path: Path, module: wasmtime.Module) -> None:
     """Write a compiled artifact and its checksum atomically; a cache that cannot be written
     is skipped with a warning, never an error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         data = bytes(module.serialize())
-        _write_atomically(path, data)
-        _write_atomically(_checksum_path(path), hashlib.sha256(data).hexdigest().encode())
+        write_atomically(path, data)
+        write_atomically(_checksum_path(path), hashlib.sha256(data).hexdigest().encode())
     except OSError as exc:
         print(f"wasm-sandbox: not caching compiled module in {path.parent}: {exc}", file=sys.stderr)
 
@@ -406,7 +373,7 @@ def _publish_artifact(out: Path, path: Path, checksum: str) -> None:
     cannot be written is skipped with a warning (the module is loaded already)."""
     try:
         # The checksum first: a concurrent reader never finds the artifact without it.
-        _write_atomically(_checksum_path(path), checksum.encode())
+        write_atomically(_checksum_path(path), checksum.encode())
         os.replace(out, path)
     except OSError as exc:
         print(f"wasm-sandbox: not caching compiled module in {path.parent}: {exc}", file=sys.stderr)

@@ -13,10 +13,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from . import _errors as e
-from ._autoscale import AutoScaler
 from ._calls import Call
 from ._ending import Ending, Facts, Measurement, classify
 from ._engine import UNLIMITED_FUEL, CompiledModule, EngineHandle, GuestFailure, GuestInstance
@@ -25,8 +24,10 @@ from ._limits import ResourceLimits
 from ._metrics import notify_report, observing
 from ._monitor import MemoryUsage, ResourceMonitor, ResourceUsage, Sampler
 from ._mounts import Mount
-from ._network import NetLimits, NetworkGuard, NetworkPolicy, NetworkStats
-from ._report import ExecutionResult, ResourceReport, build_report, summary_line
+from ._network import NetLimits, NetworkGuard, NetworkStats
+from ._policy import NetworkPolicy
+from ._report import ExecutionResult, ResourceReport, summary_line
+from ._reporting import build_report
 from ._traps import check_after_foreign_init, restore_sigint, route_sigint
 from ._wasi._bind import HostBinding
 from ._wasi._context import GuestStop, OutputBuffer, Stdin, WasiContext, compose_deadline
@@ -39,6 +40,26 @@ __all__ = ["Execution", "ExecutionPlan", "Outcome", "execution_result"]
 log = logging.getLogger("wasm_sandbox")
 
 INITIALIZE_EXPORT = "_initialize"
+
+
+class Scaler(Protocol):
+    """What an execution asks of an auto-scaler (``_scaling._autoscale.AutoScaler``)."""
+
+    def limits_for(self, base: ResourceLimits, floor: int = 0) -> ResourceLimits:
+        """``base`` with the scaled limits (memory never under ``floor``)."""
+        ...
+
+    def memory_exhausted(self) -> bool:
+        """An execution hit its memory cap: True when a retry at a raised cap is allowed."""
+        ...
+
+    def timed_out(self) -> None:
+        """An execution hit its timeout."""
+        ...
+
+    def observe(self, peak_memory: int, elapsed: timedelta) -> None:
+        """Account one finished execution's usage."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +80,7 @@ class ExecutionPlan:
     network_callback: Callable[[NetworkStats], object] | None = None
     strict_network: bool = False
     monitoring: Monitoring | None = None
-    scaler: AutoScaler | None = None
+    scaler: Scaler | None = None
     debug: bool = False  # debug_mode: each execution's report logged at DEBUG (INFO if verbose)
 
 
@@ -205,7 +226,7 @@ class Execution:
             if ctx.stop_state.interrupted and ctx.stop_state.reason is None:
                 raise KeyboardInterrupt  # Ctrl-C arrived after the guest had finished
 
-    def _scaled(self, scaler: AutoScaler, ctx: WasiContext, call: Call) -> Outcome:
+    def _scaled(self, scaler: Scaler, ctx: WasiContext, call: Call) -> Outcome:
         """One execution under the auto-scaler's limits; a memory-cap failure below its
         maximum is retried once at the raised cap (with a fresh context: same input), unless
         the first attempt acted outside the sandbox (a retry would act again)."""

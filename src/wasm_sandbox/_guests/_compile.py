@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from .._cache import write_atomically
 from .._errors import CompilationError, ToolchainNotFound
 
 __all__ = ["LANGUAGES", "compile_source"]
@@ -143,9 +144,6 @@ def _argv(compiler: str, language: str, command: bool, src: Path, out: Path) -> 
 def _store(path: Path, data: bytes) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        write_atomically(path, data)
     except OSError:
         pass  # an unwritable cache only costs a recompile

@@ -18,11 +18,12 @@ from .._iomonitor import IoObserver
 from .._limits import ResourceLimits
 from .._monitor import Sampler
 from .._network import NetworkGuard
+from .._report import SecurityEvent
 from ._errno import Errno, WasiError, errno_from_oserror
 from ._fs import HOST_DESCRIPTORS, FdEntry, FdTable, Resolved, count_entries
 from ._state import Counters, Door, IoLimits, StopState, Streams
 
-__all__ = ["OutputBuffer", "SecurityEvent", "Stdin", "StopReason", "WasiContext"]
+__all__ = ["OutputBuffer", "Stdin", "StopReason", "WasiContext"]
 
 MAX_SECURITY_EVENTS = 1000  # kept per execution; later refusals still refuse, unrecorded
 MAX_EFFECTS = 8  # distinct external effects kept per execution (one is enough to decide)
@@ -41,17 +42,6 @@ def compose_deadline(
     elif current is not None:
         candidates.append(current)
     return min(candidates) if candidates else None
-
-
-@dataclass(frozen=True, slots=True)
-class SecurityEvent:
-    """A guest's attempt that the sandbox refused: ``kind`` (``path_escape``, ``read_only``,
-    ``network``), the guest ``path`` (for an escape, the directory the path was resolved
-    from; for a network refusal, the ``host:port``) and a human-readable ``detail``."""
-
-    kind: str
-    path: str
-    detail: str
 
 
 class StopReason:

@@ -27,7 +27,8 @@ from .._limits import ResourceLimits
 
 if TYPE_CHECKING:
     from .._network import NetworkGuard
-    from ._context import OutputBuffer, SecurityEvent, Stdin
+    from .._report import SecurityEvent
+    from ._context import OutputBuffer, Stdin
 
 __all__ = ["CounterSnapshot", "Counters", "Door", "IoLimits", "StopState", "Streams"]
 
