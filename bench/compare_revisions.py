@@ -17,7 +17,9 @@ own copy of the script from its own tree with ``PYTHONPATH=<tree>/src``, so it w
 JSON into its own ``bench/results/``; that file is read (and copied to
 ``bench/results/compare-runs/``) right after the run. A script the baseline lacks is
 reported as "new, no baseline". ``--rounds N`` repeats the whole alternation N times and
-takes the median (or, ``--aggregate best``, the best) of each figure over the rounds.
+takes the median (or, ``--aggregate best``, the best) of each figure over the rounds; the
+table also says in how many rounds the candidate was worse than the baseline of the same round.
+``--report-only`` runs nothing and rebuilds the table from the last run's kept JSON.
 
 The figures compared are our side's (wasm_sandbox's), two kinds:
 
@@ -197,7 +199,7 @@ class Side:
     label: str  # what it is, for the report
     tree: Path
     scripts: list[str] = field(default_factory=list)
-    runs: dict[str, list[list[Figure]]] = field(default_factory=dict)  # script -> per round
+    runs: dict[str, dict[int, list[Figure]]] = field(default_factory=dict)  # script, round
     failures: dict[str, list[str]] = field(default_factory=dict)
     seconds: dict[str, list[float]] = field(default_factory=dict)
 
@@ -296,10 +298,33 @@ def measure(
                 side.seconds.setdefault(script, []).append(elapsed)
                 kept = runs_dir / f"{round_}-{side.name}-{result.name}"
                 shutil.copyfile(result, kept)
-                extract = EXTRACTORS.get(script.removeprefix("bench_")[:-3])
-                found = list(extract(json.loads(kept.read_text()))) if extract else []
-                side.runs.setdefault(script, []).append(found)
+                found = side.runs.setdefault(script, {})[round_] = extract(script, kept)
                 print(f"{elapsed:.1f} s, {len(found)} figures")
+
+
+def extract(script: str, result: Path) -> list[Figure]:
+    """The figures of one run of ``script`` from its JSON (none for a script we cannot read)."""
+    figures = EXTRACTORS.get(script.removeprefix("bench_").removesuffix(".py"))
+    return list(figures(json.loads(result.read_text()))) if figures else []
+
+
+def reload(runs_dir: Path, previous: dict[str, Any]) -> tuple[Side, Side]:
+    """Both sides as the last run left them in ``runs_dir`` (``--report-only``): the JSON of
+    every run, re-read (so a changed extractor applies), and the failures its compare.json
+    recorded. A script a side ran (or failed) is one it has."""
+    sides = {n: Side(n, previous.get(n, n), ROOT) for n in ("baseline", "candidate")}
+    for name, side in sides.items():
+        side.failures = previous.get("failures", {}).get(name, {})
+        side.scripts = list(side.failures)
+        side.seconds = previous.get("script_seconds", {}).get(name, {})
+    for result in sorted(runs_dir.glob("*-*-*.json")):
+        round_, name, stem = result.stem.split("-", 2)
+        script = f"bench_{stem}.py"
+        side = sides[name]
+        side.runs.setdefault(script, {})[int(round_)] = extract(script, result)
+        if script not in side.scripts:
+            side.scripts.append(script)
+    return sides["baseline"], sides["candidate"]
 
 
 # --- comparison ----------------------------------------------------------------------------
@@ -316,6 +341,7 @@ class Row:
     candidate: float | None
     change_pct: float | None  # candidate against baseline, signed
     verdict: str
+    rounds_worse: str = "-"  # "2/3": rounds whose candidate was worse than their baseline
 
 
 def aggregate(figures: list[Figure], how: str) -> float:
@@ -325,71 +351,65 @@ def aggregate(figures: list[Figure], how: str) -> float:
     return statistics.median(values)
 
 
-def per_key(rounds: list[list[Figure]]) -> dict[str, list[Figure]]:
-    keyed: dict[str, list[Figure]] = {}
-    for figures in rounds:
+def per_key(rounds: dict[int, list[Figure]]) -> dict[str, dict[int, Figure]]:
+    keyed: dict[str, dict[int, Figure]] = {}
+    for round_, figures in sorted(rounds.items()):
         for figure in figures:
-            keyed.setdefault(figure.key, []).append(figure)
+            keyed.setdefault(figure.key, {})[round_] = figure
     return keyed
+
+
+def change_pct(b: float, c: float) -> float:
+    return (c - b) / abs(b) * 100 if b else (0.0 if c == b else math.inf)
+
+
+def judge(b: float, c: float, figure: Figure, threshold: float) -> str:
+    """ "worse", "better" or "same": past the threshold (percent) and the figure's floor."""
+    worse = change_pct(b, c) * (1 if figure.lower_is_better else -1)
+    if abs(c - b) <= figure.floor or abs(worse) <= threshold:
+        return "same"
+    return "worse" if worse > 0 else "better"
 
 
 def compare(base: Side, cand: Side, scripts: list[str], how: str, threshold: float) -> list[Row]:
     rows: list[Row] = []
     for script in scripts:
-        b_runs, c_runs = base.runs.get(script, []), cand.runs.get(script, [])
+        b_runs, c_runs = base.runs.get(script, {}), cand.runs.get(script, {})
         failed = [s.name for s in (base, cand) if script in s.failures]
         if failed:
             verdict = f"FAILED ({' and '.join(failed)}, see compare.json)"
             rows.append(Row(script, "(script)", "", "", True, None, None, None, verdict))
-        elif not any(b_runs + c_runs):
+        elif not any(b_runs.values()) and not any(c_runs.values()):
             verdict = "no figures read (no extractor for this script's JSON?)"
             rows.append(Row(script, "(script)", "", "", True, None, None, None, verdict))
-        why_no_base = (
-            "new, no baseline"
-            if script not in base.scripts
-            else "baseline failed"
-            if not b_runs
-            else "new figure"
-        )
-        why_no_cand = (
-            "gone in candidate"
-            if script not in cand.scripts
-            else "candidate failed"
-            if not c_runs
-            else "figure gone"
-        )
+        missing = {
+            "baseline": "new, no baseline" if script not in base.scripts
+            else "baseline failed" if not b_runs else "new figure",
+            "candidate": "gone in candidate" if script not in cand.scripts
+            else "candidate failed" if not c_runs else "figure gone",
+        }  # fmt: skip
         b_figs, c_figs = per_key(b_runs), per_key(c_runs)
         for key in [*c_figs, *(k for k in b_figs if k not in c_figs)]:
-            sample = (c_figs.get(key) or b_figs[key])[0]
-            b = aggregate(b_figs[key], how) if key in b_figs else None
-            c = aggregate(c_figs[key], how) if key in c_figs else None
-            change = None
-            if b is None:
-                verdict = why_no_base
-            elif c is None:
-                verdict = why_no_cand
-            else:
-                change = (c - b) / abs(b) * 100 if b else (0.0 if c == b else math.inf)
-                worse = change if sample.lower_is_better else -change
-                if worse > threshold and abs(c - b) > sample.floor:
-                    verdict = f"WORSE > {threshold:g}%"
-                elif worse < -threshold and abs(c - b) > sample.floor:
-                    verdict = "better"
-                else:
-                    verdict = "same"
-            rows.append(
-                Row(
-                    script,
-                    key,
-                    sample.unit,
-                    sample.kind,
-                    sample.lower_is_better,
-                    b,
-                    c,
-                    change,
-                    verdict,
-                )
-            )
+            sample = next(iter((c_figs.get(key) or b_figs[key]).values()))
+            row = Row(script, key, sample.unit, sample.kind, sample.lower_is_better,
+                      None, None, None, "")  # fmt: skip
+            if key in b_figs:
+                row.baseline = aggregate(list(b_figs[key].values()), how)
+            if key in c_figs:
+                row.candidate = aggregate(list(c_figs[key].values()), how)
+            if row.baseline is None or row.candidate is None:
+                row.verdict = missing["baseline" if row.baseline is None else "candidate"]
+                rows.append(row)
+                continue
+            row.change_pct = change_pct(row.baseline, row.candidate)
+            row.verdict = {"worse": f"WORSE > {threshold:g}%", "better": "better", "same": "same"}[
+                judge(row.baseline, row.candidate, sample, threshold)
+            ]
+            paired = [(b_figs[key][r].value, c_figs[key][r].value)
+                      for r in b_figs[key] if r in c_figs[key]]  # fmt: skip
+            worse = sum(judge(b, c, sample, threshold) == "worse" for b, c in paired)
+            row.rounds_worse = f"{worse}/{len(paired)}"
+            rows.append(row)
     return rows
 
 
@@ -417,22 +437,14 @@ def table(rows: list[Row]) -> list[list[str]]:
     for r in rows:
         change = "-" if r.change_pct is None else f"{r.change_pct:+.1f}%"
         better = "" if not r.unit else ("lower" if r.lower_is_better else "higher")
-        lines.append(
-            [
-                r.script.removesuffix(".py"),
-                r.figure,
-                r.kind,
-                better,
-                fmt(r.baseline, r.unit),
-                fmt(r.candidate, r.unit),
-                change,
-                r.verdict,
-            ]
-        )
+        lines.append([r.script.removesuffix(".py"), r.figure, r.kind, better,
+                      fmt(r.baseline, r.unit), fmt(r.candidate, r.unit), change,
+                      r.rounds_worse, r.verdict])  # fmt: skip
     return lines
 
 
-HEAD = ["script", "figure", "kind", "better", "baseline", "candidate", "change", "verdict"]
+HEAD = ["script", "figure", "kind", "better", "baseline", "candidate", "change",
+        "rounds worse", "verdict"]  # fmt: skip
 
 
 def print_table(lines: list[list[str]]) -> None:
@@ -454,6 +466,8 @@ def markdown(meta: dict[str, Any], lines: list[list[str]], flagged: list[Row]) -
         f"* {meta['rounds']} round(s), interleaved per script; {meta['aggregate']} per figure "
         f"over the rounds; flagged: more than {meta['threshold']:g}% worse (and past the "
         "figure's noise floor)",
+        "* rounds worse: in how many rounds the candidate's figure was more than the threshold "
+        "worse than the baseline's of the same round (a flag in every round is not noise)",
         "* kind `ratio`: ours against a reference measured in the same process (its change is a "
         "ratio of ratios, robust to machine noise); `abs`: our own time, rate, memory or count",
         "",
@@ -493,6 +507,12 @@ def parse_args() -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--check", action="store_true", help="exit 1 if a figure is flagged")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the scripts")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="compare.md/.json")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="no benchmark run: the table again from the last run's OUT/compare-runs/ "
+        "(e.g. with another --threshold or --aggregate)",
+    )
     opts = parser.parse_args(argv)
     return opts, (["--quick"] if opts.quick else []) + passthrough
 
@@ -535,7 +555,7 @@ def write_report(
         "rows": [r.__dict__ for r in rows],
         "values_per_round": {
             s.name: {
-                script: {k: [f.value for f in v] for k, v in per_key(runs).items()}
+                script: {k: {r: f.value for r, f in v.items()} for k, v in per_key(runs).items()}
                 for script, runs in s.runs.items()
             }
             for s in (base, cand)
@@ -550,8 +570,26 @@ def write_report(
     return 1 if opts.check and (flagged or failed) else 0
 
 
+def report_only(opts: argparse.Namespace) -> int:
+    """The table again from the JSON the last run kept in OUT/compare-runs/."""
+    runs_dir = opts.out / "compare-runs"
+    if not runs_dir.is_dir():
+        raise SystemExit(f"{runs_dir}: no run to report (run without --report-only first)")
+    meta = json.loads((opts.out / "compare.json").read_text())
+    base, cand = reload(runs_dir, meta)
+    scripts = bench_scripts(ROOT)
+    scripts += [s for s in [*cand.scripts, *base.scripts] if s not in scripts]
+    scripts = [s for s in scripts if s in base.scripts or s in cand.scripts]
+    meta = {k: v for k, v in meta.items() if k not in ("rows", "values_per_round")}
+    meta |= {"aggregate": opts.aggregate, "threshold": opts.threshold}
+    return write_report(opts, meta, base, cand, compare(base, cand, scripts, opts.aggregate,
+                                                         opts.threshold))  # fmt: skip
+
+
 def main() -> int:
     opts, script_args = parse_args()
+    if opts.report_only:
+        return report_only(opts)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     temp = Path(tempfile.mkdtemp(prefix="wasm-sandbox-compare-"))
