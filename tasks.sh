@@ -5,6 +5,9 @@
 #   ./tasks.sh lint    ruff (check + format), mypy (strict on src/, checked tests/), vulture
 #                      (dead code; see [tool.vulture] in pyproject.toml, vulture_allowlist.py)
 #   ./tasks.sh bench   the benchmarks (bench/bench_*.py; --quick: short, no peers)
+#   ./tasks.sh bench-compare [rev]  the same benchmarks for rev (default 84315e7) and this
+#                      working tree, interleaved in one run; flags figures > 5% worse
+#                      (bench/compare_revisions.py: --quick, --rounds N, --check)
 #   ./tasks.sh soak    the fuzz tests with 20,000 examples (WASM_SANDBOX_FUZZ_EXAMPLES), then
 #                      every host-memory attack checked against its bound
 #   ./tasks.sh setup   only install: Debian packages (via apt-get) and the Python venv
@@ -83,6 +86,10 @@ case "$task" in
         "$VENV/bin/python" bench/bench_amplification.py "$@"
         "$VENV/bin/python" bench/bench_descriptors.py "$@"
         ;;
+    bench-compare)
+        setup
+        "$VENV/bin/python" bench/compare_revisions.py "$@"
+        ;;
     soak)
         setup
         WASM_SANDBOX_FUZZ_EXAMPLES=${WASM_SANDBOX_FUZZ_EXAMPLES:-20000} \
@@ -90,7 +97,7 @@ case "$task" in
         "$VENV/bin/python" bench/bench_amplification.py --check
         ;;
     *)
-        sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac
