@@ -10,7 +10,7 @@ import pytest
 
 import wasm_sandbox as ws
 from wasm_sandbox._data import OutOfAddressSpace
-from wasm_sandbox._ending import ADDRESS_SPACE, Facts, Measurement, classify
+from wasm_sandbox._ending import ADDRESS_SPACE, NORMAL, Facts, Measurement, classify
 from wasm_sandbox._engine import GuestFailure
 from wasm_sandbox._limits import WASM_PAGE, ResourceLimits
 from wasm_sandbox._wasi._context import StopReason
@@ -205,3 +205,11 @@ def test_an_interrupt_is_raised_to_the_caller_not_reported() -> None:
     assert ending.error is None and ending.interrupt is exit_
     plain = classify(Facts(stop(StopReason.INTERRUPTED), CLEAN, LIMITS, False))
     assert isinstance(plain.interrupt, KeyboardInterrupt)
+
+
+def test_the_fast_path_constant_is_what_classify_answers_for_a_clean_return() -> None:
+    """An execution skips building facts when the guest returned cleanly and the host never
+    stopped it; the constant it uses is classify's answer for those facts."""
+    for measured in (CLEAN, BURNT, DENIED):
+        for command in (False, True):
+            assert classify(Facts(stop(), measured, LIMITS, command)) == NORMAL

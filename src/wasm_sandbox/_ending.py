@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import _errors as e
 from ._data import OutOfAddressSpace
@@ -20,7 +20,7 @@ from ._wasi._state import StopState
 if TYPE_CHECKING:
     from ._engine import GuestFailure, GuestInstance
 
-__all__ = ["ADDRESS_SPACE", "Ending", "Measurement", "classify"]
+__all__ = ["ADDRESS_SPACE", "NORMAL", "Ending", "Facts", "Measurement", "classify"]
 
 ADDRESS_SPACE = 1 << 32  # what a 32-bit guest can address at most
 
@@ -38,9 +38,9 @@ _TRAPS: dict[str, type[e.GuestTrap]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Measurement:
-    """The raw figures of one execution, read while its instance still existed."""
+class Measurement(NamedTuple):
+    """The raw figures of one execution, read while its instance still existed (a tuple:
+    made on every call's hot path)."""
 
     elapsed: float  # seconds
     fuel_consumed: int | None  # None: fuel is not metered
@@ -77,6 +77,9 @@ class Ending:
         if self.error is not None:
             return type(self.error).__name__
         return "ok" if self.exit_code == 0 else "exit"
+
+
+NORMAL = Ending()  # a call that returned (exit code 0) and the host never stopped
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,9 +41,11 @@ from ._wasi._bind import (
     define_wasi,
     install_epoch_callback,
 )
+from ._wasi._fs import FdTable
 from ._wasi._registry import HOST_FUNCTIONS, SYSCALLS
 
 if TYPE_CHECKING:
+    from ._mounts import Mount
     from ._wasi._context import WasiContext
 
 __all__ = [
@@ -55,6 +57,8 @@ __all__ = [
     "default_cache_dir",
     "get_engine",
 ]
+
+INITIALIZE_EXPORT = "_initialize"  # a reactor's set-up function (WASI)
 
 log = logging.getLogger("wasm_sandbox")
 
@@ -572,6 +576,31 @@ class GuestInstance:
         kind_global = self._denied_kind
         if kind_global is not None and _capi.global_get(self._context, kind_global) != 0:
             _capi.global_set(self._context, kind_global, False, 0)
+
+    @staticmethod
+    def create(
+        handle: EngineHandle, compiled: CompiledModule, wasi: WasiContext, mounts: tuple[Mount, ...]
+    ) -> GuestInstance:
+        """A new instance for the execution ``wasi``, with descriptors for ``mounts`` and the
+        memory caps of its limits (its start function not run yet: ``start``)."""
+        fds = FdTable(mounts)
+        try:
+            limits = wasi.limits
+            binding = HostBinding(wasi, fds)
+            return GuestInstance(
+                handle, compiled, binding, limits.memory_bytes, limits.memory_growth_limit
+            )
+        except BaseException:
+            fds.close()
+            raise
+
+    def start(self, initialize: bool) -> None:
+        """Run the module's start function, then, with ``initialize``, a reactor's
+        ``_initialize`` (under the fuel budget set)."""
+        functions = self._compiled.functions
+        for setup in (_wasm.START_EXPORT, INITIALIZE_EXPORT if initialize else None):
+            if setup is not None and setup in functions:
+                self.invoke(setup, (), fuel=None)
 
     def rebind(self, wasi: WasiContext) -> None:
         """Let the next call on this (kept) instance belong to the execution ``wasi``, with

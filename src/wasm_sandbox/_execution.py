@@ -10,87 +10,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, NamedTuple
 
 from . import _errors as e
 from ._calls import Call
-from ._ending import Ending, Facts, Measurement, classify
-from ._engine import UNLIMITED_FUEL, CompiledModule, EngineHandle, GuestFailure, GuestInstance
-from ._iomonitor import IoObserver, IoOperation
+from ._ending import NORMAL, Ending, Facts, Measurement, classify
+from ._engine import UNLIMITED_FUEL, GuestFailure, GuestInstance
 from ._limits import ResourceLimits
 from ._metrics import notify_report, observing
-from ._monitor import MemoryUsage, ResourceMonitor, ResourceUsage, Sampler
-from ._mounts import Mount
-from ._network import NetLimits, NetworkGuard, NetworkStats
-from ._policy import NetworkPolicy
+from ._plan import ExecutionPlan, Monitoring, Scaler, sampler
 from ._report import ExecutionResult, ResourceReport, summary_line
 from ._reporting import build_report
 from ._traps import check_after_foreign_init, restore_sigint, route_sigint
-from ._wasi._bind import HostBinding
-from ._wasi._context import GuestStop, OutputBuffer, Stdin, WasiContext, compose_deadline
-from ._wasi._fs import FdTable
-from ._wasi._state import IoLimits, Streams
-from ._wasm import START_EXPORT
+from ._wasi._context import GuestStop, WasiContext
 
-__all__ = ["Execution", "ExecutionPlan", "Outcome", "execution_result"]
+__all__ = ["Execution", "ExecutionPlan", "Monitoring", "Outcome", "execution_result"]
 
 log = logging.getLogger("wasm_sandbox")
-
-INITIALIZE_EXPORT = "_initialize"
-
-
-class Scaler(Protocol):
-    """What an execution asks of an auto-scaler (``_scaling._autoscale.AutoScaler``)."""
-
-    def limits_for(self, base: ResourceLimits, floor: int = 0) -> ResourceLimits:
-        """``base`` with the scaled limits (memory never under ``floor``)."""
-        ...
-
-    def memory_exhausted(self) -> bool:
-        """An execution hit its memory cap: True when a retry at a raised cap is allowed."""
-        ...
-
-    def timed_out(self) -> None:
-        """An execution hit its timeout."""
-        ...
-
-    def observe(self, peak_memory: int, elapsed: timedelta) -> None:
-        """Account one finished execution's usage."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class ExecutionPlan:
-    """What every execution of one sandbox shares: module, engine, limits, I/O settings."""
-
-    handle: EngineHandle
-    compiled: CompiledModule
-    limits: ResourceLimits
-    max_output_bytes: int
-    verbose: bool
-    profile: str | None = None
-    mounts: tuple[Mount, ...] = ()
-    strict_io: bool = False
-    io_monitoring: bool = False
-    io_callback: Callable[[IoOperation], object] | None = None
-    network_policy: NetworkPolicy = NetworkPolicy()  # noqa: RUF009 - frozen, immutable
-    network_callback: Callable[[NetworkStats], object] | None = None
-    strict_network: bool = False
-    monitoring: Monitoring | None = None
-    scaler: Scaler | None = None
-    debug: bool = False  # debug_mode: each execution's report logged at DEBUG (INFO if verbose)
-
-
-@dataclass(frozen=True, slots=True)
-class Monitoring:
-    """Live monitoring of every execution: sample interval, sample callback, thresholds."""
-
-    interval: float
-    callback: Callable[[ResourceUsage], object] | None
-    monitor: ResourceMonitor | None
 
 
 class Outcome:
@@ -138,14 +74,19 @@ class Outcome:
         return self._report
 
 
-@dataclass(frozen=True, slots=True)
-class _Ran:
-    """What calling into the guest gave: a value and exit code, or how it failed."""
+class _Ran(NamedTuple):
+    """What calling into the guest gave: a value and exit code, or how it failed (a tuple:
+    made on every call's hot path)."""
 
     value: Any = None
     exit_code: int = 0
     failure: GuestFailure | None = None  # the call did not return normally
     reported: e.GuestError | e.GuestExit | None = None  # the guest reported a failure
+
+    @property
+    def clean(self) -> bool:
+        """It returned, exit code 0, nothing reported."""
+        return self.exit_code == 0 and self.failure is None and self.reported is None
 
 
 def _log_report(
@@ -185,28 +126,8 @@ class Execution:
         stdin: bytes | BinaryIO | None,
         limits: ResourceLimits | None = None,
     ) -> WasiContext:
-        """A fresh WASI context whose deadline starts now (``limits``: this execution's own,
-        instead of the plan's: an auto-scaler's)."""
-        plan = self.plan
-        limits = limits or plan.limits
-        cap = plan.max_output_bytes
-        ctx = WasiContext(
-            args,
-            env,
-            Streams(Stdin(stdin), OutputBuffer(cap), OutputBuffer(cap)),
-            limits,
-            IoLimits.of(limits, plan.strict_io),
-            NetworkGuard(
-                plan.network_policy,
-                NetLimits.of(limits, plan.strict_network),
-                plan.network_callback,
-            ),
-            io=IoObserver(plan.io_callback) if plan.io_monitoring else None,
-        )
-        timeout = limits.execution_timeout
-        seconds = None if timeout is None else timeout.total_seconds()
-        ctx.deadline = compose_deadline(ctx.start, seconds, ())
-        return ctx
+        """A fresh WASI context for this execution's plan (see ``ExecutionPlan.context``)."""
+        return self.plan.context(args, env, stdin, limits)
 
     def execute(self, ctx: WasiContext, call: Call) -> Outcome:
         """Run ``call`` in the context ``ctx``: its outcome, or the error it ended with."""
@@ -254,20 +175,8 @@ class Execution:
         if self._kept is not None:
             self._kept.rebind(ctx)
             return self._kept, False
-        limits = ctx.limits
-        fds = FdTable(self.plan.mounts)
-        try:
-            instance = GuestInstance(
-                self.plan.handle,
-                self.plan.compiled,
-                HostBinding(ctx, fds),
-                limits.memory_bytes,
-                limits.memory_growth_limit,
-            )
-        except BaseException:
-            fds.close()
-            raise
-        return instance, True
+        plan = self.plan
+        return GuestInstance.create(plan.handle, plan.compiled, ctx, plan.mounts), True
 
     def _execute(self, ctx: WasiContext, call: Call) -> Outcome:
         limits = ctx.limits
@@ -277,7 +186,7 @@ class Execution:
         try:
             instance, fresh = self._instance(ctx)
             if self.plan.monitoring is not None:
-                ctx.sampler = _sampler(self.plan.monitoring, ctx, instance, fuel)
+                ctx.sampler = sampler(self.plan.monitoring, ctx, instance, fuel)
                 instance.on_tick(ctx.sampler.tick)
             self._prepare(instance, fresh, fuel, call.initialize)
             prepared = True
@@ -305,19 +214,10 @@ class Execution:
         if ctx.has_fds:
             ctx.counters.io_errors.extend(ctx.fds.flush_all())
         measured = Measurement.read(time.monotonic() - ctx.start, instance, fuel)
-        ending = classify(
-            Facts(
-                stop=ctx.stop_state,
-                measured=measured,
-                limits=ctx.limits,
-                command=call.command,
-                exit_code=ran.exit_code,
-                failure=ran.failure,
-                reported=ran.reported,
-                budget=None if ctx.deadline is None else ctx.deadline - ctx.start,
-                last_effect=ctx.counters.effects[-1] if ctx.counters.effects else None,
-            )
-        )
+        if ctx.stop_state.reason is None and ran.clean:
+            ending = NORMAL  # what classify answers then, without building its facts
+        else:
+            ending = classify(self._facts(ctx, call, ran, measured))
         if ending.interrupt is not None:
             raise ending.interrupt.with_traceback(None)  # without the guest's host-call frames
         outcome = Outcome(ran.value, ending, ctx, self.plan, measured)
@@ -333,6 +233,22 @@ class Execution:
         _log_report(self.plan, "execution failed", outcome, error)
         raise error
 
+    @staticmethod
+    def _facts(ctx: WasiContext, call: Call, ran: _Ran, measured: Measurement) -> Facts:
+        """What ``classify`` needs to know about this finished execution."""
+        effects = ctx.counters.effects
+        return Facts(
+            stop=ctx.stop_state,
+            measured=measured,
+            limits=ctx.limits,
+            command=call.command,
+            exit_code=ran.exit_code,
+            failure=ran.failure,
+            reported=ran.reported,
+            budget=None if ctx.deadline is None else ctx.deadline - ctx.start,
+            last_effect=effects[-1] if effects else None,
+        )
+
     def _prepare(self, instance: GuestInstance, fresh: bool, fuel: int, initialize: bool) -> None:
         """Fresh budget; on a new instance run its start function (and a reactor's
         ``_initialize`` when ``initialize``), under the same limits."""
@@ -340,9 +256,7 @@ class Execution:
         if not fresh:
             instance.reset_denial()
             return
-        for setup in (START_EXPORT, INITIALIZE_EXPORT if initialize else None):
-            if setup is not None and setup in self.plan.compiled.functions:
-                instance.invoke(setup, (), fuel=None)
+        instance.start(initialize)
 
     def _release(self, instance: GuestInstance, fresh: bool, prepared: bool) -> None:
         """Close an isolated instance; keep a new one whose start function completed."""
@@ -353,33 +267,6 @@ class Execution:
                 self._kept = instance
             else:
                 instance.close()  # its start function failed: the next call starts afresh
-
-
-def _sampler(
-    monitoring: Monitoring, ctx: WasiContext, instance: GuestInstance, fuel: int
-) -> Sampler:
-    """A sampler reading this execution on the guest's thread (epoch ticks and the end)."""
-    cpu_start = time.thread_time()
-    memory_limit = ctx.limits.memory_bytes
-
-    def read(final: bool) -> ResourceUsage:
-        left = instance.fuel_left()
-        counted = ctx.counters.snapshot(ctx.net, ctx.streams)
-        return ResourceUsage(
-            elapsed=timedelta(seconds=time.monotonic() - ctx.start),
-            memory=MemoryUsage(instance.memory_bytes(), memory_limit),
-            fuel_consumed=None if left is None else fuel - left,
-            cpu_time=timedelta(seconds=time.thread_time() - cpu_start),
-            file_operations=counted.file_operations,
-            bytes_read=counted.bytes_read,
-            bytes_written=counted.bytes_written,
-            network_bytes_sent=counted.network_bytes_sent,
-            network_bytes_received=counted.network_bytes_received,
-            active_connections=counted.active_connections,
-            final=final,
-        )
-
-    return Sampler(monitoring.interval, read, monitoring.callback, monitoring.monitor)
 
 
 def execution_result(outcome: Outcome) -> ExecutionResult:

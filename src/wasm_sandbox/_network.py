@@ -89,6 +89,7 @@ class NetworkGuard:
         self.requests = 0
         self.refusals = 0
         self.active = 0
+        self.endpoint: str | None = None  # of the connection being opened
         self._tokens = float(limits.rate or 0)
         self._refilled = time.monotonic()
         self._lock = threading.Lock()

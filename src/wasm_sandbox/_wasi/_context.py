@@ -208,7 +208,6 @@ class WasiContext:
     deadline_caps: tuple[float, ...] = ()
     start: float = field(default_factory=time.monotonic)
     effects_forbidden: bool = False  # a session replay: the first external effect stops it
-    net_endpoint: str | None = None  # the endpoint of the connection being opened
     fds: FdTable = field(init=False)  # the instance's descriptors, set by ``bind_fds``
 
     @property

@@ -62,7 +62,7 @@ def _limit(
     """Record a network limit; the errno to give the guest, or (strict) stop it."""
     ctx.counters.network_limits_hit.setdefault(name, (attempted, cap))
     if name in ("max_connections", "max_requests_per_second"):  # a refused connection
-        endpoint = ctx.net_endpoint or "?"
+        endpoint = guard.endpoint or "?"
         ctx.refuse("network", endpoint, f"{name} reached (limit {cap})", errno)
         guard.changed()
     if guard.limits.strict:
@@ -125,7 +125,7 @@ def open_connection(ctx: WasiContext, host: str, port: int, *, tls: bool = False
     guard = ctx.net
     guard.requests += 1
     endpoint = f"{host}:{port}"
-    ctx.net_endpoint = endpoint
+    guard.endpoint = endpoint
     patterns = guard.policy.matching(host.strip("[]") if host.startswith("[") else host, port)
     if not patterns:
         raise WasiError(_refuse(ctx, guard, endpoint, "not allowed by the network policy"))

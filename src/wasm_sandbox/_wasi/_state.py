@@ -20,7 +20,7 @@ counts it, and ``_report`` (the report field); a limit: ``_limits`` (the field),
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._limits import ResourceLimits
@@ -86,21 +86,33 @@ class CounterSnapshot:
     network_callback_errors: tuple[str, ...]
 
 
-@dataclass(slots=True, eq=False)
 class Counters:
     """What the guest did, counted by the syscalls. The network's own counters live in the
     ``NetworkGuard`` (it is shared with the socket code, under a lock) and the output's in the
-    streams; ``snapshot`` reads all three."""
+    streams; ``snapshot`` reads all three. (A plain class: one is made per execution.)"""
 
-    syscalls: int = 0
-    file_calls: int = 0  # path_* and fd_* calls on files and directories (attempted)
-    bytes_read: int = 0  # from files
-    bytes_written: int = 0  # to files
-    io_limits_hit: dict[str, tuple[int, int]] = field(default_factory=dict)  # (tried, cap)
-    network_limits_hit: dict[str, tuple[int, int]] = field(default_factory=dict)
-    security_events: list[SecurityEvent] = field(default_factory=list)
-    io_errors: list[str] = field(default_factory=list)  # buffered writes that failed late
-    effects: list[str] = field(default_factory=list)  # what it did outside the sandbox
+    __slots__ = (
+        "bytes_read",
+        "bytes_written",
+        "effects",
+        "file_calls",
+        "io_errors",
+        "io_limits_hit",
+        "network_limits_hit",
+        "security_events",
+        "syscalls",
+    )
+
+    def __init__(self) -> None:
+        self.syscalls = 0
+        self.file_calls = 0  # path_* and fd_* calls on files and directories (attempted)
+        self.bytes_read = 0  # from files
+        self.bytes_written = 0  # to files
+        self.io_limits_hit: dict[str, tuple[int, int]] = {}  # name: (tried, cap)
+        self.network_limits_hit: dict[str, tuple[int, int]] = {}
+        self.security_events: list[SecurityEvent] = []
+        self.io_errors: list[str] = []  # buffered writes that failed late
+        self.effects: list[str] = []  # what it did outside the sandbox
 
     def snapshot(self, net: NetworkGuard, streams: Streams) -> CounterSnapshot:
         """The counters now, with the network guard's and the output written."""

@@ -1,0 +1,138 @@
+"""What every execution of one sandbox shares (``ExecutionPlan``: module, engine, limits,
+I/O and network settings, monitoring, auto-scaler) and the WASI context each execution starts
+from (``ExecutionPlan.context``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import BinaryIO, Protocol
+
+from ._engine import CompiledModule, EngineHandle, GuestInstance
+from ._iomonitor import IoObserver, IoOperation
+from ._limits import ResourceLimits
+from ._monitor import MemoryUsage, ResourceMonitor, ResourceUsage, Sampler
+from ._mounts import Mount
+from ._network import NetLimits, NetworkGuard, NetworkStats
+from ._policy import NetworkPolicy
+from ._wasi._context import OutputBuffer, Stdin, WasiContext, compose_deadline
+from ._wasi._state import IoLimits, Streams
+
+__all__ = ["ExecutionPlan", "Monitoring", "Scaler", "sampler"]
+
+
+class Scaler(Protocol):
+    """What an execution asks of an auto-scaler (``_scaling._autoscale.AutoScaler``)."""
+
+    def limits_for(self, base: ResourceLimits, floor: int = 0) -> ResourceLimits:
+        """``base`` with the scaled limits (memory never under ``floor``)."""
+        ...
+
+    def memory_exhausted(self) -> bool:
+        """An execution hit its memory cap: True when a retry at a raised cap is allowed."""
+        ...
+
+    def timed_out(self) -> None:
+        """An execution hit its timeout."""
+        ...
+
+    def observe(self, peak_memory: int, elapsed: timedelta) -> None:
+        """Account one finished execution's usage."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPlan:
+    """What every execution of one sandbox shares: module, engine, limits, I/O settings."""
+
+    handle: EngineHandle
+    compiled: CompiledModule
+    limits: ResourceLimits
+    max_output_bytes: int
+    verbose: bool
+    profile: str | None = None
+    mounts: tuple[Mount, ...] = ()
+    strict_io: bool = False
+    io_monitoring: bool = False
+    io_callback: Callable[[IoOperation], object] | None = None
+    network_policy: NetworkPolicy = NetworkPolicy()  # noqa: RUF009 - frozen, immutable
+    network_callback: Callable[[NetworkStats], object] | None = None
+    strict_network: bool = False
+    monitoring: Monitoring | None = None
+    scaler: Scaler | None = None
+    debug: bool = False  # debug_mode: each execution's report logged at DEBUG (INFO if verbose)
+    # The I/O and network limits of the last limits seen (made once per limits, not per call).
+    _parts: list[tuple[ResourceLimits, IoLimits, NetLimits]] = field(
+        default_factory=list, compare=False, repr=False
+    )
+
+    def _limit_parts(self, limits: ResourceLimits) -> tuple[IoLimits, NetLimits]:
+        parts = self._parts
+        if not parts or parts[0][0] is not limits:
+            io_limits = IoLimits.of(limits, self.strict_io)
+            parts[:] = [(limits, io_limits, NetLimits.of(limits, self.strict_network))]
+        return parts[0][1], parts[0][2]
+
+    def context(
+        self,
+        args: list[bytes],
+        env: list[bytes],
+        stdin: bytes | BinaryIO | None,
+        limits: ResourceLimits | None = None,
+    ) -> WasiContext:
+        """A fresh WASI context whose deadline starts now (``limits``: this execution's own,
+        instead of the plan's: an auto-scaler's)."""
+        limits = limits or self.limits
+        cap = self.max_output_bytes
+        io_limits, net_limits = self._limit_parts(limits)
+        ctx = WasiContext(
+            args,
+            env,
+            Streams(Stdin(stdin), OutputBuffer(cap), OutputBuffer(cap)),
+            limits,
+            io_limits,
+            NetworkGuard(self.network_policy, net_limits, self.network_callback),
+            io=IoObserver(self.io_callback) if self.io_monitoring else None,
+        )
+        timeout = limits.execution_timeout
+        seconds = None if timeout is None else timeout.total_seconds()
+        ctx.deadline = compose_deadline(ctx.start, seconds, ())
+        return ctx
+
+
+@dataclass(frozen=True, slots=True)
+class Monitoring:
+    """Live monitoring of every execution: sample interval, sample callback, thresholds."""
+
+    interval: float
+    callback: Callable[[ResourceUsage], object] | None
+    monitor: ResourceMonitor | None
+
+
+def sampler(
+    monitoring: Monitoring, ctx: WasiContext, instance: GuestInstance, fuel: int
+) -> Sampler:
+    """A sampler reading this execution on the guest's thread (epoch ticks and the end)."""
+    cpu_start = time.thread_time()
+    memory_limit = ctx.limits.memory_bytes
+
+    def read(final: bool) -> ResourceUsage:
+        left = instance.fuel_left()
+        counted = ctx.counters.snapshot(ctx.net, ctx.streams)
+        return ResourceUsage(
+            elapsed=timedelta(seconds=time.monotonic() - ctx.start),
+            memory=MemoryUsage(instance.memory_bytes(), memory_limit),
+            fuel_consumed=None if left is None else fuel - left,
+            cpu_time=timedelta(seconds=time.thread_time() - cpu_start),
+            file_operations=counted.file_operations,
+            bytes_read=counted.bytes_read,
+            bytes_written=counted.bytes_written,
+            network_bytes_sent=counted.network_bytes_sent,
+            network_bytes_received=counted.network_bytes_received,
+            active_connections=counted.active_connections,
+            final=final,
+        )
+
+    return Sampler(monitoring.interval, read, monitoring.callback, monitoring.monitor)
