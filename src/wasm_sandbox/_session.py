@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 from . import _errors as e
 from ._data import encode_args, encode_kwargs
 from ._execution import Execution, Outcome
-from ._limits import _check_duration
+from ._limits import check_timeout
 from ._report import MonitoredResult
 from ._turns import ScriptTurn
 from ._wasi._context import StopReason, WasiContext
@@ -85,14 +85,14 @@ class Session:
         timeout: timedelta | float | str | None = None,
         replay_timeout: timedelta | float | str | None = None,
     ) -> None:
-        self._budget = None if timeout is None else _check_duration("timeout", timeout)
+        self._budget = None if timeout is None else check_timeout("timeout", timeout)
         self._deadline = (
             None if self._budget is None else time.monotonic() + self._budget.total_seconds()
         )
         replay = (
             sandbox._execution.plan.limits.execution_timeout
             if replay_timeout is None
-            else _check_duration("replay_timeout", replay_timeout)
+            else check_timeout("replay_timeout", replay_timeout)
         )
         self._replay_seconds = None if replay is None else replay.total_seconds()
         script = sandbox._script
