@@ -82,7 +82,7 @@ class WasmSandbox:
         cache_root = config.cache_dir or default_cache_dir()
         cache_dir = cache_root if config.use_cache else None
         self._script = script_source(config.source, config.language)
-        mounts = config.mounts
+        mounts = config.mount_table
         if self._script is None:
             wasm, self.source_name = load_source(config.source, config.language, cache_dir)
         elif self._script.language == "python":
@@ -107,12 +107,12 @@ class WasmSandbox:
             handle,
             compiled,
             limits,
-            config.max_output_bytes,
+            config.output_limit,
             config.verbose_resource_logging,
             config.profile_name,
             mounts,
             config.strict_io_limits,
-            config.io_monitoring,
+            config.io_monitoring_enabled,
             config.io_callback,
             config.network_policy,
             _network_observer(config),
@@ -174,10 +174,9 @@ class WasmSandbox:
         config = self.config
         argv = self._args if args is None else [self._argv0, *encode_args(args)]
         envv = self._env if env is None else [f"{k}={v}".encode() for k, v in env_pairs(env)]
-        if stdin is not None:
-            source = normalize_stdin(stdin)
-        else:
-            source = config.stdin if use_config_stdin else None
+        if stdin is None and use_config_stdin:
+            stdin = config.stdin  # a stream is read now, at the run: never at configuration
+        source = normalize_stdin(stdin)
         return self._execution.new_context(argv, envv, source)
 
     def _prepare(self, invocation: Invocation) -> WasiContext:
@@ -364,12 +363,13 @@ _net_log = logging.getLogger("wasm_sandbox.network")
 
 def _monitoring(config: SandboxConfig) -> Monitoring | None:
     """Live monitoring when samples or alerts are wanted."""
-    if not config.resource_monitoring and config.resource_monitor is None:
+    if not config.resource_monitoring_enabled and config.resource_monitor is None:
         return None
     callback = config.resource_callback
     if callback is None and config.resource_monitoring:
         callback = _log_usage
-    return Monitoring(config.monitoring_interval.total_seconds(), callback, config.resource_monitor)
+    interval = config.sampling_interval.total_seconds()
+    return Monitoring(interval, callback, config.resource_monitor)
 
 
 _usage_log = logging.getLogger("wasm_sandbox.resources")
@@ -381,7 +381,7 @@ def _log_usage(usage: ResourceUsage) -> None:
 
 def _network_observer(config: SandboxConfig) -> Callable[[NetworkStats], object] | None:
     """The network callback, or with monitoring on and no callback, the debug log."""
-    if not config.network_monitoring:
+    if not config.network_monitoring_enabled:
         return None
     if config.network_callback is not None:
         return config.network_callback
