@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError, ExecutionTimeout, Overflow, Timeout
-from ._invocation import Invocation
+from ._invocation import Invocation, sandbox_core
 from ._units import duration_within
 
 if TYPE_CHECKING:
@@ -268,7 +268,7 @@ class LoadBalancer:
             left = None if job.deadline is None else max(0.0, job.deadline - time.monotonic())
             return self._backend.run(sandbox, job.function, job.args, dict(job.kwargs), left)
         invocation = Invocation.call(job.function, job.args, job.kwargs, job.deadline)
-        return sandbox._invoke(invocation).value
+        return sandbox_core(sandbox).invoke(invocation).value
 
     def _finish(self, job: _Job, value: Any = None, error: BaseException | None = None) -> None:
         with self._cond:
