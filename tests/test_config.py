@@ -272,6 +272,20 @@ def test_builder_monitoring_switches_record_their_settings() -> None:
     assert kept is mine and mine.thresholds == {"memory": 50.0}
 
 
+def test_builder_calls_do_not_depend_on_their_order() -> None:
+    """Later calls override earlier ones without traps: cache_dir(path) after cache_dir(None)
+    turns the disk cache on again, and alert_on_high_usage(False) never removes a monitor
+    given with resource_monitor (only the one it installed)."""
+    builder = ws.WasmSandbox.builder().source(b"(module)")
+    assert builder.cache_dir(None).config().use_cache is False
+    config = builder.cache_dir("/tmp/cache").config()
+    assert config.use_cache is True and config.cache_dir == Path("/tmp/cache")
+    mine = ws.ResourceMonitor().memory_threshold(50)
+    builder.resource_monitor(mine)
+    assert builder.alert_on_high_usage(False).config().resource_monitor is mine
+    assert builder.alert_on_high_usage().config().resource_monitor is mine
+
+
 def test_readme_python_example_memory_limit_string() -> None:
     """The README's ``.memory_limit("256MiB")`` sets 256 MiB."""
     config = ws.WasmSandbox.builder().source(b"(module)").memory_limit("256MiB").config()

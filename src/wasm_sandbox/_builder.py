@@ -334,6 +334,7 @@ class SandboxBuilder:
         self._limits = ResourceProfile.STANDARD.limits
         self._profile: str | None = "standard"
         self._options: dict[str, Any] = {}
+        self._high_usage: ResourceMonitor | None = None  # the monitor alert_on_high_usage made
 
     def source(self, source: Source) -> SandboxBuilder:
         """The guest: a ``.wasm``, ``.wat``, ``.c``, ``.rs``, ``.py`` or ``.js`` path (``str``
@@ -500,11 +501,16 @@ class SandboxBuilder:
 
     def alert_on_high_usage(self, enabled: bool = True) -> SandboxBuilder:
         """Alert (to the ``wasm_sandbox.alerts`` log) at 80% memory or 90% CPU, unless a
-        ``resource_monitor`` is given."""
+        ``resource_monitor`` is given; False removes only the monitor this call installed,
+        never one given with ``resource_monitor``."""
+        current = self._options.get("resource_monitor")
         if not enabled:
-            return self._set("resource_monitor", None)
-        if self._options.get("resource_monitor") is None:
-            self._set("resource_monitor", high_usage_monitor())
+            if current is not None and current is self._high_usage:
+                self._set("resource_monitor", None)
+            return self
+        if current is None:
+            self._high_usage = high_usage_monitor()
+            self._set("resource_monitor", self._high_usage)
         return self
 
     def auto_scaler(self, scaler: AutoScaler) -> SandboxBuilder:
@@ -530,9 +536,11 @@ class SandboxBuilder:
         return self._set("max_output_bytes", _output_limit(limit))
 
     def cache_dir(self, path: str | Path | None) -> SandboxBuilder:
-        """Directory of the compiled-module cache; ``None`` turns the disk cache off."""
+        """Directory of the compiled-module cache; ``None`` turns the disk cache off (a
+        later call with a path turns it on again)."""
         if path is None:
             return self._set("use_cache", False)
+        self._set("use_cache", True)
         return self._set("cache_dir", Path(path))
 
     def progress(self, progress: ProgressCallback | bool) -> SandboxBuilder:
