@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import pickle
 import re
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -270,6 +272,20 @@ def test_builder_monitoring_switches_record_their_settings() -> None:
     assert kept is mine and mine.thresholds == {"memory": 50.0}
 
 
+def test_builder_calls_do_not_depend_on_their_order() -> None:
+    """Later calls override earlier ones without traps: cache_dir(path) after cache_dir(None)
+    turns the disk cache on again, and alert_on_high_usage(False) never removes a monitor
+    given with resource_monitor (only the one it installed)."""
+    builder = ws.WasmSandbox.builder().source(b"(module)")
+    assert builder.cache_dir(None).config().use_cache is False
+    config = builder.cache_dir("/tmp/cache").config()
+    assert config.use_cache is True and config.cache_dir == Path("/tmp/cache")
+    mine = ws.ResourceMonitor().memory_threshold(50)
+    builder.resource_monitor(mine)
+    assert builder.alert_on_high_usage(False).config().resource_monitor is mine
+    assert builder.alert_on_high_usage().config().resource_monitor is mine
+
+
 def test_readme_python_example_memory_limit_string() -> None:
     """The README's ``.memory_limit("256MiB")`` sets 256 MiB."""
     config = ws.WasmSandbox.builder().source(b"(module)").memory_limit("256MiB").config()
@@ -333,16 +349,18 @@ def test_builder_wrong_types_are_type_errors(option: str, kinds: str) -> None:
 
 
 def test_sandbox_config_and_mounts_take_strings() -> None:
-    """SandboxConfig fields and in-memory mounts parse size and duration strings too."""
+    """SandboxConfig fields and in-memory mounts take size and duration strings too: the
+    fields keep what was given, the properties the sandbox reads hold the parsed values."""
     config = ws.SandboxConfig(
         source=b"(module)",
-        max_output_bytes="64KiB",  # type: ignore[arg-type]
-        monitoring_interval="20ms",  # type: ignore[arg-type]
-        build_timeout="1m",  # type: ignore[arg-type]
+        max_output_bytes="64KiB",
+        monitoring_interval="20ms",
+        build_timeout="1m",
     )
-    assert config.max_output_bytes == 65536
-    assert config.monitoring_interval == timedelta(milliseconds=20)
-    assert config.build_timeout == timedelta(minutes=1)
+    assert (config.max_output_bytes, config.output_limit) == ("64KiB", 65536)
+    assert config.monitoring_interval == "20ms"
+    assert config.sampling_interval == timedelta(milliseconds=20)
+    assert (config.build_timeout, config.build_budget.timeout) == ("1m", 60.0)
     mount = ws.Mount.memory("/scratch", "16MiB", "10k")
     assert (mount.max_bytes, mount.max_entries) == (16 * 2**20, 10_000)
     builder = ws.WasmSandbox.builder().source(b"(module)").memory_fs("/tmp", max_bytes="1MiB")
@@ -394,6 +412,124 @@ def test_fuel_metering_off_with_fuel_limit_is_refused() -> None:
     """A fuel limit cannot be honoured without metering: that is an error, not a no-op."""
     with pytest.raises(ws.ConfigurationError, match="needs fuel metering"):
         ws.WasmSandbox.builder().source(b"(module)").max_fuel(10).fuel_metering(False).config()
+
+
+def test_sandbox_config_never_rewrites_its_fields() -> None:
+    """Construction checks the fields and changes none: a callback leaves its monitoring
+    switch as given (the ``*_monitoring_enabled`` properties say it is on), strings and a
+    list of mounts stay as given, and a stream given as stdin is neither read nor replaced."""
+    stream = io.BytesIO(b"not read at configuration")
+    mounts = [ws.Mount.memory("/tmp")]
+    given: dict[str, Any] = {
+        "io_callback": print,
+        "network_callback": print,
+        "resource_callback": print,
+        "monitoring_interval": "20ms",
+        "max_output_bytes": "1MiB",
+        "build_timeout": 5,
+        "max_module_size": "4MiB",
+        "stdin": stream,
+        "mounts": mounts,
+    }
+    config = ws.SandboxConfig(source=b"(module)", **given)
+    for name, value in given.items():
+        assert getattr(config, name) is value, name
+    assert stream.tell() == 0
+    assert (config.io_monitoring, config.network_monitoring, config.resource_monitoring) == (
+        False,
+        False,
+        False,
+    )
+    assert config.io_monitoring_enabled and config.network_monitoring_enabled
+    assert config.resource_monitoring_enabled
+    assert config.sampling_interval == timedelta(milliseconds=20)
+    assert config.output_limit == 2**20
+    assert config.mount_table == tuple(mounts)
+    assert (config.build_budget.timeout, config.build_budget.max_module_size) == (5.0, 4 << 20)
+    plain = ws.SandboxConfig(source=b"(module)")
+    assert not plain.io_monitoring_enabled and not plain.network_monitoring_enabled
+    assert not plain.resource_monitoring_enabled
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error", "message"),
+    [
+        ("limits", None, TypeError, "^limits must be a ResourceLimits, got NoneType"),
+        ("optimization_level", "speed", TypeError, "^optimization_level must be an Optim"),
+        ("network_policy", "*", TypeError, "^network_policy must be a NetworkPolicy, got str"),
+        ("resource_monitor", 1, TypeError, "^resource_monitor must be a ResourceMonitor"),
+        ("auto_scaler", 1, TypeError, "^auto_scaler must be an AutoScaler, got int"),
+        ("io_callback", 1, TypeError, "^io_callback must be callable, got int"),
+        ("network_callback", 1, TypeError, "^network_callback must be callable, got int"),
+        ("resource_callback", 1, TypeError, "^resource_callback must be callable, got int"),
+        ("stdin", 42, TypeError, "^stdin must be bytes, str or a binary stream, got int"),
+        ("mounts", ["/tmp"], TypeError, "^mounts must be Mount values, got str"),
+        ("args", ("a\0b",), ws.ConfigurationError, "^args must not contain NUL"),
+        ("monitoring_interval", "1ms", ws.ConfigurationError, "^monitoring_interval must be >="),
+        ("monitoring_interval", 7200, ws.ConfigurationError, "^monitoring_interval must be <="),
+        ("monitoring_interval", -1, ws.ConfigurationError, "^monitoring_interval must be > 0"),
+        ("monitoring_interval", "soon", ws.ConfigurationError, "^monitoring_interval: invalid"),
+        ("max_output_bytes", -1, ws.ConfigurationError, "^max_output_bytes must be >= 0, got -1"),
+        ("max_output_bytes", "2GiB", ws.ConfigurationError, "^max_output_bytes must be <="),
+        ("build_timeout", 0, ws.ConfigurationError, "^build_timeout must be > 0"),
+        ("build_timeout", [1], TypeError, "^build_timeout must be a timedelta"),
+        ("max_functions", -1, ws.ConfigurationError, "^max_functions must be >= 0, got -1"),
+    ],
+    ids=lambda v: str(v)[:24],
+)
+def test_each_bad_config_field_is_one_clear_error(
+    field: str, value: Any, error: type[Exception], message: str
+) -> None:
+    """Each field is checked at construction, and a bad value is one error naming the
+    field, the rule and the value."""
+    with pytest.raises(error, match=message):
+        ws.SandboxConfig(source=b"(module)", **{field: value})
+
+
+@pytest.mark.parametrize(
+    "duration",
+    [timedelta(milliseconds=1500), 1.5, "1.5s", "1500ms"],
+    ids=["timedelta", "seconds", "string", "string-ms"],
+)
+def test_durations_take_all_three_forms_everywhere(duration: timedelta | float | str) -> None:
+    """A duration is a timedelta, seconds or a string wherever one is accepted, parsed by
+    the one parser: the builder's timeouts and interval, the balancer's timeout, a
+    session-free profile timeout and an auto-scaler's timeout bounds."""
+    expected = timedelta(seconds=1.5)
+    config = (
+        ws.WasmSandbox.builder()
+        .source(b"(module)")
+        .timeout_duration(duration)
+        .build_timeout(duration)
+        .monitoring_interval(duration)
+        .config()
+    )
+    assert config.limits.execution_timeout == expected
+    assert config.build_budget.timeout == 1.5 and config.sampling_interval == expected
+    assert ws.SandboxConfig(source=b"(module)", build_timeout=duration).build_budget.timeout == 1.5
+    profile = ws.ResourceProfile.custom().timeout_seconds(duration).build()  # type: ignore[arg-type]
+    assert profile.limits.execution_timeout == expected
+    balancer = ws.LoadBalancer().timeout_duration(duration)
+    assert balancer._timeout == 1.5  # the parsed timeout, in seconds
+    policy = ws.ScalingPolicy(min_limit=duration, max_limit="3s")
+    assert policy.bounds("timeout") == (1.5, 3.0)
+    scaler = ws.AutoScaler().timeout_policy(policy)
+    assert scaler.limits_for(ws.ResourceLimits()).execution_timeout == expected
+
+
+def test_scaling_policy_string_bounds_take_the_unit_of_their_resource() -> None:
+    """A memory policy's string bounds are sizes, a timeout policy's durations; a string
+    bound out of order is refused when the policy is given to the scaler."""
+    policy = ws.ScalingPolicy(min_limit="1MiB", max_limit="4MiB")
+    assert policy.bounds("memory") == (2**20, 4 * 2**20)
+    scaler = ws.AutoScaler().memory_policy(policy)
+    assert scaler.limits_for(ws.ResourceLimits()).memory_bytes == 2**20
+    with pytest.raises(ws.ConfigurationError, match="0 < min_limit <= max_limit"):
+        ws.AutoScaler().timeout_policy(ws.ScalingPolicy(min_limit="2s", max_limit="1s"))
+    with pytest.raises(ws.ConfigurationError, match="min_limit: invalid size"):
+        ws.AutoScaler().memory_policy(ws.ScalingPolicy(min_limit="soon", max_limit="1MiB"))
+    with pytest.raises(TypeError, match="min_limit must be bytes"):
+        ws.AutoScaler().memory_policy(ws.ScalingPolicy(min_limit=timedelta(seconds=1), max_limit=5))
 
 
 # --- units -----------------------------------------------------------------------------------

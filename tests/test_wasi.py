@@ -4,6 +4,7 @@ directly with good and garbage arguments."""
 from __future__ import annotations
 
 import gc
+import os
 import re
 import time
 import uuid
@@ -104,6 +105,40 @@ def test_stdin_bytes_and_text(c_guest) -> None:
     assert sb.run(["cat"], stdin=b"\x00\x01bytes").stdout == b"\x00\x01bytes"
     assert sb.run(["cat"], stdin="tëxt").stdout == "tëxt".encode()
     assert sb.run(["cat"]).stdout == b""
+
+
+class _LateStream:
+    """A stream without a file descriptor whose data arrives after it is configured."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.reads = 0
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        data, self.data = self.data, b""
+        return data
+
+
+def test_config_stdin_stream_is_read_at_run_not_at_configuration(c_guest) -> None:
+    """A stream given as the configured stdin is read by run(), never by building the config
+    or the sandbox: data written after build() reaches the guest (a stream without a file
+    descriptor, read to its end when the run starts, and a pipe)."""
+    stream = _LateStream()
+    builder = ws.WasmSandbox.builder().source(c_guest("probe")).stdin(stream)  # type: ignore[arg-type]
+    config = builder.config()
+    sb = ws.WasmSandbox(config)
+    configured: object = config.stdin
+    assert stream.reads == 0 and configured is stream
+    stream.data = b"written after build"
+    assert sb.run(["cat"]).stdout == b"written after build"
+    assert stream.reads == 1
+    read_end, write_end = os.pipe()
+    with os.fdopen(read_end, "rb") as pipe:
+        sb = ws.WasmSandbox.builder().source(c_guest("probe")).stdin(pipe).build()
+        os.write(write_end, b"piped late")
+        os.close(write_end)
+        assert sb.run(["cat"]).stdout == b"piped late"
 
 
 def test_proc_exit_code_is_a_result_not_an_error(c_guest) -> None:

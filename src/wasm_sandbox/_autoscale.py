@@ -30,7 +30,7 @@ from datetime import timedelta
 from ._callbacks import SafeCallback
 from ._errors import ConfigurationError
 from ._limits import WASM_PAGE, ResourceLimits
-from ._units import format_duration, format_size
+from ._units import duration_value, format_duration, format_size, size_value
 
 __all__ = ["AutoScaler", "ScalingEvent", "ScalingPolicy"]
 
@@ -40,10 +40,11 @@ _EVENTS_KEPT = 1000
 
 @dataclass(frozen=True, slots=True)
 class ScalingPolicy:
-    """How one limit may move. Memory limits are bytes; timeouts are seconds or timedeltas."""
+    """How one limit may move. Memory limits are bytes or size strings (``"64MiB"``);
+    timeouts are seconds, timedeltas or duration strings (``"30s"``)."""
 
-    min_limit: float | timedelta
-    max_limit: float | timedelta
+    min_limit: float | timedelta | str
+    max_limit: float | timedelta | str
     scale_up_threshold: float = 0.8
     """Usage (a fraction of the limit) at which the limit rises for the next executions."""
     scale_down_threshold: float = 0.3
@@ -55,11 +56,10 @@ class ScalingPolicy:
     """Retry, once, an execution that hit its memory cap below ``max_limit``."""
 
     def __post_init__(self) -> None:
-        low, high = _number(self.min_limit), _number(self.max_limit)
-        if not 0 < low <= high:
-            raise ConfigurationError(
-                f"ScalingPolicy needs 0 < min_limit <= max_limit, got {low} and {high}"
-            )
+        if not isinstance(self.min_limit, str) and not isinstance(self.max_limit, str):
+            _check_bounds(_number(self.min_limit), _number(self.max_limit))
+        # A string's unit depends on the limit scaled: checked by ``bounds`` (memory_policy,
+        # timeout_policy).
         if not 0 <= self.scale_down_threshold < self.scale_up_threshold <= 1:
             raise ConfigurationError(
                 "ScalingPolicy needs 0 <= scale_down_threshold < scale_up_threshold <= 1"
@@ -71,13 +71,51 @@ class ScalingPolicy:
 
     @property
     def low(self) -> float:
-        """``min_limit`` as a number (bytes or seconds)."""
+        """``min_limit`` as a number (bytes or seconds; not for a string, whose unit only
+        ``bounds`` knows)."""
         return _number(self.min_limit)
 
     @property
     def high(self) -> float:
-        """``max_limit`` as a number (bytes or seconds)."""
+        """``max_limit`` as a number (bytes or seconds; not for a string)."""
         return _number(self.max_limit)
+
+    def bounds(self, resource: str) -> tuple[float, float]:
+        """``min_limit`` and ``max_limit`` as numbers for ``resource``: bytes for
+        ``"memory"`` (a string is a size), seconds for ``"timeout"`` (a string is a
+        duration, parsed by the one duration parser)."""
+        parse = _seconds if resource == "timeout" else _bytes
+        low, high = parse("min_limit", self.min_limit), parse("max_limit", self.max_limit)
+        _check_bounds(low, high)
+        return low, high
+
+
+def _check_bounds(low: float, high: float) -> None:
+    if not 0 < low <= high:
+        raise ConfigurationError(
+            f"ScalingPolicy needs 0 < min_limit <= max_limit, got {low:g} and {high:g}"
+        )
+
+
+def _number(value: float | timedelta | str) -> float:
+    """A number, or a timedelta in seconds; a string's unit is known only by ``bounds``."""
+    if isinstance(value, str):
+        raise TypeError(f"the scaling limit {value!r} is a string: use bounds(resource)")
+    if isinstance(value, timedelta):
+        return _seconds("a scaling limit", value)
+    return _bytes("a scaling limit", value)
+
+
+def _seconds(name: str, value: float | timedelta | str) -> float:
+    return duration_value(name, value).total_seconds()
+
+
+def _bytes(name: str, value: float | timedelta | str) -> float:
+    if isinstance(value, str):
+        return float(size_value(name, value))
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be bytes (a number or a size string), got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,39 +140,32 @@ def _show(resource: str, value: float) -> str:
     return format_size(value) if resource == "memory" else format_duration(value)
 
 
-def _number(value: float | timedelta) -> float:
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"a scaling limit must be a number or a timedelta, got {value!r}")
-    return float(value)
-
-
 class _Track:
     """One scaled limit."""
 
     def __init__(self, resource: str, policy: ScalingPolicy) -> None:
         self.resource, self.policy = resource, policy
+        self.low, self.high = policy.bounds(resource)
         self.current: float | None = None
         self.low_runs = 0
 
     def start(self, base: float | None) -> float:
         if self.current is None:
-            start = self.policy.low if base is None else base
-            self.current = min(self.policy.high, max(self.policy.low, start))
+            start = self.low if base is None else base
+            self.current = min(self.high, max(self.low, start))
         return self.current
 
     def observe(self, used: float) -> tuple[float, float, str] | None:
         current, policy = self.current, self.policy
         assert current is not None
-        if used >= policy.scale_up_threshold * current and current < policy.high:
+        if used >= policy.scale_up_threshold * current and current < self.high:
             usage = f"used {_show(self.resource, used)} of {_show(self.resource, current)}"
-            return self._move(min(policy.high, current * policy.step), usage)
+            return self._move(min(self.high, current * policy.step), usage)
         if used <= policy.scale_down_threshold * current:
             self.low_runs += 1
-            if self.low_runs >= policy.window and current > policy.low:
+            if self.low_runs >= policy.window and current > self.low:
                 return self._move(
-                    max(policy.low, current / policy.step),
+                    max(self.low, current / policy.step),
                     f"{policy.window} executions at or under {policy.scale_down_threshold:.0%}",
                 )
         else:
@@ -144,9 +175,9 @@ class _Track:
     def raise_for_retry(self) -> tuple[float, float, str] | None:
         current = self.current
         assert current is not None
-        if current >= self.policy.high:
+        if current >= self.high:
             return None
-        return self._move(min(self.policy.high, current * self.policy.step), "the limit was hit")
+        return self._move(min(self.high, current * self.policy.step), "the limit was hit")
 
     def _move(self, new: float, reason: str) -> tuple[float, float, str]:
         old, self.current, self.low_runs = self.current or 0.0, new, 0

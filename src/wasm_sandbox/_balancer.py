@@ -23,8 +23,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError, ExecutionTimeout, Overflow, Timeout
-from ._invocation import Invocation
-from ._units import duration_option
+from ._invocation import Invocation, sandbox_core
+from ._units import duration_within
 
 if TYPE_CHECKING:
     from ._ray import RayBackend
@@ -126,14 +126,10 @@ class LoadBalancer:
     def timeout_duration(self, timeout: timedelta | float | str | None) -> LoadBalancer:
         """Longest a job may take from submission to its end: a timedelta, seconds or a
         duration string (``"30s"``); None: no limit."""
-        duration = duration_option("timeout_duration", timeout)
-        if duration is None:
+        if timeout is None:
             self._timeout = None
-            return self
-        seconds = duration.total_seconds()
-        if seconds <= 0:
-            raise ConfigurationError(f"timeout_duration must be > 0, got {timeout!r}")
-        self._timeout = seconds
+        else:
+            self._timeout = duration_within("timeout_duration", timeout).total_seconds()
         return self
 
     def overflow_strategy(self, strategy: OverflowStrategy) -> LoadBalancer:
@@ -272,7 +268,7 @@ class LoadBalancer:
             left = None if job.deadline is None else max(0.0, job.deadline - time.monotonic())
             return self._backend.run(sandbox, job.function, job.args, dict(job.kwargs), left)
         invocation = Invocation.call(job.function, job.args, job.kwargs, job.deadline)
-        return sandbox._invoke(invocation).value
+        return sandbox_core(sandbox).invoke(invocation).value
 
     def _finish(self, job: _Job, value: Any = None, error: BaseException | None = None) -> None:
         with self._cond:

@@ -23,9 +23,10 @@ from ._network import NetworkStats
 from ._policy import NetworkPolicy
 from ._sources import Source
 from ._units import (
+    check_range,
     count_option,
     duration_option,
-    duration_value,
+    duration_within,
     size_option,
     size_value,
 )
@@ -43,7 +44,12 @@ _MAX_OUTPUT_CAP = 1 << 30
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SandboxConfig:
-    """Everything a ``WasmSandbox`` needs; validated at construction."""
+    """Everything a ``WasmSandbox`` needs; each field is checked once, at construction.
+
+    Fields hold what was given (a size may be ``"64KiB"``, a duration ``"20ms"`` or seconds);
+    the values the sandbox uses are read-only properties: ``output_limit``,
+    ``sampling_interval``, ``mount_table``, ``build_budget`` and the ``*_monitoring_enabled``
+    switches (a callback turns its monitoring on without changing the field)."""
 
     source: Source
     """A ``.wasm``/``.wat``/``.c``/``.rs``/``.py``/``.js`` path, module bytes (a wasm binary or
@@ -69,17 +75,20 @@ class SandboxConfig:
     """Arguments after argv[0] given to ``run()`` when it is called without ``args``."""
     env: tuple[tuple[str, str], ...] = ()
     """Environment variables the guest sees (none by default: the host's are never passed)."""
-    stdin: bytes | BinaryIO | None = None
-    """Standard input for ``run()``: fixed bytes, or a binary stream with a ``fileno()``."""
+    stdin: StdinSource = None
+    """Standard input for ``run()``: bytes, text (UTF-8) or a binary stream. A stream is read
+    by the run, never here: one with a ``fileno()`` as the guest reads, any other to its end
+    when the run starts."""
     fuel_metering: bool | None = None
     """Count fuel. None (default): only when ``max_fuel`` is set, since wasmtime's fuel
     instrumentation slows call-heavy guests about 1.9x; True: always, so every report has
     ``fuel_consumed``; False with a ``max_fuel`` is refused."""
-    mounts: tuple[Mount, ...] = ()
+    mounts: Sequence[Mount] = ()
     """Directories the guest can see (none by default: no file system at all)."""
     io_monitoring: bool = False
     """Report every file operation: to ``io_callback`` if given, else to the
-    ``wasm_sandbox.io`` logger at DEBUG level."""
+    ``wasm_sandbox.io`` logger at DEBUG level. An ``io_callback`` implies it
+    (``io_monitoring_enabled``)."""
     io_callback: Callable[[IoOperation], object] | None = None
     """Called with one ``IoOperation`` per file operation, on the guest's thread."""
     strict_io_limits: bool = False
@@ -89,7 +98,8 @@ class SandboxConfig:
     """Which endpoints the guest may connect to (default: none)."""
     network_monitoring: bool = False
     """Report network use as it changes: to ``network_callback`` if given, else to the
-    ``wasm_sandbox.network`` logger at DEBUG level."""
+    ``wasm_sandbox.network`` logger at DEBUG level. A ``network_callback`` implies it
+    (``network_monitoring_enabled``)."""
     network_callback: Callable[[NetworkStats], object] | None = None
     """Called with ``NetworkStats`` each time a connection opens or closes, bytes move, or
     an attempt is refused (on the guest's thread; one that raises is logged and dropped)."""
@@ -97,19 +107,22 @@ class SandboxConfig:
     """Stop the guest at a policy refusal (``SecurityViolation``) or a network limit
     (``NetworkLimitExceeded``) instead of giving it the errno."""
     resource_monitoring: bool = False
-    """Sample ``ResourceUsage`` during every execution (to ``resource_callback``)."""
+    """Sample ``ResourceUsage`` during every execution (to ``resource_callback``, else the
+    debug log). A ``resource_callback`` implies it (``resource_monitoring_enabled``)."""
     resource_callback: Callable[[ResourceUsage], object] | None = None
     """Receives each sample, on the monitoring thread (never the guest's)."""
-    monitoring_interval: timedelta = DEFAULT_INTERVAL
-    """How often a running execution is sampled (default 100 ms; 5 ms .. 1 hour)."""
+    monitoring_interval: timedelta | float | str = DEFAULT_INTERVAL
+    """How often a running execution is sampled: a timedelta, seconds or ``"100ms"``
+    (default 100 ms; 5 ms .. 1 hour; as a timedelta: ``sampling_interval``)."""
     resource_monitor: ResourceMonitor | None = None
     """Thresholds whose crossings raise ``Alert``s."""
     auto_scaler: AutoScaler | None = None
     """Moves the memory limit and timeout with observed usage (isolated calls only)."""
     keep_instance: bool = False
     """Keep one instance across calls (globals and memory persist); default: fresh per call."""
-    max_output_bytes: int = DEFAULT_MAX_OUTPUT
-    """How much of stdout and of stderr each is captured; the rest is counted and dropped."""
+    max_output_bytes: int | str = DEFAULT_MAX_OUTPUT
+    """How much of stdout and of stderr each is captured, bytes or ``"1MiB"`` (in bytes:
+    ``output_limit``); the rest is counted and dropped."""
     cache_dir: Path | None = None
     """Where compiled modules are cached (default: ``default_cache_dir()``)."""
     use_cache: bool = True
@@ -117,74 +130,82 @@ class SandboxConfig:
     progress: ProgressCallback | bool | None = None
     """First-compile progress: a callback ``(phase, seconds)``, True for a line on stderr,
     False for none; None (default): on stderr when it is a terminal."""
-    max_module_size: int | None = DEFAULT_MAX_MODULE_SIZE
+    max_module_size: int | str | None = DEFAULT_MAX_MODULE_SIZE
     """Largest module, in bytes of WebAssembly, the sandbox builds (default 1 GiB; None: no
     cap); checked before the module is even parsed: ``BuildLimitExceeded``."""
-    max_functions: int | None = DEFAULT_MAX_FUNCTIONS
+    max_functions: int | str | None = DEFAULT_MAX_FUNCTIONS
     """Most functions the module may define (default 1,000,000, wasmtime's own limit; None:
     no cap); counted by our parser before compiling: ``BuildLimitExceeded``."""
-    build_timeout: timedelta | None = None
-    """Wall-clock limit of compiling the module, a timedelta or seconds (default None). When
+    build_timeout: timedelta | float | str | None = None
+    """Wall-clock limit of compiling the module, a timedelta, seconds or ``"10s"`` (default
+    None; parsed: ``build_budget.timeout``). When
     set (or ``build_memory_limit`` is), the module is compiled in a child process, killed at
     the limit: ``BuildLimitExceeded``. A module already in the compiled-module cache is not
     compiled again, so it is never refused for time."""
-    build_memory_limit: int | None = None
+    build_memory_limit: int | str | None = None
     """Address space, in bytes, of the child process that compiles the module (>= 256 MiB;
     default None). Past it the compile fails: ``BuildLimitExceeded``."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.limits, ResourceLimits):
-            raise TypeError(f"limits must be ResourceLimits, got {type(self.limits).__name__}")
-        if not isinstance(self.optimization_level, OptimizationLevel):
-            raise TypeError(
-                "optimization_level must be an OptimizationLevel, "
-                f"got {type(self.optimization_level).__name__}"
-            )
+        """Check every field once; nothing is rewritten (derived values are properties)."""
+        check_type("limits", self.limits, ResourceLimits)
+        check_type("optimization_level", self.optimization_level, OptimizationLevel)
         _check_strings("args", self.args)
-        object.__setattr__(self, "mounts", check_mounts(self.mounts))
-        if self.io_callback is not None and not callable(self.io_callback):
-            raise TypeError(f"io_callback must be callable, got {type(self.io_callback).__name__}")
-        if not isinstance(self.network_policy, NetworkPolicy):
-            raise TypeError(
-                f"network_policy must be a NetworkPolicy, got {type(self.network_policy).__name__}"
-            )
-        if self.network_callback is not None and not callable(self.network_callback):
-            raise TypeError(
-                f"network_callback must be callable, got {type(self.network_callback).__name__}"
-            )
-        _check_monitoring(self)
-        _check_scaler(self)
-        if self.network_callback is not None and not self.network_monitoring:
-            object.__setattr__(self, "network_monitoring", True)
-        if self.io_callback is not None and not self.io_monitoring:
-            object.__setattr__(self, "io_monitoring", True)
         env_pairs(self.env)
-        object.__setattr__(
-            self, "max_output_bytes", size_value("max_output_bytes", self.max_output_bytes)
-        )
-        if not 0 <= self.max_output_bytes <= _MAX_OUTPUT_CAP:
+        check_stdin(self.stdin)
+        check_mounts(self.mounts)
+        check_type("network_policy", self.network_policy, NetworkPolicy)
+        check_type("resource_monitor", self.resource_monitor, ResourceMonitor, optional=True)
+        check_type("auto_scaler", self.auto_scaler, AutoScaler, optional=True)
+        for name in ("io_callback", "network_callback", "resource_callback"):
+            check_callable(name, getattr(self, name))
+        _monitoring_interval(self.monitoring_interval)
+        _output_limit(self.max_output_bytes)
+        _build_budget(self)
+        if self.auto_scaler is not None and self.keep_instance:
             raise ConfigurationError(
-                f"max_output_bytes must be between 0 and {_MAX_OUTPUT_CAP}, "
-                f"got {self.max_output_bytes}"
+                "auto_scaler cannot resize a kept instance: use isolated calls"
             )
         if self.fuel_metering is False and self.limits.max_fuel is not None:
             raise ConfigurationError(
                 f"max_fuel={self.limits.max_fuel} needs fuel metering: "
                 "do not set fuel_metering(False)"
             )
-        object.__setattr__(self, "stdin", normalize_stdin(self.stdin))
-        _check_build_budget(self)
+
+    @property
+    def io_monitoring_enabled(self) -> bool:
+        """Whether file operations are reported: ``io_monitoring``, or an ``io_callback``."""
+        return self.io_monitoring or self.io_callback is not None
+
+    @property
+    def network_monitoring_enabled(self) -> bool:
+        """Whether network use is reported: ``network_monitoring``, or a callback."""
+        return self.network_monitoring or self.network_callback is not None
+
+    @property
+    def resource_monitoring_enabled(self) -> bool:
+        """Whether executions are sampled: ``resource_monitoring``, or a callback."""
+        return self.resource_monitoring or self.resource_callback is not None
+
+    @property
+    def sampling_interval(self) -> timedelta:
+        """``monitoring_interval`` as a ``timedelta`` (it may be given as seconds or text)."""
+        return _monitoring_interval(self.monitoring_interval)
+
+    @property
+    def output_limit(self) -> int:
+        """``max_output_bytes`` in bytes (it may be given as a size string)."""
+        return _output_limit(self.max_output_bytes)
+
+    @property
+    def mount_table(self) -> tuple[Mount, ...]:
+        """``mounts`` as a checked tuple."""
+        return check_mounts(self.mounts)
 
     @property
     def build_budget(self) -> BuildBudget:
-        """The build budget these options describe."""
-        timeout = self.build_timeout
-        return BuildBudget(
-            max_module_size=self.max_module_size,
-            max_functions=self.max_functions,
-            timeout=None if timeout is None else timeout.total_seconds(),
-            memory_bytes=self.build_memory_limit,
-        )
+        """The build budget these options describe (sizes in bytes, the timeout in seconds)."""
+        return _build_budget(self)
 
     @property
     def metered(self) -> bool:
@@ -198,6 +219,19 @@ class SandboxConfig:
         return dataclasses.replace(self, **changes)
 
 
+def check_type(name: str, value: object, kind: type, optional: bool = False) -> None:
+    """``value`` is a ``kind`` (or None, when ``optional``)."""
+    if (value is None and not optional) or (value is not None and not isinstance(value, kind)):
+        article = "an" if kind.__name__[0] in "AEIOU" else "a"
+        raise TypeError(f"{name} must be {article} {kind.__name__}, got {type(value).__name__}")
+
+
+def check_callable(name: str, callback: object) -> None:
+    """A callback option is callable (or None)."""
+    if callback is not None and not callable(callback):
+        raise TypeError(f"{name} must be callable, got {type(callback).__name__}")
+
+
 def _check_strings(what: str, values: Sequence[str]) -> None:
     for value in values:
         if not isinstance(value, str):
@@ -206,8 +240,51 @@ def _check_strings(what: str, values: Sequence[str]) -> None:
             raise ConfigurationError(f"{what} must not contain NUL characters, got {value!r}")
 
 
+def _monitoring_interval(value: timedelta | float | str) -> timedelta:
+    return duration_within(
+        "monitoring_interval", value, low=timedelta(milliseconds=5), high=timedelta(hours=1)
+    )
+
+
+def _output_limit(value: int | str) -> int:
+    limit = size_value("max_output_bytes", value)
+    check_range("max_output_bytes", limit, 0, _MAX_OUTPUT_CAP)
+    return limit
+
+
+def _build_budget(config: SandboxConfig) -> BuildBudget:
+    """The build options, parsed and checked (each against its own bound)."""
+    sizes = {}
+    for name, low, parse in (
+        ("max_module_size", 1, size_option),
+        ("max_functions", 0, count_option),
+        ("build_memory_limit", MIN_BUILD_MEMORY, size_option),
+    ):
+        value = sizes[name] = parse(name, getattr(config, name))
+        if value is not None:
+            check_range(name, value, low)
+    timeout = config.build_timeout
+    seconds = None if timeout is None else duration_within("build_timeout", timeout)
+    return BuildBudget(
+        max_module_size=sizes["max_module_size"],
+        max_functions=sizes["max_functions"],
+        timeout=None if seconds is None else seconds.total_seconds(),
+        memory_bytes=sizes["build_memory_limit"],
+    )
+
+
+def check_stdin(stdin: StdinSource) -> None:
+    """``stdin`` is something ``normalize_stdin`` takes; a stream is not read here."""
+    if stdin is None or isinstance(stdin, bytes | str | bytearray | memoryview):
+        return
+    if getattr(stdin, "fileno", None) is None and getattr(stdin, "read", None) is None:
+        raise TypeError(f"stdin must be bytes, str or a binary stream, got {type(stdin).__name__}")
+
+
 def normalize_stdin(stdin: StdinSource) -> bytes | BinaryIO | None:
-    """Bytes for text or bytes; a stream as-is if it has a usable ``fileno()``."""
+    """What an execution reads: bytes for text or bytes; a stream with a usable ``fileno()``
+    as-is; any other stream read to its end now (at the run, never at configuration)."""
+    check_stdin(stdin)
     if stdin is None or isinstance(stdin, bytes):
         return stdin
     if isinstance(stdin, str):
@@ -246,51 +323,6 @@ def encode_args(args: Sequence[str]) -> list[bytes]:
     return [a.encode("utf-8") for a in args]
 
 
-def _check_build_budget(config: SandboxConfig) -> None:
-    for name, low, parse in (
-        ("max_module_size", 1, size_option),
-        ("max_functions", 0, count_option),
-        ("build_memory_limit", MIN_BUILD_MEMORY, size_option),
-    ):
-        value = parse(name, getattr(config, name))
-        object.__setattr__(config, name, value)
-        if value is not None and value < low:
-            raise ConfigurationError(f"{name} must be >= {low} or None, got {value}")
-    timeout = duration_option("build_timeout", config.build_timeout)
-    object.__setattr__(config, "build_timeout", timeout)
-    if timeout is None:
-        return
-    if timeout <= timedelta(0):
-        raise ConfigurationError(f"build_timeout must be > 0 or None, got {timeout}")
-
-
-def _check_scaler(config: SandboxConfig) -> None:
-    scaler = config.auto_scaler
-    if scaler is None:
-        return
-    if not isinstance(scaler, AutoScaler):
-        raise TypeError(f"auto_scaler must be an AutoScaler, got {type(scaler).__name__}")
-    if config.keep_instance:
-        raise ConfigurationError("auto_scaler cannot resize a kept instance: use isolated calls")
-
-
-def _check_monitoring(config: SandboxConfig) -> None:
-    interval = duration_value("monitoring_interval", config.monitoring_interval)
-    object.__setattr__(config, "monitoring_interval", interval)
-    if not timedelta(milliseconds=5) <= interval <= timedelta(hours=1):
-        raise ConfigurationError(
-            f"monitoring_interval must be within 5 ms .. 1 hour, got {interval}"
-        )
-    callback = config.resource_callback
-    if callback is not None and not callable(callback):
-        raise TypeError(f"resource_callback must be callable, got {type(callback).__name__}")
-    if callback is not None and not config.resource_monitoring:
-        object.__setattr__(config, "resource_monitoring", True)
-    monitor = config.resource_monitor
-    if monitor is not None and not isinstance(monitor, ResourceMonitor):
-        raise TypeError(f"resource_monitor must be a ResourceMonitor, got {type(monitor).__name__}")
-
-
 class SandboxBuilder:
     """Fluent builder for a ``WasmSandbox``: ``WasmSandbox.builder().source(...)...build()``.
 
@@ -303,6 +335,7 @@ class SandboxBuilder:
         self._limits = ResourceProfile.STANDARD.limits
         self._profile: str | None = "standard"
         self._options: dict[str, Any] = {}
+        self._high_usage: ResourceMonitor | None = None  # the monitor alert_on_high_usage made
 
     def source(self, source: Source) -> SandboxBuilder:
         """The guest: a ``.wasm``, ``.wat``, ``.c``, ``.rs``, ``.py`` or ``.js`` path (``str``
@@ -340,16 +373,14 @@ class SandboxBuilder:
 
     def resource_limits(self, limits: ResourceLimits) -> SandboxBuilder:
         """Replace all limits with ``limits``."""
-        if not isinstance(limits, ResourceLimits):
-            raise TypeError(f"expected ResourceLimits, got {type(limits).__name__}")
+        check_type("limits", limits, ResourceLimits)
         self._limits = limits
         self._profile = None
         return self
 
     def resource_profile(self, profile: ResourceProfile) -> SandboxBuilder:
         """Replace all limits with those of ``profile``."""
-        if not isinstance(profile, ResourceProfile):
-            raise TypeError(f"expected a ResourceProfile, got {type(profile).__name__}")
+        check_type("profile", profile, ResourceProfile)
         self._limits = profile.limits
         self._profile = profile.name
         return self
@@ -409,7 +440,8 @@ class SandboxBuilder:
     def mount(self, mount: Mount) -> SandboxBuilder:
         """Add a ``Mount`` (see ``mount_directory`` and ``memory_fs``)."""
         mounts = (*self._options.get("mounts", ()), mount)
-        return self._set("mounts", check_mounts(mounts))
+        check_mounts(mounts)  # refused at the call that makes the overlap
+        return self._set("mounts", mounts)
 
     def enable_io_monitoring(self, enabled: bool = True) -> SandboxBuilder:
         """Report every file operation (to ``io_callback``, or the debug log without one)."""
@@ -419,15 +451,12 @@ class SandboxBuilder:
         """Call ``callback(operation)`` for each file operation; turns monitoring on. One
         that raises is logged once, dropped for the execution and listed in the report's
         ``io_callback_errors``; the guest goes on (README: *Callbacks that raise*)."""
-        if not callable(callback):
-            raise TypeError(f"io_callback must be callable, got {type(callback).__name__}")
-        self._set("io_monitoring", True)
+        check_callable("io_callback", callback)
         return self._set("io_callback", callback)
 
     def network_policy(self, policy: NetworkPolicy) -> SandboxBuilder:
         """Which endpoints the guest may connect to (replaces the policy so far)."""
-        if not isinstance(policy, NetworkPolicy):
-            raise TypeError(f"expected a NetworkPolicy, got {type(policy).__name__}")
+        check_type("network_policy", policy, NetworkPolicy)
         return self._set("network_policy", policy)
 
     def allow_network(self, *patterns: str) -> SandboxBuilder:
@@ -443,9 +472,7 @@ class SandboxBuilder:
         """Receive ``NetworkStats`` each time the guest's network use changes. One that
         raises is logged once, dropped for the execution and listed in the report's
         ``network_callback_errors`` (README: *Callbacks that raise*)."""
-        if not callable(callback):
-            raise TypeError(f"network_callback must be callable, got {type(callback).__name__}")
-        self._set("network_monitoring", True)
+        check_callable("network_callback", callback)
         return self._set("network_callback", callback)
 
     def strict_network(self, enabled: bool = True) -> SandboxBuilder:
@@ -461,34 +488,35 @@ class SandboxBuilder:
         monitoring thread. One that raises is logged once, dropped for the execution and
         listed in the report's ``monitoring_callback_errors`` (README: *Callbacks that
         raise*)."""
-        if not callable(callback):
-            raise TypeError(f"resource_callback must be callable, got {type(callback).__name__}")
-        self._set("resource_monitoring", True)
+        check_callable("resource_callback", callback)
         return self._set("resource_callback", callback)
 
     def monitoring_interval(self, interval: timedelta | float | str) -> SandboxBuilder:
         """How often a running execution is sampled (a timedelta, seconds or ``"100ms"``)."""
-        return self._set("monitoring_interval", interval)
+        return self._set("monitoring_interval", _monitoring_interval(interval))
 
     def resource_monitor(self, monitor: ResourceMonitor) -> SandboxBuilder:
         """Raise ``Alert``s when a metric crosses one of ``monitor``'s thresholds."""
-        if not isinstance(monitor, ResourceMonitor):
-            raise TypeError(f"expected a ResourceMonitor, got {type(monitor).__name__}")
+        check_type("resource_monitor", monitor, ResourceMonitor)
         return self._set("resource_monitor", monitor)
 
     def alert_on_high_usage(self, enabled: bool = True) -> SandboxBuilder:
         """Alert (to the ``wasm_sandbox.alerts`` log) at 80% memory or 90% CPU, unless a
-        ``resource_monitor`` is given."""
+        ``resource_monitor`` is given; False removes only the monitor this call installed,
+        never one given with ``resource_monitor``."""
+        current = self._options.get("resource_monitor")
         if not enabled:
-            return self._set("resource_monitor", None)
-        if self._options.get("resource_monitor") is None:
-            self._set("resource_monitor", high_usage_monitor())
+            if current is not None and current is self._high_usage:
+                self._set("resource_monitor", None)
+            return self
+        if current is None:
+            self._high_usage = high_usage_monitor()
+            self._set("resource_monitor", self._high_usage)
         return self
 
     def auto_scaler(self, scaler: AutoScaler) -> SandboxBuilder:
         """Let ``scaler`` move the memory limit and timeout with observed usage."""
-        if not isinstance(scaler, AutoScaler):
-            raise TypeError(f"expected an AutoScaler, got {type(scaler).__name__}")
+        check_type("auto_scaler", scaler, AutoScaler)
         return self._set("auto_scaler", scaler)
 
     def strict_io_limits(self, enabled: bool = True) -> SandboxBuilder:
@@ -506,12 +534,14 @@ class SandboxBuilder:
     def max_output_bytes(self, limit: int | str) -> SandboxBuilder:
         """How many bytes of stdout and of stderr are captured, bytes or a size string
         (default 16 MiB each)."""
-        return self._set("max_output_bytes", limit)
+        return self._set("max_output_bytes", _output_limit(limit))
 
     def cache_dir(self, path: str | Path | None) -> SandboxBuilder:
-        """Directory of the compiled-module cache; ``None`` turns the disk cache off."""
+        """Directory of the compiled-module cache; ``None`` turns the disk cache off (a
+        later call with a path turns it on again)."""
         if path is None:
             return self._set("use_cache", False)
+        self._set("use_cache", True)
         return self._set("cache_dir", Path(path))
 
     def progress(self, progress: ProgressCallback | bool) -> SandboxBuilder:

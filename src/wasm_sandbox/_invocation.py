@@ -1,7 +1,14 @@
 """The internal call API: one frozen ``Invocation`` names what to run on a sandbox (a call
-or a run, its inputs, an extra deadline), and ``WasmSandbox._prepare`` / ``_invoke`` are the
-one entry point the public methods, the asyncio twins, the load balancer and the process and
-Ray backends go through.
+or a run, its inputs, an extra deadline), and a ``SandboxCore`` runs it.
+
+The public classes are façades over internal cores with public method names: a
+``WasmSandbox`` keeps its call machinery in a ``SandboxCore`` (``prepare``, ``invoke``,
+``new_context``, ``turn``, ``metered``, ``plan``), a ``Session`` its statements and replay in
+a ``SessionCore``. Code of this package that is handed a façade (the asyncio twins, the
+load balancer, the process and Ray backends, sessions) reads its core through
+``sandbox_core`` or ``session_core``, the only two places that reach into a façade's private
+attribute, and from then on calls named methods, never the façade's privates. The façades
+show no internal method, so the public API is what ``__init__`` exports and nothing more.
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 if TYPE_CHECKING:
     from ._limits import ResourceLimits
+    from ._sandbox import SandboxCore, WasmSandbox
+    from ._session import Session, SessionCore
 
-__all__ = ["Invocation"]
+__all__ = ["Invocation", "sandbox_core", "session_core"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,3 +58,13 @@ class Invocation:
         return Invocation(
             kind="call", export=export, args=args, kwargs=kwargs or {}, deadline=deadline
         )
+
+
+def sandbox_core(sandbox: WasmSandbox) -> SandboxCore:
+    """The internal call API of ``sandbox``."""
+    return sandbox._core  # one of the two sanctioned reaches (module notes)
+
+
+def session_core(session: Session) -> SessionCore:
+    """The statements and replay machinery of ``session``."""
+    return session._core  # one of the two sanctioned reaches (module notes)

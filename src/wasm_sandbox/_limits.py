@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 from ._errors import ConfigurationError
-from ._units import count_option, duration_value, size_option, size_value
+from ._units import check_range, count_option, duration_within, size_option, size_value
 
 __all__ = ["OptimizationLevel", "ProfileBuilder", "ResourceLimits", "ResourceProfile"]
 
@@ -101,7 +101,7 @@ class ResourceLimits:
             if value is None:
                 continue
             if f.name in _DURATION_FIELDS:
-                object.__setattr__(self, f.name, _check_duration(f.name, value))
+                object.__setattr__(self, f.name, check_timeout(f.name, value))
                 continue
             parse = size_option if f.name in _SIZE_FIELDS else count_option
             number = parse(f.name, value)
@@ -140,22 +140,13 @@ def _check_int(name: str, value: object) -> None:
 
 
 def _check_int_range(name: str, value: int | None, low: int, high: int) -> None:
-    if value is None:
-        return
-    if value < low:
-        raise ConfigurationError(f"{name} must be >= {low}, got {value}")
-    if value > high:
-        raise ConfigurationError(f"{name} must be <= {high}, got {value}")
+    if value is not None:
+        check_range(name, value, low, high)
 
 
-def _check_duration(name: str, value: object) -> timedelta:
+def check_timeout(name: str, value: timedelta | float | str) -> timedelta:
     """``value`` (a timedelta, seconds or ``"30s"``) as a timedelta, > 0 and <= 30 days."""
-    duration = duration_value(name, value)  # type: ignore[arg-type]  # checked there
-    if duration <= timedelta(0):
-        raise ConfigurationError(f"{name} must be > 0, got {duration.total_seconds()} seconds")
-    if duration > MAX_TIMEOUT:
-        raise ConfigurationError(f"{name} must be <= 30 days, got {duration}")
-    return duration
+    return duration_within(name, value, high=MAX_TIMEOUT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +209,7 @@ class ProfileBuilder:
 
     def timeout_seconds(self, seconds: float | str | None) -> ProfileBuilder:
         """Wall-clock limit in seconds, or a duration string (``"2m"``); None: unlimited."""
-        timeout = None if seconds is None else _check_duration("timeout_seconds", seconds)
+        timeout = None if seconds is None else check_timeout("timeout_seconds", seconds)
         return self._set(execution_timeout=timeout)
 
     def fuel_limit(self, fuel: int | str | None) -> ProfileBuilder:

@@ -29,7 +29,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError, ExecutionTimeout, HostError, MemoryLimitExceeded
-from ._invocation import Invocation
+from ._invocation import Invocation, sandbox_core
 from ._sandbox import WasmSandbox
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def remote_call(
             sandbox = _SANDBOXES[key] = WasmSandbox(config)
         end = None if seconds is None else time.monotonic() + seconds
         invocation = Invocation.call(function, args, kwargs, end)
-        outcome = sandbox._invoke(dataclasses.replace(invocation, limits=limits))
+        outcome = sandbox_core(sandbox).invoke(dataclasses.replace(invocation, limits=limits))
         return True, outcome.value, _usage(outcome.report if limits is not None else None)
     except Exception as exc:
         exc.__traceback__ = None

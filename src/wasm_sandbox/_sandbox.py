@@ -1,5 +1,6 @@
 """``WasmSandbox`` (blocking) and ``AsyncWasmSandbox`` (its asyncio twin): build a guest once,
 then call its functions or run it as a WASI command, each execution under the limits.
+``SandboxCore`` is the internal call API behind both (see ``_invocation``).
 """
 
 from __future__ import annotations
@@ -27,17 +28,17 @@ from ._builder import (
 from ._calls import Command, DataCall, NumericCall, TurnCall
 from ._data import DATA_SIGNATURE, encode_kwargs, is_data_module
 from ._data import encode_args as encode_data
-from ._engine import default_cache_dir, get_engine
+from ._engine import CompiledModule, default_cache_dir, get_engine
 from ._execution import Execution, ExecutionPlan, Monitoring, Outcome, execution_result
 from ._guests._javascript import find_javascript_runtime
 from ._guests._python import find_python_runtime
-from ._invocation import Invocation
+from ._invocation import Invocation, sandbox_core
 from ._monitor import ResourceUsage
 from ._mounts import Mount, check_mounts
 from ._network import NetworkStats
 from ._report import ExecutionResult, MonitoredResult, ProfiledResult
 from ._session import AsyncSession, Session
-from ._sources import load_source, script_source
+from ._sources import ScriptSource, load_source, script_source
 from ._turns import ScriptTurn, script_turn
 from ._wasi._context import WasiContext
 
@@ -83,7 +84,7 @@ class WasmSandbox:
         cache_root = config.cache_dir or default_cache_dir()
         cache_dir = cache_root if config.use_cache else None
         self._script = script_source(config.source, config.language)
-        mounts = config.mounts
+        mounts = config.mount_table
         if self._script is None:
             wasm, self.source_name = load_source(config.source, config.language, cache_dir)
         elif self._script.language == "python":
@@ -108,12 +109,12 @@ class WasmSandbox:
             handle,
             compiled,
             limits,
-            config.max_output_bytes,
+            config.output_limit,
             config.verbose_resource_logging,
             config.profile_name,
             mounts,
             config.strict_io_limits,
-            config.io_monitoring,
+            config.io_monitoring_enabled,
             config.io_callback,
             config.network_policy,
             _network_observer(config),
@@ -122,22 +123,11 @@ class WasmSandbox:
             config.auto_scaler,
             debug=config.debug_mode,
         )
-        self._execution = Execution(plan, keep_instance=config.keep_instance)
+        execution = Execution(plan, keep_instance=config.keep_instance)
         if config.auto_scaler is not None:  # its first limits are this sandbox's
             config.auto_scaler.limits_for(limits, compiled.initial_memory_bytes)
         self._compiled = compiled
-        self._data_module = is_data_module(dict(compiled.functions))
-        self._exports = MappingProxyType(
-            {
-                name: sig
-                for name, sig in compiled.functions.items()
-                if not name.startswith("__wsbx_") and self._script is None
-            }
-        )
-        self._argv0 = Path(self.source_name).name.encode()
-        self._args = [self._argv0, *encode_args(config.args)]
-        self._env = [f"{k}={v}".encode() for k, v in config.env]
-        self._profiler: WasmSandbox | None = None
+        self._core = SandboxCore(config, self._script, execution, compiled, self.source_name)
         if config.debug_mode:
             log.debug(
                 "sandbox built",
@@ -150,7 +140,7 @@ class WasmSandbox:
     def exports(self) -> Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]:
         """Exported functions (read-only): name -> (parameter types, result types). Empty
         for a Python guest, whose functions exist only once its source has run."""
-        return self._exports
+        return self._core.exports
 
     @property
     def language(self) -> str:
@@ -165,44 +155,179 @@ class WasmSandbox:
 
     # --- calling ------------------------------------------------------------------------
 
-    def _context(
+    def call(self, export: str, *args: Any, **kwargs: Any) -> Any:
+        """Call function ``export``; returns its result.
+
+        Numeric functions take and return numbers (None for no result, a tuple for several).
+        Data functions (the JSON data ABI: ``alloc``/``dealloc`` exports and a
+        ``(ptr, len) -> i64`` signature) take any JSON values and bytes and return the
+        guest's value; an error the guest reports raises ``GuestError``.
+
+        For a Python or JavaScript guest, ``export`` is a function its source defines: each
+        call runs the source in a fresh interpreter, then the function with ``args`` and
+        ``kwargs`` (JSON values and bytes; in JavaScript the keywords arrive as one trailing
+        object); an exception it raises comes back as ``GuestError`` with the guest's type,
+        message and traceback."""
+        return self._core.invoke(Invocation.call(export, args, kwargs)).value
+
+    def session(
+        self,
+        timeout: timedelta | float | str | None = None,
+        replay_timeout: timedelta | float | str | None = None,
+    ) -> Session:
+        """A ``Session``: one interpreter kept across statements, with this sandbox's limits
+        (Python and JavaScript guests). The source is run once when it opens. ``timeout``:
+        an optional wall-clock budget for the whole session (a timedelta, seconds or "5m").
+        ``replay_timeout``: the longest a restore's replay may take (default: the
+        per-statement timeout), beyond which the session is lost instead."""
+        return Session(self, timeout, replay_timeout)
+
+    def call_with_profiling(self, export: str, *args: Any) -> ProfiledResult:
+        """Call ``export`` and return its value with time, fuel and operator counts.
+
+        On a sandbox that does not meter fuel, the call runs on a metered twin of it.
+        """
+        return _profiled(self._core.metered().invoke(Invocation.call(export, args)))
+
+    def call_with_detailed_monitoring(self, export: str, *args: Any) -> MonitoredResult:
+        """Call ``export`` and return its value with a full ``ResourceReport``."""
+        return _monitored(self._core.invoke(Invocation.call(export, args)))
+
+    def run(
+        self,
+        args: Sequence[str] | None = None,
+        stdin: StdinSource = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ExecutionResult:
+        """Run the module as a WASI command (its ``_start``); the exit code is a result.
+
+        ``args`` (after argv[0]), ``stdin`` and ``env`` override the builder's for this run.
+        """
+        invocation = Invocation(kind="run", argv=args, stdin=stdin, env=env)
+        return execution_result(self._core.invoke(invocation))
+
+    def close(self) -> None:
+        """Release a kept instance. Isolated sandboxes hold nothing between calls."""
+        self._core.close()
+
+    def __enter__(self) -> WasmSandbox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SandboxCore:
+    """The internal call API of one ``WasmSandbox`` (module notes of ``_invocation``): the
+    one entry point of calls and runs, for the sandbox's public methods, its asyncio twin,
+    sessions, the load balancer and the process and Ray backends. Not public API."""
+
+    def __init__(
+        self,
+        config: SandboxConfig,
+        script: ScriptSource | None,
+        execution: Execution,
+        compiled: CompiledModule,
+        source_name: str,
+    ) -> None:
+        self.config = config
+        self.script = script
+        """The Python or JavaScript guest, or None for a WebAssembly module."""
+        self._execution = execution
+        self._data_module = is_data_module(dict(compiled.functions))
+        self.exports = MappingProxyType(
+            {
+                name: sig
+                for name, sig in compiled.functions.items()
+                if not name.startswith("__wsbx_") and script is None
+            }
+        )
+        self._argv0 = Path(source_name).name.encode()
+        self._args = [self._argv0, *encode_args(config.args)]
+        self._env = [f"{k}={v}".encode() for k, v in config.env]
+        self._profiler: SandboxCore | None = None
+
+    @property
+    def plan(self) -> ExecutionPlan:
+        """What every execution of this sandbox is made of (a session keeps its own
+        instance of the same plan)."""
+        return self._execution.plan
+
+    def new_context(
         self,
         args: Sequence[str] | None = None,
         stdin: StdinSource = None,
         env: Mapping[str, str] | None = None,
         use_config_stdin: bool = False,
     ) -> WasiContext:
+        """A fresh context for one execution: ``args``, ``stdin`` and ``env`` or the
+        configured ones (the configured stdin only with ``use_config_stdin``: a run's)."""
         config = self.config
         argv = self._args if args is None else [self._argv0, *encode_args(args)]
         envv = self._env if env is None else [f"{k}={v}".encode() for k, v in env_pairs(env)]
-        if stdin is not None:
-            source = normalize_stdin(stdin)
-        else:
-            source = config.stdin if use_config_stdin else None
+        if stdin is None and use_config_stdin:
+            stdin = config.stdin  # a stream is read now, at the run: never at configuration
+        source = normalize_stdin(stdin)
         return self._execution.new_context(argv, envv, source)
 
-    def _prepare(self, invocation: Invocation) -> WasiContext:
+    def prepare(self, invocation: Invocation) -> WasiContext:
         """The context ``invocation`` will run in (made before it runs, so an asyncio twin
         can cancel it), with the invocation's extra deadline composed in."""
         if invocation.kind == "run":
-            ctx = self._context(
+            ctx = self.new_context(
                 invocation.argv, invocation.stdin, invocation.env, use_config_stdin=True
             )
         else:
-            ctx = self._context()
+            ctx = self.new_context()
         if invocation.limits is not None:
             ctx.run_under(invocation.limits)
         if invocation.deadline is not None:
             ctx.cap_deadline(invocation.deadline)
         return ctx
 
-    def _invoke(self, invocation: Invocation, ctx: WasiContext | None = None) -> Outcome:
-        """Run ``invocation`` (in ``ctx`` when given, from ``_prepare``): the one internal
-        entry point of calls and runs."""
-        ctx = ctx if ctx is not None else self._prepare(invocation)
+    def invoke(self, invocation: Invocation, ctx: WasiContext | None = None) -> Outcome:
+        """Run ``invocation`` (in ``ctx`` when given, from ``prepare``): the one entry point
+        of calls and runs."""
+        ctx = ctx if ctx is not None else self.prepare(invocation)
         if invocation.kind == "run":
             return self._run(ctx)
         return self._call(invocation.export, invocation.args, ctx, kwargs=invocation.kwargs)
+
+    def turn(self, op: str, source: str | None = None, **fields: Any) -> ScriptTurn:
+        """The turn that asks this sandbox's script runtime for ``op`` (``source``: the guest
+        code it evaluates first: the script, or a session's statement)."""
+        script = self.script
+        if script is None:
+            raise e.ConfigurationError("this sandbox runs no script")
+        request: dict[str, Any] = {"op": op, **fields}
+        if script.language == "python":
+            if source is not None:
+                request["source"] = source
+            request.setdefault("filename", script.filename)
+            request.setdefault("module", script.module)
+        return script_turn(script.language, request, source, script.filename)
+
+    def metered(self) -> SandboxCore:
+        """This sandbox if it counts fuel, else a twin of it that does (built once)."""
+        if self.config.metered:
+            return self
+        if self.config.keep_instance:
+            raise e.ConfigurationError(
+                "call_with_profiling counts fuel, and this sandbox keeps an instance without "
+                "fuel metering: build it with .fuel_metering(True) or a max_fuel"
+            )
+        if self._profiler is None:
+            self._profiler = sandbox_core(WasmSandbox(self.config.replace(fuel_metering=True)))
+        return self._profiler
+
+    def close(self) -> None:
+        """Release a kept instance."""
+        self._execution.close()
 
     def _check_call(self, export: str, args: tuple[Any, ...]) -> bytes | None:
         """Check a call's arguments; returns the JSON payload of a data call, else None."""
@@ -226,12 +351,11 @@ class WasmSandbox:
         self,
         export: str,
         args: tuple[Any, ...],
-        ctx: WasiContext | None = None,
+        ctx: WasiContext,
         kwargs: Mapping[str, Any] | None = None,
     ) -> Outcome:
-        if self._script is not None:
+        if self.script is not None:
             turn = self._script_call(export, args, kwargs or {})
-            ctx = ctx if ctx is not None else self._context()
             return self._execution.execute(ctx, TurnCall(turn))
         if kwargs:
             raise e.InvalidArguments(
@@ -239,126 +363,32 @@ class WasmSandbox:
                 "positional arguments only"
             )
         payload = self._check_call(export, args)
-        ctx = ctx if ctx is not None else self._context()
         call = NumericCall(export, args) if payload is None else DataCall(export, payload)
         return self._execution.execute(ctx, call)
-
-    def _turn(self, op: str, source: str | None = None, **fields: Any) -> ScriptTurn:
-        """The turn that asks this sandbox's script runtime for ``op`` (``source``: the guest
-        code it evaluates first: the script, or a session's statement)."""
-        script = self._script
-        if script is None:
-            raise e.ConfigurationError("this sandbox runs no script")
-        request: dict[str, Any] = {"op": op, **fields}
-        if script.language == "python":
-            if source is not None:
-                request["source"] = source
-            request.setdefault("filename", script.filename)
-            request.setdefault("module", script.module)
-        return script_turn(script.language, request, source, script.filename)
 
     def _script_call(
         self, name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]
     ) -> ScriptTurn:
         if not isinstance(name, str):
             raise TypeError(f"the function name must be a str, got {type(name).__name__}")
-        assert self._script is not None
-        return self._turn(
+        assert self.script is not None
+        return self.turn(
             "call",
-            self._script.text,
+            self.script.text,
             fn=name,
             args=encode_data(args).decode(),
             kwargs=encode_kwargs(dict(kwargs)).decode(),
         )
 
-    def call(self, export: str, *args: Any, **kwargs: Any) -> Any:
-        """Call function ``export``; returns its result.
-
-        Numeric functions take and return numbers (None for no result, a tuple for several).
-        Data functions (the JSON data ABI: ``alloc``/``dealloc`` exports and a
-        ``(ptr, len) -> i64`` signature) take any JSON values and bytes and return the
-        guest's value; an error the guest reports raises ``GuestError``.
-
-        For a Python or JavaScript guest, ``export`` is a function its source defines: each
-        call runs the source in a fresh interpreter, then the function with ``args`` and
-        ``kwargs`` (JSON values and bytes; in JavaScript the keywords arrive as one trailing
-        object); an exception it raises comes back as ``GuestError`` with the guest's type,
-        message and traceback."""
-        return self._invoke(Invocation.call(export, args, kwargs)).value
-
-    def session(
-        self,
-        timeout: timedelta | float | str | None = None,
-        replay_timeout: timedelta | float | str | None = None,
-    ) -> Session:
-        """A ``Session``: one interpreter kept across statements, with this sandbox's limits
-        (Python and JavaScript guests). The source is run once when it opens. ``timeout``:
-        an optional wall-clock budget for the whole session (a timedelta, seconds or "5m").
-        ``replay_timeout``: the longest a restore's replay may take (default: the
-        per-statement timeout), beyond which the session is lost instead."""
-        return Session(self, timeout, replay_timeout)
-
-    def _metered(self) -> WasmSandbox:
-        """This sandbox if it counts fuel, else a twin of it that does (built once)."""
-        if self.config.metered:
-            return self
-        if self.config.keep_instance:
-            raise e.ConfigurationError(
-                "call_with_profiling counts fuel, and this sandbox keeps an instance without "
-                "fuel metering: build it with .fuel_metering(True) or a max_fuel"
-            )
-        if self._profiler is None:
-            self._profiler = WasmSandbox(self.config.replace(fuel_metering=True))
-        return self._profiler
-
-    def call_with_profiling(self, export: str, *args: Any) -> ProfiledResult:
-        """Call ``export`` and return its value with time, fuel and operator counts.
-
-        On a sandbox that does not meter fuel, the call runs on a metered twin of it.
-        """
-        return _profiled(self._metered()._invoke(Invocation.call(export, args)))
-
-    def call_with_detailed_monitoring(self, export: str, *args: Any) -> MonitoredResult:
-        """Call ``export`` and return its value with a full ``ResourceReport``."""
-        return _monitored(self._invoke(Invocation.call(export, args)))
-
     def _run(self, ctx: WasiContext) -> Outcome:
-        script = self._script
+        script = self.script
         if script is not None:
             argv = [script.filename, *(a.decode("utf-8", "surrogateescape") for a in ctx.args[1:])]
-            turn = self._turn("run", script.text, argv=argv)
+            turn = self.turn("run", script.text, argv=argv)
             return self._execution.execute(ctx, TurnCall(turn, command=True))
         if "_start" not in self.exports:
             raise e.FunctionNotFound("_start", tuple(self.exports))
         return self._execution.execute(ctx, Command())
-
-    def run(
-        self,
-        args: Sequence[str] | None = None,
-        stdin: StdinSource = None,
-        env: Mapping[str, str] | None = None,
-    ) -> ExecutionResult:
-        """Run the module as a WASI command (its ``_start``); the exit code is a result.
-
-        ``args`` (after argv[0]), ``stdin`` and ``env`` override the builder's for this run.
-        """
-        invocation = Invocation(kind="run", argv=args, stdin=stdin, env=env)
-        return execution_result(self._invoke(invocation))
-
-    def close(self) -> None:
-        """Release a kept instance. Isolated sandboxes hold nothing between calls."""
-        self._execution.close()
-
-    def __enter__(self) -> WasmSandbox:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 _net_log = logging.getLogger("wasm_sandbox.network")
@@ -366,12 +396,13 @@ _net_log = logging.getLogger("wasm_sandbox.network")
 
 def _monitoring(config: SandboxConfig) -> Monitoring | None:
     """Live monitoring when samples or alerts are wanted."""
-    if not config.resource_monitoring and config.resource_monitor is None:
+    if not config.resource_monitoring_enabled and config.resource_monitor is None:
         return None
     callback = config.resource_callback
     if callback is None and config.resource_monitoring:
         callback = _log_usage
-    return Monitoring(config.monitoring_interval.total_seconds(), callback, config.resource_monitor)
+    interval = config.sampling_interval.total_seconds()
+    return Monitoring(interval, callback, config.resource_monitor)
 
 
 _usage_log = logging.getLogger("wasm_sandbox.resources")
@@ -383,7 +414,7 @@ def _log_usage(usage: ResourceUsage) -> None:
 
 def _network_observer(config: SandboxConfig) -> Callable[[NetworkStats], object] | None:
     """The network callback, or with monitoring on and no callback, the debug log."""
-    if not config.network_monitoring:
+    if not config.network_monitoring_enabled:
         return None
     if config.network_callback is not None:
         return config.network_callback
@@ -463,6 +494,7 @@ class AsyncWasmSandbox:
 
     def __init__(self, sandbox: WasmSandbox) -> None:
         self.sync = sandbox
+        self._core = sandbox_core(sandbox)
 
     @classmethod
     async def create(cls, config: SandboxConfig) -> AsyncWasmSandbox:
@@ -489,11 +521,11 @@ class AsyncWasmSandbox:
                 await task
             raise
 
-    async def _invoke(self, invocation: Invocation, sandbox: WasmSandbox | None = None) -> Outcome:
+    async def _invoke(self, invocation: Invocation, core: SandboxCore | None = None) -> Outcome:
         """Run ``invocation`` on a worker thread; cancelling the task stops the guest."""
-        sandbox = sandbox if sandbox is not None else self.sync
-        ctx = sandbox._prepare(invocation)
-        return await self._in_thread(ctx, lambda: sandbox._invoke(invocation, ctx))
+        core = core if core is not None else self._core
+        ctx = core.prepare(invocation)
+        return await self._in_thread(ctx, lambda: core.invoke(invocation, ctx))
 
     async def call(self, export: str, *args: Any, **kwargs: Any) -> Any:
         """Coroutine twin of ``WasmSandbox.call``."""
@@ -501,8 +533,8 @@ class AsyncWasmSandbox:
 
     async def call_with_profiling(self, export: str, *args: Any) -> ProfiledResult:
         """Coroutine twin of ``WasmSandbox.call_with_profiling``."""
-        sandbox = await asyncio.to_thread(self.sync._metered)
-        return _profiled(await self._invoke(Invocation.call(export, args), sandbox))
+        core = await asyncio.to_thread(self._core.metered)
+        return _profiled(await self._invoke(Invocation.call(export, args), core))
 
     async def call_with_detailed_monitoring(
         self, export: str, *args: int | float

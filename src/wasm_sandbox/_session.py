@@ -34,15 +34,16 @@ from . import _errors as e
 from ._calls import TurnCall
 from ._data import encode_args, encode_kwargs
 from ._execution import Execution, Outcome
-from ._limits import _check_duration
+from ._invocation import sandbox_core, session_core
+from ._limits import check_timeout
 from ._report import MonitoredResult
 from ._turns import ScriptTurn
 from ._wasi._context import StopReason, WasiContext
 
 if TYPE_CHECKING:
-    from ._sandbox import WasmSandbox
+    from ._sandbox import SandboxCore, WasmSandbox
 
-__all__ = ["AsyncSession", "Session"]
+__all__ = ["AsyncSession", "Session", "SessionCore"]
 T = TypeVar("T")
 
 # Failures after which the interpreter cannot be trusted: its statement stopped mid-way, or
@@ -86,102 +87,42 @@ class Session:
         timeout: timedelta | float | str | None = None,
         replay_timeout: timedelta | float | str | None = None,
     ) -> None:
-        self._budget = None if timeout is None else _check_duration("timeout", timeout)
-        self._deadline = (
-            None if self._budget is None else time.monotonic() + self._budget.total_seconds()
-        )
-        replay = (
-            sandbox._execution.plan.limits.execution_timeout
-            if replay_timeout is None
-            else _check_duration("replay_timeout", replay_timeout)
-        )
-        self._replay_seconds = None if replay is None else replay.total_seconds()
-        script = sandbox._script
-        if script is None:
-            raise e.ConfigurationError(
-                "sessions need a Python or JavaScript guest (a .py or .js source, or "
-                "language('python') / language('javascript'))"
-            )
-        self._sandbox = sandbox
-        self._execution = Execution(sandbox._execution.plan, keep_instance=True)
-        self._lock = threading.RLock()
-        self._log: list[_Statement] = []
-        self._closed = False
-        self._restores = 0
-        self._load = sandbox._turn("load", script.text)
-        try:
-            self._turn(self._load)
-        except BaseException:
-            self.close()
-            raise
-
-    # --- statements ---------------------------------------------------------------------
+        self._core = SessionCore(sandbox_core(sandbox), timeout, replay_timeout)
 
     def exec(self, code: str) -> MonitoredResult:
         """Run statements in the session's globals; returns their output and report."""
-        return self._exec(code, None)
-
-    def _exec(self, code: str, ctx: WasiContext | None) -> MonitoredResult:
-        outcome = self._turn(self._sandbox._turn("exec", _code(code)), ctx)
-        return MonitoredResult(
-            value=None,
-            resource_report=outcome.report,
-            stdout=bytes(outcome.ctx.streams.stdout.data),
-            stderr=bytes(outcome.ctx.streams.stderr.data),
-        )
+        return self._core.exec(code)
 
     def eval(self, expression: str) -> Any:
         """The value of ``expression`` in the session's globals (JSON values and bytes)."""
-        return self._eval(expression, None)
-
-    def _eval(self, expression: str, ctx: WasiContext | None) -> Any:
-        return self._turn(self._sandbox._turn("eval", _code(expression)), ctx).value
+        return self._core.eval(expression)
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the session's function ``name`` with JSON arguments; returns its value."""
-        return self._call(name, args, kwargs, None)
-
-    def _call(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], ctx: WasiContext | None
-    ) -> Any:
-        if not isinstance(name, str):
-            raise TypeError(f"the function name must be a str, got {type(name).__name__}")
-        turn = self._sandbox._turn(
-            "scall", fn=name, args=encode_args(args).decode(), kwargs=encode_kwargs(kwargs).decode()
-        )
-        return self._turn(turn, ctx).value
-
-    # --- life ---------------------------------------------------------------------------
+        return self._core.call(name, args, kwargs)
 
     @property
     def closed(self) -> bool:
         """True once ``close()`` ran (or the session was lost)."""
-        return self._closed
+        return self._core.closed
 
     @property
     def restores(self) -> int:
         """How many times a failed statement was rolled back by replay."""
-        return self._restores
+        return self._core.restores
 
     @property
     def statements(self) -> int:
         """Statements in the session's history (what a restore replays)."""
-        return len(self._log)
+        return len(self._core.log)
 
     def reset(self) -> None:
         """Forget every statement: back to the state right after the source was loaded."""
-        with self._lock:
-            self._check_open()
-            self._execution.close()
-            self._log.clear()
-            self._turn(self._load)
+        self._core.reset()
 
     def close(self) -> None:
         """Release the interpreter. Idempotent."""
-        with self._lock:
-            self._closed = True
-            self._execution.close()
-            self._log.clear()
+        self._core.close()
 
     def __enter__(self) -> Session:
         return self
@@ -194,16 +135,108 @@ class Session:
     ) -> None:
         self.close()
 
+
+class SessionCore:
+    """The machinery of one ``Session``: its interpreter, its history and the replay (see
+    the module notes); what ``Session`` and ``AsyncSession`` call. Not public API."""
+
+    def __init__(
+        self,
+        sandbox: SandboxCore,
+        timeout: timedelta | float | str | None,
+        replay_timeout: timedelta | float | str | None,
+    ) -> None:
+        self._budget = None if timeout is None else check_timeout("timeout", timeout)
+        self._deadline = (
+            None if self._budget is None else time.monotonic() + self._budget.total_seconds()
+        )
+        replay = (
+            sandbox.plan.limits.execution_timeout
+            if replay_timeout is None
+            else check_timeout("replay_timeout", replay_timeout)
+        )
+        self._replay_seconds = None if replay is None else replay.total_seconds()
+        script = sandbox.script
+        if script is None:
+            raise e.ConfigurationError(
+                "sessions need a Python or JavaScript guest (a .py or .js source, or "
+                "language('python') / language('javascript'))"
+            )
+        self._sandbox = sandbox
+        self._execution = Execution(sandbox.plan, keep_instance=True)
+        self._lock = threading.RLock()
+        self.log: list[_Statement] = []
+        self.closed = False
+        self.restores = 0
+        self._load = sandbox.turn("load", script.text)
+        try:
+            self._turn(self._load)
+        except BaseException:
+            self.close()
+            raise
+
+    # --- statements ---------------------------------------------------------------------
+
+    def new_context(self) -> WasiContext:
+        """A fresh context for one statement (an asyncio twin makes it first, to cancel)."""
+        return self._sandbox.new_context()
+
+    def exec(self, code: str, ctx: WasiContext | None = None) -> MonitoredResult:
+        """Run statements (in ``ctx`` when given); their output and report."""
+        outcome = self._turn(self._sandbox.turn("exec", _code(code)), ctx)
+        return MonitoredResult(
+            value=None,
+            resource_report=outcome.report,
+            stdout=bytes(outcome.ctx.streams.stdout.data),
+            stderr=bytes(outcome.ctx.streams.stderr.data),
+        )
+
+    def eval(self, expression: str, ctx: WasiContext | None = None) -> Any:
+        """The value of ``expression`` (evaluated in ``ctx`` when given)."""
+        return self._turn(self._sandbox.turn("eval", _code(expression)), ctx).value
+
+    def call(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        ctx: WasiContext | None = None,
+    ) -> Any:
+        """The value of the session's function ``name`` called (in ``ctx`` when given)."""
+        if not isinstance(name, str):
+            raise TypeError(f"the function name must be a str, got {type(name).__name__}")
+        turn = self._sandbox.turn(
+            "scall", fn=name, args=encode_args(args).decode(), kwargs=encode_kwargs(kwargs).decode()
+        )
+        return self._turn(turn, ctx).value
+
+    # --- life ---------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget every statement: back to the state right after the source was loaded."""
+        with self._lock:
+            self._check_open()
+            self._execution.close()
+            self.log.clear()
+            self._turn(self._load)
+
+    def close(self) -> None:
+        """Release the interpreter. Idempotent."""
+        with self._lock:
+            self.closed = True
+            self._execution.close()
+            self.log.clear()
+
     # --- machinery ----------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self.closed:
             raise e.ConfigurationError("this session is closed")
 
     def _turn(self, turn: ScriptTurn, ctx: WasiContext | None = None) -> Outcome:
         with self._lock:
             self._check_open()
-            ctx = ctx if ctx is not None else self._sandbox._context()
+            ctx = ctx if ctx is not None else self._sandbox.new_context()
             if self._deadline is not None:
                 if time.monotonic() >= self._deadline:
                     assert self._budget is not None
@@ -212,7 +245,7 @@ class Session:
             try:
                 outcome = self._execution.execute(ctx, TurnCall(turn))
             except e.GuestError:
-                self._log.append(_Statement(turn, True, tuple(ctx.counters.effects)))
+                self.log.append(_Statement(turn, True, tuple(ctx.counters.effects)))
                 raise
             except _RESTORE_ON as error:
                 self._restore(error)
@@ -220,13 +253,13 @@ class Session:
             except KeyboardInterrupt as error:
                 self._restore(error)
                 raise
-            self._log.append(_Statement(turn, False, tuple(ctx.counters.effects)))
+            self.log.append(_Statement(turn, False, tuple(ctx.counters.effects)))
             return outcome
 
     def _restore(self, error: BaseException) -> None:
         """Bring back the state before the failed statement, or close the session."""
         self._execution.close()
-        for index, statement in enumerate(self._log):
+        for index, statement in enumerate(self.log):
             if statement.effects:
                 self._lose(
                     error,
@@ -236,20 +269,20 @@ class Session:
         replay = self._replay_seconds
         end = None if replay is None else time.monotonic() + replay
         try:
-            for index, statement in enumerate(self._log):
+            for index, statement in enumerate(self.log):
                 self._replay(index, statement, end, error)
         except e.SessionLost:
             raise
         except BaseException:
             self.close()  # interrupted half-way: the instance holds a partial history
             raise
-        self._restores += 1
+        self.restores += 1
 
     def _replay(
         self, index: int, statement: _Statement, end: float | None, error: BaseException
     ) -> None:
         """Run one statement of the history again, output discarded, effects forbidden."""
-        ctx = self._sandbox._context()
+        ctx = self._sandbox.new_context()
         ctx.effects_forbidden = True
         if end is not None:
             ctx.cap_deadline(end)
@@ -284,9 +317,10 @@ class AsyncSession:
 
     def __init__(self, session: Session) -> None:
         self.sync = session
+        self._core = session_core(session)
 
     async def _in_thread(self, work: Callable[[WasiContext], T]) -> T:
-        ctx = self.sync._sandbox._context()
+        ctx = self._core.new_context()
         task = asyncio.ensure_future(asyncio.to_thread(work, ctx))
         try:
             return await asyncio.shield(task)
@@ -298,15 +332,15 @@ class AsyncSession:
 
     async def exec(self, code: str) -> MonitoredResult:
         """Coroutine twin of ``Session.exec``."""
-        return await self._in_thread(lambda ctx: self.sync._exec(code, ctx))
+        return await self._in_thread(lambda ctx: self._core.exec(code, ctx))
 
     async def eval(self, expression: str) -> Any:
         """Coroutine twin of ``Session.eval``."""
-        return await self._in_thread(lambda ctx: self.sync._eval(expression, ctx))
+        return await self._in_thread(lambda ctx: self._core.eval(expression, ctx))
 
     async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Coroutine twin of ``Session.call``."""
-        return await self._in_thread(lambda ctx: self.sync._call(name, args, kwargs, ctx))
+        return await self._in_thread(lambda ctx: self._core.call(name, args, kwargs, ctx))
 
     async def reset(self) -> None:
         """Coroutine twin of ``Session.reset``."""

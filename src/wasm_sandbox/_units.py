@@ -18,10 +18,12 @@ from typing import Any
 from ._errors import ConfigurationError
 
 __all__ = [
+    "check_range",
     "count_option",
     "count_value",
     "duration_option",
     "duration_value",
+    "duration_within",
     "format_duration",
     "format_size",
     "parse_count",
@@ -158,6 +160,40 @@ def count_option(name: str, value: int | str | None) -> int | None:
 def duration_option(name: str, value: timedelta | float | str | None) -> timedelta | None:
     """``duration_value``, or None for None (no limit)."""
     return None if value is None else duration_value(name, value)
+
+
+def check_range(name: str, value: int | float, low: float, high: float | None = None) -> None:
+    """The one bounds check of sizes and counts: ``low <= value`` (and ``<= high``), else a
+    ConfigurationError naming the option, the bound and the value."""
+    if value < low:
+        raise ConfigurationError(f"{name} must be >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ConfigurationError(f"{name} must be <= {high}, got {value}")
+
+
+def duration_within(
+    name: str,
+    value: timedelta | float | str,
+    low: timedelta | None = None,
+    high: timedelta | None = None,
+) -> timedelta:
+    """The one bounds check of durations: ``duration_value``, > 0 (and ``>= low``, ``<= high``
+    when given), else a ConfigurationError naming the option, the bound and the value."""
+    duration = duration_value(name, value)
+    if duration <= timedelta(0):
+        raise ConfigurationError(f"{name} must be > 0, got {duration.total_seconds():g} seconds")
+    if low is not None and duration < low:
+        raise ConfigurationError(f"{name} must be >= {_bound(low)}, got {_bound(duration)}")
+    if high is not None and duration > high:
+        raise ConfigurationError(f"{name} must be <= {_bound(high)}, got {_bound(duration)}")
+    return duration
+
+
+def _bound(duration: timedelta) -> str:
+    """A bound for a message: whole days as days (``30 days``), else ``format_duration``."""
+    if duration.days and duration == timedelta(days=duration.days):
+        return f"{duration.days} days"
+    return format_duration(duration)
 
 
 def to_timedelta(value: timedelta | float | int) -> timedelta:
