@@ -18,13 +18,13 @@ from ._ending import NORMAL, Ending, Facts, Measurement, classify
 from ._engine import UNLIMITED_FUEL, GuestFailure, GuestInstance
 from ._limits import ResourceLimits
 from ._metrics import notify_report, observing
-from ._plan import ExecutionPlan, Monitoring, Scaler, sampler
+from ._plan import ExecutionPlan, Scaler, sampler
 from ._report import ExecutionResult, ResourceReport, summary_line
 from ._reporting import build_report
 from ._traps import check_after_foreign_init, restore_sigint, route_sigint
 from ._wasi._context import GuestStop, WasiContext
 
-__all__ = ["Execution", "ExecutionPlan", "Monitoring", "Outcome", "execution_result"]
+__all__ = ["Execution", "Outcome", "execution_result"]
 
 log = logging.getLogger("wasm_sandbox")
 

@@ -14,8 +14,7 @@ show no internal method, so the public API is what ``__init__`` exports and noth
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, NamedTuple
 
 if TYPE_CHECKING:
     from ._limits import ResourceLimits
@@ -25,15 +24,15 @@ if TYPE_CHECKING:
 __all__ = ["Invocation", "sandbox_core", "session_core"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Invocation:
-    """One request to a sandbox."""
+class Invocation(NamedTuple):
+    """One request to a sandbox (an immutable tuple: one is made per call, on its hot path;
+    build it with keywords)."""
 
     kind: Literal["call", "run"]
     """``call``: the function ``export`` with ``args``/``kwargs``; ``run``: the command."""
     export: str = ""
     args: tuple[Any, ...] = ()
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    kwargs: Mapping[str, Any] | None = None
     argv: Sequence[str] | None = None
     """For a run: the arguments after argv[0] (None: the builder's)."""
     stdin: bytes | str | BinaryIO | None = None
@@ -55,9 +54,7 @@ class Invocation:
         deadline: float | None = None,
     ) -> Invocation:
         """A call of ``export``."""
-        return Invocation(
-            kind="call", export=export, args=args, kwargs=kwargs or {}, deadline=deadline
-        )
+        return Invocation("call", export, args, kwargs, None, None, None, deadline)
 
 
 def sandbox_core(sandbox: WasmSandbox) -> SandboxCore:

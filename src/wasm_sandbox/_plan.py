@@ -43,7 +43,7 @@ class Scaler(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ExecutionPlan:
     """What every execution of one sandbox shares: module, engine, limits, I/O settings."""
 

@@ -57,7 +57,7 @@ def remote_call(
             sandbox = _SANDBOXES[key] = WasmSandbox(config)
         end = None if seconds is None else time.monotonic() + seconds
         invocation = Invocation.call(function, args, kwargs, end)
-        outcome = sandbox_core(sandbox).invoke(dataclasses.replace(invocation, limits=limits))
+        outcome = sandbox_core(sandbox).invoke(invocation._replace(limits=limits))
         return True, outcome.value, _usage(outcome.report if limits is not None else None)
     except Exception as exc:
         exc.__traceback__ = None

@@ -29,13 +29,14 @@ from ._calls import Command, DataCall, NumericCall, TurnCall
 from ._data import DATA_SIGNATURE, encode_kwargs, is_data_module
 from ._data import encode_args as encode_data
 from ._engine import CompiledModule, default_cache_dir, get_engine
-from ._execution import Execution, ExecutionPlan, Monitoring, Outcome, execution_result
+from ._execution import Execution, Outcome, execution_result
 from ._guests._javascript import find_javascript_runtime
 from ._guests._python import find_python_runtime
 from ._invocation import Invocation, sandbox_core
 from ._monitor import ResourceUsage
 from ._mounts import Mount, check_mounts
 from ._network import NetworkStats
+from ._plan import ExecutionPlan, Monitoring
 from ._report import ExecutionResult, MonitoredResult, ProfiledResult
 from ._session import AsyncSession, Session
 from ._sources import ScriptSource, load_source, script_source
@@ -106,21 +107,21 @@ class WasmSandbox:
                 compiled.initial_memory_bytes, limits.memory_bytes, "initial"
             )
         plan = ExecutionPlan(
-            handle,
-            compiled,
-            limits,
-            config.output_limit,
-            config.verbose_resource_logging,
-            config.profile_name,
-            mounts,
-            config.strict_io_limits,
-            config.io_monitoring_enabled,
-            config.io_callback,
-            config.network_policy,
-            _network_observer(config),
-            config.strict_network,
-            _monitoring(config),
-            config.auto_scaler,
+            handle=handle,
+            compiled=compiled,
+            limits=limits,
+            max_output_bytes=config.output_limit,
+            verbose=config.verbose_resource_logging,
+            profile=config.profile_name,
+            mounts=mounts,
+            strict_io=config.strict_io_limits,
+            io_monitoring=config.io_monitoring_enabled,
+            io_callback=config.io_callback,
+            network_policy=config.network_policy,
+            network_callback=_network_observer(config),
+            strict_network=config.strict_network,
+            monitoring=_monitoring(config),
+            scaler=config.auto_scaler,
             debug=config.debug_mode,
         )
         execution = Execution(plan, keep_instance=config.keep_instance)
