@@ -88,7 +88,7 @@ def main() -> None:
     print("classes with the most mutable fields:")
     for count, name in classes[:3]:
         print(f"  {count:3d}  {name}")
-    for candidate in ("_execution.py", "_execution/_execute.py"):
+    for candidate in ("_execution.py", "_execution/_execute.py"):  # before / after the regroup
         if (root / candidate).exists():
             print(f"fan-out of {candidate}: {fan_out(root / candidate, root)}")
     out = subprocess.run(

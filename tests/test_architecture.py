@@ -10,11 +10,11 @@ import wasm_sandbox
 PACKAGE = Path(wasm_sandbox.__file__).parent
 
 WASMTIME_SEAM = {
-    "_cdecl.py",  # every C function we call, declared once
-    "_capi.py",  # the engine's hot paths through the C API
-    "_compiler.py",  # the engine configuration and the compile step (also in a child)
-    "_engine.py",  # engines, the module cache, instances, trap translation
-    "_wasi/_bind.py",  # host functions and the epoch callback
+    "_runtime/_cdecl.py",  # every C function we call, declared once
+    "_runtime/_capi.py",  # the engine's hot paths through the C API
+    "_runtime/_compiler.py",  # the engine configuration and the compile step (also in a child)
+    "_runtime/_engine.py",  # engines, the module cache, instances, trap translation
+    "_runtime/_bind.py",  # host functions and the epoch callback
 }
 
 

@@ -24,7 +24,7 @@ import pytest
 import wasmtime
 
 import wasm_sandbox as ws
-from wasm_sandbox._engine import get_engine
+from wasm_sandbox._runtime._engine import get_engine
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 import wasm_sandbox as ws
-from wasm_sandbox._data import OutOfAddressSpace
-from wasm_sandbox._ending import ADDRESS_SPACE, NORMAL, Facts, Measurement, classify
-from wasm_sandbox._engine import GuestFailure
-from wasm_sandbox._limits import WASM_PAGE, ResourceLimits
+from wasm_sandbox._config._limits import WASM_PAGE, ResourceLimits
+from wasm_sandbox._execution._ending import ADDRESS_SPACE, NORMAL, Facts, Measurement, classify
+from wasm_sandbox._guests._data import OutOfAddressSpace
+from wasm_sandbox._runtime._engine import GuestFailure
 from wasm_sandbox._wasi._context import StopReason
 from wasm_sandbox._wasi._state import StopState
 

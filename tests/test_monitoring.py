@@ -16,7 +16,7 @@ import pytest
 
 import wasm_sandbox as ws
 from tests.netservers import sink_server
-from wasm_sandbox._monitor import DISPATCHER
+from wasm_sandbox._observe._monitor import DISPATCHER
 
 SPIN = b"""(module
   (memory (export "memory") 2)

@@ -1,4 +1,4 @@
-"""Tests of the pure-Python wasm parser/rewriter (wasm_sandbox._wasm) against the real engine.
+"""Tests of the pure-Python wasm parser/rewriter (wasm_sandbox._runtime._wasm) against the real engine.
 
 Modules are written in WAT (or as raw bytes where WAT cannot express them), instrumented,
 validated and run with wasmtime; malformed inputs must raise WasmFormatError and nothing else.
@@ -18,7 +18,7 @@ import wasmtime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wasm_sandbox._wasm import (
+from wasm_sandbox._runtime._wasm import (
     DENIED_DELTA_EXPORT,
     DENIED_KIND_EXPORT,
     DENIED_PAGES_EXPORT,
@@ -31,9 +31,9 @@ from wasm_sandbox._wasm import (
     instrument,
     parse_module_info,
 )
-from wasm_sandbox._wasm import _decode as decode
-from wasm_sandbox._wasm import _scan as scan
-from wasm_sandbox._wasm import _sections as wasm_sections
+from wasm_sandbox._runtime._wasm import _decode as decode
+from wasm_sandbox._runtime._wasm import _scan as scan
+from wasm_sandbox._runtime._wasm import _sections as wasm_sections
 
 ENGINE = wasmtime.Engine()
 ADDED_GLOBALS = (

@@ -12,16 +12,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from ._autoscale import AutoScaler
-from ._build import DEFAULT_MAX_FUNCTIONS, DEFAULT_MAX_MODULE_SIZE, MIN_BUILD_MEMORY, BuildBudget
+from ._config._limits import OptimizationLevel, ResourceLimits, ResourceProfile
+from ._config._mounts import DEFAULT_MEMORY_FS_BYTES, DEFAULT_MEMORY_FS_ENTRIES, Mount, check_mounts
+from ._config._policy import NetworkPolicy
 from ._errors import ConfigurationError
-from ._iomonitor import IoOperation
-from ._limits import OptimizationLevel, ResourceLimits, ResourceProfile
-from ._monitor import DEFAULT_INTERVAL, ResourceMonitor, ResourceUsage, high_usage_monitor
-from ._mounts import DEFAULT_MEMORY_FS_BYTES, DEFAULT_MEMORY_FS_ENTRIES, Mount, check_mounts
-from ._network import NetworkStats
-from ._policy import NetworkPolicy
-from ._sources import Source
+from ._guests._sources import Source
+from ._observe._iomonitor import IoOperation
+from ._observe._monitor import DEFAULT_INTERVAL, ResourceMonitor, ResourceUsage, high_usage_monitor
+from ._runtime._build import (
+    DEFAULT_MAX_FUNCTIONS,
+    DEFAULT_MAX_MODULE_SIZE,
+    MIN_BUILD_MEMORY,
+    BuildBudget,
+)
+from ._scaling._autoscale import AutoScaler
 from ._units import (
     check_range,
     count_option,
@@ -30,6 +34,7 @@ from ._units import (
     size_option,
     size_value,
 )
+from ._wasi._guard import NetworkStats
 
 if TYPE_CHECKING:
     from ._sandbox import AsyncWasmSandbox, WasmSandbox

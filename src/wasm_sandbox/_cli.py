@@ -37,7 +37,7 @@ from . import (
     parse_duration,
     parse_size,
 )
-from ._report import ResourceReport
+from ._observe._report import ResourceReport
 
 __all__ = ["main"]
 

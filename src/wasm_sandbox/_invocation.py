@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, NamedTuple
 
 if TYPE_CHECKING:
-    from ._limits import ResourceLimits
+    from ._config._limits import ResourceLimits
     from ._sandbox import SandboxCore, WasmSandbox
     from ._session import Session, SessionCore
 

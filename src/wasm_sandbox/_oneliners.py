@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from ._limits import ResourceLimits, ResourceProfile
+from ._config._limits import ResourceLimits, ResourceProfile
+from ._guests._sources import Source
 from ._sandbox import AsyncWasmSandbox, WasmSandbox
-from ._sources import Source
 
 __all__ = ["run", "run_async", "run_with_timeout", "run_with_timeout_async"]
 

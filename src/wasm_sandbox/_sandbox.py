@@ -25,23 +25,23 @@ from ._builder import (
     env_pairs,
     normalize_stdin,
 )
-from ._calls import Command, DataCall, NumericCall, TurnCall
-from ._data import DATA_SIGNATURE, encode_kwargs, is_data_module
-from ._data import encode_args as encode_data
-from ._engine import CompiledModule, default_cache_dir, get_engine
-from ._execution import Execution, Outcome, execution_result
+from ._config._mounts import Mount, check_mounts
+from ._execution._calls import Command, DataCall, NumericCall, TurnCall
+from ._execution._execute import Execution, Outcome, execution_result
+from ._execution._plan import ExecutionPlan, Monitoring
+from ._guests._data import DATA_SIGNATURE, encode_kwargs, is_data_module
+from ._guests._data import encode_args as encode_data
 from ._guests._javascript import find_javascript_runtime
 from ._guests._python import find_python_runtime
+from ._guests._sources import ScriptSource, load_source, script_source
+from ._guests._turns import ScriptTurn, script_turn
 from ._invocation import Invocation, sandbox_core
-from ._monitor import ResourceUsage
-from ._mounts import Mount, check_mounts
-from ._network import NetworkStats
-from ._plan import ExecutionPlan, Monitoring
-from ._report import ExecutionResult, MonitoredResult, ProfiledResult
+from ._observe._monitor import ResourceUsage
+from ._observe._report import ExecutionResult, MonitoredResult, ProfiledResult
+from ._runtime._engine import CompiledModule, default_cache_dir, get_engine
 from ._session import AsyncSession, Session
-from ._sources import ScriptSource, load_source, script_source
-from ._turns import ScriptTurn, script_turn
 from ._wasi._context import WasiContext
+from ._wasi._guard import NetworkStats
 
 __all__ = ["AsyncWasmSandbox", "WasmSandbox"]
 

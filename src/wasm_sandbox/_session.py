@@ -31,13 +31,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from . import _errors as e
-from ._calls import TurnCall
-from ._data import encode_args, encode_kwargs
-from ._execution import Execution, Outcome
+from ._config._limits import check_timeout
+from ._execution._calls import TurnCall
+from ._execution._execute import Execution, Outcome
+from ._guests._data import encode_args, encode_kwargs
+from ._guests._turns import ScriptTurn
 from ._invocation import sandbox_core, session_core
-from ._limits import check_timeout
-from ._report import MonitoredResult
-from ._turns import ScriptTurn
+from ._observe._report import MonitoredResult
 from ._wasi._context import StopReason, WasiContext
 
 if TYPE_CHECKING:

@@ -15,8 +15,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .._cache import write_atomically
 from .._errors import CompilationError, ToolchainNotFound
+from .._runtime._cache import write_atomically
 
 __all__ = ["LANGUAGES", "compile_source"]
 

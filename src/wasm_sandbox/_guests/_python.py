@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._config._mounts import Mount
 from .._errors import ConfigurationError, ToolchainNotFound
-from .._mounts import Mount
 from ._pydriver import BOOT
 
 __all__ = ["STDLIB_GUEST", "PythonRuntime", "find_python_runtime", "turn_code"]

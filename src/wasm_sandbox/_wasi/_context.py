@@ -1,7 +1,7 @@
 """Per-execution WASI state: arguments, environment, standard streams, deadline, stop reason.
 
 One ``WasiContext`` lives for one execution; the syscalls in ``_preview1`` read and update
-it, and ``_execution`` turns its stop reason into the error or result the user sees.
+it, and ``_execution._ending`` turns its stop state into the error or result the user sees.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from .._iomonitor import IoObserver
-from .._limits import ResourceLimits
-from .._monitor import Sampler
-from .._network import NetworkGuard
-from .._report import SecurityEvent
+from .._config._limits import ResourceLimits
+from .._observe._iomonitor import IoObserver
+from .._observe._monitor import Sampler
+from .._observe._report import SecurityEvent
 from ._errno import Errno, WasiError, errno_from_oserror
 from ._fs import HOST_DESCRIPTORS, FdEntry, FdTable, Resolved, count_entries
+from ._guard import NetworkGuard
 from ._state import Counters, Door, IoLimits, StopState, Streams
 
 __all__ = ["OutputBuffer", "Stdin", "StopReason", "WasiContext"]

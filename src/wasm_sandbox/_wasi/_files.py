@@ -12,7 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from .._iomonitor import (
+from .._observe._iomonitor import (
     DirectoryList,
     FileClose,
     FileRead,

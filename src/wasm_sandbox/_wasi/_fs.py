@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from .._config._mounts import MEMORY_ROOT, Mount
 from .._errors import MountChanged
-from .._mounts import MEMORY_ROOT, Mount
 from ._errno import Errno, WasiError, errno_from_oserror
 
 __all__ = [

@@ -1,5 +1,5 @@
 """Host-mediated TCP: ``wasm_sandbox.tcp_connect`` opens a connection on the guest's behalf,
-after the policy and the limits (``_network.NetworkGuard``), and hands the guest an ordinary
+after the policy and the limits (``_wasi._guard.NetworkGuard``), and hands the guest an ordinary
 descriptor that ``fd_read``/``fd_write``/``sock_*``/``poll_oneoff``/``fd_close`` serve.
 
 Host sockets are non-blocking; every wait is sliced so that the execution's deadline,
@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._network import NetworkGuard
 from ._abi import GuestMemory
 from ._context import StopReason, WasiContext, poll_fds
 from ._errno import Errno, WasiError, errno_from_oserror
 from ._fs import FdEntry
+from ._guard import NetworkGuard
 from ._registry import syscall
 
 __all__ = ["active_connections", "open_connection", "socket_read", "socket_write", "timed_out"]

@@ -11,7 +11,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .._iomonitor import DirectoryCreate, DirectoryDelete, FileDelete, FileOpen, FileRename
+from .._observe._iomonitor import DirectoryCreate, DirectoryDelete, FileDelete, FileOpen, FileRename
 from ._abi import GuestMemory
 from ._context import WasiContext
 from ._errno import Errno, WasiError

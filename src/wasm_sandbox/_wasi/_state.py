@@ -23,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._limits import ResourceLimits
+from .._config._limits import ResourceLimits
 
 if TYPE_CHECKING:
-    from .._network import NetworkGuard
-    from .._report import SecurityEvent
+    from .._observe._report import SecurityEvent
     from ._context import OutputBuffer, Stdin
+    from ._guard import NetworkGuard
 
 __all__ = ["CounterSnapshot", "Counters", "Door", "IoLimits", "StopState", "Streams"]
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import wasmtime
 
-from .. import _cdecl as _c
-from . import _door, _files, _net, _paths, _preview1  # noqa: F401 - importing them registers their syscalls
-from ._abi import GuestMemory
-from ._context import GuestStop, StopReason, WasiContext
-from ._errno import WasiError
-from ._fs import FdTable
-from ._registry import HOST_FUNCTIONS, SYSCALLS, Syscall
+from .._wasi import _door, _files, _net, _paths, _preview1  # noqa: F401 - importing them registers their syscalls
+from .._wasi._abi import GuestMemory
+from .._wasi._context import GuestStop, StopReason, WasiContext
+from .._wasi._errno import WasiError
+from .._wasi._fs import FdTable
+from .._wasi._registry import HOST_FUNCTIONS, SYSCALLS, Syscall
+from . import _cdecl as _c
 
 __all__ = ["HostBinding", "bind", "current", "define_wasi", "install_epoch_callback"]
 

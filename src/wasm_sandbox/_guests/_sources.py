@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._engine import wat_to_wasm
-from ._errors import InvalidModule, UnsupportedSource
-from ._guests._compile import LANGUAGES, compile_source
+from .._errors import InvalidModule, UnsupportedSource
+from .._runtime._engine import wat_to_wasm
+from ._compile import LANGUAGES, compile_source
 
 __all__ = ["LANGUAGE_NAMES", "ScriptSource", "Source", "load_source", "script_source"]
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._errors import BuildLimitExceeded, ConfigurationError, HostError, InvalidModule
+from .._errors import BuildLimitExceeded, ConfigurationError, HostError, InvalidModule
 
 __all__ = [
     "DEFAULT_MAX_FUNCTIONS",
@@ -52,9 +52,9 @@ _PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 _CHILD_CODE = (
     "import sys, types; package = types.ModuleType('wasm_sandbox'); "
     "package.__path__ = [sys.argv[1]]; sys.modules['wasm_sandbox'] = package; "
-    "from wasm_sandbox._build import child_main; child_main(sys.argv[2:])"
+    "from wasm_sandbox._runtime._build import child_main; child_main(sys.argv[2:])"
 )
-_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+_PACKAGE_DIR = str(Path(__file__).resolve().parent.parent)  # wasm_sandbox/
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +172,8 @@ def child_main(argv: list[str]) -> None:
         _limit_address_space(int(memory))
     try:
         wasm = sys.stdin.buffer.read()
+        from .._config._limits import OptimizationLevel  # noqa: PLC0415 - the child's only use
         from ._compiler import compile_artifact  # noqa: PLC0415 - the child's only use
-        from ._limits import OptimizationLevel  # noqa: PLC0415 - the child's only use
 
         artifact = compile_artifact(
             wasm, OptimizationLevel(opt), debug == "1", metered == "1", int(memory) > 0

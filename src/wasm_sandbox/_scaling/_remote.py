@@ -28,13 +28,13 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ConfigurationError, ExecutionTimeout, HostError, MemoryLimitExceeded
-from ._invocation import Invocation, sandbox_core
-from ._sandbox import WasmSandbox
+from .._errors import ConfigurationError, ExecutionTimeout, HostError, MemoryLimitExceeded
+from .._invocation import Invocation, sandbox_core
+from .._sandbox import WasmSandbox
 
 if TYPE_CHECKING:
-    from ._builder import SandboxConfig
-    from ._limits import ResourceLimits
+    from .._builder import SandboxConfig
+    from .._config._limits import ResourceLimits
 
 __all__ = ["ProcessBackend", "SandboxKeys", "remote_call", "run_job", "worker_main"]
 

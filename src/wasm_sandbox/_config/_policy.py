@@ -1,6 +1,6 @@
 """``NetworkPolicy``: which endpoints a guest may reach (deny by default, an allow-list of
 ``host:port`` patterns, special addresses refused unless named), a plain configuration value.
-The per-execution guard that enforces it with the limits is ``_network.NetworkGuard``.
+The per-execution guard that enforces it with the limits is ``_wasi._guard.NetworkGuard``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ._errors import ConfigurationError
+from .._errors import ConfigurationError
 
 __all__ = ["NetworkPolicy", "is_special_address"]
 

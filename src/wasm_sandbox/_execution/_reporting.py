@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from .._config._limits import ResourceLimits
+from .._observe._monitor import Sampler
+from .._observe._report import ResourceReport
+from .._wasi._state import CounterSnapshot
 from ._ending import Measurement
-from ._limits import ResourceLimits
-from ._monitor import Sampler
-from ._report import ResourceReport
-from ._wasi._state import CounterSnapshot
 
 __all__ = ["build_report"]
 

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, NamedTuple
 
-from . import _errors as e
-from ._data import OutOfAddressSpace
-from ._limits import WASM_PAGE, ResourceLimits
-from ._wasi._context import StopReason
-from ._wasi._state import StopState
+from .. import _errors as e
+from .._config._limits import WASM_PAGE, ResourceLimits
+from .._guests._data import OutOfAddressSpace
+from .._wasi._context import StopReason
+from .._wasi._state import StopState
 
 if TYPE_CHECKING:
-    from ._engine import GuestFailure, GuestInstance
+    from .._runtime._engine import GuestFailure, GuestInstance
 
 __all__ = ["ADDRESS_SPACE", "NORMAL", "Ending", "Facts", "Measurement", "classify"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._runtime._traps import ensure_trap_handlers
 from ._remote import SandboxKeys, remote_call, run_job
-from ._traps import ensure_trap_handlers
 
 __all__ = ["RayBackend"]
 

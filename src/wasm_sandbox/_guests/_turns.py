@@ -12,15 +12,15 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from . import _errors as e
+from .. import _errors as e
+from .._runtime._engine import GuestInstance
+from .._wasi._context import WasiContext
+from .._wasi._http import MAX_REQUEST_TEXT, http_exchange
+from .._wasi._net import net_request
+from .._wasi._state import Door
 from ._data import decode_frame
-from ._engine import GuestInstance
-from ._guests._jsdriver import BOOT as JS_BOOT
-from ._guests._python import turn_code
-from ._wasi._context import WasiContext
-from ._wasi._http import MAX_REQUEST_TEXT, http_exchange
-from ._wasi._net import net_request
-from ._wasi._state import Door
+from ._jsdriver import BOOT as JS_BOOT
+from ._python import turn_code
 
 __all__ = ["JavaScriptTurn", "PythonTurn", "ScriptTurn", "script_turn"]
 

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._errors import ConfigurationError
-from ._units import count_value, size_value
+from .._errors import ConfigurationError
+from .._units import count_value, size_value
 
 __all__ = ["Mount", "check_mounts"]
 

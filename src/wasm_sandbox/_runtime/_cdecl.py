@@ -1,6 +1,6 @@
 """Every wasmtime C-API function we call directly, declared once (argument and result types)
 on our own handle to wasmtime-py's shared library, so our declarations never clash with
-wasmtime-py's. Used by ``_capi`` (the hot paths of the engine) and ``_wasi/_bind`` (host
+wasmtime-py's. Used by ``_capi`` (the hot paths of the engine) and ``_bind`` (host
 functions and the epoch callback); nothing else calls C.
 """
 
@@ -63,7 +63,7 @@ context_get_fuel = _fn("wasmtime_context_get_fuel", c_void_p, c_void_p, c_void_p
 memory_data_size = _fn("wasmtime_memory_data_size", c_size_t, c_void_p, c_void_p)
 memory_data = _fn("wasmtime_memory_data", c_void_p, c_void_p, c_void_p)
 
-# Host functions and the epoch callback (_wasi/_bind).
+# Host functions and the epoch callback (_bind).
 caller_context = _fn("wasmtime_caller_context", c_void_p, c_void_p)
 trap_new = _fn("wasmtime_trap_new", c_void_p, c_char_p, c_size_t)
 error_new = _fn("wasmtime_error_new", c_void_p, c_char_p)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import wasmtime
 
+from .._config._limits import OptimizationLevel
+from .._errors import InvalidModule
 from . import _wasm
-from ._errors import InvalidModule
-from ._limits import OptimizationLevel
 
 __all__ = ["compile_artifact", "compile_module", "engine_config", "first_line"]
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from . import _errors as e
-from ._data import decode_result
-from ._engine import GuestInstance
-from ._turns import ScriptTurn
-from ._wasi._context import WasiContext
+from .. import _errors as e
+from .._guests._data import decode_result
+from .._guests._turns import ScriptTurn
+from .._runtime._engine import GuestInstance
+from .._wasi._context import WasiContext
 
 COMMAND_EXPORT = "_start"  # a WASI command's entry point
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from ._callbacks import SafeCallback
-from ._limits import ResourceLimits
-from ._policy import NetworkPolicy
+from .._config._limits import ResourceLimits
+from .._config._policy import NetworkPolicy
+from .._observe._callbacks import SafeCallback
 
 __all__ = ["NetLimits", "NetworkGuard", "NetworkStats"]
 

@@ -1,7 +1,7 @@
 """Live resource monitoring and alerts.
 
 While a guest runs, wasmtime calls our epoch callback every 5 ms on the guest's own thread
-(``_wasi/_bind.py``); there, at most once per monitoring interval, a ``Sampler`` reads the
+(``_runtime/_bind.py``); there, at most once per monitoring interval, a ``Sampler`` reads the
 store (memory size, fuel) and the execution's counters — never from another thread. Samples
 and alerts are handed to one dispatcher thread per process through a bounded queue, so a user
 callback that is slow or raises never stalls or breaks the guest: when the queue is full, the
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from .._units import format_size
 from ._callbacks import SafeCallback
-from ._units import format_size
 
 __all__ = ["Alert", "AlertLevel", "MemoryUsage", "ResourceMonitor", "ResourceUsage", "Sampler"]
 
@@ -104,7 +104,7 @@ class ResourceMonitor:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(f"the {metric} threshold must be a number, got {type(value).__name__}")
         if not value > 0 or (high is not None and value > high):
-            from ._errors import ConfigurationError  # noqa: PLC0415 - avoids an import cycle
+            from .._errors import ConfigurationError  # noqa: PLC0415 - avoids an import cycle
 
             bound = f" and <= {high}" if high is not None else ""
             raise ConfigurationError(f"the {metric} threshold must be > 0{bound}, got {value}")

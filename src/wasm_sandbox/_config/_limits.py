@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from ._errors import ConfigurationError
-from ._units import check_range, count_option, duration_within, size_option, size_value
+from .._errors import ConfigurationError
+from .._units import check_range, count_option, duration_within, size_option, size_value
 
 __all__ = ["OptimizationLevel", "ProfileBuilder", "ResourceLimits", "ResourceProfile"]
 

@@ -27,10 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from ._callbacks import SafeCallback
-from ._errors import ConfigurationError
-from ._limits import WASM_PAGE, ResourceLimits
-from ._units import duration_value, format_duration, format_size, size_value
+from .._config._limits import WASM_PAGE, ResourceLimits
+from .._errors import ConfigurationError
+from .._observe._callbacks import SafeCallback
+from .._units import duration_value, format_duration, format_size, size_value
 
 __all__ = ["AutoScaler", "ScalingEvent", "ScalingPolicy"]
 

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from .._units import format_duration, format_size
 from ._monitor import Alert
-from ._units import format_duration, format_size
 
 __all__ = [
     "ExecutionResult",

@@ -22,14 +22,14 @@ from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._errors import ConfigurationError, ExecutionTimeout, Overflow, Timeout
-from ._invocation import Invocation, sandbox_core
-from ._units import duration_within
+from .._errors import ConfigurationError, ExecutionTimeout, Overflow, Timeout
+from .._invocation import Invocation, sandbox_core
+from .._units import duration_within
 
 if TYPE_CHECKING:
+    from .._sandbox import WasmSandbox
     from ._ray import RayBackend
     from ._remote import ProcessBackend
-    from ._sandbox import WasmSandbox
 
 __all__ = ["BalancerStats", "LoadBalancer", "OverflowStrategy"]
 

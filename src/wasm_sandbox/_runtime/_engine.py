@@ -3,7 +3,7 @@ ticker, guest instances and the translation of wasmtime's failures into our erro
 
 Only this module, ``_compiler.py`` (the compile step, shared with the compiling child process
 of a build budget), ``_capi.py``, ``_cdecl.py`` (every C function, declared once) and
-``_wasi/_bind.py`` import wasmtime (tests/test_architecture.py holds it so).
+``_bind.py`` import wasmtime, all in this subpackage (tests/test_architecture.py holds it so).
 """
 
 from __future__ import annotations
@@ -25,15 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
+from .._config._limits import WASM_PAGE, OptimizationLevel
+from .._errors import HostError, InvalidModule
+from .._observe._callbacks import SafeCallback
+from .._wasi._fs import FdTable
+from .._wasi._registry import HOST_FUNCTIONS, SYSCALLS
 from . import _capi, _wasm
-from ._build import BuildBudget, artifact_file, compile_in_child
-from ._cache import artifact_lock, write_atomically
-from ._callbacks import SafeCallback
-from ._compiler import compile_module, engine_config, first_line
-from ._errors import HostError, InvalidModule
-from ._limits import WASM_PAGE, OptimizationLevel
-from ._traps import remember_trap_handlers
-from ._wasi._bind import (
+from ._bind import (
     WASI_MODULE,
     HostBinding,
     bind,
@@ -41,12 +39,14 @@ from ._wasi._bind import (
     define_wasi,
     install_epoch_callback,
 )
-from ._wasi._fs import FdTable
-from ._wasi._registry import HOST_FUNCTIONS, SYSCALLS
+from ._build import BuildBudget, artifact_file, compile_in_child
+from ._cache import artifact_lock, write_atomically
+from ._compiler import compile_module, engine_config, first_line
+from ._traps import remember_trap_handlers
 
 if TYPE_CHECKING:
-    from ._mounts import Mount
-    from ._wasi._context import WasiContext
+    from .._config._mounts import Mount
+    from .._wasi._context import WasiContext
 
 __all__ = [
     "TICK_SECONDS",

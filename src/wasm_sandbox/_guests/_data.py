@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-from ._errors import FunctionNotFound, GuestError, InvalidArguments
+from .._errors import FunctionNotFound, GuestError, InvalidArguments
 
 __all__ = [
     "DATA_SIGNATURE",

@@ -10,15 +10,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import BinaryIO, Protocol
 
-from ._engine import CompiledModule, EngineHandle, GuestInstance
-from ._iomonitor import IoObserver, IoOperation
-from ._limits import ResourceLimits
-from ._monitor import MemoryUsage, ResourceMonitor, ResourceUsage, Sampler
-from ._mounts import Mount
-from ._network import NetLimits, NetworkGuard, NetworkStats
-from ._policy import NetworkPolicy
-from ._wasi._context import OutputBuffer, Stdin, WasiContext, compose_deadline
-from ._wasi._state import IoLimits, Streams
+from .._config._limits import ResourceLimits
+from .._config._mounts import Mount
+from .._config._policy import NetworkPolicy
+from .._observe._iomonitor import IoObserver, IoOperation
+from .._observe._monitor import MemoryUsage, ResourceMonitor, ResourceUsage, Sampler
+from .._runtime._engine import CompiledModule, EngineHandle, GuestInstance
+from .._wasi._context import OutputBuffer, Stdin, WasiContext, compose_deadline
+from .._wasi._guard import NetLimits, NetworkGuard, NetworkStats
+from .._wasi._state import IoLimits, Streams
 
 __all__ = ["ExecutionPlan", "Monitoring", "Scaler", "sampler"]
 

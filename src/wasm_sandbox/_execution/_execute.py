@@ -12,17 +12,17 @@ import threading
 import time
 from typing import Any, BinaryIO, NamedTuple
 
-from . import _errors as e
+from .. import _errors as e
+from .._config._limits import ResourceLimits
+from .._observe._metrics import notify_report, observing
+from .._observe._report import ExecutionResult, ResourceReport, summary_line
+from .._runtime._engine import UNLIMITED_FUEL, GuestFailure, GuestInstance
+from .._runtime._traps import check_after_foreign_init, restore_sigint, route_sigint
+from .._wasi._context import GuestStop, WasiContext
 from ._calls import Call
 from ._ending import NORMAL, Ending, Facts, Measurement, classify
-from ._engine import UNLIMITED_FUEL, GuestFailure, GuestInstance
-from ._limits import ResourceLimits
-from ._metrics import notify_report, observing
 from ._plan import ExecutionPlan, Scaler, sampler
-from ._report import ExecutionResult, ResourceReport, summary_line
 from ._reporting import build_report
-from ._traps import check_after_foreign_init, restore_sigint, route_sigint
-from ._wasi._context import GuestStop, WasiContext
 
 __all__ = ["Execution", "Outcome", "execution_result"]
 

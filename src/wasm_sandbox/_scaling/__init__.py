@@ -1,0 +1,3 @@
+"""Running many executions: the load balancer, the auto-scaler, and the process
+and Ray backends.
+"""
