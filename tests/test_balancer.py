@@ -237,6 +237,36 @@ def test_execute_async(sandbox: ws.WasmSandbox) -> None:
     assert asyncio.run(main()) == [i + 1 for i in range(20)]
 
 
+def test_stats_read_right_after_a_result_count_the_job_finished(sandbox: ws.WasmSandbox) -> None:
+    """A job whose value has reached its caller is counted completed, never still running:
+    stats() read right after each ``await execute_async`` and each ``execute`` (30 of each),
+    and from a done-callback, show running 0 and every job completed."""
+
+    async def main(balancer: ws.LoadBalancer) -> list[tuple[int, int]]:
+        seen = []
+        for i in range(30):
+            assert await balancer.execute_async("add", i, 1) == i + 1
+            stats = balancer.stats()
+            seen.append((stats.running, stats.completed))
+        return seen
+
+    with ws.LoadBalancer(sandbox).max_concurrent_executions(2) as balancer:
+        assert asyncio.run(main(balancer)) == [(0, i + 1) for i in range(30)]
+        for i in range(30):
+            assert balancer.execute("add", i, 1) == i + 1
+            stats = balancer.stats()
+            assert (stats.running, stats.completed) == (0, 31 + i)
+        # The earliest moment a caller can look: a done-callback runs (on the worker's
+        # thread) as the result is set; the job sleeps so the callback is there first.
+        seen_at_result: list[tuple[int, int]] = []
+        job = balancer.submit("sleep", 50)
+        job.add_done_callback(
+            lambda _: seen_at_result.append((balancer.stats().running, balancer.stats().completed))
+        )
+        job.result()
+        assert seen_at_result == [(0, 61)]
+
+
 def test_configuration_is_checked(sandbox: ws.WasmSandbox) -> None:
     """Zero workers, a negative timeout and a strategy that is not an OverflowStrategy are
     refused; submitting to a balancer without a sandbox is a ConfigurationError."""

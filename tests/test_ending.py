@@ -3,6 +3,7 @@ host's stop state, the guest's failure and what was measured to one ending (a ta
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from typing import Any
 
@@ -11,10 +12,11 @@ import pytest
 import wasm_sandbox as ws
 from wasm_sandbox._config._limits import WASM_PAGE, ResourceLimits
 from wasm_sandbox._execution._ending import ADDRESS_SPACE, NORMAL, Facts, Measurement, classify
+from wasm_sandbox._execution._reporting import _COUNTED
 from wasm_sandbox._guests._data import OutOfAddressSpace
 from wasm_sandbox._runtime._engine import GuestFailure
 from wasm_sandbox._wasi._context import StopReason
-from wasm_sandbox._wasi._state import StopState
+from wasm_sandbox._wasi._state import CounterSnapshot, StopState
 
 LIMITS = ResourceLimits(
     memory_bytes=64 * WASM_PAGE,
@@ -213,3 +215,12 @@ def test_the_fast_path_constant_is_what_classify_answers_for_a_clean_return() ->
     for measured in (CLEAN, BURNT, DENIED):
         for command in (False, True):
             assert classify(Facts(stop(), measured, LIMITS, command)) == NORMAL
+
+
+def test_every_counter_reaches_the_report_by_name() -> None:
+    """A counter of one execution is reported under its own name (the builder copies them by
+    name), so adding one touches its counter, its syscall and the report field; only the
+    live figure of open connections is for monitoring samples alone."""
+    counters = {f.name for f in dataclasses.fields(CounterSnapshot)}
+    assert counters - set(_COUNTED) == {"active_connections"}
+    assert set(_COUNTED) <= {f.name for f in dataclasses.fields(ws.ResourceReport)}

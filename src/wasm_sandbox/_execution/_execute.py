@@ -1,8 +1,9 @@
 """One execution: a store and instance under limits, a deadline, accounting, and the
 result or error of how the guest ended.
 
-The parts: ``_calls`` (what to run: one class per kind of invocation), ``_ending`` (how it
-ended, a pure classifier), ``_report.build_report`` (what it used), ``_traps`` (Ctrl-C).
+The parts: ``_plan`` (what every execution of a sandbox shares), ``_calls`` (what to run: one
+class per kind of invocation), ``_ending`` (how it ended, a pure classifier), ``_reporting``
+(what it used), ``_runtime._traps`` (Ctrl-C).
 """
 
 from __future__ import annotations

@@ -496,7 +496,7 @@ class GuestInstance:
         if item is not None:
             _capi.global_set(self._context, item, is_i64, value)
 
-    def caller(self, name: str) -> _capi.FuncCaller | None:
+    def _caller(self, name: str) -> _capi.FuncCaller | None:
         """A raw caller for the exported function ``name``, or None."""
         caller = self._callers.get(name)
         if caller is None:
@@ -510,7 +510,7 @@ class GuestInstance:
     def invoke(self, name: str, args: tuple[Any, ...], fuel: int | None) -> Any:
         """Call export ``name`` (with a fresh ``fuel`` budget unless None); raises
         GuestFailure if it does not return."""
-        caller = self.caller(name)
+        caller = self._caller(name)
         if caller is None:
             raise KeyError(name)
         if fuel is not None and self._metered:

@@ -72,6 +72,7 @@ class _Job:
     future: concurrent.futures.Future[Any]
     submitted: float
     deadline: float | None
+    settled: bool = False  # its end is counted (and running no longer counts it)
 
 
 class LoadBalancer:
@@ -239,11 +240,15 @@ class LoadBalancer:
                 self._run(job)
             finally:
                 with self._cond:
-                    self._running -= 1
+                    if not job.settled:  # cancelled before it ran, or a bug: still counted
+                        job.settled = True
+                        self._running -= 1
 
     def _run(self, job: _Job) -> None:
         sandbox = self._sandbox
-        assert sandbox is not None
+        if sandbox is None:  # submit refuses a balancer without a sandbox: not reached
+            self._finish(job, error=ConfigurationError("this load balancer has no sandbox"))
+            return
         if not job.future.set_running_or_notify_cancel():
             return
         if job.deadline is not None and time.monotonic() >= job.deadline:
@@ -271,7 +276,9 @@ class LoadBalancer:
         return sandbox_core(sandbox).invoke(invocation).value
 
     def _finish(self, job: _Job, value: Any = None, error: BaseException | None = None) -> None:
-        with self._cond:
+        with self._cond:  # counted before its caller can see the result, so stats() agree
+            job.settled = True
+            self._running -= 1
             self._latencies.append(time.monotonic() - job.submitted)
             if error is None:
                 self._completed += 1
