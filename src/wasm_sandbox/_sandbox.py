@@ -169,7 +169,7 @@ class WasmSandbox:
         ``kwargs`` (JSON values and bytes; in JavaScript the keywords arrive as one trailing
         object); an exception it raises comes back as ``GuestError`` with the guest's type,
         message and traceback."""
-        return self._core.invoke(Invocation.call(export, args, kwargs)).value
+        return self._core.call(export, args, kwargs).value
 
     def session(
         self,
@@ -290,6 +290,12 @@ class SandboxCore:
         if invocation.deadline is not None:
             ctx.cap_deadline(invocation.deadline)
         return ctx
+
+    def call(self, export: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Outcome:
+        """A plain call: ``invoke`` of ``Invocation.call(export, args, kwargs)`` without
+        building the invocation (the hot path of ``WasmSandbox.call``)."""
+        ctx = self._execution.new_context(self._args, self._env, None)
+        return self._call(export, args, ctx, kwargs)
 
     def invoke(self, invocation: Invocation, ctx: WasiContext | None = None) -> Outcome:
         """Run ``invocation`` (in ``ctx`` when given, from ``prepare``): the one entry point

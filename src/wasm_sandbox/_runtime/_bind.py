@@ -168,8 +168,8 @@ def _on_epoch(context: int, data: int, delta: Any, kind: Any) -> int | None:
 _EPOCH_TRAMPOLINE = _EPOCH_CALLBACK(_on_epoch)
 
 
-def install_epoch_callback(store: wasmtime.Store) -> None:
-    """Call back into the host on every epoch tick of ``store`` (deadline, cancel, sampling)."""
-    store_ptr = ctypes.cast(store.ptr(), ctypes.c_void_p).value
-    _set_epoch_callback(store_ptr, _EPOCH_TRAMPOLINE, None, None)
-    store.set_epoch_deadline(1)
+def install_epoch_callback(store: int | None, context: int) -> None:
+    """Call back into the host on every epoch tick of the store at ``store`` (deadline,
+    cancel, sampling), the first one tick from now."""
+    _set_epoch_callback(store, _EPOCH_TRAMPOLINE, None, None)
+    _c.context_set_epoch_deadline(context, 1)

@@ -7,7 +7,7 @@ functions and the epoch callback); nothing else calls C.
 from __future__ import annotations
 
 import ctypes
-from ctypes import POINTER, c_bool, c_char_p, c_size_t, c_uint8, c_uint64, c_void_p
+from ctypes import POINTER, c_bool, c_char_p, c_int64, c_size_t, c_uint8, c_uint64, c_void_p
 from typing import Any
 
 from wasmtime import _ffi
@@ -18,6 +18,7 @@ __all__ = [
     "call_unchecked",
     "caller_context",
     "context_get_fuel",
+    "context_set_epoch_deadline",
     "context_set_fuel",
     "error_new",
     "export_get",
@@ -27,7 +28,11 @@ __all__ = [
     "linker_define_func_unchecked",
     "memory_data",
     "memory_data_size",
+    "store_context",
+    "store_delete",
     "store_epoch_deadline_callback",
+    "store_limiter",
+    "store_new",
     "trap_new",
 ]
 
@@ -47,6 +52,13 @@ UNCHECKED_HOST_FUNC = ctypes.CFUNCTYPE(c_void_p, c_void_p, c_void_p, c_void_p, c
 EPOCH_CALLBACK = ctypes.CFUNCTYPE(c_void_p, c_void_p, c_void_p, POINTER(c_uint64), POINTER(c_uint8))
 
 # The engine's hot paths (_capi).
+store_new = _fn("wasmtime_store_new", c_void_p, c_void_p, c_void_p, c_void_p)
+store_context = _fn("wasmtime_store_context", c_void_p, c_void_p)
+store_limiter = _fn(
+    "wasmtime_store_limiter", None, c_void_p, c_int64, c_int64, c_int64, c_int64, c_int64
+)
+store_delete = _fn("wasmtime_store_delete", None, c_void_p)
+context_set_epoch_deadline = _fn("wasmtime_context_set_epoch_deadline", None, c_void_p, c_uint64)
 instance_pre_instantiate = _fn(
     "wasmtime_instance_pre_instantiate", c_void_p, c_void_p, c_void_p, c_void_p, c_void_p
 )

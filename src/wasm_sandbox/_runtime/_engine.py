@@ -171,6 +171,7 @@ class EngineHandle:
         self.settings = (opt_level.value, debug, metered)
         self.metered = metered
         self.engine = wasmtime.Engine(engine_config(opt_level, debug, metered))
+        self.engine_address = _capi.engine_address(self.engine)
         self.linker = wasmtime.Linker(self.engine)
         self._functypes = define_wasi(self.linker)
         self.ticker = _Ticker(self.engine)
@@ -447,17 +448,16 @@ class GuestInstance:
         self._compiled = compiled
         self._binding = binding
         self._metered = handle.metered
-        store = wasmtime.Store(handle.engine)
-        store.set_limits(
-            memory_size=memory_bytes if memory_bytes is not None else -1,
-            table_elements=_TABLE_ELEMENTS_CAP,
-            instances=_INSTANCES_CAP,
-            tables=_INSTANCES_CAP,
-            memories=1,
+        # One cap on table elements, instances and tables alike; one memory.
+        store = _capi.Store(
+            handle.engine_address,
+            memory_bytes if memory_bytes is not None else -1,
+            _TABLE_ELEMENTS_CAP,
+            _INSTANCES_CAP,
         )
-        install_epoch_callback(store)
         self._store = store
-        self._context = context = _capi.context_of(store)
+        self._context = context = store.context
+        install_epoch_callback(store.address, context)
         self._callers: dict[str, _capi.FuncCaller] = {}
         self.script_ready = False  # a script runtime's driver is loaded in this instance
         with bind(binding):
@@ -478,6 +478,9 @@ class GuestInstance:
         # The hook's globals: limits are written once, the denial is read after failures.
         self._limited = memory_bytes is not None or growth_bytes is not None
         self._denied_kind = self._global(_wasm.DENIED_KIND_EXPORT) if self._limited else None
+        # False when the refusal global is known to be 0 (read so since the guest last ran):
+        # then a kept instance's next call need not reset it.
+        self._maybe_denied = self._denied_kind is not None
         if growth_bytes is not None:
             self._set_global(_wasm.GROW_MAX_PAGES_EXPORT, False, growth_bytes // WASM_PAGE)
         if memory_bytes is not None:
@@ -515,6 +518,7 @@ class GuestInstance:
             raise KeyError(name)
         if fuel is not None and self._metered:
             _capi.set_fuel(self._context, fuel)
+        self._maybe_denied = self._denied_kind is not None  # the guest may grow now
         ticker = self._handle.ticker
         ticker.enter()
         local = current
@@ -562,6 +566,7 @@ class GuestInstance:
             return None
         kind = _capi.global_get(self._context, kind_global)
         if kind == 0:
+            self._maybe_denied = False
             return None
         pages = self._global(_wasm.DENIED_PAGES_EXPORT)
         delta = self._global(_wasm.DENIED_DELTA_EXPORT)
@@ -574,8 +579,11 @@ class GuestInstance:
     def reset_denial(self) -> None:
         """Forget a recorded memory.grow refusal (a kept instance starts each call clean)."""
         kind_global = self._denied_kind
-        if kind_global is not None and _capi.global_get(self._context, kind_global) != 0:
+        if not self._maybe_denied or kind_global is None:
+            return
+        if _capi.global_get(self._context, kind_global) != 0:
             _capi.global_set(self._context, kind_global, False, 0)
+        self._maybe_denied = False
 
     @staticmethod
     def create(
