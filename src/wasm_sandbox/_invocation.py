@@ -13,15 +13,22 @@ show no internal method, so the public API is what ``__init__`` exports and noth
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, NamedTuple
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, NamedTuple, TypeVar
+
+from ._errors import ExecutionCancelled
 
 if TYPE_CHECKING:
     from ._config._limits import ResourceLimits
     from ._sandbox import SandboxCore, WasmSandbox
     from ._session import Session, SessionCore
+    from ._wasi._context import WasiContext
 
-__all__ = ["Invocation", "sandbox_core", "session_core"]
+__all__ = ["Invocation", "in_thread", "sandbox_core", "session_core"]
+
+T = TypeVar("T")
 
 
 class Invocation(NamedTuple):
@@ -65,3 +72,18 @@ def sandbox_core(sandbox: WasmSandbox) -> SandboxCore:
 def session_core(session: Session) -> SessionCore:
     """The statements and replay machinery of ``session``."""
     return session._core  # one of the two sanctioned reaches (module notes)
+
+
+async def in_thread(ctx: WasiContext, work: Callable[[], T], *expected: type[BaseException]) -> T:
+    """The asyncio twins' one rule: run ``work`` (an execution in ``ctx``) on a worker
+    thread; when the awaiting task is cancelled, stop the guest, wait until it has stopped
+    (its ``ExecutionCancelled`` and the ``expected`` errors are the cancellation's own), then
+    raise ``CancelledError``."""
+    task = asyncio.ensure_future(asyncio.to_thread(work))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        ctx.cancel()
+        with contextlib.suppress(ExecutionCancelled, *expected):
+            await task
+        raise

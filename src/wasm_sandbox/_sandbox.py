@@ -6,7 +6,6 @@ then call its functions or run it as a WASI command, each execution under the li
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import sys
@@ -35,7 +34,7 @@ from ._guests._javascript import find_javascript_runtime
 from ._guests._python import find_python_runtime
 from ._guests._sources import ScriptSource, load_source, script_source
 from ._guests._turns import ScriptTurn, script_turn
-from ._invocation import Invocation, sandbox_core
+from ._invocation import Invocation, in_thread, sandbox_core
 from ._observe._monitor import ResourceUsage
 from ._observe._report import ExecutionResult, MonitoredResult, ProfiledResult
 from ._runtime._engine import CompiledModule, default_cache_dir, get_engine
@@ -518,21 +517,11 @@ class AsyncWasmSandbox:
         """Exported functions (read-only): name -> (parameter types, result types)."""
         return self.sync.exports
 
-    async def _in_thread(self, ctx: WasiContext, work: Callable[[], T]) -> T:
-        task = asyncio.ensure_future(asyncio.to_thread(work))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            ctx.cancel()
-            with contextlib.suppress(e.ExecutionCancelled):
-                await task
-            raise
-
     async def _invoke(self, invocation: Invocation, core: SandboxCore | None = None) -> Outcome:
         """Run ``invocation`` on a worker thread; cancelling the task stops the guest."""
         core = core if core is not None else self._core
         ctx = core.prepare(invocation)
-        return await self._in_thread(ctx, lambda: core.invoke(invocation, ctx))
+        return await in_thread(ctx, lambda: core.invoke(invocation, ctx))
 
     async def call(self, export: str, *args: Any, **kwargs: Any) -> Any:
         """Coroutine twin of ``WasmSandbox.call``."""

@@ -21,7 +21,6 @@ from the clock or from randomness are drawn again. The replay is bounded in time
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from ._execution._calls import TurnCall
 from ._execution._execute import Execution, Outcome
 from ._guests._data import encode_args, encode_kwargs
 from ._guests._turns import ScriptTurn
-from ._invocation import sandbox_core, session_core
+from ._invocation import in_thread, sandbox_core, session_core
 from ._observe._report import MonitoredResult
 from ._wasi._context import StopReason, WasiContext
 
@@ -321,14 +320,7 @@ class AsyncSession:
 
     async def _in_thread(self, work: Callable[[WasiContext], T]) -> T:
         ctx = self._core.new_context()
-        task = asyncio.ensure_future(asyncio.to_thread(work, ctx))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            ctx.cancel()
-            with contextlib.suppress(e.ExecutionCancelled, e.SessionLost):
-                await task
-            raise
+        return await in_thread(ctx, lambda: work(ctx), e.SessionLost)
 
     async def exec(self, code: str) -> MonitoredResult:
         """Coroutine twin of ``Session.exec``."""
