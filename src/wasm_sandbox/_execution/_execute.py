@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 from .. import _errors as e
 from .._config._limits import ResourceLimits
-from .._observe._metrics import notify_report, observing
+from .._observe._metrics import OBSERVERS, notify_report
 from .._observe._report import ExecutionResult, ResourceReport, summary_line
 from .._runtime._engine import UNLIMITED_FUEL, GuestFailure, GuestInstance
 from .._runtime._traps import check_after_foreign_init, restore_sigint, route_sigint
@@ -222,11 +222,12 @@ class Execution:
         if ending.interrupt is not None:
             raise ending.interrupt.with_traceback(None)  # without the guest's host-call frames
         outcome = Outcome(ran.value, ending, ctx, self.plan, measured)
-        if observing():
+        if OBSERVERS:  # something wants every report (metrics)
             notify_report(outcome.report)
         error = ending.error
         if error is None:
-            _log_report(self.plan, "execution finished", outcome)
+            if self.plan.verbose or self.plan.debug:
+                _log_report(self.plan, "execution finished", outcome)
             return outcome
         error.report = outcome.report
         error.stdout = bytes(ctx.streams.stdout.data)

@@ -86,7 +86,11 @@ class ExecutionPlan:
         instead of the plan's: an auto-scaler's)."""
         limits = limits or self.limits
         cap = self.max_output_bytes
-        io_limits, net_limits = self._limit_parts(limits)
+        parts = self._parts
+        if parts and parts[0][0] is limits:
+            _, io_limits, net_limits = parts[0]
+        else:
+            io_limits, net_limits = self._limit_parts(limits)
         ctx = WasiContext(
             args,
             env,

@@ -17,30 +17,25 @@ from typing import Any
 from ._callbacks import SafeCallback
 from ._report import ResourceReport
 
-__all__ = ["PrometheusMetrics", "enable_prometheus_metrics", "notify_report", "observing"]
+__all__ = ["OBSERVERS", "PrometheusMetrics", "enable_prometheus_metrics", "notify_report"]
 
-_OBSERVERS: list[SafeCallback[[ResourceReport]]] = []
+OBSERVERS: list[SafeCallback[[ResourceReport]]] = []  # want every execution's report
 _LOCK = threading.Lock()
 _MEMORY_BUCKETS = tuple(float(2**n) for n in range(16, 33, 2))  # 64 KiB .. 4 GiB
 _TIME_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 300.0)
 
 
-def observing() -> bool:
-    """True when something wants the report of every execution."""
-    return bool(_OBSERVERS)
-
-
 def notify_report(report: ResourceReport) -> None:
     """Give a finished execution's report to the observers; one that raises is dropped."""
-    for observer in list(_OBSERVERS):
+    for observer in list(OBSERVERS):
         if not observer(report):
             _drop(observer)
 
 
 def _drop(observer: SafeCallback[[ResourceReport]]) -> None:
     with _LOCK:
-        if observer in _OBSERVERS:
-            _OBSERVERS.remove(observer)
+        if observer in OBSERVERS:
+            OBSERVERS.remove(observer)
 
 
 class PrometheusMetrics:
@@ -80,7 +75,7 @@ class PrometheusMetrics:
         ]  # fmt: skip
         self._observer = SafeCallback(self.observe, "metrics observer", "this process")
         with _LOCK:
-            _OBSERVERS.append(self._observer)
+            OBSERVERS.append(self._observer)
 
     def observe(self, report: ResourceReport) -> None:
         """Count one finished execution."""

@@ -80,10 +80,17 @@ class GuestMemory:
     def iovecs(self, ptr: int, count: int) -> list[tuple[int, int]]:
         """The ``count`` (buffer pointer, length) pairs of an iovec array at ``ptr``, each
         checked to lie inside memory."""
+        view, size = self.view, self.size
+        if count == 1:  # write()/read() of one buffer: most calls
+            if ptr < 0 or ptr + 8 > size:
+                raise WasiError(Errno.EFAULT)
+            buf, length = _IOVEC.unpack_from(view, ptr)
+            if buf + length > size:
+                raise WasiError(Errno.EFAULT)
+            return [(buf, length)]
         if count > _MAX_IOVECS:
             raise WasiError(Errno.EINVAL)
         self.check(ptr, count * 8)
-        view, size = self.view, self.size
         pairs = [_IOVEC.unpack_from(view, ptr + 8 * i) for i in range(count)]
         for buf, length in pairs:
             if buf + length > size:
@@ -93,7 +100,12 @@ class GuestMemory:
     def views(self, pairs: list[tuple[int, int]], limit: int) -> list[memoryview]:
         """Views of the buffers ``pairs`` names (from ``iovecs``), in order, cut so that they
         hold at most ``limit`` bytes together; empty ones left out. No byte is copied."""
-        out, view = [], self.view
+        view = self.view
+        if len(pairs) == 1:
+            ptr, length = pairs[0]
+            taken = length if length <= limit else limit
+            return [view[ptr : ptr + taken]] if taken > 0 else []
+        out = []
         for ptr, length in pairs:
             if limit <= 0:
                 break
@@ -112,4 +124,5 @@ class GuestMemory:
 def total(pairs: list[tuple[int, int]]) -> int:
     """What the buffers of an iovec array add up to, as one read or write may move it
     (``MAX_RW`` at most, as on Linux: the rest of a larger request is a short count)."""
-    return min(sum(length for _, length in pairs), MAX_RW)
+    size = pairs[0][1] if len(pairs) == 1 else sum(length for _, length in pairs)
+    return size if size < MAX_RW else MAX_RW
