@@ -5,6 +5,7 @@ limits it ran under and how it ended."""
 from __future__ import annotations
 
 import dataclasses
+import operator
 from datetime import timedelta
 
 from .._config._limits import ResourceLimits
@@ -17,11 +18,9 @@ __all__ = ["build_report"]
 
 # The counters the report carries under the same name: a counter added to CounterSnapshot
 # with a ResourceReport field of its name is reported with no change here.
-_COUNTED = tuple(
-    f.name
-    for f in dataclasses.fields(CounterSnapshot)
-    if f.name in {g.name for g in dataclasses.fields(ResourceReport)}
-)
+_REPORTED = {f.name for f in dataclasses.fields(ResourceReport)}
+_COUNTED = tuple(name for name in CounterSnapshot._fields if name in _REPORTED)
+_pick = operator.itemgetter(*(CounterSnapshot._fields.index(name) for name in _COUNTED))
 
 
 def build_report(
@@ -36,7 +35,7 @@ def build_report(
 ) -> ResourceReport:
     """The report of a finished execution: its counters, what was measured at its end, the
     limits it ran under, how it ended, and its live monitoring's findings."""
-    counts = {name: getattr(counted, name) for name in _COUNTED}
+    counts = dict(zip(_COUNTED, _pick(counted), strict=True))
     return ResourceReport(
         **counts,
         execution_time=timedelta(seconds=measured.elapsed),

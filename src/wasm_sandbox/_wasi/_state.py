@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from .._config._limits import ResourceLimits
 
@@ -64,9 +64,9 @@ class IoLimits:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class CounterSnapshot:
-    """The counters of one execution at one moment (network and output figures included)."""
+class CounterSnapshot(NamedTuple):
+    """The counters of one execution at one moment (network and output figures included;
+    a tuple: one is made for every report and every monitoring sample)."""
 
     syscalls: int
     stdout_bytes: int
