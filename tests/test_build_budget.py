@@ -223,7 +223,12 @@ def test_a_normal_module_builds_under_the_budget_and_its_artifact_is_cached(
     assert not sandbox.from_cache
     assert sandbox.call("add", 40, 2) == 42
     names = _leftovers(tmp_path)
-    assert [Path(n).suffix for n in names] == [".cwasm", ".sha256"]  # no temporary file left
+    assert [Path(n).suffix for n in names] == [
+        ".cwasm",
+        ".info",
+        ".sha256",
+        ".stamp",
+    ]  # no temporary file left
     script = (
         "import sys, wasm_sandbox as ws\n"
         "b = ws.WasmSandbox.builder().source(sys.stdin.buffer.read()).cache_dir(sys.argv[1])\n"

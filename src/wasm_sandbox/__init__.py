@@ -71,6 +71,8 @@ from ._oneliners import run as run
 from ._oneliners import run_async as run_async
 from ._oneliners import run_with_timeout as run_with_timeout
 from ._oneliners import run_with_timeout_async as run_with_timeout_async
+from ._prepare import PreparedRuntime as PreparedRuntime
+from ._prepare import prepare as prepare
 from ._runtime._engine import default_cache_dir as default_cache_dir
 from ._sandbox import AsyncWasmSandbox as AsyncWasmSandbox
 from ._sandbox import WasmSandbox as WasmSandbox
@@ -141,6 +143,7 @@ __all__ = [
     "OptimizationLevel",
     "Overflow",
     "OverflowStrategy",
+    "PreparedRuntime",
     "ProcessBackend",
     "ProfileBuilder",
     "ProfiledResult",
@@ -173,6 +176,7 @@ __all__ = [
     "parse_count",
     "parse_duration",
     "parse_size",
+    "prepare",
     "run",
     "run_async",
     "run_with_timeout",

@@ -30,13 +30,12 @@ from ._execution._execute import Execution, Outcome, execution_result
 from ._execution._plan import ExecutionPlan, Monitoring
 from ._guests._data import DATA_SIGNATURE, encode_kwargs, is_data_module
 from ._guests._data import encode_args as encode_data
-from ._guests._javascript import find_javascript_runtime
-from ._guests._python import find_python_runtime
 from ._guests._sources import ScriptSource, load_source, script_source
 from ._guests._turns import ScriptTurn, script_turn
 from ._invocation import Invocation, in_thread, sandbox_core
 from ._observe._monitor import ResourceUsage
 from ._observe._report import ExecutionResult, MonitoredResult, ProfiledResult
+from ._prepare import compile_progress, runtime_module
 from ._runtime._engine import CompiledModule, default_cache_dir, get_engine
 from ._session import AsyncSession, Session
 from ._wasi._context import WasiContext
@@ -49,13 +48,6 @@ T = TypeVar("T")
 _INT_RANGES = {"i32": (-(2**31), 2**32 - 1), "i64": (-(2**63), 2**64 - 1)}
 
 
-def _stderr_progress(phase: str, seconds: float) -> None:
-    end = "\n" if phase == "compiled" else ""
-    spinner = "|/-\\"[int(seconds * 4) % 4] if phase == "compiling" else "done"
-    sys.stderr.write(f"\rwasm-sandbox: compiling module {spinner} {seconds:5.1f}s{end}")
-    sys.stderr.flush()
-
-
 def _progress_callback(config: SandboxConfig, size: int) -> Callable[[str, float], None] | None:
     progress = config.progress
     if callable(progress):
@@ -63,7 +55,7 @@ def _progress_callback(config: SandboxConfig, size: int) -> Callable[[str, float
     if progress is False or size < (1 << 20):
         return None
     if progress is True or (progress is None and sys.stderr.isatty()):
-        return _stderr_progress
+        return compile_progress(size)
     return None
 
 
@@ -85,21 +77,27 @@ class WasmSandbox:
         cache_dir = cache_root if config.use_cache else None
         self._script = script_source(config.source, config.language)
         mounts = config.mount_table
+        wasm: bytes | None = None
         if self._script is None:
             wasm, self.source_name = load_source(config.source, config.language, cache_dir)
-        elif self._script.language == "python":
-            runtime = find_python_runtime(cache_root)
-            wasm = _read_runtime(runtime.wasm_path)
-            self.source_name = self._script.filename
-            mounts = _with_runtime_mount(runtime.stdlib_mount, mounts)
         else:
-            wasm = _read_runtime(find_javascript_runtime())
+            runtime_file, digest, needs = runtime_module(self._script.language, cache_root)
             self.source_name = self._script.filename
-        handle = get_engine(config.optimization_level, config.debug_mode, config.metered)
+            for mount in needs:
+                mounts = _with_runtime_mount(mount, mounts)
+        # Python and JavaScript guests run on one compiled runtime, the metered one: fuel costs
+        # them about 1.1x, a second (unmetered) compile a minute and 2.5 GB. Without a fuel
+        # limit, their budget is unlimited.
+        metered = config.metered or self._script is not None
+        handle = get_engine(config.optimization_level, config.debug_mode, metered)
         # The build budget bounds what the user's module may cost to build; the Python and
         # JavaScript runtimes are ours (their scripts are not compiled to machine code).
-        budget = config.build_budget if self._script is None else None
-        compiled = handle.load(wasm, cache_dir, _progress_callback(config, len(wasm)), budget)
+        if wasm is not None:
+            progress = _progress_callback(config, len(wasm))
+            compiled = handle.load(wasm, cache_dir, progress, config.build_budget)
+        else:  # a runtime: from its prepared artifact, without reading the module
+            progress = _progress_callback(config, runtime_file.stat().st_size)
+            compiled = handle.load_file(runtime_file, digest, cache_dir, progress)
         limits = config.limits
         if limits.memory_bytes is not None and compiled.initial_memory_bytes > limits.memory_bytes:
             raise e.MemoryLimitExceeded(
@@ -320,7 +318,7 @@ class SandboxCore:
 
     def metered(self) -> SandboxCore:
         """This sandbox if it counts fuel, else a twin of it that does (built once)."""
-        if self.config.metered:
+        if self.plan.handle.metered:
             return self
         if self.config.keep_instance:
             raise e.ConfigurationError(
@@ -425,20 +423,6 @@ def _network_observer(config: SandboxConfig) -> Callable[[NetworkStats], object]
     if config.network_callback is not None:
         return config.network_callback
     return lambda stats: _net_log.debug("network usage", extra={"network": stats})
-
-
-_runtime_bytes: dict[tuple[str, int, int], bytes] = {}
-
-
-def _read_runtime(path: Path) -> bytes:
-    """The runtime module's bytes, read once per process (it is ~100 MB)."""
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    data = _runtime_bytes.get(key)
-    if data is None:
-        _runtime_bytes.clear()
-        data = _runtime_bytes[key] = path.read_bytes()
-    return data
 
 
 def _with_runtime_mount(runtime: Mount, mounts: tuple[Mount, ...]) -> tuple[Mount, ...]:

@@ -7,12 +7,13 @@ the guest side ``_jsdriver.BOOT``.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from pathlib import Path
 
 from .._errors import ToolchainNotFound
 
-__all__ = ["find_javascript_runtime"]
+__all__ = ["find_javascript_runtime", "runtime_digest"]
 
 RUNTIME_PACKAGE = "qjs-wasi-reactor"  # the folder the wheel installs (a namespace package)
 RUNTIME_DIST = "qjs-wasi-reactor.wasm"
@@ -32,3 +33,18 @@ def find_javascript_runtime() -> Path:
         if path.is_file():
             return path
     raise ToolchainNotFound(INSTALL_HINT)
+
+
+_digests: dict[tuple[str, int, int], str] = {}
+
+
+def runtime_digest(path: Path) -> str:
+    """The SHA-256 of the runtime module at ``path`` (1.5 MB: hashed once per process and
+    file version)."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    digest = _digests.get(key)
+    if digest is None:
+        with open(path, "rb") as f:
+            digest = _digests[key] = hashlib.file_digest(f, "sha256").hexdigest()
+    return digest

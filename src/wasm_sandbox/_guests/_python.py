@@ -45,6 +45,7 @@ class PythonRuntime:
     wasm_path: Path
     stdlib_dir: Path  # a host directory holding only python3XY.zip
     version: str  # "3.15.0"
+    wasm_digest: str  # the module's SHA-256 (hex), as the package recorded it
 
     @property
     def stdlib_mount(self) -> Mount:
@@ -77,7 +78,10 @@ def find_python_runtime(cache_dir: Path) -> PythonRuntime:
     digest = digests.get(STDLIB_ZIP) or _sha256(zip_path)
     stdlib_dir = cache_dir / "python-stdlib" / digest[:24]
     _place(zip_path, stdlib_dir / f"python{tag}.zip", digest)
-    found = PythonRuntime(wasm, stdlib_dir, version)
+    # The module's identity is the SHA-256 the package recorded (checked against the bytes
+    # whenever they are read to compile): no process hashes the 100 MB module to find it.
+    wasm_digest = digests.get(SNAPSHOT) or _sha256(wasm)
+    found = PythonRuntime(wasm, stdlib_dir, version, wasm_digest)
     _found[key] = found
     return found
 

@@ -9,8 +9,10 @@ of a build budget), ``_capi.py``, ``_cdecl.py`` (every C function, declared once
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import wasmtime
 
 from .._config._limits import WASM_PAGE, OptimizationLevel
-from .._errors import HostError, InvalidModule
+from .._errors import HostError, InvalidModule, ToolchainNotFound
 from .._observe._callbacks import SafeCallback
 from .._wasi._fs import FdTable
 from .._wasi._registry import HOST_FUNCTIONS, SYSCALLS
@@ -59,6 +61,8 @@ __all__ = [
 ]
 
 INITIALIZE_EXPORT = "_initialize"  # a reactor's set-up function (WASI)
+CHILD_COMPILE_BYTES = 1 << 20  # a module this large compiles in a child process
+_UNBOUNDED = BuildBudget(max_module_size=None, max_functions=None)  # a child, no limits
 
 log = logging.getLogger("wasm_sandbox")
 
@@ -184,18 +188,73 @@ class EngineHandle:
         self._lock = threading.Lock()
         self._compile_lock = threading.Lock()
 
+    def load_file(
+        self,
+        wasm_path: Path,
+        digest: str,
+        cache_dir: Path | None,
+        progress: Callable[[str, float], None] | None = None,
+    ) -> CompiledModule:
+        """The module in ``wasm_path`` whose SHA-256 is ``digest`` (a runtime's, as its package
+        recorded it): from memory, else from a prepared artifact and its recorded module info
+        without reading or hashing the module (the artifact's stamp vouches for it), else
+        read, checked against ``digest`` and loaded as ``load`` does."""
+        with self._lock:
+            cached = self._modules.get(digest)
+        path = self._artifact_path(digest, cache_dir)
+        if cached is not None:
+            if path is not None and not path.is_file():  # loaded here, from another cache
+                with artifact_lock(path):
+                    if not path.is_file():
+                        _store_artifact(path, cached.module)
+                        _write_info(path, cached.info)
+            return cached
+        if path is not None:
+            info = _read_info(path)
+            module = self._deserialize(path) if info is not None else None
+            if info is not None and module is not None:
+                return self._remember(self._finish(module, info, digest, True))
+        wasm = wasm_path.read_bytes()
+        if hashlib.sha256(wasm).hexdigest() != digest:
+            raise ToolchainNotFound(
+                f"{wasm_path} does not match the SHA-256 its package recorded: the install is "
+                "damaged or was changed; reinstall the package that provides it"
+            )
+        return self.load(wasm, cache_dir, progress, digest=digest)
+
+    def artifact(self, digest: str, cache_dir: Path | None) -> Path | None:
+        """Where the compiled artifact of the module ``digest`` is, if it is in ``cache_dir``."""
+        path = self._artifact_path(digest, cache_dir)
+        return path if path is not None and path.is_file() else None
+
+    def _artifact_path(self, digest: str, cache_dir: Path | None) -> Path | None:
+        if cache_dir is None:
+            return None
+        key = hashlib.sha256(
+            f"{digest}:{_wasm.INSTRUMENT_VERSION}:{WASMTIME_VERSION}:{self.key}:{_CPU}".encode()
+        ).hexdigest()
+        return cache_dir / f"{key}.cwasm"
+
+    def _remember(self, compiled: CompiledModule) -> CompiledModule:
+        with self._lock:
+            self._modules[compiled.digest] = compiled
+            self._recent.append(compiled)
+        return compiled
+
     def load(
         self,
         wasm: bytes,
         cache_dir: Path | None,
         progress: Callable[[str, float], None] | None = None,
         budget: BuildBudget | None = None,
+        digest: str | None = None,
     ) -> CompiledModule:
         """Validate, instrument and compile ``wasm``, or take it from the memory/disk cache;
-        a ``budget``'s caps hold whether or not the module is cached."""
+        a ``budget``'s caps hold whether or not the module is cached. ``digest``: the
+        module's SHA-256, when the caller has it already."""
         if budget is not None:
             budget.check_size(len(wasm))
-        digest = hashlib.sha256(wasm).hexdigest()
+        digest = digest or hashlib.sha256(wasm).hexdigest()
         with self._lock:
             cached = self._modules.get(digest)
         if cached is not None:
@@ -206,10 +265,7 @@ class EngineHandle:
         if budget is not None:
             budget.check_functions(info.defined_functions)
         _check_imports(info)
-        key = hashlib.sha256(
-            f"{digest}:{_wasm.INSTRUMENT_VERSION}:{WASMTIME_VERSION}:{self.key}:{_CPU}".encode()
-        ).hexdigest()
-        path = cache_dir / f"{key}.cwasm" if cache_dir is not None else None
+        path = self._artifact_path(digest, cache_dir)
         module = self._deserialize(path) if path is not None else None
         from_cache = module is not None
         if module is None:
@@ -226,11 +282,9 @@ class EngineHandle:
                 from_cache = module is not None
                 if module is None:
                     module = self._compile(wasm, path, progress, budget)
-        compiled = self._finish(module, info, digest, from_cache)
-        with self._lock:
-            self._modules[digest] = compiled
-            self._recent.append(compiled)
-        return compiled
+        if path is not None and path.is_file() and not _info_path(path).is_file():
+            _write_info(path, info)  # the next process loads it without parsing the module
+        return self._remember(self._finish(module, info, digest, from_cache))
 
     def _deserialize(self, path: Path) -> wasmtime.Module | None:
         """Load a cached artifact if its checksum matches; wasmtime checks only the header,
@@ -239,14 +293,18 @@ class EngineHandle:
             return None
         try:
             expected = _checksum_path(path).read_text(encoding="ascii").strip()
+            if _stamp_vouches(path, expected):  # unchanged since it was verified: no re-hash
+                return wasmtime.Module.deserialize_file(self.engine, str(path))
             with open(path, "rb") as f:
                 actual = hashlib.file_digest(f, "sha256").hexdigest()
             if actual == expected:
-                return wasmtime.Module.deserialize_file(self.engine, str(path))
+                module = wasmtime.Module.deserialize_file(self.engine, str(path))
+                _write_stamp(path, actual)
+                return module
         except (OSError, ValueError, wasmtime.WasmtimeError):
             pass
         log.warning("compiled-module cache entry %s is damaged or stale; recompiling", path.name)
-        for stale in (path, _checksum_path(path)):
+        for stale in _entry_files(path):
             stale.unlink(missing_ok=True)
         return None
 
@@ -268,6 +326,10 @@ class EngineHandle:
         try:
             if budget is not None and budget.in_child:
                 return self._compile_in_child(wasm, path, budget)
+            if len(wasm) >= CHILD_COMPILE_BYTES and sys.executable:
+                # A large module compiles in a child process: gigabytes of compiler memory
+                # never land in (or stay with) the caller's process.
+                return self._compile_in_child(wasm, path, _UNBOUNDED)
             module = compile_module(self.engine, wasm)
             if path is not None:
                 _store_artifact(path, module)
@@ -361,14 +423,66 @@ def _checksum_path(path: Path) -> Path:
     return path.with_suffix(".sha256")
 
 
+def _stamp_path(path: Path) -> Path:
+    return path.with_suffix(".stamp")
+
+
+def _info_path(path: Path) -> Path:
+    return path.with_suffix(".info")
+
+
+def _entry_files(path: Path) -> tuple[Path, ...]:
+    """Every file of one cache entry: artifact, checksum, stamp, module info."""
+    return (path, _checksum_path(path), _stamp_path(path), _info_path(path))
+
+
+def _stamp_of(path: Path, checksum: str) -> dict[str, int | str]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ino": st.st_ino, "sha256": checksum}
+
+
+def _write_stamp(path: Path, checksum: str) -> None:
+    """Record that the artifact at ``path``, as it is now (size, mtime, inode), was verified
+    to have ``checksum`` (computed when it was written or read): later loads trust it
+    without hashing hundreds of megabytes again. A stamp that cannot be written only costs
+    a re-hash."""
+    with contextlib.suppress(OSError):
+        write_atomically(_stamp_path(path), json.dumps(_stamp_of(path, checksum)).encode())
+
+
+def _stamp_vouches(path: Path, checksum: str) -> bool:
+    """True when the stamp describes the artifact as it is now, with ``checksum``."""
+    try:
+        stamp = json.loads(_stamp_path(path).read_text(encoding="ascii"))
+        return bool(stamp == _stamp_of(path, checksum))
+    except (OSError, ValueError):
+        return False
+
+
+def _write_info(path: Path, info: _wasm.ModuleInfo) -> None:
+    """Keep the module's parsed info next to its artifact (best effort)."""
+    with contextlib.suppress(OSError):
+        write_atomically(_info_path(path), _wasm.info_to_json(info).encode())
+
+
+def _read_info(path: Path) -> _wasm.ModuleInfo | None:
+    """The module info kept next to the artifact at ``path``, or None."""
+    try:
+        return _wasm.info_from_json(_info_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _store_artifact(path: Path, module: wasmtime.Module) -> None:
     """Write a compiled artifact and its checksum atomically; a cache that cannot be written
     is skipped with a warning, never an error."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         data = bytes(module.serialize())
+        checksum = hashlib.sha256(data).hexdigest()
         write_atomically(path, data)
-        write_atomically(_checksum_path(path), hashlib.sha256(data).hexdigest().encode())
+        write_atomically(_checksum_path(path), checksum.encode())
+        _write_stamp(path, checksum)
     except OSError as exc:
         print(f"wasm-sandbox: not caching compiled module in {path.parent}: {exc}", file=sys.stderr)
 
@@ -380,6 +494,7 @@ def _publish_artifact(out: Path, path: Path, checksum: str) -> None:
         # The checksum first: a concurrent reader never finds the artifact without it.
         write_atomically(_checksum_path(path), checksum.encode())
         os.replace(out, path)
+        _write_stamp(path, checksum)
     except OSError as exc:
         print(f"wasm-sandbox: not caching compiled module in {path.parent}: {exc}", file=sys.stderr)
 

@@ -54,6 +54,8 @@ from ._format import (
 from ._format import (
     WasmFormatError as WasmFormatError,
 )
+from ._format import info_from_json as info_from_json
+from ._format import info_to_json as info_to_json
 from ._instrument import instrument as instrument
 from ._sections import parse_module_info as parse_module_info
 
@@ -73,6 +75,8 @@ __all__ = [
     "MemoryInfo",
     "ModuleInfo",
     "WasmFormatError",
+    "info_from_json",
+    "info_to_json",
     "instrument",
     "parse_module_info",
 ]

@@ -3,6 +3,7 @@ values it records, `ModuleInfo`/`MemoryInfo` and `WasmFormatError`."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -59,3 +60,39 @@ class ModuleInfo:
     functions: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
     #: functions the module defines (its code; imported functions are not counted)
     defined_functions: int = 0
+
+
+def info_to_json(info: ModuleInfo) -> str:
+    """``info`` as JSON (kept next to a compiled artifact, so loading it needs no parse)."""
+    return json.dumps(
+        {
+            "imports": info.imports,
+            "exports": info.exports,
+            "memories": [
+                [m.min_pages, m.max_pages, m.memory64, m.shared, m.imported] for m in info.memories
+            ],
+            "has_start": info.has_start,
+            "functions": {name: [list(p), list(r)] for name, (p, r) in info.functions.items()},
+            "defined_functions": info.defined_functions,
+        }
+    )
+
+
+def info_from_json(text: str) -> ModuleInfo:
+    """The ``ModuleInfo`` ``info_to_json`` wrote; ValueError (or KeyError, TypeError) for
+    anything else."""
+    data = json.loads(text)
+    return ModuleInfo(
+        imports=tuple((str(m), str(n), str(k)) for m, n, k in data["imports"]),
+        exports=tuple((str(n), str(k)) for n, k in data["exports"]),
+        memories=tuple(
+            MemoryInfo(int(a), None if b is None else int(b), bool(c), bool(d), bool(e))
+            for a, b, c, d, e in data["memories"]
+        ),
+        has_start=bool(data["has_start"]),
+        functions={
+            str(name): (tuple(map(str, p)), tuple(map(str, r)))
+            for name, (p, r) in data["functions"].items()
+        },
+        defined_functions=int(data["defined_functions"]),
+    )
