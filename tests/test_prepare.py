@@ -20,7 +20,7 @@ import wasm_sandbox as ws
 from wasm_sandbox._config._limits import OptimizationLevel
 from wasm_sandbox._prepare import runtime_module
 from wasm_sandbox._runtime import _engine
-from wasm_sandbox._runtime._engine import EngineHandle, get_engine
+from wasm_sandbox._runtime._engine import EngineHandle
 
 JS_ADD = "function add(a, b) { return a + b; }"
 
@@ -215,14 +215,30 @@ print(report.fuel_limit, report.fuel_consumed)
     assert len(list(tmp_path.glob("*.cwasm"))) == 1
 
 
-def test_python_without_fuel_runs_on_the_metered_artifact(_isolated_cache: Path) -> None:
-    """The Python runtime is compiled once, metered: a sandbox without a fuel limit runs on
-    that artifact (no second, unmetered compile in the cache)."""
-    python = ws.WasmSandbox.builder().source("x = 6 * 7").language("python")
-    assert python.build().run().exit_code == 0
-    assert python.max_fuel(10**12).build().run().exit_code == 0
-    _, digest, _ = runtime_module("python", _isolated_cache)
-    metered = get_engine(OptimizationLevel.SPEED, False, True)
-    unmetered = get_engine(OptimizationLevel.SPEED, False, False)
-    assert metered.artifact(digest, _isolated_cache) is not None
-    assert unmetered.artifact(digest, _isolated_cache) is None
+def test_python_without_fuel_runs_on_the_metered_artifact(
+    _isolated_cache: Path, tmp_path: Path
+) -> None:
+    """The Python runtime is compiled once, metered: in a cache holding only that artifact,
+    a sandbox without a fuel limit and one with a limit both run at once, and the cache
+    still holds that one artifact (no second, unmetered compile)."""
+    (prepared,) = ws.prepare("python", cache_dir=_isolated_cache, progress=False)
+    for suffix in (".cwasm", ".sha256", ".stamp", ".info"):
+        os.link(prepared.artifact.with_suffix(suffix), tmp_path / f"entry{suffix}")
+    (tmp_path / "entry.cwasm").rename(tmp_path / prepared.artifact.name)
+    for suffix in (".sha256", ".stamp", ".info"):
+        (tmp_path / f"entry{suffix}").rename(tmp_path / prepared.artifact.with_suffix(suffix).name)
+    code = """
+import sys, time, wasm_sandbox as ws
+python = ws.WasmSandbox.builder().source("print(6 * 7)").language("python").cache_dir(sys.argv[1])
+started = time.monotonic()
+free, limited = python.max_fuel(None).build(), python.max_fuel(10**12).build()
+assert free.from_cache and limited.from_cache
+assert free.run().stdout == limited.run().stdout == b"42\\n"
+print(round(time.monotonic() - started, 3))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) < 30  # loaded, never compiled (a compile takes a minute or more)
+    assert [p.name for p in tmp_path.glob("*.cwasm")] == [prepared.artifact.name]
