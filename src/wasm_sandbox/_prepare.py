@@ -65,8 +65,8 @@ def compile_progress(size: int) -> Callable[[str, float], None]:
             line = f"compiled {format_size(size)} in {format_duration(seconds)}\n"
         else:
             line = (
-                f"compiling {format_size(size)} (first use only): {seconds:5.1f} s of "
-                f"~{estimate:.0f} s "
+                f"compiling {format_size(size)}: {seconds:5.1f} s of ~{estimate:.0f} s "
+                "(first use only; 'wasm-sandbox prepare' does it ahead of time) "
             )
         sys.stderr.write(f"\rwasm-sandbox: {line}")
         sys.stderr.flush()

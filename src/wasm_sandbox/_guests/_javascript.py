@@ -20,7 +20,8 @@ RUNTIME_DIST = "qjs-wasi-reactor.wasm"
 MODULE_FILE = "qjs-wasi-reactor.wasm"
 INSTALL_HINT = (
     "JavaScript guests need the QuickJS runtime from PyPI: pip install "
-    f"'wasm-sandbox[javascript]' (it installs {RUNTIME_DIST})"
+    f"'wasm-sandbox[javascript]' (it installs {RUNTIME_DIST}); 'wasm-sandbox prepare "
+    "javascript' compiles it ahead of time"
 )
 
 
