@@ -734,7 +734,7 @@ PUBLIC = {
     "SecurityViolation",
     "StackOverflow", "TableAccessOutOfBounds", "UnreachableExecuted", "UnsupportedSource",
     "WasmSandbox", "default_cache_dir", "parse_count", "parse_duration", "parse_size",
-    "prepare", "run", "run_async", "run_with_timeout", "run_with_timeout_async",
+    "export_prepared", "import_prepared", "prepare", "run", "run_async", "run_with_timeout", "run_with_timeout_async",
 }  # fmt: skip
 
 
