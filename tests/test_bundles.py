@@ -220,3 +220,30 @@ def test_a_malformed_bundle_is_refused(
         ws.import_prepared(bad, cache_dir=tmp_path / "sub" / "cache")
     assert not [p for p in (tmp_path / "sub").rglob("*") if p.is_file()]
     assert not (tmp_path / "sub" / "evil").exists() and not (tmp_path / "evil").exists()
+
+
+def test_cli_exports_and_imports_a_bundle(tmp_path: Path) -> None:
+    """``prepare javascript --export FILE`` prepares and writes the bundle; ``prepare
+    --import FILE`` installs it into another cache and says so; a missing bundle exits with
+    ConfigurationError's status; --import with a RUNTIME, or with --export, is a usage error."""
+
+    def cli(*args: object) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "wasm_sandbox", "prepare", *map(str, args)]
+        return subprocess.run(command, capture_output=True, text=True, check=False)
+
+    bundle = tmp_path / "runtimes.tar"
+    done = cli("javascript", "--quiet", "--cache-dir", tmp_path / "one", "--export", bundle)
+    assert done.returncode == 0, done.stderr
+    assert f"bundle: {bundle} (" in done.stdout and bundle.is_file()
+    done = cli("--import", bundle, "--cache-dir", tmp_path / "two")
+    assert done.returncode == 0, done.stderr
+    assert f"javascript: {tmp_path / 'two'}/" in done.stdout
+    assert f"installed from {bundle})" in done.stdout
+    assert len(list((tmp_path / "two").glob("*.cwasm"))) == 1
+    again = cli("--import", bundle, "--cache-dir", tmp_path / "two")
+    assert "already prepared" in again.stdout
+    missing = cli("--import", tmp_path / "none.tar", "--cache-dir", tmp_path / "two")
+    assert missing.returncode == ws.ConfigurationError.cli_exit_status
+    assert "cannot read the bundle" in missing.stderr
+    assert cli("javascript", "--import", bundle).returncode == 2
+    assert cli("--import", bundle, "--export", tmp_path / "x.tar").returncode == 2
