@@ -23,6 +23,7 @@ exc_type, tb  # __exit__(self, exc_type, exc, tb)
 _.consume_fuel, _.epoch_interruption, _.cranelift_opt_level, _.debug_info
 _.wasm_threads, _.wasm_memory64, _.wasm_multi_memory
 _.stdout_file, _.stderr_file, _.stdout_custom
+_.mtime, _.linkname  # tarfile.TarInfo fields (artifact bundles, their tests)
 
 # Attributes held only to keep an object alive while C code points into it.
 _._func  # _capi.FuncCaller: the wasmtime extern behind its raw function address

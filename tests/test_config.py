@@ -728,13 +728,13 @@ PUBLIC = {
     "MemoryAccessOutOfBounds", "MemoryLimitExceeded", "MonitoredResult", "Mount", "MountChanged", "OptimizationLevel",
     "SecurityEvent", "ToolchainNotFound", "DirectoryCreate", "DirectoryDelete", "DirectoryList", "FileClose",
     "FileDelete", "FileOpen", "FileRead", "FileRename", "FileWrite", "IoOperation",
-    "ProfileBuilder", "ProfiledResult", "ResourceLimitExceeded", "ResourceLimits",
+    "PreparedRuntime", "ProfileBuilder", "ProfiledResult", "ResourceLimitExceeded", "ResourceLimits",
     "ResourceProfile", "ResourceReport", "SandboxBuilder", "SandboxConfig", "SandboxError",
     "Session", "SessionLost", "NetworkLimitExceeded", "NetworkPolicy", "NetworkStats",
     "SecurityViolation",
     "StackOverflow", "TableAccessOutOfBounds", "UnreachableExecuted", "UnsupportedSource",
     "WasmSandbox", "default_cache_dir", "parse_count", "parse_duration", "parse_size",
-    "run", "run_async", "run_with_timeout", "run_with_timeout_async",
+    "export_prepared", "import_prepared", "prepare", "run", "run_async", "run_with_timeout", "run_with_timeout_async",
 }  # fmt: skip
 
 

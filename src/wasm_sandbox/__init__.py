@@ -5,6 +5,8 @@ Everything public is importable from here; every other module is private.
 
 from ._builder import SandboxBuilder as SandboxBuilder
 from ._builder import SandboxConfig as SandboxConfig
+from ._bundle import export_prepared as export_prepared
+from ._bundle import import_prepared as import_prepared
 from ._config._limits import OptimizationLevel as OptimizationLevel
 from ._config._limits import ProfileBuilder as ProfileBuilder
 from ._config._limits import ResourceLimits as ResourceLimits
@@ -173,6 +175,8 @@ __all__ = [
     "WasmSandbox",
     "default_cache_dir",
     "enable_prometheus_metrics",
+    "export_prepared",
+    "import_prepared",
     "parse_count",
     "parse_duration",
     "parse_size",

@@ -33,6 +33,8 @@ from . import (
     ToolchainNotFound,
     WasmSandbox,
     __version__,
+    export_prepared,
+    import_prepared,
     parse_count,
     parse_duration,
     parse_size,
@@ -116,7 +118,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Compile the script runtimes named (default: both) into the compiled-"
         "module cache, so the first Python or JavaScript sandbox of every program starts in "
         "milliseconds instead of compiling the runtime (a minute or more for Python). Prints "
-        "where each artifact is and how large.",
+        "where each artifact is and how large. --export writes the prepared artifacts to one "
+        "bundle file; --import installs a bundle (made for the same wasmtime and CPU) instead "
+        "of compiling: how a CI job or a cluster image ships compiled runtimes.",
     )
     prepare_.add_argument(
         "runtimes", nargs="*", metavar="RUNTIME", help="python, javascript (default: both)"
@@ -125,6 +129,16 @@ def _parser() -> argparse.ArgumentParser:
         "--cache-dir", metavar="DIR", help="the cache to fill (default: the user cache dir)"
     )
     prepare_.add_argument("--quiet", action="store_true", help="no progress line while compiling")
+    bundle = prepare_.add_mutually_exclusive_group()
+    bundle.add_argument(
+        "--export", metavar="FILE", help="then write the prepared artifacts to the bundle FILE"
+    )
+    bundle.add_argument(
+        "--import",
+        dest="import_",
+        metavar="FILE",
+        help="install the artifacts of the bundle FILE instead of compiling (no RUNTIME)",
+    )
     run = commands.add_parser(
         "run",
         help="run a guest (.wasm .wat .c .rs .py .js) and print its resource report",
@@ -399,23 +413,32 @@ def _failed(args: argparse.Namespace, exc: SandboxError) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    """``wasm-sandbox prepare``: compile the runtimes, print where they are."""
+    """``wasm-sandbox prepare``: compile the runtimes (or import a bundle of them), print
+    where they are; with ``--export``, then write them to a bundle."""
     try:
-        prepared = prepare(
-            *args.runtimes,
-            cache_dir=args.cache_dir,
-            progress=False if args.quiet else None,
-        )
+        if args.import_:
+            prepared = import_prepared(args.import_, cache_dir=args.cache_dir)
+        else:
+            prepared = prepare(
+                *args.runtimes,
+                cache_dir=args.cache_dir,
+                progress=False if args.quiet else None,
+            )
+        for runtime in prepared:
+            if runtime.imported:
+                how = f"installed from {args.import_}"
+            elif runtime.compiled:
+                how = f"compiled in {format_duration(runtime.seconds)}"
+            else:
+                how = "already prepared"
+            size = format_size(runtime.size_bytes)
+            print(f"{runtime.name}: {runtime.artifact} ({size}, {how})")
+        if args.export:
+            bundle = export_prepared(args.export, *args.runtimes, cache_dir=args.cache_dir)
+            print(f"bundle: {bundle} ({format_size(bundle.stat().st_size)})")
     except SandboxError as exc:
         print(f"wasm-sandbox: {exc}", file=sys.stderr)
         return exc.cli_exit_status
-    for runtime in prepared:
-        how = (
-            f"compiled in {format_duration(runtime.seconds)}"
-            if runtime.compiled
-            else "already prepared"
-        )
-        print(f"{runtime.name}: {runtime.artifact} ({format_size(runtime.size_bytes)}, {how})")
     return 0
 
 
@@ -464,7 +487,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``wasm-sandbox`` command; returns the exit status."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "prepare" and args.import_ and args.runtimes:
+        parser.error("prepare --import installs the runtimes its bundle holds: name no RUNTIME")
     try:
         if args.command == "prepare":
             return _prepare(args)

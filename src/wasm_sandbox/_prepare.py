@@ -17,10 +17,17 @@ from ._config._mounts import Mount
 from ._errors import ConfigurationError
 from ._guests._javascript import find_javascript_runtime, runtime_digest
 from ._guests._python import find_python_runtime
-from ._runtime._engine import default_cache_dir, get_engine
+from ._runtime._engine import EngineHandle, default_cache_dir, get_engine
 from ._units import format_duration, format_size
 
-__all__ = ["RUNTIMES", "PreparedRuntime", "compile_progress", "prepare", "runtime_module"]
+__all__ = [
+    "RUNTIMES",
+    "PreparedRuntime",
+    "compile_progress",
+    "prepare",
+    "runtime_engine",
+    "runtime_module",
+]
 
 RUNTIMES = ("python", "javascript")
 COMPILE_SECONDS_PER_MB = 0.8  # a first compile on this project's 2-core reference machine
@@ -39,7 +46,11 @@ class PreparedRuntime:
     seconds: float
     """How long preparing it took now."""
     compiled: bool
-    """True when it was compiled now; False when it was prepared already."""
+    """True when it was compiled now; False when it was prepared already (or imported)."""
+    digest: str
+    """The SHA-256 of the runtime's module: its identity in the cache."""
+    imported: bool = False
+    """True when it was installed now from an artifact bundle (``import_prepared``)."""
 
 
 def runtime_module(name: str, cache_dir: Path) -> tuple[Path, str, tuple[Mount, ...]]:
@@ -53,6 +64,12 @@ def runtime_module(name: str, cache_dir: Path) -> tuple[Path, str, tuple[Mount, 
         path = find_javascript_runtime()
         return path, runtime_digest(path), ()
     raise ConfigurationError(f"unknown runtime {name!r}; known: {', '.join(RUNTIMES)}")
+
+
+def runtime_engine() -> EngineHandle:
+    """The engine every Python and JavaScript sandbox uses: the default optimisation level,
+    no debug info, fuel metering on (one artifact per runtime)."""
+    return get_engine(OptimizationLevel.SPEED, False, True)
 
 
 def compile_progress(size: int) -> Callable[[str, float], None]:
@@ -89,9 +106,7 @@ def prepare(
             raise ConfigurationError(f"unknown runtime {name!r}; known: {', '.join(RUNTIMES)}")
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     show = sys.stderr.isatty() if progress is None else bool(progress)
-    # The engine every Python and JavaScript sandbox uses: the default optimisation level,
-    # no debug info, fuel metering on (one artifact per runtime).
-    handle = get_engine(OptimizationLevel.SPEED, False, True)
+    handle = runtime_engine()
     prepared = []
     for name in dict.fromkeys(names):
         path, digest, _ = runtime_module(name, root)
@@ -111,6 +126,7 @@ def prepare(
                 size_bytes=artifact.stat().st_size,
                 seconds=time.monotonic() - started,
                 compiled=not ready and not module.from_cache,
+                digest=digest,
             )
         )
     return prepared

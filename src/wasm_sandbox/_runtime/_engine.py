@@ -751,3 +751,65 @@ def wat_to_wasm(text: str | bytes) -> bytes:
         raise InvalidModule(
             f"Invalid module: WAT text does not assemble: {str(exc).strip()}"
         ) from None
+
+
+# --- Installing an artifact compiled elsewhere (artifact bundles, _bundle.py) ---------------
+
+
+def cache_key(handle: EngineHandle, digest: str) -> str:
+    """The cache key of the module ``digest`` compiled by ``handle``'s engine on this machine:
+    the name, without suffix, of its entry's files."""
+    path = handle._artifact_path(digest, Path())
+    return "" if path is None else path.stem  # never None: a cache directory is given
+
+
+def install_artifact(
+    handle: EngineHandle,
+    digest: str,
+    source: Path,
+    checksum: str,
+    info: _wasm.ModuleInfo,
+    cache_dir: Path,
+) -> tuple[Path, bool]:
+    """Make ``source`` (an artifact file in ``cache_dir`` whose SHA-256, ``checksum``, the
+    caller has verified) the cache entry of the module ``digest`` with its module ``info``.
+    It must load in ``handle``'s engine, link, and export the functions ``info`` lists, else
+    ``InvalidModule``. Under the entry's lock, an intact entry already there is kept;
+    otherwise checksum and info are written, ``source`` is moved in and stamped (``OSError``
+    when the cache cannot be written). Returns the artifact's path and whether it was
+    installed now."""
+    try:
+        module = wasmtime.Module.deserialize_file(handle.engine, str(source))
+    except wasmtime.WasmtimeError as exc:
+        raise InvalidModule(f"the artifact does not load here: {first_line(exc)}") from None
+    handle._finish(module, info, digest, True)  # links, else InvalidModule
+    exported = {
+        e.name: (tuple(map(str, e.type.params)), tuple(map(str, e.type.results)))
+        for e in module.exports
+        if isinstance(e.type, wasmtime.FuncType)
+    }
+    if exported != info.functions:
+        raise InvalidModule("the artifact's exported functions are not the ones its info lists")
+    path = cache_dir / f"{cache_key(handle, digest)}.cwasm"
+    with artifact_lock(path):
+        if _intact(path):
+            if not _info_path(path).is_file():
+                write_atomically(_info_path(path), _wasm.info_to_json(info).encode())
+            return path, False
+        write_atomically(_checksum_path(path), checksum.encode())
+        write_atomically(_info_path(path), _wasm.info_to_json(info).encode())
+        os.replace(source, path)
+        _write_stamp(path, checksum)
+    return path, True
+
+
+def _intact(path: Path) -> bool:
+    """True when the cache entry at ``path`` has its artifact and that matches its checksum."""
+    try:
+        expected = _checksum_path(path).read_text(encoding="ascii").strip()
+        if _stamp_vouches(path, expected):
+            return True
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest() == expected
+    except OSError:
+        return False
