@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("execution", {"_execution"}),
     (
         "api",
-        {"__init__", "__main__", "_builder", "_cli", "_invocation", "_oneliners", "_prepare", "_sandbox",
+        {"__init__", "__main__", "_builder", "_bundle", "_cli", "_invocation", "_oneliners", "_prepare", "_sandbox",
          "_scaling", "_session"},
     ),
 ]  # fmt: skip
