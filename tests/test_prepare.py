@@ -242,3 +242,11 @@ print(round(time.monotonic() - started, 3))
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) < 30  # loaded, never compiled (a compile takes a minute or more)
     assert [p.name for p in tmp_path.glob("*.cwasm")] == [prepared.artifact.name]
+
+
+def test_fuel_metering_off_is_refused_for_a_script_guest(tmp_path: Path) -> None:
+    """A script runtime is compiled once, with fuel metering: asking for no metering cannot
+    be honoured and is a ConfigurationError saying why, not silently ignored."""
+    builder = ws.WasmSandbox.builder().source(JS_ADD).language("javascript").cache_dir(tmp_path)
+    with pytest.raises(ws.ConfigurationError, match="always count fuel"):
+        builder.max_fuel(None).fuel_metering(False).build()

@@ -88,6 +88,12 @@ class WasmSandbox:
         # Python and JavaScript guests run on one compiled runtime, the metered one: fuel costs
         # them about 1.1x, a second (unmetered) compile a minute and 2.5 GB. Without a fuel
         # limit, their budget is unlimited.
+        if self._script is not None and config.fuel_metering is False:
+            raise e.ConfigurationError(
+                f"{self._script.language} guests always count fuel (their runtime is compiled "
+                "once, with metering; without a fuel limit the budget is unlimited): "
+                "fuel_metering(False) applies to compiled guests only"
+            )
         metered = config.metered or self._script is not None
         handle = get_engine(config.optimization_level, config.debug_mode, metered)
         # The build budget bounds what the user's module may cost to build; the Python and
