@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import wasmtime
 
@@ -813,3 +813,87 @@ def _intact(path: Path) -> bool:
             return hashlib.file_digest(f, "sha256").hexdigest() == expected
     except OSError:
         return False
+
+
+# --- cache entries shipped between machines (the Ray backend) ----------------------------
+# A driver whose cache holds a module's artifact sends the whole entry to workers whose
+# cache lacks it, so no worker compiles what the driver has (the CPython runtime: 85 s).
+
+
+@dataclass(frozen=True, slots=True)
+class EntryLabel:
+    """What names a cache entry on any machine: the module's SHA-256, the engine's settings
+    (optimisation level, debug info, fuel metering) and the entry's file name, whose key also
+    covers the wasmtime version, our instrumentation's version and the CPU."""
+
+    digest: str
+    settings: tuple[str, bool, bool]
+    name: str
+
+    def path(self, cache_dir: Path) -> Path | None:
+        """Where this machine keeps the entry in ``cache_dir``; None when its key differs
+        here (another CPU, wasmtime or instrumentation: the artifact would not load)."""
+        opt_level, debug, metered = self.settings
+        handle = get_engine(OptimizationLevel(opt_level), debug, metered)
+        path = handle._artifact_path(self.digest, cache_dir)
+        return path if path is not None and path.name == self.name else None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """One whole cache entry, as bytes: the artifact, its SHA-256 and the module info."""
+
+    label: EntryLabel
+    checksum: str
+    info: str  # the module info, as JSON
+    artifact: bytes
+
+
+def read_entry(
+    handle: EngineHandle, compiled: CompiledModule, cache_dir: Path | None
+) -> CacheEntry:
+    """The cache entry of ``compiled`` (compiled by ``handle``'s engine): read from
+    ``cache_dir`` when it is there whole (artifact, checksum, module info), else serialized
+    from memory (a module taken from another cache, or built without one)."""
+    # Not None: a directory is given (the current one when there is no cache, for the name).
+    path = cast(Path, handle._artifact_path(compiled.digest, cache_dir or Path()))
+    label = EntryLabel(digest=compiled.digest, settings=handle.settings, name=path.name)
+    if cache_dir is not None:
+        try:
+            with artifact_lock(path):  # never a half-replaced entry
+                checksum = _checksum_path(path).read_text(encoding="ascii").strip()
+                info = _info_path(path).read_text(encoding="utf-8")
+                artifact = path.read_bytes()
+            return CacheEntry(label=label, checksum=checksum, info=info, artifact=artifact)
+        except OSError:
+            pass
+    artifact = bytes(compiled.module.serialize())
+    checksum = hashlib.sha256(artifact).hexdigest()
+    info = _wasm.info_to_json(compiled.info)
+    return CacheEntry(label=label, checksum=checksum, info=info, artifact=artifact)
+
+
+def install_entry(entry: CacheEntry, cache_dir: Path) -> Path | None:
+    """Put ``entry`` (from another machine) into ``cache_dir`` unless it is there already:
+    its artifact is checked against its SHA-256 and moved into place whole (a temporary file
+    renamed), then its checksum, stamp and module info are written, all under the entry's
+    lock. The artifact's path, or None when the entry does not fit this machine, is damaged
+    or cannot be written (a build then compiles the module as usual)."""
+    path = entry.label.path(cache_dir)
+    if path is None:
+        return None
+    if hashlib.sha256(entry.artifact).hexdigest() != entry.checksum:
+        log.warning("compiled module %s arrived damaged; not caching it", path.name)
+        return None
+    try:
+        with artifact_lock(path):
+            if path.is_file() and _info_path(path).is_file():
+                return path  # another worker of this machine installed it first
+            write_atomically(_checksum_path(path), entry.checksum.encode())
+            write_atomically(path, entry.artifact)
+            _write_stamp(path, entry.checksum)
+            write_atomically(_info_path(path), entry.info.encode())
+    except OSError as exc:
+        log.warning("not caching compiled module %s in %s: %s", path.name, cache_dir, exc)
+        return None
+    return path

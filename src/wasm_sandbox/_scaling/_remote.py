@@ -48,12 +48,16 @@ Ship = Callable[["SandboxConfig", "ResourceLimits | None", float | None], Answer
 def remote_call(
     key: str, config: SandboxConfig, function: str, args: tuple[Any, ...],
     kwargs: dict[str, Any], seconds: float | None, limits: ResourceLimits | None = None,
+    before_build: Callable[[], None] | None = None,
 ) -> Answer:  # fmt: skip
     """One job in a worker process (Ray or local): (True, value) or (False, the error); with
-    ``limits`` (chosen by the driver's auto-scaler), run under them and report the usage."""
+    ``limits`` (chosen by the driver's auto-scaler), run under them and report the usage.
+    ``before_build`` runs first when this process builds the sandbox (its first job)."""
     try:
         sandbox = _SANDBOXES.get(key)
         if sandbox is None:
+            if before_build is not None:
+                before_build()
             sandbox = _SANDBOXES[key] = WasmSandbox(config)
         end = None if seconds is None else time.monotonic() + seconds
         invocation = Invocation.call(function, args, kwargs, end)
