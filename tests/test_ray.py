@@ -3,8 +3,11 @@ started by this test module (2 CPUs) and shut down at its end."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +98,27 @@ def test_auto_scaler_works_on_ray(cluster: None) -> None:
         assert balancer.execute("use", 5) == 6  # 6 pages > 4: retried at 8 pages
     assert scaler.memory_limit == 8 * page
     assert [(e.old, e.new, e.reason) for e in events] == [(4 * page, 8 * page, "the limit was hit")]
+
+
+def test_a_trap_survives_ray_init_between_engine_and_first_instance(tmp_path: Path) -> None:
+    """A process that made its engine (wasmtime installs its trap handlers then), then ran
+    ray.init() (which replaces them), then made its first instance: a trap is still an
+    error, not SIGILL (the handlers are recorded with the engine, not at the first
+    instance, where Ray's would have been taken for wasmtime's)."""
+    code = f"""
+import ray, wasm_sandbox as ws
+box = ws.WasmSandbox.builder().source({GUEST!r}).cache_dir(None).build()
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+try:
+    try:
+        box.call("div", 1, 0)
+    except ws.IntegerDivisionByZero:
+        print("trapped as an error")
+finally:
+    ray.shutdown()
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "trapped as an error" in done.stdout

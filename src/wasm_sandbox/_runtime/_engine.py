@@ -175,6 +175,7 @@ class EngineHandle:
         self.settings = (opt_level.value, debug, metered)
         self.metered = metered
         self.engine = wasmtime.Engine(engine_config(opt_level, debug, metered))
+        remember_trap_handlers()  # wasmtime installed its handlers with the first engine
         self.engine_address = _capi.engine_address(self.engine)
         self.linker = wasmtime.Linker(self.engine)
         self._functypes = define_wasi(self.linker)
@@ -580,7 +581,7 @@ class GuestInstance:
                 self._instance = _capi.instantiate_pre(compiled.pre, context)
             except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
                 raise _failure(exc) from None
-        remember_trap_handlers()  # wasmtime's are in place by now (recorded once)
+        remember_trap_handlers()  # the first instance may adjust them (see _traps)
         # The WASI ABI's memory (what preview1 calls and the data ABI use) is the export
         # named "memory"; usage is measured on the module's memory whatever it exports, so
         # a guest cannot hide from monitoring by not exporting it.

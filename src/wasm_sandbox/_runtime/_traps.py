@@ -31,7 +31,9 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _sigaction = _libc.sigaction
 _sigaction.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
 _sigaction.restype = ctypes.c_int
+_HANDLER_BYTES = ctypes.sizeof(ctypes.c_void_p)  # struct sigaction starts with the handler
 _saved: dict[int, bytes] | None = None
+_refreshed = False
 _warned = False
 
 
@@ -42,10 +44,22 @@ def _get(signum: int) -> bytes:
 
 
 def remember_trap_handlers() -> None:
-    """Record the handlers now in place (call once wasmtime has installed its own)."""
-    global _saved  # noqa: PLW0603 - one record per process
+    """Record the handlers now in place: called when the first engine is made (wasmtime
+    installs its handlers then), and again at the first instance, where wasmtime may adjust
+    their flags; a second record replaces the first only for a signal whose handler is still
+    the one recorded (a library that replaced it in between, e.g. ``ray.init``, is not taken
+    for wasmtime)."""
+    global _saved, _refreshed  # noqa: PLW0603 - one record per process
+    now = {int(s): _get(int(s)) for s in _SIGNALS}
     if _saved is None:
-        _saved = {int(s): _get(int(s)) for s in _SIGNALS}
+        _saved = now
+        return
+    if _refreshed:
+        return
+    _refreshed = True
+    for signum, raw in now.items():
+        if raw[:_HANDLER_BYTES] == _saved[signum][:_HANDLER_BYTES]:
+            _saved[signum] = raw
 
 
 def ensure_trap_handlers() -> bool:
