@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.metadata
 import io
 import json
 import os
@@ -62,10 +61,7 @@ class _Entry:
 
 def _machine() -> dict[str, Any]:
     """What an artifact depends on, here: a bundle must have been made for exactly this."""
-    try:
-        wasmtime_version = importlib.metadata.version("wasmtime")
-    except importlib.metadata.PackageNotFoundError:
-        wasmtime_version = WASMTIME_VERSION
+    wasmtime_version = WASMTIME_VERSION
     handle = runtime_engine()
     opt_level, debug, metered = handle.settings
     return {

@@ -12,6 +12,7 @@ import collections
 import contextlib
 import ctypes
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -68,7 +69,19 @@ log = logging.getLogger("wasm_sandbox")
 
 TICK_SECONDS = 0.005  # epoch granularity: the wall-clock limit is checked this often
 UNLIMITED_FUEL = 2**63 - 1
-WASMTIME_VERSION = getattr(wasmtime, "__version__", "49")
+
+
+def _wasmtime_version() -> str:
+    """wasmtime-py's version, part of every cache key: from its package metadata (the module
+    has no ``__version__``; a fixed fallback would let one 49.x release try another's
+    artifacts)."""
+    try:
+        return importlib.metadata.version("wasmtime")
+    except importlib.metadata.PackageNotFoundError:  # not installed as a distribution
+        return str(getattr(wasmtime, "__version__", "") or f"unversioned:{wasmtime.__file__}")
+
+
+WASMTIME_VERSION = _wasmtime_version()
 _TABLE_ELEMENTS_CAP = 1_000_000
 _RECENT_MODULES = 16
 _INSTANCES_CAP = 16
