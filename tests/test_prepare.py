@@ -5,6 +5,7 @@ one (metered) artifact whatever their fuel limit. Real runtimes, real child proc
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -261,3 +262,22 @@ def test_fuel_metering_off_is_refused_for_a_script_guest(tmp_path: Path) -> None
     builder = ws.WasmSandbox.builder().source(JS_ADD).language("javascript").cache_dir(tmp_path)
     with pytest.raises(ws.ConfigurationError, match="always count fuel"):
         builder.max_fuel(None).fuel_metering(False).build()
+
+
+def test_concurrent_threads_compile_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four threads loading the same large module into an empty cache at once: one child
+    compile, the others wait for it and share its module."""
+    calls: list[int] = []
+    real = _engine.compile_in_child
+
+    def counted(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(_engine, "compile_in_child", counted)
+    path, digest, _ = runtime_module("javascript", tmp_path)
+    handle = _fresh_handle()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        modules = list(pool.map(lambda _: handle.load_file(path, digest, tmp_path), range(4)))
+    assert len(calls) == 1
+    assert all(m is modules[0] for m in modules)
