@@ -20,7 +20,7 @@ import wasmtime
 import wasm_sandbox as ws
 from wasm_sandbox._config._limits import OptimizationLevel
 from wasm_sandbox._prepare import runtime_module
-from wasm_sandbox._runtime import _engine
+from wasm_sandbox._runtime import _build, _engine
 from wasm_sandbox._runtime._engine import EngineHandle
 
 JS_ADD = "function add(a, b) { return a + b; }"
@@ -268,7 +268,7 @@ def test_concurrent_threads_compile_once(tmp_path: Path, monkeypatch: pytest.Mon
     """Four threads loading the same large module into an empty cache at once: one child
     compile, the others wait for it and share its module."""
     calls: list[int] = []
-    real = _engine.compile_in_child
+    real = _build.compile_in_child
 
     def counted(*args: Any, **kwargs: Any) -> None:
         calls.append(1)
