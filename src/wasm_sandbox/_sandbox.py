@@ -5,7 +5,6 @@ then call its functions or run it as a WASI command, each execution under the li
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import sys
@@ -13,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _errors as e
 from ._builder import (
@@ -40,6 +39,9 @@ from ._runtime._engine import CompiledModule, default_cache_dir, get_engine
 from ._session import AsyncSession, Session
 from ._wasi._context import WasiContext
 from ._wasi._guard import NetworkStats
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["AsyncWasmSandbox", "WasmSandbox"]
 
@@ -495,6 +497,8 @@ class AsyncWasmSandbox:
     @classmethod
     async def create(cls, config: SandboxConfig) -> AsyncWasmSandbox:
         """Build (load and compile) off the event loop."""
+        import asyncio  # noqa: PLC0415 - ~50 ms of import time; only the async twins need it
+
         return cls(await asyncio.to_thread(WasmSandbox, config))
 
     @staticmethod
@@ -519,6 +523,8 @@ class AsyncWasmSandbox:
 
     async def call_with_profiling(self, export: str, *args: Any) -> ProfiledResult:
         """Coroutine twin of ``WasmSandbox.call_with_profiling``."""
+        import asyncio  # noqa: PLC0415 - ~50 ms of import time; only the async twins need it
+
         core = await asyncio.to_thread(self._core.metered)
         return _profiled(await self._invoke(Invocation.call(export, args), core))
 
@@ -545,6 +551,8 @@ class AsyncWasmSandbox:
     ) -> AsyncSession:
         """Coroutine twin of ``WasmSandbox.session``: an ``AsyncSession`` (opened off the
         event loop)."""
+        import asyncio  # noqa: PLC0415 - ~50 ms of import time; only the async twins need it
+
         session = await asyncio.to_thread(Session, self.sync, timeout, replay_timeout)
         return AsyncSession(session)
 

@@ -20,7 +20,6 @@ from the clock or from randomness are drawn again. The replay is bounded in time
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -336,10 +335,14 @@ class AsyncSession:
 
     async def reset(self) -> None:
         """Coroutine twin of ``Session.reset``."""
+        import asyncio  # noqa: PLC0415 - ~50 ms of import time; only the async twins need it
+
         await asyncio.to_thread(self.sync.reset)
 
     async def close(self) -> None:
         """Release the interpreter. Idempotent."""
+        import asyncio  # noqa: PLC0415 - ~50 ms of import time; only the async twins need it
+
         await asyncio.to_thread(self.sync.close)
 
     @property

@@ -13,7 +13,6 @@ import heapq
 import os
 import resource
 import shutil
-import ssl
 import stat
 import tempfile
 import threading
@@ -22,10 +21,14 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .._config._mounts import MEMORY_ROOT, Mount
 from .._errors import MountChanged
 from ._errno import Errno, WasiError, errno_from_oserror
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = [
     "ALL_RIGHTS",

@@ -8,16 +8,19 @@ WASI preview1 cannot open connections, so the host opens them for the guest
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from .._config._limits import ResourceLimits
 from .._config._policy import NetworkPolicy
 from .._observe._callbacks import SafeCallback
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["NetLimits", "NetworkGuard", "NetworkStats"]
 

@@ -15,10 +15,9 @@ import json
 import math
 import os
 import socket
-import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._abi import GuestMemory
 from ._context import StopReason, WasiContext, poll_fds
@@ -26,6 +25,9 @@ from ._errno import Errno, WasiError, errno_from_oserror
 from ._fs import FdEntry
 from ._guard import NetworkGuard
 from ._registry import syscall
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["active_connections", "open_connection", "socket_read", "socket_write", "timed_out"]
 
@@ -275,6 +277,8 @@ _EINPROGRESS = 115  # Linux; connect_ex reports it for a non-blocking connect un
 def _start_tls(ctx: WasiContext, guard: NetworkGuard, entry: FdEntry, server_name: str) -> None:
     """Speak TLS on ``entry``'s connection from now on: handshake, certificate and name
     verified; a failed verification is a security event and ECONNABORTED for the guest."""
+    import ssl  # noqa: PLC0415 - ~17 ms of import time; only TLS needs it
+
     if entry.tls is not None:
         raise WasiError(Errno.EISCONN)
     assert entry.fd is not None
@@ -393,6 +397,8 @@ def _transfer(
 ) -> int:
     """Run one non-blocking read or write (plain or TLS) until it does not block, waiting
     between tries; a TLS close is the end of the stream."""
+    import ssl  # noqa: PLC0415 - ~17 ms of import time; only TLS needs it
+
     while True:
         try:
             return attempt()
