@@ -256,10 +256,13 @@ class EngineHandle:
         return cache_dir / f"{key}.cwasm"
 
     def _remember(self, compiled: CompiledModule) -> CompiledModule:
+        """Keep ``compiled`` for its digest, or return the module a concurrent loader of the
+        same digest kept first: every caller shares one module."""
         with self._lock:
-            self._modules[compiled.digest] = compiled
-            self._recent.append(compiled)
-        return compiled
+            kept = self._modules.setdefault(compiled.digest, compiled)
+            if kept is compiled:
+                self._recent.append(compiled)
+        return kept
 
     def load(
         self,
