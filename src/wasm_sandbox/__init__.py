@@ -41,6 +41,7 @@ from ._errors import ResourceLimitExceeded as ResourceLimitExceeded
 from ._errors import SandboxError as SandboxError
 from ._errors import SecurityViolation as SecurityViolation
 from ._errors import SessionLost as SessionLost
+from ._errors import SnapshotError as SnapshotError
 from ._errors import StackOverflow as StackOverflow
 from ._errors import TableAccessOutOfBounds as TableAccessOutOfBounds
 from ._errors import Timeout as Timeout
@@ -166,6 +167,7 @@ __all__ = [
     "SecurityViolation",
     "Session",
     "SessionLost",
+    "SnapshotError",
     "StackOverflow",
     "TableAccessOutOfBounds",
     "Timeout",

@@ -14,6 +14,7 @@ translated in ``_engine`` and never reach the user.
     │   └── ToolchainNotFound                  its compiler or runtime is not installed    69
     ├── FunctionNotFound                       no exported function of that name           65
     ├── InvalidArguments (also TypeError)      arguments do not fit the function's signature 65
+    ├── SnapshotError                          a state that cannot be saved, or a bad file 65
     ├── Overflow                               the load balancer's queue was full          75
     ├── Timeout                                a load-balancer job ran past its time      124
     └── ExecutionError                         the guest ran and failed                    71
@@ -75,6 +76,7 @@ __all__ = [
     "SandboxError",
     "SecurityViolation",
     "SessionLost",
+    "SnapshotError",
     "StackOverflow",
     "TableAccessOutOfBounds",
     "Timeout",
@@ -206,6 +208,15 @@ class ToolchainNotFound(CompilationError):
     Python or JavaScript guest. Not raised for a source that fails to compile."""
 
     cli_exit_status = 69  # EX_UNAVAILABLE: a required program is missing
+
+
+class SnapshotError(SandboxError):
+    """A guest's state cannot be captured (it holds what a snapshot cannot carry: an open
+    network connection, a file it opened, a writable host directory) or a saved state cannot
+    be loaded (another runtime or configuration, a truncated or altered file). Nothing is
+    changed: the session or sandbox goes on as before."""
+
+    cli_exit_status = 65
 
 
 class FunctionNotFound(SandboxError):

@@ -5,6 +5,7 @@ then call its functions or run it as a WASI command, each execution under the li
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import sys
@@ -27,6 +28,7 @@ from ._config._mounts import Mount, check_mounts
 from ._execution._calls import Command, DataCall, NumericCall, TurnCall
 from ._execution._execute import Execution, Outcome, execution_result
 from ._execution._plan import ExecutionPlan, Monitoring
+from ._execution._start import shared_boot_snapshot
 from ._guests._data import DATA_SIGNATURE, encode_kwargs, is_data_module
 from ._guests._data import encode_args as encode_data
 from ._guests._sources import ScriptSource, load_source, script_source
@@ -36,6 +38,7 @@ from ._observe._monitor import ResourceUsage
 from ._observe._report import ExecutionResult, MonitoredResult, ProfiledResult
 from ._prepare import compile_progress, runtime_module
 from ._runtime._engine import CompiledModule, default_cache_dir, get_engine
+from ._runtime._snapshot import Snapshot
 from ._session import AsyncSession, Session
 from ._wasi._context import WasiContext
 from ._wasi._guard import NetworkStats
@@ -129,6 +132,8 @@ class WasmSandbox:
             scaler=config.auto_scaler,
             debug=config.debug_mode,
         )
+        if self._script is not None:
+            plan = dataclasses.replace(plan, start=_boot(plan, self._script, config))
         execution = Execution(plan, keep_instance=config.keep_instance)
         if config.auto_scaler is not None:  # its first limits are this sandbox's
             config.auto_scaler.limits_for(limits, compiled.initial_memory_bytes)
@@ -404,6 +409,15 @@ class SandboxCore:
 
 
 _net_log = logging.getLogger("wasm_sandbox.network")
+
+
+def _boot(plan: ExecutionPlan, script: ScriptSource, config: SandboxConfig) -> Snapshot | None:
+    """The snapshot a script runtime's new instances start from: its driver booted once
+    (shared by the sandboxes of this process with the same runtime and mounts)."""
+    call = TurnCall(script_turn(script.language, {"op": "boot"}, None, "<wsbx>"))
+    env = [f"{k}={v}".encode() for k, v in config.env]
+    key = (plan.handle.key, plan.compiled.digest, plan.mounts)
+    return shared_boot_snapshot(plan, call, env, key)
 
 
 def _monitoring(config: SandboxConfig) -> Monitoring | None:

@@ -18,6 +18,7 @@ from .._config._limits import ResourceLimits
 from .._observe._metrics import OBSERVERS, notify_report
 from .._observe._report import ExecutionResult, ResourceReport, summary_line
 from .._runtime._engine import UNLIMITED_FUEL, GuestFailure, GuestInstance
+from .._runtime._snapshot import Snapshot
 from .._runtime._traps import check_after_foreign_init, restore_sigint, route_sigint
 from .._wasi._context import GuestStop, WasiContext
 from ._calls import Call
@@ -112,6 +113,7 @@ class Execution:
         self.keep_instance = keep_instance
         self._kept: GuestInstance | None = None
         self._lock = threading.Lock()
+        self._start = plan.start  # what new instances start from (None: their own boot)
 
     def close(self) -> None:
         """Release the kept instance, if any."""
@@ -119,6 +121,22 @@ class Execution:
             if self._kept is not None:
                 self._kept.close()
                 self._kept = None
+
+    def capture(self) -> Snapshot:
+        """A snapshot of the kept instance (``SnapshotError`` when there is none or it holds
+        what a snapshot cannot carry)."""
+        with self._lock:
+            if self._kept is None:
+                raise e.SnapshotError("there is no instance to snapshot")
+            return self._kept.capture()
+
+    def start_from(self, snapshot: Snapshot) -> None:
+        """Drop the kept instance; new instances start from ``snapshot`` from now on."""
+        with self._lock:
+            if self._kept is not None:
+                self._kept.close()
+                self._kept = None
+            self._start = snapshot
 
     def new_context(
         self,
@@ -172,12 +190,20 @@ class Execution:
         return outcome
 
     def _instance(self, ctx: WasiContext) -> tuple[GuestInstance, bool]:
-        """The instance to run on (the kept one, or a new one) and whether it is new."""
+        """The instance to run on (the kept one, or a new one, made from the start snapshot
+        when there is one) and whether it is new."""
         if self._kept is not None:
             self._kept.rebind(ctx)
             return self._kept, False
         plan = self.plan
-        return GuestInstance.create(plan.handle, plan.compiled, ctx, plan.mounts), True
+        instance = GuestInstance.create(plan.handle, plan.compiled, ctx, plan.mounts)
+        if self._start is not None:
+            try:
+                instance.restore(self._start)
+            except BaseException:
+                instance.close()
+                raise
+        return instance, True
 
     def _execute(self, ctx: WasiContext, call: Call) -> Outcome:
         limits = ctx.limits
@@ -258,7 +284,8 @@ class Execution:
         if not fresh:
             instance.reset_denial()
             return
-        instance.start(initialize)
+        if not instance.restored:  # made from a snapshot, it has started already
+            instance.start(initialize)
 
     def _release(self, instance: GuestInstance, fresh: bool, prepared: bool) -> None:
         """Close an isolated instance; keep a new one whose start function completed."""

@@ -16,6 +16,7 @@ from .._config._policy import NetworkPolicy
 from .._observe._iomonitor import IoObserver, IoOperation
 from .._observe._monitor import MemoryUsage, ResourceMonitor, ResourceUsage, Sampler
 from .._runtime._engine import CompiledModule, EngineHandle, GuestInstance
+from .._runtime._snapshot import Snapshot
 from .._wasi._context import OutputBuffer, Stdin, WasiContext, compose_deadline
 from .._wasi._guard import NetLimits, NetworkGuard, NetworkStats
 from .._wasi._state import IoLimits, Streams
@@ -63,6 +64,7 @@ class ExecutionPlan:
     monitoring: Monitoring | None = None
     scaler: Scaler | None = None
     debug: bool = False  # debug_mode: each execution's report logged at DEBUG (INFO if verbose)
+    start: Snapshot | None = None  # what every new instance starts from (``_start``)
     # The I/O and network limits of the last limits seen (made once per limits, not per call).
     _parts: list[tuple[ResourceLimits, IoLimits, NetLimits]] = field(
         default_factory=list, compare=False, repr=False

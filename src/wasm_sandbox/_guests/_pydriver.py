@@ -122,8 +122,32 @@ def _function(namespace, name):
     return fn, None
 
 
+def _renew(fresh):
+    """A new instance made from a snapshot: the state that must differ between executions
+    (the environment, the random streams) is drawn again."""
+    import os
+    environ = dict(item.split("=", 1) for item in fresh["env"] if "=" in item)
+    for key in [k for k in os.environ if k not in environ]:
+        del os.environ[key]
+    os.environ.update(environ)
+    random = sys.modules.get("random")
+    if random is not None:
+        random.seed()
+    tempfile = sys.modules.get("tempfile")
+    if tempfile is not None:
+        tempfile._name_sequence = None
+    nprandom = sys.modules.get("numpy.random")
+    if nprandom is not None:
+        nprandom.seed()
+
+
 def _answer(req):
     op = req["op"]
+    fresh = req.get("fresh")
+    if fresh is not None:
+        _renew(fresh)
+    if op == "boot":
+        return {"ok": None}
     if op == "run":
         return _run_main(req)
     args = json.loads(req.get("args", "[]"), object_hook=_from_json)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import struct
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -77,7 +79,11 @@ class PythonTurn:
             )
 
         ctx.door = Door(door, deliver)
-        code = turn_code(self.request, boot=not instance.script_ready)
+        request = self.request
+        if instance.reseed:  # made from a snapshot: the environment travels with the request
+            env = [item.decode("utf-8", "surrogateescape") for item in ctx.env]
+            request = {**request, "fresh": {"env": env}}
+        code = turn_code(request, boot=not instance.script_ready)
         size = len(code)
         ptr = int(instance.invoke("host_alloc", (size,), fuel=None)) & _MASK32
         if ptr == 0 or not instance.write_memory(ptr, code):
@@ -86,6 +92,7 @@ class PythonTurn:
         if not frames:
             raise _no_answer(ctx, status)
         instance.script_ready = True  # the driver answered: it is loaded
+        instance.reseed = False
         return decode_frame(frames[-1])
 
 
@@ -100,6 +107,8 @@ class JavaScriptTurn:
 
     def run(self, instance: GuestInstance, ctx: WasiContext) -> tuple[Any, int | None]:
         js = _QuickJs(instance)
+        if self.request["op"] == "boot":  # to be snapshotted: Math.random must be reseedable
+            js.random_state()
         if self.code is not None:
             value = js.eval(self.code, self.filename)
             if _is_exception(value):
@@ -163,7 +172,40 @@ class _QuickJs:
             if _is_exception(booted):
                 raise e.GuestError("InternalError", "the JavaScript driver did not start")
             self.free(booted)
+        elif instance.reseed:  # made from a snapshot: Math.random draws a stream of its own
+            seed = int.from_bytes(os.urandom(8), "little") or 1
+            instance.write_memory(self.random_state(ctx), seed.to_bytes(8, "little"))
+            instance.reseed = False
         self.ctx = ctx
+
+    def random_state(self, ctx: int | None = None) -> int:
+        """The address of the context's Math.random state (QuickJS's xorshift64*: the state
+        x gives the mantissa (x * 0x2545F4914F6CDD1D) >> 12), found once per module and
+        context by matching one draw, then checked by predicting the next one."""
+        ctx = self.ctx if ctx is None else ctx
+        key = (self.instance.digest, ctx)
+        found = _RANDOM_STATES.get(key)
+        if found is not None:
+            return found
+        self.ctx = ctx
+        mantissa = self._draw()
+        region = self.instance.read_memory(ctx, _CONTEXT_SCAN) or b""
+        words = memoryview(region).cast("B")[: len(region) // 8 * 8].cast("Q")
+        for index, word in enumerate(words):
+            if ((word * _XORSHIFT_MULT) & _MASK64) >> 12 == mantissa:
+                address = ctx + 8 * index
+                probe = 0x9E3779B97F4A7C15
+                self.instance.write_memory(address, probe.to_bytes(8, "little"))
+                if self._draw() == ((_xorshift(probe) * _XORSHIFT_MULT) & _MASK64) >> 12:
+                    _RANDOM_STATES[key] = address
+                    return address
+        raise e.GuestError("InternalError", "Math.random's state was not found in this QuickJS")
+
+    def _draw(self) -> int:
+        """One Math.random() draw's 52 mantissa bits."""
+        text = self.string(self.eval("String(Math.random())", "<wsbx>"))
+        bits: int = struct.unpack("<Q", struct.pack("<d", float(text) + 1.0))[0]
+        return bits & ((1 << 52) - 1)
 
     def _cstring(self, data: bytes) -> int:
         ptr = int(self.instance.invoke("malloc", (len(data),), None)) & _MASK32
@@ -275,6 +317,20 @@ class _QuickJs:
         result = http_exchange(ctx, request, pull, push)
         reply = json.dumps(result, separators=(",", ":"))
         self.free(self.eval(f"__wsbx.respond({ident}, {reply})", "<wsbx>"))
+
+
+_XORSHIFT_MULT = 0x2545F4914F6CDD1D
+_MASK64 = (1 << 64) - 1
+_CONTEXT_SCAN = 16384  # bytes of the JSContext searched for the state
+_RANDOM_STATES: dict[tuple[str, int], int] = {}  # (module digest, context) -> state's address
+
+
+def _xorshift(x: int) -> int:
+    """QuickJS's xorshift64* step (the state after one draw)."""
+    x ^= x >> 12
+    x ^= (x << 25) & _MASK64
+    x ^= x >> 27
+    return x
 
 
 def _is_exception(value: int) -> bool:

@@ -23,12 +23,16 @@ __all__ = [
     "get_fuel",
     "global_get",
     "global_set",
+    "global_value",
     "instantiate_pre",
     "kind_of",
+    "memory_grow",
     "memory_read",
     "memory_size",
+    "memory_span",
     "memory_write",
     "set_fuel",
+    "set_global_value",
 ]
 
 _instantiate = _c.instance_pre_instantiate
@@ -40,6 +44,7 @@ _set_fuel = _c.context_set_fuel
 _get_fuel = _c.context_get_fuel
 _memory_size = _c.memory_data_size
 _memory_data = _c.memory_data
+_memory_grow = _c.memory_grow
 _store_new = _c.store_new
 _store_context = _c.store_context
 _store_limiter = _c.store_limiter
@@ -136,6 +141,42 @@ def global_set(context: int, item: Extern, is_i64: bool, number: int) -> None:
     else:
         value.of.i32 = number
     _raise(_global_set(context, ctypes.addressof(item.of.global_), ctypes.addressof(value)))
+
+
+_VALUE_KINDS = {"i32": 0, "i64": 1, "f32": 2, "f64": 3, "v128": 4}
+
+
+def global_value(context: int, item: Extern, kind: str) -> bytes:
+    """The 16 bytes of a numeric global's value (its type ``kind``: i32, i64, f32, f64 or
+    v128); ValueError for a reference."""
+    if kind not in _VALUE_KINDS:
+        raise ValueError(f"a global of type {kind} cannot be captured")
+    value = _ffi.wasmtime_val_t()
+    _global_get(context, ctypes.addressof(item.of.global_), ctypes.addressof(value))
+    return ctypes.string_at(ctypes.addressof(value.of), 16)
+
+
+def set_global_value(context: int, item: Extern, kind: str, raw: bytes) -> None:
+    """Set a numeric global from the 16 bytes ``global_value`` read."""
+    if kind not in _VALUE_KINDS or len(raw) != 16:
+        raise ValueError(f"no {kind} global value in {len(raw)} bytes")
+    value = _ffi.wasmtime_val_t()
+    setattr(value, "kind", _VALUE_KINDS[kind])  # noqa: B010 - see global_set
+    ctypes.memmove(ctypes.addressof(value.of), raw, 16)
+    _raise(_global_set(context, ctypes.addressof(item.of.global_), ctypes.addressof(value)))
+
+
+def memory_span(context: int, item: Extern) -> tuple[int, int]:
+    """(address, size in bytes) of a memory export's data (valid until it grows)."""
+    address = ctypes.addressof(item.of.memory)
+    return int(_memory_data(context, address) or 0), int(_memory_size(context, address))
+
+
+def memory_grow(context: int, item: Extern, pages: int) -> None:
+    """Grow a memory export by ``pages``; wasmtime's error (the store's limit) is raised."""
+    previous = c_uint64()
+    address = ctypes.addressof(item.of.memory)
+    _raise(_memory_grow(context, address, pages, ctypes.addressof(previous)))
 
 
 def set_fuel(context: int, fuel: int) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "linker_define_func_unchecked",
     "memory_data",
     "memory_data_size",
+    "memory_grow",
     "store_context",
     "store_delete",
     "store_epoch_deadline_callback",
@@ -74,6 +75,7 @@ context_set_fuel = _fn("wasmtime_context_set_fuel", c_void_p, c_void_p, c_uint64
 context_get_fuel = _fn("wasmtime_context_get_fuel", c_void_p, c_void_p, c_void_p)
 memory_data_size = _fn("wasmtime_memory_data_size", c_size_t, c_void_p, c_void_p)
 memory_data = _fn("wasmtime_memory_data", c_void_p, c_void_p, c_void_p)
+memory_grow = _fn("wasmtime_memory_grow", c_void_p, c_void_p, c_void_p, c_uint64, c_void_p)
 
 # Host functions and the epoch callback (_bind).
 caller_context = _fn("wasmtime_caller_context", c_void_p, c_void_p)

@@ -28,9 +28,16 @@ from typing import TYPE_CHECKING, Any, cast
 import wasmtime
 
 from .._config._limits import WASM_PAGE, OptimizationLevel
-from .._errors import HostError, InvalidModule, ToolchainNotFound
+from .._errors import (
+    HostError,
+    InvalidModule,
+    MemoryLimitExceeded,
+    SnapshotError,
+    ToolchainNotFound,
+)
 from .._observe._callbacks import SafeCallback
 from .._wasi._fs import FdTable
+from .._wasi._hoststate import capture_host, restore_host
 from .._wasi._registry import HOST_FUNCTIONS, SYSCALLS
 from . import _capi, _wasm
 from ._bind import (
@@ -44,6 +51,7 @@ from ._bind import (
 from ._build import BuildBudget, artifact_file, compile_in_child
 from ._cache import artifact_lock, write_atomically
 from ._compiler import compile_module, engine_config, first_line
+from ._snapshot import PAGE, InstanceState, Snapshot, changed_runs, write_runs
 from ._traps import remember_trap_handlers
 
 if TYPE_CHECKING:
@@ -207,6 +215,31 @@ class EngineHandle:
         self._recent: collections.deque[CompiledModule] = collections.deque(maxlen=_RECENT_MODULES)
         self._lock = threading.Lock()
         self._compile_lock = threading.Lock()
+        # Per compiled module, an instance that never runs: its memory is the module's image.
+        self._templates: dict[str, tuple[_capi.Store, int, int]] = {}
+
+    def template_memory(self, compiled: CompiledModule) -> tuple[int, int]:
+        """(address, size) of the memory of ``compiled`` as instantiation leaves it: an
+        instance that never runs, kept while the module lives (copy-on-write: reading it
+        costs no memory of its own)."""
+        with self._lock:
+            found = self._templates.get(compiled.digest)
+            if found is None:
+                store = _capi.Store(self.engine_address, -1, _TABLE_ELEMENTS_CAP, _INSTANCES_CAP)
+                instance = _capi.instantiate_pre(compiled.pre, store.context)
+                memory = _capi.export_get(store.context, instance, _wasm.MEMORY_EXPORT)
+                address, size = (0, 0)
+                if memory is not None and _capi.kind_of(memory) == _capi.EXTERN_MEMORY:
+                    address, size = _capi.memory_span(store.context, memory)
+                found = self._templates[compiled.digest] = (store, address, size)
+                weakref.finalize(compiled, self._drop_template, compiled.digest)
+            return found[1], found[2]
+
+    def _drop_template(self, digest: str) -> None:
+        with self._lock:
+            found = self._templates.pop(digest, None)
+        if found is not None:
+            found[0].close()
 
     def load_file(
         self,
@@ -598,6 +631,10 @@ class GuestInstance:
         install_epoch_callback(store.address, context)
         self._callers: dict[str, _capi.FuncCaller] = {}
         self.script_ready = False  # a script runtime's driver is loaded in this instance
+        # Made from a snapshot and not run since: its per-execution state (randomness, the
+        # environment) is the snapshot's until the first turn renews it.
+        self.reseed = False
+        self.restored = False  # made from a snapshot (its start function ran in the original)
         with bind(binding):
             try:
                 self._instance = _capi.instantiate_pre(compiled.pre, context)
@@ -614,6 +651,7 @@ class GuestInstance:
         if self._measured is None and compiled.info.memories:
             self._measured = self._memory_export(_wasm.MEMORY_EXPORT)
         # The hook's globals: limits are written once, the denial is read after failures.
+        self._memory_cap = memory_bytes
         self._limited = memory_bytes is not None or growth_bytes is not None
         self._denied_kind = self._global(_wasm.DENIED_KIND_EXPORT) if self._limited else None
         # False when the refusal global is known to be 0 (read so since the guest last ran):
@@ -623,6 +661,11 @@ class GuestInstance:
             self._set_global(_wasm.GROW_MAX_PAGES_EXPORT, False, growth_bytes // WASM_PAGE)
         if memory_bytes is not None:
             self._set_global(_wasm.MEM_MAX_PAGES_EXPORT, True, memory_bytes // WASM_PAGE)
+
+    @property
+    def digest(self) -> str:
+        """The SHA-256 of the module this is an instance of."""
+        return self._compiled.digest
 
     def _memory_export(self, name: str) -> _capi.Extern | None:
         item = _capi.export_get(self._context, self._instance, name)
@@ -722,6 +765,77 @@ class GuestInstance:
         if _capi.global_get(self._context, kind_global) != 0:
             _capi.global_set(self._context, kind_global, False, 0)
         self._maybe_denied = False
+
+    def capture(self) -> Snapshot:
+        """This instance's whole state, between calls into it (``SnapshotError`` when it
+        holds what a snapshot cannot carry: see ``_wasi._hoststate``)."""
+        host = capture_host(self._binding.fds)
+        return Snapshot(self._memory_state(), host, self.script_ready)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Make this new instance (its start function not run) hold ``snapshot``, taken from
+        an instance of the same module with the same mounts."""
+        self._restore_memory(snapshot.memory)
+        restore_host(self._binding.fds, snapshot.host)
+        self.script_ready = snapshot.script_ready
+        self.reseed = self.restored = True
+
+    def _memory_state(self) -> InstanceState:
+        """The memory pages that differ from the module's image, and the mutable globals."""
+        compiled = self._compiled
+        runs: tuple[tuple[int, bytes], ...] = ()
+        pages = 0
+        if self._measured is not None:
+            data, size = _capi.memory_span(self._context, self._measured)
+            base, base_size = self._handle.template_memory(compiled)
+            runs = changed_runs(data, size, base, base_size)
+            pages = size // PAGE
+        values = []
+        for index, kind in compiled.info.mutable_globals:
+            item = self._global(f"{_wasm.GLOBAL_EXPORT_PREFIX}{index}")
+            if item is None:
+                raise SnapshotError(f"global {index} of the module is not reachable")
+            try:
+                values.append((index, kind, _capi.global_value(self._context, item, kind)))
+            except ValueError as exc:
+                raise SnapshotError(f"the module's global {index}: {exc}") from None
+        return InstanceState(compiled.digest, pages, runs, tuple(values))
+
+    def _restore_memory(self, state: InstanceState) -> None:
+        """Write ``state`` into this instance; ``MemoryLimitExceeded`` when its memory is
+        over this instance's cap."""
+        compiled = self._compiled
+        if state.digest != compiled.digest:
+            raise SnapshotError("the snapshot was taken from another module")
+        measured = self._measured
+        if measured is None:
+            if state.pages or state.runs:
+                raise SnapshotError("the snapshot holds memory, the module has none")
+        else:
+            size = _capi.memory_span(self._context, measured)[1]
+            if state.pages * PAGE > size:
+                try:
+                    _capi.memory_grow(self._context, measured, state.pages - size // PAGE)
+                except (wasmtime.Trap, wasmtime.WasmtimeError):
+                    raise MemoryLimitExceeded(
+                        state.pages * PAGE, self._memory_cap or state.pages * PAGE
+                    ) from None
+            data, size = _capi.memory_span(self._context, measured)
+            try:
+                write_runs(data, size, state.runs)
+            except ValueError as exc:
+                raise SnapshotError(str(exc)) from None
+        kinds = dict(compiled.info.mutable_globals)
+        for index, kind, raw in state.globals:
+            item = self._global(f"{_wasm.GLOBAL_EXPORT_PREFIX}{index}")
+            if item is None or kinds.get(index) != kind:
+                raise SnapshotError(f"the snapshot's global {index} ({kind}) is not the module's")
+            try:
+                _capi.set_global_value(self._context, item, kind, raw)
+            except (ValueError, wasmtime.WasmtimeError) as exc:
+                raise SnapshotError(f"the snapshot's global {index}: {exc}") from None
+        if len(state.globals) != len(kinds):
+            raise SnapshotError("the snapshot does not hold every global of the module")
 
     @staticmethod
     def create(

@@ -75,6 +75,11 @@ class MountRuntime:
             self._cleanup = weakref.finalize(self, shutil.rmtree, host, True)
             self.root_fd = os.open(host, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
+    @property
+    def scratch(self) -> str | None:
+        """The host directory of an in-memory mount (None for a host directory)."""
+        return self._scratch
+
     def guest_name(self, rel: tuple[str, ...]) -> str:
         """The guest path of ``rel`` (components below the mount root)."""
         base = self.guest_path.rstrip("/")

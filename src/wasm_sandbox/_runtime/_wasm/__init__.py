@@ -28,6 +28,9 @@ from ._format import (
     DENIED_PAGES_EXPORT as DENIED_PAGES_EXPORT,
 )
 from ._format import (
+    GLOBAL_EXPORT_PREFIX as GLOBAL_EXPORT_PREFIX,
+)
+from ._format import (
     GROW_MAX_PAGES_EXPORT as GROW_MAX_PAGES_EXPORT,
 )
 from ._format import (
@@ -66,6 +69,7 @@ __all__ = [
     "DENIED_DELTA_EXPORT",
     "DENIED_KIND_EXPORT",
     "DENIED_PAGES_EXPORT",
+    "GLOBAL_EXPORT_PREFIX",
     "GROW_MAX_PAGES_EXPORT",
     "INSTRUMENT_VERSION",
     "MEMORY_EXPORT",

@@ -186,11 +186,13 @@ def _tabletype(r: _Reader) -> None:
     _limits(r, memory=False)
 
 
-def _globaltype(r: _Reader) -> None:
-    _valtype(r)
+def _globaltype(r: _Reader) -> tuple[str, bool]:
+    """Read a global type: (its value type's name, whether it is mutable)."""
+    kind = _valtype(r)
     mut = r.byte()
     if mut > 1:
         r.fail(f"invalid global mutability 0x{mut:02x}", r.pos - 1)
+    return kind, mut == 1
 
 
 # ---------------------------------------------------------------------------

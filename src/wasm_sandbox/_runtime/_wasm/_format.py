@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 #: Bumped whenever the output of `instrument` changes (part of compiled-module cache keys).
-INSTRUMENT_VERSION: Final = 3
+INSTRUMENT_VERSION: Final = 4
 # Exports added by `instrument`.  All globals are mutable; the host sets the limits after
 # instantiation and reads the denial after the run.
 #: i32, unsigned pages one memory.grow may add; 0xFFFFFFFF (-1, the initial value) = unlimited.
@@ -26,6 +26,9 @@ START_EXPORT: Final = "__wsbx_start"
 #: memory, the module's linear memory (when it has one), whether or not the module exports
 #: it itself: monitoring reads its size through this export, so hiding it blinds nothing.
 MEMORY_EXPORT: Final = "__wsbx_memory"
+#: Prefix of the exports of the module's own mutable globals (``__wsbx_global_<index>``):
+#: a snapshot of an instance reads and restores them (``_runtime._snapshot``).
+GLOBAL_EXPORT_PREFIX: Final = "__wsbx_global_"
 DENIED_BY_GROW_LIMIT: Final = 1
 DENIED_BY_TOTAL_CAP: Final = 2
 DENIED_BY_ENGINE: Final = 3  # memory.grow itself returned -1
@@ -60,6 +63,8 @@ class ModuleInfo:
     functions: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
     #: functions the module defines (its code; imported functions are not counted)
     defined_functions: int = 0
+    #: the mutable globals the module defines: (global index, value type), e.g. (0, "i32")
+    mutable_globals: tuple[tuple[int, str], ...] = ()
 
 
 def info_to_json(info: ModuleInfo) -> str:
@@ -74,6 +79,7 @@ def info_to_json(info: ModuleInfo) -> str:
             "has_start": info.has_start,
             "functions": {name: [list(p), list(r)] for name, (p, r) in info.functions.items()},
             "defined_functions": info.defined_functions,
+            "mutable_globals": info.mutable_globals,
         }
     )
 
@@ -95,4 +101,5 @@ def info_from_json(text: str) -> ModuleInfo:
             for name, (p, r) in data["functions"].items()
         },
         defined_functions=int(data["defined_functions"]),
+        mutable_globals=tuple((int(i), str(k)) for i, k in data["mutable_globals"]),
     )

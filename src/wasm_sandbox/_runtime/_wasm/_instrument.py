@@ -14,6 +14,7 @@ from ._format import (
     DENIED_DELTA_EXPORT,
     DENIED_KIND_EXPORT,
     DENIED_PAGES_EXPORT,
+    GLOBAL_EXPORT_PREFIX,
     GROW_MAX_PAGES_EXPORT,
     MEM_MAX_PAGES_EXPORT,
     MEMORY_EXPORT,
@@ -165,7 +166,8 @@ def _assemble(data: bytes, sections: list[_Section], replaced: dict[int, list[_P
 def instrument(data: bytes | bytearray | memoryview) -> bytes:
     """Return ``data`` with memory.grow routed through a limit-enforcing hook.
 
-    Adds five mutable exported globals (see the ``*_EXPORT`` names), appends a
+    Adds five mutable exported globals (see the ``*_EXPORT`` names), exports each of the
+    module's own mutable globals as ``GLOBAL_EXPORT_PREFIX + index``, appends a
     hook function and its type at the end of their index spaces, replaces each
     ``memory.grow`` by a call to it, exports the memory as MEMORY_EXPORT, removes
     the start section (exporting its function as START_EXPORT instead), and drops
@@ -185,6 +187,7 @@ def instrument(data: bytes | bytearray | memoryview) -> bytes:
     exports = [
         _export_entry(name, 3, first_global + i) for i, (name, _) in enumerate(_ADDED_GLOBALS)
     ]
+    exports += [_export_entry(f"{GLOBAL_EXPORT_PREFIX}{i}", 3, i) for i, _ in st.mutable_globals]
     if st.start is not None:
         exports.append(_export_entry(START_EXPORT, 0, st.start))
     if st.memories:

@@ -53,6 +53,7 @@ class _State:
     types: int = 0
     funcs: int = 0
     globals: int = 0
+    mutable_globals: list[tuple[int, str]] = field(default_factory=list)  # defined: (index, type)
 
 
 def _check_header(data: bytes) -> None:
@@ -179,8 +180,10 @@ def _parse_tags(st: _State, r: _Reader) -> None:
 
 def _parse_globals(st: _State, r: _Reader) -> None:
     st.globals = r.uleb()
-    for _ in range(st.globals):
-        _globaltype(r)
+    for index in range(st.imported_globals, st.imported_globals + st.globals):
+        kind, mutable = _globaltype(r)
+        if mutable:
+            st.mutable_globals.append((index, kind))
         _const_expr(r)
 
 
@@ -281,6 +284,7 @@ def parse_module_info(data: bytes | bytearray | memoryview) -> ModuleInfo:
         has_start=st.start is not None,
         functions=_export_signatures(st),
         defined_functions=st.funcs,
+        mutable_globals=tuple(st.mutable_globals),
     )
 
 
