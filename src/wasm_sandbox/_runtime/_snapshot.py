@@ -17,11 +17,22 @@ directories) belongs to the WASI layer (``_wasi._fs``); the layers above carry b
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import json
 from dataclasses import dataclass
+from typing import Any
 
-from .._wasi._hoststate import HostState
+from .._wasi._hoststate import HostState, MountState
 
-__all__ = ["PAGE", "InstanceState", "Snapshot", "changed_runs", "write_runs"]
+__all__ = [
+    "PAGE",
+    "InstanceState",
+    "Snapshot",
+    "changed_runs",
+    "dump_snapshot",
+    "load_snapshot",
+    "write_runs",
+]
 
 PAGE = 65536  # a WebAssembly page
 _BLOCK = 4096  # the unit of comparison: a host page
@@ -108,3 +119,131 @@ def write_runs(data: int, size: int, runs: tuple[tuple[int, bytes], ...]) -> Non
             # One system call makes the run's pages private, instead of one fault per page.
             _populate(data + offset, len(contents), _MADV_POPULATE_WRITE)
         ctypes.memmove(data + offset, contents, len(contents))
+
+
+# --- on disk -------------------------------------------------------------------------------
+# A snapshot file: MAGIC, a 4-byte length and a JSON header (what the state holds and where
+# each piece of data is), the data pieces one after the other, and the SHA-256 of everything
+# before it. A file is untrusted input: every offset, size and kind is checked on load, and
+# restoring it into an instance writes only inside that instance's memory and directories.
+
+MAGIC = b"WSBXSNAP\x01"
+_FORMAT = 1
+_MAX_PAGES = 65536  # a 32-bit memory
+_MAX_HEADER = 64 << 20
+_GLOBAL_KINDS = ("i32", "i64", "f32", "f64", "v128")
+_ITEM_KINDS = ("d", "f", "l")
+
+
+def dump_snapshot(snapshot: Snapshot, meta: dict[str, object]) -> bytes:
+    """``snapshot`` and the caller's ``meta`` (JSON values) as the bytes of a file."""
+    memory = snapshot.memory
+    pieces: list[bytes] = [data for _, data in memory.runs]
+    mounts: list[object] = []
+    for mount in snapshot.host.mounts:
+        if mount is None:
+            mounts.append(None)
+            continue
+        items = []
+        for rel, kind, data in mount.items:
+            items.append([rel, kind, len(data)])
+            pieces.append(data)
+        mounts.append({"items": items, "used": mount.used, "entries": mount.entries})
+    header = {
+        "format": _FORMAT,
+        "digest": memory.digest,
+        "pages": memory.pages,
+        "runs": [[offset, len(data)] for offset, data in memory.runs],
+        "globals": [[index, kind, raw.hex()] for index, kind, raw in memory.globals],
+        "mounts": mounts,
+        "script_ready": snapshot.script_ready,
+        "meta": meta,
+    }
+    head = json.dumps(header, separators=(",", ":")).encode()
+    body = b"".join([MAGIC, len(head).to_bytes(4, "little"), head, *pieces])
+    return body + hashlib.sha256(body).digest()
+
+
+def load_snapshot(data: bytes) -> tuple[Snapshot, dict[str, object]]:
+    """The snapshot and meta in the bytes of a file ``dump_snapshot`` wrote; ``ValueError``
+    naming what is wrong for anything else (truncated, altered, malformed)."""
+    if len(data) < len(MAGIC) + 4 + 32 or not data.startswith(MAGIC):
+        raise ValueError("not a wasm-sandbox snapshot file")
+    body, checksum = data[:-32], data[-32:]
+    if hashlib.sha256(body).digest() != checksum:
+        raise ValueError("the file is truncated or was altered (its checksum does not match)")
+    at = len(MAGIC)
+    size = int.from_bytes(body[at : at + 4], "little")
+    at += 4
+    if size > _MAX_HEADER or at + size > len(body):
+        raise ValueError("the file's header is malformed")
+    try:
+        header = json.loads(body[at : at + size])
+        snapshot = _from_header(header, memoryview(body)[at + size :])
+        meta = header["meta"]
+        if not isinstance(meta, dict):
+            raise TypeError("meta")
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"the file's header is malformed ({exc})") from None
+    return snapshot, meta
+
+
+def _from_header(header: dict[str, object], data: memoryview) -> Snapshot:
+    if header["format"] != _FORMAT:
+        raise ValueError(f"snapshot format {header['format']!r} is not this version's")
+    pages = _int(header["pages"], _MAX_PAGES)
+    at = 0
+
+    def take(length: int) -> bytes:
+        nonlocal at
+        if length > len(data) - at:
+            raise ValueError("the data is shorter than the header says")
+        piece = bytes(data[at : at + length])
+        at += length
+        return piece
+
+    runs: list[tuple[int, bytes]] = []
+    end = 0
+    for raw_offset, raw_length in _list(header["runs"]):
+        offset, length = _int(raw_offset, pages * PAGE), _int(raw_length, pages * PAGE)
+        if offset < end or offset + length > pages * PAGE or length == 0:
+            raise ValueError("memory runs overlap or fall outside the memory")
+        runs.append((offset, take(length)))
+        end = offset + length
+    values = []
+    for index, kind, raw in _list(header["globals"]):
+        if kind not in _GLOBAL_KINDS or len(bytes.fromhex(raw)) != 16:
+            raise ValueError("a global is malformed")
+        values.append((_int(index, 1 << 32), str(kind), bytes.fromhex(raw)))
+    mounts: list[MountState | None] = []
+    for mount in _list(header["mounts"]):
+        if mount is None:
+            mounts.append(None)
+            continue
+        items = []
+        for rel, kind, length in _list(mount["items"]):
+            if not isinstance(rel, str) or kind not in _ITEM_KINDS:
+                raise ValueError("an in-memory file entry is malformed")
+            items.append((rel, str(kind), take(_int(length, 1 << 40))))
+        mounts.append(
+            MountState(tuple(items), _int(mount["used"], 1 << 40), _int(mount["entries"], 1 << 32))
+        )
+    if at != len(data):
+        raise ValueError("the data is longer than the header says")
+    digest = header["digest"]
+    if not isinstance(digest, str):
+        raise TypeError("digest")
+    memory = InstanceState(digest, pages, tuple(runs), tuple(values))
+    return Snapshot(memory, HostState(tuple(mounts)), bool(header["script_ready"]))
+
+
+def _int(value: object, bound: int) -> int:
+    if type(value) is not int or not 0 <= value <= bound:
+        raise ValueError(f"{value!r} is not a count within {bound}")
+    return value
+
+
+def _list(value: object) -> list[Any]:
+    if not isinstance(value, list):
+        raise TypeError("expected a list")
+    return value
