@@ -194,6 +194,13 @@ class CompiledModule:
         return self.info.memories[0].min_pages * WASM_PAGE if self.info.memories else 0
 
 
+def _drop_template(templates: dict[int, tuple[_capi.Store, int, int]], key: int) -> None:
+    """Release a dropped module's template instance."""
+    found = templates.pop(key, None)
+    if found is not None:
+        found[0].close()
+
+
 class EngineHandle:
     """One wasmtime Engine per configuration, with its linker, ticker and module cache."""
 
@@ -216,14 +223,16 @@ class EngineHandle:
         self._lock = threading.Lock()
         self._compile_lock = threading.Lock()
         # Per compiled module, an instance that never runs: its memory is the module's image.
-        self._templates: dict[str, tuple[_capi.Store, int, int]] = {}
+        self._templates: dict[int, tuple[_capi.Store, int, int]] = {}
+        self._template_lock = threading.Lock()
 
     def template_memory(self, compiled: CompiledModule) -> tuple[int, int]:
         """(address, size) of the memory of ``compiled`` as instantiation leaves it: an
         instance that never runs, kept while the module lives (copy-on-write: reading it
         costs no memory of its own)."""
-        with self._lock:
-            found = self._templates.get(compiled.digest)
+        key = id(compiled)
+        with self._template_lock:
+            found = self._templates.get(key)
             if found is None:
                 store = _capi.Store(self.engine_address, -1, _TABLE_ELEMENTS_CAP, _INSTANCES_CAP)
                 instance = _capi.instantiate_pre(compiled.pre, store.context)
@@ -231,15 +240,11 @@ class EngineHandle:
                 address, size = (0, 0)
                 if memory is not None and _capi.kind_of(memory) == _capi.EXTERN_MEMORY:
                     address, size = _capi.memory_span(store.context, memory)
-                found = self._templates[compiled.digest] = (store, address, size)
-                weakref.finalize(compiled, self._drop_template, compiled.digest)
+                found = self._templates[key] = (store, address, size)
+                # No lock there: a finalizer runs wherever the module is dropped, perhaps
+                # with a lock of ours held (dict.pop is atomic).
+                weakref.finalize(compiled, _drop_template, self._templates, key)
             return found[1], found[2]
-
-    def _drop_template(self, digest: str) -> None:
-        with self._lock:
-            found = self._templates.pop(digest, None)
-        if found is not None:
-            found[0].close()
 
     def load_file(
         self,
