@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from typing import Any, BinaryIO, NamedTuple
 
 from .. import _errors as e
@@ -18,7 +19,7 @@ from .._config._limits import ResourceLimits
 from .._observe._metrics import OBSERVERS, notify_report
 from .._observe._report import ExecutionResult, ResourceReport, summary_line
 from .._runtime._engine import UNLIMITED_FUEL, GuestFailure, GuestInstance
-from .._runtime._snapshot import Snapshot
+from .._runtime._snapshot import Resetter, Snapshot
 from .._runtime._traps import check_after_foreign_init, restore_sigint, route_sigint
 from .._wasi._context import GuestStop, WasiContext
 from ._calls import Call
@@ -114,13 +115,22 @@ class Execution:
         self._kept: GuestInstance | None = None
         self._lock = threading.Lock()
         self._start = plan.start  # what new instances start from (None: their own boot)
+        # Isolated executions made from a snapshot: instances put back to it after a clean
+        # execution, for the next one (see _runtime._snapshot: a reset rewrites only what
+        # was written, where a new instance pays a page fault per block).
+        self._spares: list[GuestInstance] = []
+        self._spare_lock = threading.Lock()
+        self._resetter: Resetter | None = None
+        weakref.finalize(self, _close_all, self._spares)
 
     def close(self) -> None:
-        """Release the kept instance, if any."""
+        """Release the kept instance and the spare ones, if any."""
         with self._lock:
             if self._kept is not None:
                 self._kept.close()
                 self._kept = None
+        with self._spare_lock:
+            _close_all(self._spares)
 
     def capture(self) -> Snapshot:
         """A snapshot of the kept instance (``SnapshotError`` when there is none or it holds
@@ -137,6 +147,9 @@ class Execution:
                 self._kept.close()
                 self._kept = None
             self._start = snapshot
+        with self._spare_lock:
+            _close_all(self._spares)
+            self._resetter = None
 
     def new_context(
         self,
@@ -195,6 +208,12 @@ class Execution:
         if self._kept is not None:
             self._kept.rebind(ctx)
             return self._kept, False
+        if self._spares and ctx.limits is self.plan.limits:
+            with self._spare_lock:
+                spare = self._spares.pop() if self._spares else None
+            if spare is not None:
+                spare.rebind(ctx)
+                return spare, True
         plan = self.plan
         instance = GuestInstance.create(plan.handle, plan.compiled, ctx, plan.mounts)
         if self._start is not None:
@@ -225,11 +244,15 @@ class Execution:
             ran = _Ran(failure=GuestFailure(f"wasm-sandbox: guest stopped ({reason})", None, ""))
         except (e.GuestError, e.GuestExit) as exc:
             ran = _Ran(reported=exc)
+        # An instance whose call returned (a value or a reported error), under the plan's own
+        # limits, may be put back for the next isolated execution.
+        clean = ran.failure is None and ctx.stop_state.reason is None
+        reusable = clean and ctx.limits is self.plan.limits
         try:
             return self._finish(ctx, call, instance, fuel, ran)
         finally:
             if instance is not None:
-                self._release(instance, fresh, prepared)
+                self._release(instance, fresh, prepared, reusable)
 
     def _finish(
         self, ctx: WasiContext, call: Call, instance: GuestInstance | None, fuel: int, ran: _Ran
@@ -287,15 +310,47 @@ class Execution:
         if not instance.restored:  # made from a snapshot, it has started already
             instance.start(initialize)
 
-    def _release(self, instance: GuestInstance, fresh: bool, prepared: bool) -> None:
-        """Close an isolated instance; keep a new one whose start function completed."""
+    def _put_back(self, instance: GuestInstance) -> bool:
+        """Reset ``instance`` to the start snapshot and keep it as a spare: True when kept."""
+        start = self._start
+        if start is None or not instance.restored or len(self._spares) >= _SPARES:
+            return False
+        resetter = self._resetter
+        if resetter is None or resetter.state is not start.memory:
+            resetter = self._resetter = Resetter(start.memory)
+        try:
+            if not instance.reset(start, resetter):
+                return False
+        except (OSError, e.SnapshotError):
+            return False
+        with self._spare_lock:
+            if self._start is not start or len(self._spares) >= _SPARES:
+                return False
+            self._spares.append(instance)
+        return True
+
+    def _release(
+        self, instance: GuestInstance, fresh: bool, prepared: bool, reusable: bool
+    ) -> None:
+        """Put an isolated instance back to the start snapshot for the next execution (when
+        ``reusable`` and it can be), else close it; keep a new one whose start function
+        completed."""
         if not self.keep_instance:
-            instance.close()
+            if not (reusable and prepared and self._put_back(instance)):
+                instance.close()
         elif fresh:
             if prepared:
                 self._kept = instance
             else:
                 instance.close()  # its start function failed: the next call starts afresh
+
+
+_SPARES = 2  # instances kept for reuse per sandbox (more threads make new ones)
+
+
+def _close_all(instances: list[GuestInstance]) -> None:
+    while instances:
+        instances.pop().close()
 
 
 def execution_result(outcome: Outcome) -> ExecutionResult:

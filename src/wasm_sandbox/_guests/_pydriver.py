@@ -15,7 +15,8 @@ from __future__ import annotations
 __all__ = ["BOOT"]
 
 BOOT = r'''
-import io, sys, json, _host
+import io, sys, _host
+from json import dumps as _dumps, loads as _loads  # guest code may replace json's own
 
 _DRIVER = ("<wsbx", "<turn")
 
@@ -45,7 +46,7 @@ def _send(frame):
             stream.flush()
         except Exception:
             pass
-    _host.call(json.dumps(frame, default=_default, allow_nan=False,
+    _host.call(_dumps(frame, default=_default, allow_nan=False,
                           separators=(",", ":")).encode("utf-8"))
 
 
@@ -150,8 +151,8 @@ def _answer(req):
         return {"ok": None}
     if op == "run":
         return _run_main(req)
-    args = json.loads(req.get("args", "[]"), object_hook=_from_json)
-    kwargs = json.loads(req.get("kwargs", "{}"), object_hook=_from_json)
+    args = _loads(req.get("args", "[]"), object_hook=_from_json)
+    kwargs = _loads(req.get("kwargs", "{}"), object_hook=_from_json)
     if op == "call":
         import types
         module = types.ModuleType(req["module"])
@@ -182,7 +183,7 @@ def _answer(req):
 
 
 def main(text):
-    req = json.loads(text)
+    req = _loads(text)
     try:
         frame = _answer(req)
     except SystemExit as stop:
@@ -200,7 +201,7 @@ def main(text):
 
 
 def _net(request):
-    answer = json.loads(_host.call(json.dumps(request).encode()) or b"{}")
+    answer = _loads(_host.call(_dumps(request).encode()) or b"{}")
     if "errno" in answer:
         import os
         code = answer["errno"]

@@ -37,7 +37,7 @@ from .._errors import (
 )
 from .._observe._callbacks import SafeCallback
 from .._wasi._fs import FdTable
-from .._wasi._hoststate import capture_host, restore_host
+from .._wasi._hoststate import capture_host, pristine_refusal, reset_host, restore_host
 from .._wasi._registry import HOST_FUNCTIONS, SYSCALLS
 from . import _capi, _wasm
 from ._bind import (
@@ -51,7 +51,7 @@ from ._bind import (
 from ._build import BuildBudget, artifact_file, compile_in_child
 from ._cache import artifact_lock, write_atomically
 from ._compiler import compile_module, engine_config, first_line
-from ._snapshot import PAGE, InstanceState, Snapshot, changed_runs, write_runs
+from ._snapshot import PAGE, InstanceState, Resetter, Snapshot, changed_runs, write_runs
 from ._traps import remember_trap_handlers
 
 if TYPE_CHECKING:
@@ -785,6 +785,25 @@ class GuestInstance:
         self.script_ready = snapshot.script_ready
         self.reseed = self.restored = True
 
+    def reset(self, snapshot: Snapshot, resetter: Resetter) -> bool:
+        """Put this used instance, made from ``snapshot``, back to it between executions:
+        True when done; False (then close it) when it cannot be (its memory grew, it holds
+        descriptors, or the kernel cannot say which pages were written)."""
+        fds = self._binding.fds
+        measured = self._measured
+        if measured is None or pristine_refusal(fds) is not None:
+            return False
+        data, size = _capi.memory_span(self._context, measured)
+        base, base_size = self._handle.template_memory(self._compiled)
+        if not resetter.reset(data, size, base, base_size):
+            return False
+        self._set_globals(snapshot.memory)
+        reset_host(fds, snapshot.host)
+        self.reset_denial()
+        self.script_ready = snapshot.script_ready
+        self.reseed = True
+        return True
+
     def _memory_state(self) -> InstanceState:
         """The memory pages that differ from the module's image, and the mutable globals."""
         compiled = self._compiled
@@ -830,7 +849,10 @@ class GuestInstance:
                 write_runs(data, size, state.runs)
             except ValueError as exc:
                 raise SnapshotError(str(exc)) from None
-        kinds = dict(compiled.info.mutable_globals)
+        self._set_globals(state)
+
+    def _set_globals(self, state: InstanceState) -> None:
+        kinds = dict(self._compiled.info.mutable_globals)
         for index, kind, raw in state.globals:
             item = self._global(f"{_wasm.GLOBAL_EXPORT_PREFIX}{index}")
             if item is None or kinds.get(index) != kind:
