@@ -89,6 +89,7 @@ case "$task" in
         "$VENV/bin/python" bench/bench_io.py "$@"
         "$VENV/bin/python" bench/bench_buffering.py "$@"
         "$VENV/bin/python" bench/bench_python.py "$@"
+        "$VENV/bin/python" bench/bench_fresh.py "$@"
         "$VENV/bin/python" bench/bench_balancer.py "$@"
         "$VENV/bin/python" bench/bench_build.py "$@"
         "$VENV/bin/python" bench/bench_amplification.py "$@"
