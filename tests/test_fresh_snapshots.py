@@ -253,3 +253,18 @@ def test_spare_instances_are_released_with_the_sandbox() -> None:
     del sandbox
     gc.collect()
     assert _open_descriptors() <= before
+
+
+def test_the_environment_travels_with_each_javascript_run() -> None:
+    sandbox = (
+        ws.WasmSandbox.builder()
+        .source("import('qjs:std').then((std) => console.log(String(std.getenv('A'))))")
+        .language("javascript")
+        .env({"A": "configured"})
+        .build()
+    )
+    assert _lines(sandbox.run()) == ["configured"]
+    assert _lines(sandbox.run(env={"A": "given"})) == ["given"]
+    assert _lines(sandbox.run(env={})) == ["undefined"]
+    assert _lines(sandbox.run()) == ["configured"]
+    sandbox.close()

@@ -253,12 +253,14 @@ def test_guest_output_is_never_evaluated_by_the_host(tmp_path: Path) -> None:
 def test_garbage_answer_is_a_protocol_error() -> None:
     """When the guest breaks the driver's encoder, its answer (not JSON, or JSON of the wrong shape)
     is a GuestError of type ProtocolError, never trusted."""
-    # The guest breaks the driver's own encoder, so the last frame is not JSON.
-    sandbox = py("import json\ndef f():\n    json.dumps = lambda *a, **k: '{bad'\n")
+    # The guest breaks the driver's own encoder (it keeps its own reference to json.dumps, so
+    # replacing json.dumps is not enough), so the last frame is not JSON.
+    driver = "import sys\nencoder = sys.modules['__wsbx__'].main.__globals__\n"
+    sandbox = py(driver + "def f():\n    encoder['_dumps'] = lambda *a, **k: '{bad'\n")
     with pytest.raises(ws.GuestError, match="not valid JSON") as info:
         sandbox.call("f")
     assert info.value.type == "ProtocolError"
-    sandbox = py("import json\ndef f():\n    json.dumps = lambda *a, **k: '[1, 2]'\n")
+    sandbox = py(driver + "def f():\n    encoder['_dumps'] = lambda *a, **k: '[1, 2]'\n")
     with pytest.raises(ws.GuestError, match="ProtocolError"):
         sandbox.call("f")
 

@@ -19,6 +19,8 @@ __all__ = ["BOOT"]
 
 BOOT = r"""
 (function () {
+  const renew = globalThis.__wsbx_renew; // set by the host's first module (the environment)
+  delete globalThis.__wsbx_renew;
   const builtins = new Set([...Object.getOwnPropertyNames(globalThis), "fetch"]);
   let pending = null;
 
@@ -300,7 +302,7 @@ BOOT = r"""
 
   Object.defineProperty(globalThis, "fetch", { value: fetch, writable: true, configurable: true });
   Object.defineProperty(globalThis, "__wsbx", {
-    value: Object.freeze({ main: main, take: take, requests: requests, upload: upload, chunk: chunk, respond: respond }),
+    value: Object.freeze({ main: main, take: take, requests: requests, upload: upload, chunk: chunk, respond: respond, renew: renew }),
     enumerable: false,
   });
 })();

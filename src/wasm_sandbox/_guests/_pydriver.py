@@ -126,11 +126,12 @@ def _function(namespace, name):
 def _renew(fresh):
     """A new instance made from a snapshot: the state that must differ between executions
     (the environment, the random streams) is drawn again."""
-    import os
-    environ = dict(item.split("=", 1) for item in fresh["env"] if "=" in item)
-    for key in [k for k in os.environ if k not in environ]:
-        del os.environ[key]
-    os.environ.update(environ)
+    if "env" in fresh:
+        import os
+        environ = dict(item.split("=", 1) for item in fresh["env"] if "=" in item)
+        for key in [k for k in os.environ if k not in environ]:
+            del os.environ[key]
+        os.environ.update(environ)
     random = sys.modules.get("random")
     if random is not None:
         random.seed()

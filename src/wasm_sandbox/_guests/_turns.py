@@ -35,11 +35,18 @@ _MAX_SAFE_INTEGER = 1 << 53
 # The driver hands over at most 16 queued requests at a time, each with at most 64 Ki
 # characters of URL and headers (up to 6 bytes each as JSON); a longer queue is refused unread.
 _MAX_QUEUE_TEXT = 16 * (6 * MAX_REQUEST_TEXT + 4096)
-# The timers of QuickJS's os module, as the usual globals; nothing else of that module.
+# The timers of QuickJS's os module, as the usual globals; nothing else of that module. And
+# for the driver (it takes it at boot): how a new instance made from a snapshot gets its own
+# environment (the C library read the booted one's).
 _TIMERS = (
     "import { setTimeout, clearTimeout } from 'qjs:os';\n"
+    "import { getenviron, setenv, unsetenv } from 'qjs:std';\n"
     "for (const [k, v] of Object.entries({ setTimeout, clearTimeout }))\n"
     "  Object.defineProperty(globalThis, k, { value: v, writable: true, configurable: true });\n"
+    "Object.defineProperty(globalThis, '__wsbx_renew', { configurable: true, value: (env) => {\n"
+    "  for (const k of Object.keys(getenviron())) unsetenv(k);\n"
+    "  for (const [k, v] of env) setenv(k, v);\n"
+    "} });\n"
 )
 
 
@@ -80,9 +87,11 @@ class PythonTurn:
 
         ctx.door = Door(door, deliver)
         request = self.request
-        if instance.reseed:  # made from a snapshot: the environment travels with the request
-            env = [item.decode("utf-8", "surrogateescape") for item in ctx.env]
-            request = {**request, "fresh": {"env": env}}
+        if instance.reseed:  # made from a snapshot: fresh randomness, and this environment
+            fresh: dict[str, Any] = {}
+            if tuple(ctx.env) != instance.snapshot_env:
+                fresh["env"] = [item.decode("utf-8", "surrogateescape") for item in ctx.env]
+            request = {**request, "fresh": fresh}
         code = turn_code(request, boot=not instance.script_ready)
         size = len(code)
         ptr = int(instance.invoke("host_alloc", (size,), fuel=None)) & _MASK32
@@ -107,6 +116,8 @@ class JavaScriptTurn:
 
     def run(self, instance: GuestInstance, ctx: WasiContext) -> tuple[Any, int | None]:
         js = _QuickJs(instance)
+        if instance.reseed:
+            js.renew(ctx)
         if self.request["op"] == "boot":  # to be snapshotted: Math.random must be reseedable
             js.random_state()
         if self.code is not None:
@@ -172,11 +183,18 @@ class _QuickJs:
             if _is_exception(booted):
                 raise e.GuestError("InternalError", "the JavaScript driver did not start")
             self.free(booted)
-        elif instance.reseed:  # made from a snapshot: Math.random draws a stream of its own
-            seed = int.from_bytes(os.urandom(8), "little") or 1
-            instance.write_memory(self.random_state(ctx), seed.to_bytes(8, "little"))
-            instance.reseed = False
         self.ctx = ctx
+
+    def renew(self, ctx: WasiContext) -> None:
+        """A new instance made from a snapshot: its own environment, and a Math.random
+        stream of its own."""
+        seed = int.from_bytes(os.urandom(8), "little") or 1
+        self.instance.write_memory(self.random_state(), seed.to_bytes(8, "little"))
+        if tuple(ctx.env) != self.instance.snapshot_env:
+            pairs = [item.decode("utf-8", "replace").split("=", 1) for item in ctx.env]
+            env = json.dumps([pair for pair in pairs if len(pair) == 2])
+            self.free(self.eval(f"__wsbx.renew({env})", "<wsbx>"))
+        self.instance.reseed = False
 
     def random_state(self, ctx: int | None = None) -> int:
         """The address of the context's Math.random state (QuickJS's xorshift64*: the state

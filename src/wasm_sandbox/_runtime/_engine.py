@@ -640,6 +640,7 @@ class GuestInstance:
         # environment) is the snapshot's until the first turn renews it.
         self.reseed = False
         self.restored = False  # made from a snapshot (its start function ran in the original)
+        self.snapshot_env: tuple[bytes, ...] = ()  # the environment the guest state holds
         with bind(binding):
             try:
                 self._instance = _capi.instantiate_pre(compiled.pre, context)
@@ -775,7 +776,8 @@ class GuestInstance:
         """This instance's whole state, between calls into it (``SnapshotError`` when it
         holds what a snapshot cannot carry: see ``_wasi._hoststate``)."""
         host = capture_host(self._binding.fds)
-        return Snapshot(self._memory_state(), host, self.script_ready)
+        env = tuple(self._binding.wasi.env)
+        return Snapshot(self._memory_state(), host, self.script_ready, env)
 
     def restore(self, snapshot: Snapshot) -> None:
         """Make this new instance (its start function not run) hold ``snapshot``, taken from
@@ -783,6 +785,7 @@ class GuestInstance:
         self._restore_memory(snapshot.memory)
         restore_host(self._binding.fds, snapshot.host)
         self.script_ready = snapshot.script_ready
+        self.snapshot_env = snapshot.env
         self.reseed = self.restored = True
 
     def reset(self, snapshot: Snapshot, resetter: Resetter) -> bool:

@@ -82,6 +82,9 @@ class Snapshot:
     memory: InstanceState
     host: HostState
     script_ready: bool
+    env: tuple[bytes, ...] = ()
+    """The environment of the execution it was taken in (``KEY=value``): an execution with
+    another one renews the guest's (``GuestInstance.reseed``)."""
 
     @property
     def size(self) -> int:
@@ -260,6 +263,7 @@ def dump_snapshot(snapshot: Snapshot, meta: dict[str, object]) -> bytes:
         "globals": [[index, kind, raw.hex()] for index, kind, raw in memory.globals],
         "mounts": mounts,
         "script_ready": snapshot.script_ready,
+        "env": [item.decode("utf-8", "surrogateescape") for item in snapshot.env],
         "meta": meta,
     }
     head = json.dumps(header, separators=(",", ":")).encode()
@@ -337,7 +341,8 @@ def _from_header(header: dict[str, object], data: memoryview) -> Snapshot:
     if not isinstance(digest, str):
         raise TypeError("digest")
     memory = InstanceState(digest, pages, tuple(runs), tuple(values))
-    return Snapshot(memory, HostState(tuple(mounts)), bool(header["script_ready"]))
+    env = tuple(str(item).encode("utf-8", "surrogateescape") for item in _list(header["env"]))
+    return Snapshot(memory, HostState(tuple(mounts)), bool(header["script_ready"]), env)
 
 
 def _int(value: object, bound: int) -> int:
