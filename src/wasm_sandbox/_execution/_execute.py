@@ -109,9 +109,13 @@ def _log_report(
 class Execution:
     """Runs guest code under a plan. With ``keep_instance`` the instance lives across calls."""
 
-    def __init__(self, plan: ExecutionPlan, keep_instance: bool = False) -> None:
+    def __init__(
+        self, plan: ExecutionPlan, keep_instance: bool = False, internal: bool = False
+    ) -> None:
         self.plan = plan
         self.keep_instance = keep_instance
+        # Ours, not the user's (a runtime's boot): no metrics, no report log.
+        self.internal = internal
         self._kept: GuestInstance | None = None
         self._lock = threading.Lock()
         self._start = plan.start  # what new instances start from (None: their own boot)
@@ -271,11 +275,11 @@ class Execution:
         if ending.interrupt is not None:
             raise ending.interrupt.with_traceback(None)  # without the guest's host-call frames
         outcome = Outcome(ran.value, ending, ctx, self.plan, measured)
-        if OBSERVERS:  # something wants every report (metrics)
+        if OBSERVERS and not self.internal:  # something wants every report (metrics)
             notify_report(outcome.report)
         error = ending.error
         if error is None:
-            if self.plan.verbose or self.plan.debug:
+            if (self.plan.verbose or self.plan.debug) and not self.internal:
                 _log_report(self.plan, "execution finished", outcome)
             return outcome
         error.report = outcome.report

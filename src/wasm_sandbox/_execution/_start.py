@@ -34,7 +34,7 @@ _lock = threading.Lock()
 def boot_snapshot(plan: ExecutionPlan, call: Call, env: list[bytes]) -> Snapshot:
     """Run ``call`` on a new instance of ``plan`` under its limits and snapshot the
     instance it leaves; the call's failure (a limit, a guest error) is raised."""
-    execution = Execution(plan, keep_instance=True)
+    execution = Execution(plan, keep_instance=True, internal=True)
     try:
         ctx = plan.context([b"wsbx-boot"], env, None)
         execution.execute(ctx, call)
