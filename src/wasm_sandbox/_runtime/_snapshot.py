@@ -95,13 +95,26 @@ class Snapshot:
 def changed_runs(data: int, size: int, base: int, base_size: int) -> tuple[tuple[int, bytes], ...]:
     """The runs of 4 KiB blocks of the memory at ``data`` (``size`` bytes) that differ from
     the memory at ``base`` (``base_size`` bytes; zeros past it). Blocks the size of the
-    host's pages: a restore writes (and so copies on write) only what changed."""
+    host's pages: a restore writes (and so copies on write) only what changed. Only the
+    blocks the kernel says may have been written are compared (``written_blocks``; all of
+    them where it cannot say): the others hold the image, and reading them would cost a
+    fault each."""
+    spans = written_blocks(data, size)
+    if spans is None:
+        spans = [(0, size // _BLOCK)]
     runs: list[tuple[int, bytes]] = []
+    for first, end in spans:
+        _compare(data, base, min(size, base_size), first * _BLOCK, end * _BLOCK, runs)
+    return tuple(runs)
+
+
+def _compare(
+    data: int, base: int, common: int, at: int, stop: int, runs: list[tuple[int, bytes]]
+) -> None:
+    """Append to ``runs`` the changed runs of blocks within [at, stop)."""
     start = -1  # first byte of the open run
-    common = min(size, base_size)
-    at = 0
-    while at < size:
-        aligned = start < 0 and at % _CHUNK == 0 and at + _CHUNK <= common
+    while at < stop:
+        aligned = start < 0 and at % _CHUNK == 0 and at + _CHUNK <= min(common, stop)
         if aligned and not _memcmp(data + at, base + at, _CHUNK):
             at += _CHUNK
             continue
@@ -114,8 +127,7 @@ def changed_runs(data: int, size: int, base: int, base_size: int) -> tuple[tuple
             start = -1
         at += _BLOCK
     if start >= 0:
-        runs.append((start, ctypes.string_at(data + start, size - start)))
-    return tuple(runs)
+        runs.append((start, ctypes.string_at(data + start, stop - start)))
 
 
 def write_runs(data: int, size: int, runs: tuple[tuple[int, bytes], ...]) -> None:
