@@ -387,6 +387,28 @@ class SSLError(OSError):
 class SSLCertVerificationError(SSLError, ValueError):
     pass
 
+# What other modules read at import (asyncio's sslproto: SSLWantReadError, SSLSyscallError).
+class SSLZeroReturnError(SSLError):
+    pass
+
+class SSLWantReadError(SSLError):
+    pass
+
+class SSLWantWriteError(SSLError):
+    pass
+
+class SSLSyscallError(SSLError):
+    pass
+
+class SSLEOFError(SSLError):
+    pass
+
+class SSLSocket:  # no socket of the sandbox is one (the host does TLS): isinstance checks
+    pass
+
+class SSLObject:  # never made in the sandbox: isinstance checks
+    pass
+
 CertificateError = SSLCertVerificationError
 PROTOCOL_TLS = 2
 PROTOCOL_TLS_CLIENT = 16
