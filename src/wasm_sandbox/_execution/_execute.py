@@ -29,6 +29,7 @@ from ._reporting import build_report
 __all__ = ["Execution", "Outcome", "execution_result"]
 
 log = logging.getLogger("wasm_sandbox")
+_IDLE = 2  # reset instances kept per execution, ready for the next fresh ones
 
 
 class Outcome:
@@ -114,13 +115,24 @@ class Execution:
         self._kept: GuestInstance | None = None
         self._lock = threading.Lock()
         self._start = plan.start  # what new instances start from (None: their own boot)
+        # Fresh instances that were reset to the start snapshot after an execution that
+        # ended cleanly (``GuestInstance.recycle``): the next fresh execution takes one.
+        self._idle: list[GuestInstance] = []
 
     def close(self) -> None:
-        """Release the kept instance, if any."""
+        """Release the kept instance, if any, and the idle ones."""
         with self._lock:
             if self._kept is not None:
                 self._kept.close()
                 self._kept = None
+        self._drop_idle()
+
+    def _drop_idle(self) -> None:
+        while self._idle:
+            try:
+                self._idle.pop().close()
+            except IndexError:  # another thread took the last one
+                break
 
     def capture(self) -> Snapshot:
         """A snapshot of the kept instance (``SnapshotError`` when there is none or it holds
@@ -137,6 +149,7 @@ class Execution:
                 self._kept.close()
                 self._kept = None
             self._start = snapshot
+        self._drop_idle()
 
     def new_context(
         self,
@@ -196,6 +209,14 @@ class Execution:
             self._kept.rebind(ctx)
             return self._kept, False
         plan = self.plan
+        if self._idle and ctx.limits is plan.limits:  # made with the same caps
+            try:
+                instance = self._idle.pop()
+            except IndexError:  # another thread took the last one
+                pass
+            else:
+                instance.rebind(ctx)
+                return instance, True
         instance = GuestInstance.create(plan.handle, plan.compiled, ctx, plan.mounts)
         if self._start is not None:
             try:
@@ -229,7 +250,9 @@ class Execution:
             return self._finish(ctx, call, instance, fuel, ran)
         finally:
             if instance is not None:
-                self._release(instance, fresh, prepared)
+                # An instance whose execution was not stopped may be reset and used again.
+                clean = prepared and ran.failure is None and ctx.stop_state.reason is None
+                self._release(instance, fresh, prepared, clean and ctx.limits is self.plan.limits)
 
     def _finish(
         self, ctx: WasiContext, call: Call, instance: GuestInstance | None, fuel: int, ran: _Ran
@@ -287,10 +310,18 @@ class Execution:
         if not instance.restored:  # made from a snapshot, it has started already
             instance.start(initialize)
 
-    def _release(self, instance: GuestInstance, fresh: bool, prepared: bool) -> None:
-        """Close an isolated instance; keep a new one whose start function completed."""
+    def _release(
+        self, instance: GuestInstance, fresh: bool, prepared: bool, reusable: bool = False
+    ) -> None:
+        """Close an isolated instance (or, when ``reusable``, reset it to the start snapshot
+        and keep it idle, if it can be); keep a new one whose start function completed."""
         if not self.keep_instance:
-            instance.close()
+            start = self._start
+            recycled = reusable and start is not None and len(self._idle) < _IDLE
+            if recycled and start is not None and instance.recycle(start):
+                self._idle.append(instance)
+            else:
+                instance.close()
         elif fresh:
             if prepared:
                 self._kept = instance

@@ -51,6 +51,7 @@ from ._bind import (
 from ._build import BuildBudget, artifact_file, compile_in_child
 from ._cache import artifact_lock, write_atomically
 from ._compiler import compile_module, engine_config, first_line
+from ._image import MemoryImage, image_of
 from ._snapshot import PAGE, InstanceState, Snapshot, changed_runs, write_runs
 from ._traps import remember_trap_handlers
 
@@ -635,6 +636,8 @@ class GuestInstance:
         # environment) is the snapshot's until the first turn renews it.
         self.reseed = False
         self.restored = False  # made from a snapshot (its start function ran in the original)
+        self._image: MemoryImage | None = None  # the image its memory maps, if any
+        self._mounts: tuple[Mount, ...] = ()  # what its descriptor table was made for
         with bind(binding):
             try:
                 self._instance = _capi.instantiate_pre(compiled.pre, context)
@@ -780,6 +783,29 @@ class GuestInstance:
         self.script_ready = snapshot.script_ready
         self.reseed = self.restored = True
 
+    def recycle(self, snapshot: Snapshot) -> bool:
+        """Make this instance, made from ``snapshot`` with its memory mapped from the
+        snapshot's image and not stopped since, hold ``snapshot`` again, as a new instance
+        made from it would: its memory reset to the image, its globals and host-side state
+        (a new descriptor table) restored. False when that cannot be done (it must then be
+        closed): another snapshot's instance, a memory that grew, no image."""
+        image = self._image
+        measured = self._measured
+        if image is None or measured is None or snapshot.memory.image[:1] != [image]:
+            return False
+        data, size = _capi.memory_span(self._context, measured)
+        if not image.reset(data, size):
+            return False
+        self._restore_globals(snapshot.memory)
+        fds, old = FdTable(self._mounts), self._binding.fds
+        self._binding.fds = fds
+        old.close()
+        restore_host(fds, snapshot.host)
+        self.reset_denial()
+        self.script_ready = snapshot.script_ready
+        self.reseed = self.restored = True
+        return True
+
     def _memory_state(self) -> InstanceState:
         """The memory pages that differ from the module's image, and the mutable globals."""
         compiled = self._compiled
@@ -821,11 +847,20 @@ class GuestInstance:
                         state.pages * PAGE, self._memory_cap or state.pages * PAGE
                     ) from None
             data, size = _capi.memory_span(self._context, measured)
-            try:
-                write_runs(data, size, state.runs)
-            except ValueError as exc:
-                raise SnapshotError(str(exc)) from None
-        kinds = dict(compiled.info.mutable_globals)
+            image = image_of(state, *self._handle.template_memory(compiled))
+            if image is not None:  # large: mapped copy-on-write (see _image)
+                image.map_over(data, size)
+                self._image = image
+            else:
+                try:
+                    write_runs(data, size, state.runs)
+                except ValueError as exc:
+                    raise SnapshotError(str(exc)) from None
+        self._restore_globals(state)
+
+    def _restore_globals(self, state: InstanceState) -> None:
+        """Set every mutable global to its value in ``state``."""
+        kinds = dict(self._compiled.info.mutable_globals)
         for index, kind, raw in state.globals:
             item = self._global(f"{_wasm.GLOBAL_EXPORT_PREFIX}{index}")
             if item is None or kinds.get(index) != kind:
@@ -847,9 +882,11 @@ class GuestInstance:
         try:
             limits = wasi.limits
             binding = HostBinding(wasi, fds)
-            return GuestInstance(
+            instance = GuestInstance(
                 handle, compiled, binding, limits.memory_bytes, limits.memory_growth_limit
             )
+            instance._mounts = mounts
+            return instance
         except BaseException:
             fds.close()
             raise

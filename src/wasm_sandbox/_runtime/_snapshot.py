@@ -19,7 +19,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._wasi._hoststate import HostState, MountState
@@ -62,6 +62,9 @@ class InstanceState:
     image (or, past the image's size, from zeros), in ascending order."""
     globals: tuple[tuple[int, str, bytes], ...]
     """(global index, value type, the value's 16 bytes) of each mutable global."""
+    image: list[Any] = field(default_factory=list, compare=False, repr=False)
+    """The ``_image.MemoryImage`` new instances map, made at the first restore (False when
+    none can be made); empty until then, and for states small enough to copy."""
 
     @property
     def changed_bytes(self) -> int:
@@ -69,7 +72,7 @@ class InstanceState:
         return sum(len(data) for _, data in self.runs)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Snapshot:
     """A guest instance's whole state between calls: the guest's (``memory``) and the host
     side's (``host``), and whether a script runtime's driver is loaded in it."""
