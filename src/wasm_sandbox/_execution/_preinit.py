@@ -162,6 +162,7 @@ def _make(plan: ExecutionPlan, preparation: Preparation) -> tuple[Snapshot, tupl
         time.monotonic() - started,
         snapshot.memory.changed_bytes,
     )
+    _check_restores(plan, snapshot)  # and a large state's image is made now, not at a call
     return snapshot, effects
 
 
@@ -192,7 +193,8 @@ def _read(path: Path, key: str, plan: ExecutionPlan) -> Snapshot | None:
 
 def _check_restores(plan: ExecutionPlan, snapshot: Snapshot) -> None:
     """Restore ``snapshot`` into a new instance of ``plan`` (and drop it): a state that
-    does not fit the module fails here, at build, not at every call."""
+    does not fit the module fails here, at build, not at every call; the memory image of a
+    large one is made on the way (``_runtime._image``)."""
     ctx = plan.context([b"wsbx-check"], [], None)
     instance = GuestInstance.create(plan.handle, plan.compiled, ctx, plan.mounts)
     try:
