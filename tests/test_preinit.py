@@ -25,6 +25,7 @@ import pytest
 import wasm_sandbox as ws
 from tests.conftest import _link_prepared
 from wasm_sandbox._execution import _preinit
+from wasm_sandbox._guests._python import find_python_runtime
 from wasm_sandbox._invocation import sandbox_core
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -460,3 +461,28 @@ def test_state_key_is_stable_and_covers_its_inputs() -> None:
     for name, value in [("source", "x = 2"), ("setup", None), ("env", ["A=1"])]:
         assert _preinit.state_key(plan, {**identity, name: value}) != key
     assert re.fullmatch("[0-9a-f]{64}", key)
+
+
+# --- the runtime's packages ---------------------------------------------------------------
+
+
+def test_readme_lists_the_runtimes_bundled_packages() -> None:
+    """README's list of the Python runtime's packages is the one its MANIFEST states (run
+    scripts/runtime_packages.py to regenerate it)."""
+    runtime = find_python_runtime(Path(os.environ["WASM_SANDBOX_CACHE_DIR"]))
+    manifest = (runtime.wasm_path.parent / "MANIFEST").read_text()
+    packages = re.findall(r"^package (\S+) (\S+)$", manifest, re.MULTILINE)
+    readme = (ROOT / "README.md").read_text()
+    listed = re.findall(r"^\| `([^`]+)` \| ([^ |]+) \|$", readme, re.MULTILINE)
+    assert packages and sorted(listed) == sorted(packages)
+
+
+def test_readme_example_runs() -> None:
+    """The README's pre-initialisation example runs as written and answers as it says."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Pre-initialisation", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["analysis"].call("summarize", [{"region": "n", "amount": 2.0}]) == {"n": 2.0}
+    assert namespace["tables"].call("lookup", 500) == 0.5
