@@ -26,7 +26,6 @@ memfd cannot be made, snapshots are copied.
 from __future__ import annotations
 
 import ctypes
-import errno
 import fcntl
 import mmap
 import os
@@ -76,13 +75,12 @@ _pagemap: list[int] = []  # [pid, fd]: reopened in a forked child (/proc/self is
 class MemoryImage:
     """A sealed memfd holding a whole linear memory of ``size`` bytes."""
 
-    __slots__ = ("__weakref__", "_data", "_view", "fd", "size")
+    __slots__ = ("__weakref__", "_view", "fd", "size")
 
     def __init__(self, fd: int, size: int) -> None:
         self.fd = fd
         self.size = size
         self._view = 0  # where this process maps the image read-only (0: not yet)
-        self._data = _data_pages(fd, size)  # per host page: 1 holds data, 0 is a hole (zeros)
         weakref.finalize(self, os.close, fd)
 
     def reset(self, address: int, size: int) -> bool:
@@ -107,25 +105,10 @@ class MemoryImage:
         while at >= 0:
             end = written.find(0, at)
             end = pages if end < 0 else end
-            self._copy_back(address, view, at, end)
+            offset = at * _HOST_PAGE
+            ctypes.memmove(address + offset, view + offset, (end - at) * _HOST_PAGE)
             at = written.find(1, end)
         return True
-
-    def _copy_back(self, address: int, view: int, start: int, end: int) -> None:
-        """Pages ``start`` to ``end`` of the memory at ``address`` as the image has them:
-        copied from its view, or zeroed where the image has a hole (faster, and reads
-        nothing)."""
-        data = self._data
-        while start < end:
-            has_data = data[start]
-            stop = data.find(0 if has_data else 1, start, end)
-            stop = end if stop < 0 else stop
-            offset, length = start * _HOST_PAGE, (stop - start) * _HOST_PAGE
-            if has_data:
-                ctypes.memmove(address + offset, view + offset, length)
-            else:
-                ctypes.memset(address + offset, 0, length)
-            start = stop
 
     def _read_view(self) -> int:
         """The address of a read-only shared mapping of the image in this process (0 when
@@ -149,24 +132,6 @@ class MemoryImage:
         if mapped != address:
             errno = ctypes.get_errno()
             raise SnapshotError(f"mapping the snapshot's memory failed: {os.strerror(errno)}")
-
-
-def _data_pages(fd: int, size: int) -> bytes:
-    """Per host page of the file ``fd`` (``size`` bytes): 1 where it holds data, 0 in a hole
-    (read as zeros); all 1 where the system cannot tell."""
-    pages = size // _HOST_PAGE
-    mask = bytearray(pages)
-    offset = 0
-    try:
-        while offset < size:
-            start = os.lseek(fd, offset, os.SEEK_DATA)
-            offset = min(os.lseek(fd, start, os.SEEK_HOLE), size)
-            first, last = start // _HOST_PAGE, -(-offset // _HOST_PAGE)
-            mask[first:last] = b"\x01" * (last - first)
-    except OSError as exc:
-        if exc.errno != errno.ENXIO:  # ENXIO: no data past ``offset``
-            return b"\x01" * pages
-    return bytes(mask)
 
 
 def _munmap(address: int, size: int) -> None:
