@@ -161,6 +161,7 @@ def measure_builds(rounds: int) -> dict[str, Any]:
         if snapshots.is_dir():
             for path in set(snapshots.glob("*.wsnap")) - before:
                 path.unlink(missing_ok=True)
+                path.with_suffix(".lock").unlink(missing_ok=True)
     return {
         "build_preinit_made_ms": _summary(made),
         "build_preinit_from_disk_new_process_ms": _summary(child_build),

@@ -304,6 +304,34 @@ def test_a_failed_call_is_not_reused_and_the_next_is_correct(science: ws.WasmSan
     assert all(instance in kept for instance in calls._idle)
 
 
+def test_reused_instances_carry_nothing_between_calls() -> None:
+    """With a large state (mapped, its instances reset and reused), a call sees none of the
+    previous calls' globals, heap, modules, files or descriptors."""
+    source = textwrap.dedent(
+        """
+        import os, sys
+
+        KEEP = []
+
+        def step():
+            KEEP.append(bytearray(1 << 20))
+            seen = sorted(os.listdir('/tmp'))
+            with open('/tmp/mine.txt', 'w') as f:
+                f.write('x')
+            fd = os.open('/tmp/table.txt', os.O_RDONLY)  # left open
+            fresh = 'json.tool' not in sys.modules
+            import json.tool
+            return [len(KEEP), seen, open('/tmp/table.txt').read(), fd, fresh]
+        """
+    )
+    setup = "import numpy, pandas\nwith open('/tmp/table.txt', 'w') as f:\n    f.write('42')\n"
+    sandbox = build(source, "python", setup, memory_fs="/tmp", **NUMPY_LIMITS)
+    results = [sandbox.call("step") for _ in range(4)]
+    assert sandbox_core(sandbox)._calls._idle, "the large state's instances were not reused"
+    assert results[0][:3] == [1, ["table.txt"], "42"] and results[0][4] is True
+    assert all(result == results[0] for result in results)
+
+
 # --- JavaScript ---------------------------------------------------------------------------
 
 JS_MODULE = """
