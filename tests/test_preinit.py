@@ -8,6 +8,7 @@ prepared runtimes are linked (no compile)."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import logging
@@ -27,6 +28,7 @@ from tests.conftest import _link_prepared
 from wasm_sandbox._execution import _preinit
 from wasm_sandbox._guests._python import find_python_runtime
 from wasm_sandbox._invocation import sandbox_core
+from wasm_sandbox._runtime import _capi
 
 ROOT = Path(__file__).resolve().parent.parent
 NUMPY_LIMITS: dict[str, Any] = {"memory_limit": "512MiB", "timeout_duration": 120}
@@ -274,9 +276,12 @@ def test_each_fresh_call_draws_fresh_randomness(science: ws.WasmSandbox) -> None
 
 
 def test_a_call_that_grows_memory_does_not_disturb_the_next(science: ws.WasmSandbox) -> None:
-    """A call that grows the memory far past the state's (its instance is then dropped, not
-    reset for reuse) leaves the next calls as correct as before."""
+    """A call that grows the memory far past the state's, or writes over a quarter of it
+    (its instance is then dropped, not reset for reuse), leaves the next calls as correct
+    as before."""
     assert science.call("grow", 96) == 96 << 20
+    assert science.call("analyse") == EXPECTED
+    assert science.call("grow", 24) == 24 << 20  # wrote over a quarter of it: not reset
     assert science.call("analyse") == EXPECTED
     assert science.call("grow", 1) == 1 << 20
     assert science.call("analyse") == EXPECTED
@@ -291,6 +296,18 @@ def test_calls_reuse_reset_instances(science: ws.WasmSandbox) -> None:
     idle = calls._idle[-1]
     science.call("analyse")
     assert calls._idle[-1] is idle
+
+
+def test_a_reset_instance_holds_exactly_the_state(science: ws.WasmSandbox) -> None:
+    """After a call that wrote all over the heap, the instance kept for reuse holds the
+    state's memory byte for byte (every page the call wrote was found and copied back)."""
+    assert science.call("grow", 12) == 12 << 20
+    instance = sandbox_core(science)._calls._idle[-1]
+    image, memory = instance._image, instance._measured
+    assert image is not None and memory is not None
+    data, size = _capi.memory_span(instance._context, memory)
+    assert size == image.size
+    assert ctypes.string_at(data, size) == ctypes.string_at(image._read_view(), size)
 
 
 def test_a_failed_call_is_not_reused_and_the_next_is_correct(science: ws.WasmSandbox) -> None:
