@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -296,6 +297,18 @@ def test_calls_reuse_reset_instances(science: ws.WasmSandbox) -> None:
     idle = calls._idle[-1]
     science.call("analyse")
     assert calls._idle[-1] is idle
+
+
+def test_concurrent_fresh_calls_share_the_state_safely(science: ws.WasmSandbox) -> None:
+    """Calls from four threads at once (instances made, reset and taken concurrently) all
+    answer correctly, each with randomness of its own."""
+    with ThreadPoolExecutor(4) as pool:
+        results = list(
+            pool.map(lambda _: (science.call("analyse"), science.call("draws")), range(24))
+        )
+    assert all(result == EXPECTED for result, _ in results)
+    draws = [tuple(drawn) for _, drawn in results]
+    assert len(set(draws)) == len(draws)
 
 
 def test_a_reset_instance_holds_exactly_the_state(science: ws.WasmSandbox) -> None:
