@@ -847,7 +847,7 @@ class GuestInstance:
                         state.pages * PAGE, self._memory_cap or state.pages * PAGE
                     ) from None
             data, size = _capi.memory_span(self._context, measured)
-            image = image_of(state, *self._handle.template_memory(compiled))
+            image = image_of(state, lambda: self._handle.template_memory(compiled))
             if image is not None:  # large: mapped copy-on-write (see _image)
                 image.map_over(data, size)
                 self._image = image

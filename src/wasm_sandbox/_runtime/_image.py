@@ -31,6 +31,7 @@ import mmap
 import os
 import threading
 import weakref
+from collections.abc import Callable
 
 from .._errors import SnapshotError
 from ._snapshot import PAGE, InstanceState
@@ -190,15 +191,15 @@ def _tells_writes(pagemap: int) -> bool:
     )
 
 
-def image_of(state: InstanceState, base: int, base_size: int) -> MemoryImage | None:
+def image_of(state: InstanceState, template: Callable[[], tuple[int, int]]) -> MemoryImage | None:
     """The image of ``state`` (made once, kept with it), whose unchanged pages are those of
-    the module's image at ``base`` (``base_size`` bytes); None when the state is small enough
-    to copy, or no image can be made here."""
+    the module's image, at the (address, size) ``template()`` gives; None when the state is
+    small enough to copy, or no image can be made here."""
     if not _SUPPORTED or state.changed_bytes < MAP_THRESHOLD:
         return None
     with _lock:
         if not state.image:  # made once; False when it cannot be (then the state is copied)
-            state.image.append(_make(state, base, base_size) or False)
+            state.image.append(_make(state, *template()) or False)
         image = state.image[0]
     return image if isinstance(image, MemoryImage) else None
 
