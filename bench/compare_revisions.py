@@ -166,6 +166,20 @@ def figures_descriptors(data: dict[str, Any]) -> Iterator[Figure]:
         yield Figure("growth: last N / first N", data["growth"], "x", kind="ratio")
 
 
+def figures_preinit(data: dict[str, Any]) -> Iterator[Figure]:
+    """bench_preinit.py: ``figures: {name_ms: {median, min} or a number}``, and the fresh
+    call with preinitialize against the same call without it."""
+    figures = data.get("figures", {})
+    for key, value in figures.items():
+        median = _num(value.get("median")) if isinstance(value, dict) else _num(value)
+        if median is not None:
+            yield Figure(f"{key.removesuffix('_ms')} median", median, "ms")
+    ready = figures.get("fresh_call_preinit_ms", {}).get("median")
+    plain = figures.get("fresh_call_plain_ms", {}).get("median")
+    if _num(ready) and _num(plain):
+        yield Figure("fresh call: preinit / plain", ready / plain, "x", kind="ratio")
+
+
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], Iterator[Figure]]] = {
     "core": figures_core_io,
     "io": figures_core_io,
@@ -175,6 +189,7 @@ EXTRACTORS: dict[str, Callable[[dict[str, Any]], Iterator[Figure]]] = {
     "build": figures_build,
     "amplification": figures_amplification,
     "descriptors": figures_descriptors,
+    "preinit": figures_preinit,
 }
 
 

@@ -16,7 +16,7 @@ from ._config._limits import OptimizationLevel, ResourceLimits, ResourceProfile
 from ._config._mounts import DEFAULT_MEMORY_FS_BYTES, DEFAULT_MEMORY_FS_ENTRIES, Mount, check_mounts
 from ._config._policy import NetworkPolicy
 from ._errors import ConfigurationError
-from ._guests._sources import Source
+from ._guests._sources import Source, script_language
 from ._observe._iomonitor import IoOperation
 from ._observe._monitor import DEFAULT_INTERVAL, ResourceMonitor, ResourceUsage, high_usage_monitor
 from ._runtime._build import (
@@ -150,6 +150,13 @@ class SandboxConfig:
     build_memory_limit: int | str | None = None
     """Address space, in bytes, of the child process that compiles the module (>= 256 MiB;
     default None). Past it the compile fails: ``BuildLimitExceeded``."""
+    preinitialize: bool = False
+    """Prepare, once at build, the state every fresh execution of a Python or JavaScript
+    guest starts from (``SandboxBuilder.preinitialize``; README: *Pre-initialisation*)."""
+    setup: str | None = None
+    """With ``preinitialize``: guest code run once at build in the guest's global scope
+    (Python's ``__main__``, JavaScript's global object). None: the source is loaded instead,
+    as ``call()`` loads it, and calls use it without running it again."""
 
     def __post_init__(self) -> None:
         """Check every field once; nothing is rewritten (derived values are properties)."""
@@ -171,6 +178,7 @@ class SandboxConfig:
             raise ConfigurationError(
                 "auto_scaler cannot resize a kept instance: use isolated calls"
             )
+        _check_preinit(self)
         if self.fuel_metering is False and self.limits.max_fuel is not None:
             raise ConfigurationError(
                 f"max_fuel={self.limits.max_fuel} needs fuel metering: "
@@ -243,6 +251,30 @@ def _check_strings(what: str, values: Sequence[str]) -> None:
             raise TypeError(f"{what} must be strings, got {type(value).__name__} {value!r}")
         if "\0" in value:
             raise ConfigurationError(f"{what} must not contain NUL characters, got {value!r}")
+
+
+def _check_preinit(config: SandboxConfig) -> None:
+    """``setup`` is guest code for a preinitialised Python or JavaScript sandbox whose
+    executions are fresh."""
+    if config.setup is not None and not isinstance(config.setup, str):
+        raise TypeError(
+            f"setup must be a str (guest code) or None, got {type(config.setup).__name__}"
+        )
+    if not config.preinitialize:
+        if config.setup is not None:
+            raise ConfigurationError("setup is run by preinitialize: set preinitialize=True")
+        return
+    if script_language(config.source, config.language) is None:
+        raise ConfigurationError(
+            "preinitialize() is for Python and JavaScript guests (a .py or .js source, or "
+            "language('python') / language('javascript')); a WebAssembly module has no "
+            "interpreter state to prepare"
+        )
+    if config.keep_instance:
+        raise ConfigurationError(
+            "preinitialize() prepares the state every fresh execution starts from; "
+            "keep_instance keeps one instance instead: use a session for state across calls"
+        )
 
 
 def _monitoring_interval(value: timedelta | float | str) -> timedelta:
@@ -573,6 +605,23 @@ class SandboxBuilder:
         """Compile the module in a child process whose address space is capped at ``size``
         bytes (>= 256 MiB; None: no cap): ``BuildLimitExceeded`` when compiling needs more."""
         return self._set("build_memory_limit", size_option("build_memory_limit", size))
+
+    def preinitialize(self, setup: str | None = None) -> SandboxBuilder:
+        """Prepare, once when the sandbox is built, the state every fresh execution of a
+        Python or JavaScript guest starts from (``call``, ``run``, a new session), so that
+        ``import numpy, pandas`` or loading a model's tables costs nothing per call.
+
+        ``setup``: guest code (in the guest's language) run in its global scope (Python's
+        ``__main__``, JavaScript's global object): everything it defines is seen by the
+        source as if its code came first. Without ``setup``, the source is loaded once as
+        ``call()`` loads it, and calls use it without running it again (``run()`` and
+        sessions then start as before). It runs under the sandbox's limits; a failure
+        fails ``build()`` with the guest's error. The state is cached on disk with the
+        compiled modules (README: *Pre-initialisation*)."""
+        if setup is not None and not isinstance(setup, str):
+            raise TypeError(f"setup must be a str (guest code) or None, got {type(setup).__name__}")
+        self._set("preinitialize", True)
+        return self._set("setup", setup)
 
     def _set(self, name: str, value: Any) -> SandboxBuilder:
         self._options[name] = value

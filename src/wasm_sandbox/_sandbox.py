@@ -28,6 +28,7 @@ from ._config._mounts import Mount, check_mounts
 from ._execution._calls import Command, DataCall, NumericCall, TurnCall
 from ._execution._execute import Execution, Outcome, execution_result
 from ._execution._plan import ExecutionPlan, Monitoring
+from ._execution._preinit import preparation, prepared_state
 from ._execution._start import shared_boot_snapshot
 from ._guests._data import DATA_SIGNATURE, encode_kwargs, is_data_module
 from ._guests._data import encode_args as encode_data
@@ -50,6 +51,7 @@ __all__ = ["AsyncWasmSandbox", "WasmSandbox"]
 
 log = logging.getLogger("wasm_sandbox")
 T = TypeVar("T")
+_RESERVE = 32 << 20  # free heap a preinitialised Python state keeps (bounded by limit / 4)
 _INT_RANGES = {"i32": (-(2**31), 2**32 - 1), "i64": (-(2**63), 2**64 - 1)}
 
 
@@ -132,13 +134,16 @@ class WasmSandbox:
             scaler=config.auto_scaler,
             debug=config.debug_mode,
         )
+        calls: Execution | None = None  # fresh calls' execution, when not the runs'
         if self._script is not None:
-            plan = dataclasses.replace(plan, start=_boot(plan, self._script, config))
+            plan, calls = _script_plan(plan, self._script, config, cache_dir)
         execution = Execution(plan, keep_instance=config.keep_instance)
         if config.auto_scaler is not None:  # its first limits are this sandbox's
             config.auto_scaler.limits_for(limits, compiled.initial_memory_bytes)
         self._compiled = compiled
-        self._core = SandboxCore(config, self._script, execution, compiled, self.source_name)
+        self._core = SandboxCore(
+            config, self._script, execution, compiled, self.source_name, calls=calls
+        )
         if config.debug_mode:
             log.debug(
                 "sandbox built",
@@ -245,11 +250,16 @@ class SandboxCore:
         execution: Execution,
         compiled: CompiledModule,
         source_name: str,
+        calls: Execution | None = None,
     ) -> None:
         self.config = config
         self.script = script
         """The Python or JavaScript guest, or None for a WebAssembly module."""
         self._execution = execution
+        # Calls start from the state preinitialize() left, where the source is loaded
+        # already (its own execution); otherwise they share the runs' execution.
+        self._calls = execution if calls is None else calls
+        self._loaded = calls is not None
         self._data_module = is_data_module(dict(compiled.functions))
         self.exports = MappingProxyType(
             {
@@ -345,6 +355,7 @@ class SandboxCore:
     def close(self) -> None:
         """Release a kept instance."""
         self._execution.close()
+        self._calls.close()
 
     def _check_call(self, export: str, args: tuple[Any, ...]) -> bytes | None:
         """Check a call's arguments; returns the JSON payload of a data call, else None."""
@@ -373,7 +384,7 @@ class SandboxCore:
     ) -> Outcome:
         if self.script is not None:
             turn = self._script_call(export, args, kwargs or {})
-            return self._execution.execute(ctx, TurnCall(turn))
+            return self._calls.execute(ctx, TurnCall(turn))
         if kwargs:
             raise e.InvalidArguments(
                 "keyword arguments are for Python guests; WebAssembly functions take "
@@ -389,13 +400,15 @@ class SandboxCore:
         if not isinstance(name, str):
             raise TypeError(f"the function name must be a str, got {type(name).__name__}")
         assert self.script is not None
-        return self.turn(
-            "call",
-            self.script.text,
-            fn=name,
-            args=encode_data(args).decode(),
-            kwargs=encode_kwargs(dict(kwargs)).decode(),
-        )
+        fields = {
+            "args": encode_data(args).decode(),
+            "kwargs": encode_kwargs(dict(kwargs)).decode(),
+        }
+        if self._loaded:  # preinitialize() loaded the source: it is not run again
+            return self.turn("call", None, fn=name, loaded=True, **fields)
+        if self.config.setup is not None:  # the source sees what the setup defined
+            return self.turn("call", self.script.text, fn=name, prelude=True, **fields)
+        return self.turn("call", self.script.text, fn=name, **fields)
 
     def _run(self, ctx: WasiContext) -> Outcome:
         script = self.script
@@ -418,6 +431,37 @@ def _boot(plan: ExecutionPlan, script: ScriptSource, config: SandboxConfig) -> S
     env = [f"{k}={v}".encode() for k, v in config.env]
     key = (plan.handle.key, plan.compiled.digest, plan.mounts)
     return shared_boot_snapshot(plan, call, env, key)
+
+
+def _script_plan(
+    plan: ExecutionPlan, script: ScriptSource, config: SandboxConfig, cache_dir: Path | None
+) -> tuple[ExecutionPlan, Execution | None]:
+    """A script runtime's plan, whose new instances start from its booted driver, or from
+    the state ``preinitialize`` made with a setup; and, when preinitialize loaded the source
+    instead, the execution of calls, whose instances start from that state."""
+    plan = dataclasses.replace(plan, start=_boot(plan, script, config))
+    if not config.preinitialize:
+        return plan, None
+    prepared = _preinitialized(plan, script, config, cache_dir)
+    if config.setup is not None:  # every fresh execution starts after it
+        return dataclasses.replace(plan, start=prepared), None
+    calls = Execution(plan)  # calls use the loaded source; runs and sessions run it
+    calls.start_from(prepared)
+    return plan, calls
+
+
+def _preinitialized(
+    plan: ExecutionPlan, script: ScriptSource, config: SandboxConfig, cache_dir: Path | None
+) -> Snapshot:
+    """The state ``preinitialize()`` prepares (``_execution._preinit``). Not cached on disk,
+    nor shared in this process, when the sandbox mounts host directories: the setup may read
+    files that change later."""
+    env = tuple(f"{k}={v}".encode() for k, v in config.env)
+    shareable = not any(mount.host_path is not None for mount in config.mount_table)
+    limit = config.limits.memory_bytes
+    reserve = _RESERVE if limit is None else min(_RESERVE, limit // 4)
+    prepared = preparation(script, config.setup, env, cache_dir, shareable, reserve)
+    return prepared_state(plan, prepared)
 
 
 def _monitoring(config: SandboxConfig) -> Monitoring | None:

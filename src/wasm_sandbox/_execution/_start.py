@@ -22,7 +22,7 @@ from ._calls import Call
 from ._execute import Execution
 from ._plan import ExecutionPlan
 
-__all__ = ["boot_snapshot", "shared_boot_snapshot"]
+__all__ = ["boot_snapshot", "run_and_capture", "shared_boot_snapshot"]
 
 log = logging.getLogger("wasm_sandbox")
 
@@ -34,11 +34,19 @@ _lock = threading.Lock()
 def boot_snapshot(plan: ExecutionPlan, call: Call, env: list[bytes]) -> Snapshot:
     """Run ``call`` on a new instance of ``plan`` under its limits and snapshot the
     instance it leaves; the call's failure (a limit, a guest error) is raised."""
+    return run_and_capture(plan, call, env)[0]
+
+
+def run_and_capture(
+    plan: ExecutionPlan, call: Call, env: list[bytes]
+) -> tuple[Snapshot, tuple[str, ...]]:
+    """``boot_snapshot``, and what the call did outside the sandbox (its external effects:
+    a network connection, a change to a writable host directory)."""
     execution = Execution(plan, keep_instance=True, internal=True)
     try:
         ctx = plan.context([b"wsbx-boot"], env, None)
         execution.execute(ctx, call)
-        return execution.capture()
+        return execution.capture(), tuple(ctx.counters.effects)
     finally:
         execution.close()
 

@@ -143,6 +143,57 @@ def _renew(fresh):
         nprandom.seed()
 
 
+def _load_module(req):
+    """The source run as the module a call uses (with "prelude": after setup's globals)."""
+    import types
+    module = types.ModuleType(req["module"])
+    module.__file__ = req["filename"]
+    sys.modules[req["module"]] = module
+    if req.get("prelude"):
+        module.__dict__.update((k, v) for k, v in _main_dict().items() if not k.startswith("__"))
+    _remember(req["filename"], req["source"])
+    exec(compile(req["source"], req["filename"], "exec"), module.__dict__)
+    return module
+
+
+def _loaded(req):
+    """The module preinitialisation loaded (a call's source is not run again)."""
+    module = sys.modules.get(req["module"])
+    if module is None:
+        raise RuntimeError(f"the preinitialised module {req['module']!r} is gone from sys.modules")
+    return module
+
+
+def _preinit(req):
+    """Run the setup code in __main__, or without setup load the source as a call's module;
+    then collect garbage and freeze what is left (never scanned again by the collector, so
+    an execution does not touch, and copy, every page of it)."""
+    setup = req.get("setup")
+    if setup is None:
+        _load_module(req)
+    else:
+        _remember("<setup>", setup)
+        exec(compile(setup, "<setup>", "exec"), _main_dict())
+    import gc
+    gc.collect()
+    gc.freeze()
+    _reserve(req.get("reserve", 0))
+    return {"ok": None}
+
+
+def _reserve(size):
+    """Leave ``size`` bytes of free heap in the state (allocated, then freed: the allocator
+    keeps what it grew), so that executions starting from it seldom grow the memory."""
+    while size >= (1 << 20):
+        try:
+            block = bytearray(size)
+        except MemoryError:
+            size //= 2
+            continue
+        del block
+        return
+
+
 def _answer(req):
     op = req["op"]
     fresh = req.get("fresh")
@@ -155,14 +206,11 @@ def _answer(req):
     args = _loads(req.get("args", "[]"), object_hook=_from_json)
     kwargs = _loads(req.get("kwargs", "{}"), object_hook=_from_json)
     if op == "call":
-        import types
-        module = types.ModuleType(req["module"])
-        module.__file__ = req["filename"]
-        sys.modules[req["module"]] = module
-        _remember(req["filename"], req["source"])
-        exec(compile(req["source"], req["filename"], "exec"), module.__dict__)
+        module = _loaded(req) if req.get("loaded") else _load_module(req)
         fn, missing = _function(module.__dict__, req["fn"])
         return missing or {"ok": fn(*args, **kwargs)}
+    if op == "preinit":
+        return _preinit(req)
     namespace = _main_dict()
     if op == "load":
         _remember(req["filename"], req["source"])
@@ -387,6 +435,28 @@ class SSLError(OSError):
     pass
 
 class SSLCertVerificationError(SSLError, ValueError):
+    pass
+
+# What other modules read at import (asyncio's sslproto: SSLWantReadError, SSLSyscallError).
+class SSLZeroReturnError(SSLError):
+    pass
+
+class SSLWantReadError(SSLError):
+    pass
+
+class SSLWantWriteError(SSLError):
+    pass
+
+class SSLSyscallError(SSLError):
+    pass
+
+class SSLEOFError(SSLError):
+    pass
+
+class SSLSocket:  # no socket of the sandbox is one (the host does TLS): isinstance checks
+    pass
+
+class SSLObject:  # never made in the sandbox: isinstance checks
     pass
 
 CertificateError = SSLCertVerificationError

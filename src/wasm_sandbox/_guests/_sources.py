@@ -16,7 +16,14 @@ from .._errors import InvalidModule, UnsupportedSource
 from .._runtime._engine import wat_to_wasm
 from ._compile import LANGUAGES, compile_source
 
-__all__ = ["LANGUAGE_NAMES", "ScriptSource", "Source", "load_source", "script_source"]
+__all__ = [
+    "LANGUAGE_NAMES",
+    "ScriptSource",
+    "Source",
+    "load_source",
+    "script_language",
+    "script_source",
+]
 
 Source = str | os.PathLike[str] | bytes | bytearray | memoryview
 
@@ -64,6 +71,21 @@ class ScriptSource:
 
 
 _SCRIPT_SUFFIXES = {".py": "python", ".js": "javascript"}
+
+
+def script_language(source: Source, language: str | None = None) -> str | None:
+    """The script runtime ``source`` runs on (``"python"`` or ``"javascript"``), or None for
+    everything that compiles to a module: what ``script_source`` decides, without reading a
+    file."""
+    if language is not None:
+        if language not in _SCRIPT_SUFFIXES.values():
+            return None
+        if isinstance(source, str | bytes | bytearray | memoryview):
+            return language
+    if not isinstance(source, str | os.PathLike):
+        return None
+    found = _SCRIPT_SUFFIXES.get(Path(source).suffix.lower())
+    return None if found is None or (language is not None and language != found) else found
 
 
 def script_source(source: Source, language: str | None = None) -> ScriptSource | None:

@@ -126,7 +126,7 @@ class JavaScriptTurn:
                 js.stash(_STASH_ERROR, int(instance.invoke("JS_GetException", (js.ctx,), None)))
             else:
                 js.stash(_STASH_VALUE, value)
-            if self.request["op"] == "run":
+            if self.request["op"] in ("run", "preinit"):  # what they start finishes now
                 js.settle(ctx)
         text = json.dumps(self.request, separators=(",", ":"))
         answer = js.string(js.eval(f"__wsbx.main({text})", "<wsbx>"))

@@ -37,7 +37,7 @@ from .._errors import (
 )
 from .._observe._callbacks import SafeCallback
 from .._wasi._fs import FdTable
-from .._wasi._hoststate import capture_host, pristine_refusal, reset_host, restore_host
+from .._wasi._hoststate import capture_host, restore_host
 from .._wasi._registry import HOST_FUNCTIONS, SYSCALLS
 from . import _capi, _wasm
 from ._bind import (
@@ -51,6 +51,7 @@ from ._bind import (
 from ._build import BuildBudget, artifact_file, compile_in_child
 from ._cache import artifact_lock, write_atomically
 from ._compiler import compile_module, engine_config, first_line
+from ._image import MemoryImage, image_of
 from ._snapshot import PAGE, InstanceState, Resetter, Snapshot, changed_runs, write_runs
 from ._traps import remember_trap_handlers
 
@@ -641,6 +642,8 @@ class GuestInstance:
         self.reseed = False
         self.restored = False  # made from a snapshot (its start function ran in the original)
         self.snapshot_env: tuple[bytes, ...] = ()  # the environment the guest state holds
+        self._image: MemoryImage | None = None  # the image its memory maps, if any
+        self._mounts: tuple[Mount, ...] = ()  # what its descriptor table was made for
         with bind(binding):
             try:
                 self._instance = _capi.instantiate_pre(compiled.pre, context)
@@ -789,21 +792,32 @@ class GuestInstance:
         self.reseed = self.restored = True
 
     def reset(self, snapshot: Snapshot, resetter: Resetter) -> bool:
-        """Put this used instance, made from ``snapshot``, back to it between executions:
-        True when done; False (then close it) when it cannot be (its memory grew, it holds
-        descriptors, or the kernel cannot say which pages were written)."""
-        fds = self._binding.fds
+        """Put this used instance, made from ``snapshot``, back to it between executions, as
+        a new instance made from it would be: its memory (only the pages written since it
+        was made are rewritten: from the snapshot's mapped image, or by ``resetter``), its
+        globals and a new descriptor table. True when done; False (then close it) when it
+        cannot be: its memory grew, too much of it was written, or the kernel cannot say
+        what was."""
         measured = self._measured
-        if measured is None or pristine_refusal(fds) is not None:
+        if measured is None:
             return False
         data, size = _capi.memory_span(self._context, measured)
-        base, base_size = self._handle.template_memory(self._compiled)
-        if not resetter.reset(data, size, base, base_size):
-            return False
+        image = self._image
+        if image is not None:
+            if snapshot.memory.image[:1] != [image] or not image.reset(data, size):
+                return False
+        else:
+            base, base_size = self._handle.template_memory(self._compiled)
+            if not resetter.reset(data, size, base, base_size):
+                return False
         self._set_globals(snapshot.memory)
-        reset_host(fds, snapshot.host)
+        fds, old = FdTable(self._mounts), self._binding.fds
+        self._binding.fds = fds
+        old.close()  # and with it whatever the guest left open
+        restore_host(fds, snapshot.host)
         self.reset_denial()
         self.script_ready = snapshot.script_ready
+        self.snapshot_env = snapshot.env
         self.reseed = True
         return True
 
@@ -848,13 +862,19 @@ class GuestInstance:
                         state.pages * PAGE, self._memory_cap or state.pages * PAGE
                     ) from None
             data, size = _capi.memory_span(self._context, measured)
-            try:
-                write_runs(data, size, state.runs)
-            except ValueError as exc:
-                raise SnapshotError(str(exc)) from None
+            image = image_of(state, lambda: self._handle.template_memory(compiled))
+            if image is not None:  # large: mapped copy-on-write (see _image)
+                image.map_over(data, size)
+                self._image = image
+            else:
+                try:
+                    write_runs(data, size, state.runs)
+                except ValueError as exc:
+                    raise SnapshotError(str(exc)) from None
         self._set_globals(state)
 
     def _set_globals(self, state: InstanceState) -> None:
+        """Set every mutable global to its value in ``state``."""
         kinds = dict(self._compiled.info.mutable_globals)
         for index, kind, raw in state.globals:
             item = self._global(f"{_wasm.GLOBAL_EXPORT_PREFIX}{index}")
@@ -877,9 +897,11 @@ class GuestInstance:
         try:
             limits = wasi.limits
             binding = HostBinding(wasi, fds)
-            return GuestInstance(
+            instance = GuestInstance(
                 handle, compiled, binding, limits.memory_bytes, limits.memory_growth_limit
             )
+            instance._mounts = mounts
+            return instance
         except BaseException:
             fds.close()
             raise

@@ -20,22 +20,25 @@ import bisect
 import ctypes
 import hashlib
 import json
+import mmap
 import os
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._wasi._hoststate import HostState, MountState
 
 __all__ = [
     "PAGE",
+    "WRITTEN",
     "InstanceState",
     "Resetter",
     "Snapshot",
     "changed_runs",
     "dump_snapshot",
     "load_snapshot",
+    "pagemap_fd",
     "write_runs",
 ]
 
@@ -67,6 +70,9 @@ class InstanceState:
     image (or, past the image's size, from zeros), in ascending order."""
     globals: tuple[tuple[int, str, bytes], ...]
     """(global index, value type, the value's 16 bytes) of each mutable global."""
+    image: list[Any] = field(default_factory=list, compare=False, repr=False)
+    """The ``_image.MemoryImage`` new instances map, made at the first restore (False when
+    none can be made); empty until then, and for states small enough to copy."""
 
     @property
     def changed_bytes(self) -> int:
@@ -74,7 +80,7 @@ class InstanceState:
         return sum(len(data) for _, data in self.runs)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Snapshot:
     """A guest instance's whole state between calls: the guest's (``memory``) and the host
     side's (``host``), and whether a script runtime's driver is loaded in it."""
@@ -151,29 +157,71 @@ def write_runs(data: int, size: int, runs: tuple[tuple[int, bytes], ...]) -> Non
 # kernel shows it was never written.
 
 _PAGEMAP_ENTRY = 8
-_pagemap_fd: int | None = None
 _pagemap_lock = threading.Lock()
-# The high byte of a pagemap entry: 0x80 present, 0x40 swapped, 0x20 file page or shared.
-_WRITTEN = bytes(0 if (b & 0xA0) == 0xA0 or (b & 0xC0) == 0 else 1 for b in range(256))
+_pagemap: list[int] = []  # [pid, fd]: reopened in a forked child (/proc/self is the opener)
+#: The top byte of a pagemap entry: bit 63 present, 62 swapped, 61 a file (or shared) page.
+#: A page was written when it is swapped, or present and no longer the file's (copied on
+#: write); one never touched, or only read, holds what was mapped.
+WRITTEN = bytes(int(bool(b & 0x40 or (b & 0x80 and not b & 0x20))) for b in range(256))
 _RUNS = re.compile(b"\x01+")
 
 
-def _pagemap() -> int | None:
-    """A descriptor on this process's pagemap, or None where there is none."""
-    global _pagemap_fd  # noqa: PLW0603 - opened once per process
+def pagemap_fd() -> int | None:
+    """This process's ``/proc/self/pagemap``, open and checked to tell written pages (None
+    where there is none, or it cannot be trusted)."""
     with _pagemap_lock:
-        if _pagemap_fd is None:
-            try:
-                _pagemap_fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                _pagemap_fd = -1
-        return _pagemap_fd if _pagemap_fd >= 0 else None
+        pid = os.getpid()
+        if _pagemap and _pagemap[0] == pid:
+            return _pagemap[1] if _pagemap[1] >= 0 else None
+        if _pagemap and _pagemap[1] >= 0:  # the parent's, inherited by this forked child
+            os.close(_pagemap[1])
+        try:
+            fd = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        if fd >= 0 and not _tells_writes(fd):  # never trusted unchecked: resets depend on it
+            os.close(fd)
+            fd = -1
+        _pagemap[:] = [pid, fd]
+        return None if fd < 0 else fd
+
+
+def _tells_writes(pagemap: int) -> bool:
+    """Whether ``pagemap`` tells the pages written in a private mapping of a file from those
+    read or untouched (a kernel that hides its flags, or an emulation of /proc, would make a
+    reset miss written pages): checked once, on three pages of a mapping made for it."""
+    try:
+        fd = os.memfd_create("wasm-sandbox-pagemap-check", os.MFD_CLOEXEC)
+    except (OSError, AttributeError):
+        return False
+    try:
+        size = 3 * mmap.PAGESIZE
+        os.pwrite(fd, b"\x01" * size, 0)
+        mapping = mmap.mmap(fd, size, flags=mmap.MAP_PRIVATE)
+        try:
+            cell = ctypes.c_char.from_buffer(mapping)
+            address = ctypes.addressof(cell)
+            del cell
+            _ = mapping[0]  # page 0 read, page 1 written, page 2 untouched
+            mapping[mmap.PAGESIZE] = 2
+            entries = os.pread(pagemap, 3 * 8, address // mmap.PAGESIZE * 8)
+        finally:
+            mapping.close()
+    except (OSError, ValueError, BufferError):
+        return False
+    finally:
+        os.close(fd)
+    return (
+        len(entries) == 24
+        and entries[7] & 0x80 != 0
+        and entries[7::8].translate(WRITTEN) == b"\x00\x01\x00"
+    )
 
 
 def written_blocks(data: int, size: int) -> list[tuple[int, int]] | None:
     """(first, end) block ranges of the memory at ``data`` that may have been written since
     it was mapped; None when the kernel cannot say."""
-    fd = _pagemap()
+    fd = pagemap_fd()
     if fd is None or data % _BLOCK or size % _BLOCK:
         return None
     count = size // _BLOCK
@@ -183,7 +231,7 @@ def written_blocks(data: int, size: int) -> list[tuple[int, int]] | None:
         return None
     if len(raw) != count * _PAGEMAP_ENTRY:
         return None
-    flags = raw[_PAGEMAP_ENTRY - 1 :: _PAGEMAP_ENTRY].translate(_WRITTEN)
+    flags = raw[_PAGEMAP_ENTRY - 1 :: _PAGEMAP_ENTRY].translate(WRITTEN)
     return [match.span() for match in _RUNS.finditer(flags)]
 
 

@@ -9,14 +9,13 @@ accounting); host directories are the host's, shared by every instance.
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from dataclasses import dataclass
 
 from .._errors import SnapshotError
 from ._fs import FdTable
 
-__all__ = ["HostState", "MountState", "capture_host", "reset_host", "restore_host"]
+__all__ = ["HostState", "MountState", "capture_host", "pristine_refusal", "restore_host"]
 
 _STDIO = ("stdin", "stdout", "stderr")
 
@@ -133,18 +132,3 @@ def _restore_item(root: str, rel: str, kind: str, data: bytes, made: set[str]) -
     else:
         raise SnapshotError(f"the snapshot holds an entry of unknown kind {kind!r}")
 
-
-def reset_host(fds: FdTable, state: HostState) -> None:
-    """Empty the in-memory directories of a used instance's table ``fds``, then fill them
-    from ``state`` (``restore_host``)."""
-    for runtime in fds.mounts:
-        root = runtime.scratch
-        if root is None:
-            continue
-        for entry in os.scandir(root):
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
-        runtime.used = runtime.entries = 0
-    restore_host(fds, state)
