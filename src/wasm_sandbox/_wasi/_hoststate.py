@@ -131,4 +131,3 @@ def _restore_item(root: str, rel: str, kind: str, data: bytes, made: set[str]) -
         os.symlink(os.fsdecode(data), path)
     else:
         raise SnapshotError(f"the snapshot holds an entry of unknown kind {kind!r}")
-
