@@ -28,8 +28,7 @@ from ._config._mounts import Mount, check_mounts
 from ._execution._calls import Command, DataCall, NumericCall, TurnCall
 from ._execution._execute import Execution, Outcome, execution_result
 from ._execution._plan import ExecutionPlan, Monitoring
-from ._execution._preinit import preparation, prepared_state
-from ._execution._start import shared_boot_snapshot
+from ._execution._preinit import boot_state, preparation, prepared_state
 from ._guests._data import DATA_SIGNATURE, encode_kwargs, is_data_module
 from ._guests._data import encode_args as encode_data
 from ._guests._sources import ScriptSource, load_source, script_source
@@ -424,22 +423,14 @@ class SandboxCore:
 _net_log = logging.getLogger("wasm_sandbox.network")
 
 
-def _boot(plan: ExecutionPlan, script: ScriptSource, config: SandboxConfig) -> Snapshot | None:
-    """The snapshot a script runtime's new instances start from: its driver booted once
-    (shared by the sandboxes of this process with the same runtime and mounts)."""
-    call = TurnCall(script_turn(script.language, {"op": "boot"}, None, "<wsbx>"))
-    env = [f"{k}={v}".encode() for k, v in config.env]
-    key = (plan.handle.key, plan.compiled.digest, plan.mounts)
-    return shared_boot_snapshot(plan, call, env, key)
-
-
 def _script_plan(
     plan: ExecutionPlan, script: ScriptSource, config: SandboxConfig, cache_dir: Path | None
 ) -> tuple[ExecutionPlan, Execution | None]:
     """A script runtime's plan, whose new instances start from its booted driver, or from
     the state ``preinitialize`` made with a setup; and, when preinitialize loaded the source
     instead, the execution of calls, whose instances start from that state."""
-    plan = dataclasses.replace(plan, start=_boot(plan, script, config))
+    env = tuple(f"{k}={v}".encode() for k, v in config.env)
+    plan = dataclasses.replace(plan, start=boot_state(plan, script.language, env, cache_dir))
     if not config.preinitialize:
         return plan, None
     prepared = _preinitialized(plan, script, config, cache_dir)

@@ -38,12 +38,12 @@ from ._calls import Call, TurnCall
 from ._plan import ExecutionPlan
 from ._start import run_and_capture
 
-__all__ = ["Preparation", "preparation", "prepared_state", "state_key"]
+__all__ = ["Preparation", "boot_state", "preparation", "prepared_state", "state_key"]
 
 log = logging.getLogger("wasm_sandbox")
 
 _FORMAT = 1  # what a key means; raise it when what a state holds changes meaning
-_DIRECTORY = "snapshots"
+_FOLDERS = {"pre-initialised": "snapshots", "boot": "boots"}
 _SUFFIX = ".wsnap"
 _DRIVERS = hashlib.sha256(f"{PY_DRIVER}\0{JS_DRIVER}".encode()).hexdigest()
 _kept: weakref.WeakValueDictionary[str, Snapshot] = weakref.WeakValueDictionary()
@@ -66,6 +66,8 @@ class Preparation:
     shareable: bool
     """The state depends on nothing outside the sandbox (no host-directory mounts): other
     sandboxes of this process with the same key may share it."""
+    kind: str = "pre-initialised"
+    """What the state is, in messages; its cache folder is ``_FOLDERS[kind]``."""
 
 
 def preparation(
@@ -122,20 +124,55 @@ def state_key(plan: ExecutionPlan, identity: Mapping[str, object]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def prepared_state(plan: ExecutionPlan, preparation: Preparation) -> Snapshot:
+def boot_state(
+    plan: ExecutionPlan, language: str, env: tuple[bytes, ...], cache_dir: Path | None
+) -> Snapshot | None:
+    """The state of ``language``'s runtime with our driver booted, what every fresh
+    instance starts from: kept in this process and on disk like a pre-initialised state,
+    keyed by what a boot depends on (not the limits: it runs no user code). None when the
+    boot fails under ``plan``'s limits (executions then boot each instance, and meet the
+    same limit there)."""
+    call = TurnCall(script_turn(language, {"op": "boot"}, None, "<wsbx>"))
+    identity: dict[str, object] = {
+        "boot": language,
+        "env": [item.decode("utf-8", "surrogateescape") for item in env],
+    }
+    parts = {
+        "format": _FORMAT,
+        "module": plan.compiled.digest,
+        "engine": plan.handle.key,
+        "wasmtime": WASMTIME_VERSION,
+        "instrument": _wasm.INSTRUMENT_VERSION,
+        "drivers": _DRIVERS,
+        "mounts": [repr(mount) for mount in plan.mounts],
+        "what": identity,
+    }
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    try:
+        return prepared_state(plan, Preparation(call, env, identity, cache_dir, True, "boot"), key)
+    except (e.ExecutionError, e.SnapshotError) as exc:
+        log.debug("no boot snapshot (%s); instances boot one by one", exc)
+        return None
+
+
+def prepared_state(
+    plan: ExecutionPlan, preparation: Preparation, key: str | None = None
+) -> Snapshot:
     """The state after ``preparation`` under ``plan``: kept in this process, else read from
     the disk cache, else made now (its failure raised: the guest's error, a limit, a
-    ``SnapshotError`` for what a snapshot cannot carry) and kept."""
-    key = state_key(plan, preparation.identity)
+    ``SnapshotError`` for what a snapshot cannot carry) and kept. ``key``: its cache key,
+    when not ``state_key``'s."""
+    key = key or state_key(plan, preparation.identity)
     if preparation.shareable:
         with _lock:
             found = _kept.get(key)
         if found is not None:
             return found
     cache_dir = preparation.cache_dir if preparation.shareable else None
-    path = None if cache_dir is None else cache_dir / _DIRECTORY / f"{key}{_SUFFIX}"
+    folder = _FOLDERS[preparation.kind]
+    path = None if cache_dir is None else cache_dir / folder / f"{key}{_SUFFIX}"
     with artifact_lock(path):  # one process makes it; the others wait and read it
-        snapshot = None if path is None else _read(path, key, plan)
+        snapshot = None if path is None else _read(path, key, plan, preparation.kind)
         if snapshot is None:
             snapshot, effects = _make(plan, preparation)
             if effects:
@@ -144,7 +181,7 @@ def prepared_state(plan: ExecutionPlan, preparation: Preparation) -> Snapshot:
                 )
                 return snapshot
             if path is not None:
-                _write(path, key, snapshot)
+                _write(path, key, snapshot, preparation.kind)
     if preparation.shareable:
         with _lock:
             _kept[key] = snapshot
@@ -158,7 +195,8 @@ def _make(plan: ExecutionPlan, preparation: Preparation) -> tuple[Snapshot, tupl
     except e.SnapshotError as exc:
         raise e.SnapshotError(f"preinitialize: {exc}") from None
     log.debug(
-        "pre-initialised state made in %.3f s (%d bytes of memory changed)",
+        "%s state made in %.3f s (%d bytes of memory changed)",
+        preparation.kind,
         time.monotonic() - started,
         snapshot.memory.changed_bytes,
     )
@@ -166,7 +204,7 @@ def _make(plan: ExecutionPlan, preparation: Preparation) -> tuple[Snapshot, tupl
     return snapshot, effects
 
 
-def _read(path: Path, key: str, plan: ExecutionPlan) -> Snapshot | None:
+def _read(path: Path, key: str, plan: ExecutionPlan, kind: str) -> Snapshot | None:
     """The state kept at ``path``, or None when there is none or it is unusable (then the
     file is removed, with a warning)."""
     try:
@@ -174,7 +212,7 @@ def _read(path: Path, key: str, plan: ExecutionPlan) -> Snapshot | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
-        log.warning("cannot read the pre-initialised state %s (%s); making it again", path, exc)
+        log.warning("cannot read the %s state %s (%s); making it again", kind, path, exc)
         return None
     try:
         snapshot, meta = load_snapshot(data)
@@ -183,11 +221,11 @@ def _read(path: Path, key: str, plan: ExecutionPlan) -> Snapshot | None:
         _check_restores(plan, snapshot)
     except (ValueError, e.SnapshotError, e.MemoryLimitExceeded) as exc:
         log.warning(
-            "the pre-initialised state %s is damaged or stale (%s); making it again", path.name, exc
+            "the %s state %s is damaged or stale (%s); making it again", kind, path.name, exc
         )
         path.unlink(missing_ok=True)
         return None
-    log.debug("pre-initialised state read from %s", path)
+    log.debug("%s state read from %s", kind, path)
     return snapshot
 
 
@@ -203,11 +241,11 @@ def _check_restores(plan: ExecutionPlan, snapshot: Snapshot) -> None:
         instance.close()
 
 
-def _write(path: Path, key: str, snapshot: Snapshot) -> None:
+def _write(path: Path, key: str, snapshot: Snapshot, kind: str) -> None:
     """Keep ``snapshot`` at ``path`` (atomically); a cache that cannot be written is skipped
     with a warning."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_atomically(path, dump_snapshot(snapshot, {"key": key}))
     except OSError as exc:
-        log.warning("not caching the pre-initialised state in %s: %s", path.parent, exc)
+        log.warning("not caching the %s state in %s: %s", kind, path.parent, exc)
