@@ -12,6 +12,8 @@ import concurrent.futures
 import gc
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,3 +270,29 @@ def test_the_environment_travels_with_each_javascript_run() -> None:
     assert _lines(sandbox.run(env={})) == ["undefined"]
     assert _lines(sandbox.run()) == ["configured"]
     sandbox.close()
+
+
+def test_a_new_process_reads_the_boot_state_from_disk(tmp_path: Path) -> None:
+    """The first process that builds a sandbox boots the runtime and keeps its state on disk
+    (``<cache>/boots``); the next process reads it instead of booting."""
+    marker = os.urandom(8).hex()  # an environment of its own: a key no other test made
+    code = (
+        "import logging, sys\n"
+        "import wasm_sandbox as ws\n"
+        "logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format='%(message)s')\n"
+        f"sandbox = ws.WasmSandbox.builder().source('print(1)').language('python')"
+        f".env({{'MARK': '{marker}'}}).build()\n"
+        "print(sandbox.run().stdout.decode().strip())\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True, text=True, env=env, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
+    assert "boot state made" in outputs[0] and outputs[0].rstrip().endswith("1")
+    assert "boot state made" not in outputs[1] and "boot state read" in outputs[1]
+    assert outputs[1].rstrip().endswith("1")
