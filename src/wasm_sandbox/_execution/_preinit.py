@@ -104,22 +104,27 @@ def preparation(
     return Preparation(call, env, identity, cache_dir, shareable)
 
 
-def state_key(plan: ExecutionPlan, identity: Mapping[str, object]) -> str:
-    """The key of the state ``identity`` describes, made under ``plan``."""
-    parts = {
+def state_key(plan: ExecutionPlan, identity: Mapping[str, object], user_code: bool = True) -> str:
+    """The key of the state ``identity`` describes, made under ``plan``. ``user_code``: the
+    state ran the user's code, so the limits and the I/O and network settings it ran under
+    are part of it (a boot runs only our driver)."""
+    parts: dict[str, object] = {
         "format": _FORMAT,
         "module": plan.compiled.digest,
         "engine": plan.handle.key,
         "wasmtime": WASMTIME_VERSION,
         "instrument": _wasm.INSTRUMENT_VERSION,
         "drivers": _DRIVERS,
-        "limits": repr(plan.limits),
         "mounts": [repr(mount) for mount in plan.mounts],
-        "network": repr(plan.network_policy),
-        "strict": [plan.strict_io, plan.strict_network],
-        "output": plan.max_output_bytes,
         "what": dict(identity),
     }
+    if user_code:
+        parts |= {
+            "limits": repr(plan.limits),
+            "network": repr(plan.network_policy),
+            "strict": [plan.strict_io, plan.strict_network],
+            "output": plan.max_output_bytes,
+        }
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -137,17 +142,7 @@ def boot_state(
         "boot": language,
         "env": [item.decode("utf-8", "surrogateescape") for item in env],
     }
-    parts = {
-        "format": _FORMAT,
-        "module": plan.compiled.digest,
-        "engine": plan.handle.key,
-        "wasmtime": WASMTIME_VERSION,
-        "instrument": _wasm.INSTRUMENT_VERSION,
-        "drivers": _DRIVERS,
-        "mounts": [repr(mount) for mount in plan.mounts],
-        "what": identity,
-    }
-    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    key = state_key(plan, identity, user_code=False)
     try:
         return prepared_state(plan, Preparation(call, env, identity, cache_dir, True, "boot"), key)
     except (e.ExecutionError, e.SnapshotError) as exc:
