@@ -232,14 +232,15 @@ class EngineHandle:
                 if memory is not None and _capi.kind_of(memory) == _capi.EXTERN_MEMORY:
                     address, size = _capi.memory_span(store.context, memory)
                 found = self._templates[compiled.digest] = (store, address, size)
-                weakref.finalize(compiled, self._drop_template, compiled.digest)
+                weakref.finalize(compiled, self._drop_template, compiled.digest, found)
             return found[1], found[2]
 
-    def _drop_template(self, digest: str) -> None:
-        with self._lock:
-            found = self._templates.pop(digest, None)
-        if found is not None:
-            found[0].close()
+    def _drop_template(self, digest: str, template: tuple[_capi.Store, int, int]) -> None:
+        """Release the template of a module that died. Without the lock: the module may die
+        while this thread holds it (``_remember`` dropping the oldest recent module)."""
+        if self._templates.get(digest) is template:
+            self._templates.pop(digest, None)
+        template[0].close()
 
     def load_file(
         self,
