@@ -685,7 +685,7 @@ CLI_EXIT_STATUSES = {
     "UnreachableExecuted": 70, "IntegerDivisionByZero": 70, "IntegerOverflow": 70,
     "InvalidConversionToInteger": 70, "TableAccessOutOfBounds": 70, "IndirectCallError": 70,
     "GuestError": 1, "ExecutionCancelled": 130, "SecurityViolation": 126, "SessionLost": 75,
-    "HostError": 71, "SandboxError": 71,
+    "HostError": 71, "SandboxError": 71, "SnapshotError": 65,
 }  # fmt: skip
 
 
@@ -730,7 +730,7 @@ PUBLIC = {
     "FileDelete", "FileOpen", "FileRead", "FileRename", "FileWrite", "IoOperation",
     "PreparedRuntime", "ProfileBuilder", "ProfiledResult", "ResourceLimitExceeded", "ResourceLimits",
     "ResourceProfile", "ResourceReport", "SandboxBuilder", "SandboxConfig", "SandboxError",
-    "Session", "SessionLost", "NetworkLimitExceeded", "NetworkPolicy", "NetworkStats",
+    "Session", "SessionLost", "SnapshotError", "NetworkLimitExceeded", "NetworkPolicy", "NetworkStats",
     "SecurityViolation",
     "StackOverflow", "TableAccessOutOfBounds", "UnreachableExecuted", "UnsupportedSource",
     "WasmSandbox", "default_cache_dir", "parse_count", "parse_duration", "parse_size",
