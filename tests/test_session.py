@@ -261,3 +261,27 @@ def test_the_auto_scalers_retry_never_repeats_a_request() -> None:
             sandbox.call("payThenHog", url(server, "/pay?amount=100"), 40)
         assert server.paths == ["/pay?amount=100"]
         assert scaler.memory_limit == 64 * 2**20  # the cap still rose for the next calls
+
+
+# --- the statement path ---------------------------------------------------------------------
+
+
+def test_python_statements_run_without_the_turn_hook_too() -> None:
+    """Statements reach the driver through a hook in the runtime's reactor (it then compiles
+    only the statement); a turn's text also calls the driver itself, so a guest that removed
+    the hook (or a runtime without it) runs the same statements, errors included."""
+    with py(memory_limit=CAP).session() as session:
+        session.exec("x = 1")
+        session.exec(
+            "import sys\n"
+            "reactor = sys.modules['_reactor']\n"
+            "reactor._run_turn = lambda text, name: exec(\n"
+            "    compile(text, name, 'exec'), sys.modules['__main__'].__dict__)\n"
+        )
+        assert session.exec("x += 1\nprint(x)").stdout == b"2\n"
+        assert session.eval("x") == 2
+        with pytest.raises(ws.GuestError, match="ZeroDivisionError"):
+            session.exec("1 / 0")
+        with pytest.raises(ws.MemoryLimitExceeded):
+            session.exec(PY_HOG)
+        assert session.eval("x") == 2

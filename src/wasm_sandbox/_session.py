@@ -35,7 +35,7 @@ from ._execution._execute import Execution, Outcome
 from ._guests._data import encode_args, encode_kwargs
 from ._guests._turns import ScriptTurn
 from ._invocation import in_thread, sandbox_core, session_core
-from ._observe._report import MonitoredResult
+from ._observe._report import MonitoredResult, MonitoredResultLater
 from ._wasi._context import StopReason, WasiContext
 
 if TYPE_CHECKING:
@@ -181,12 +181,12 @@ class SessionCore:
 
     def exec(self, code: str, ctx: WasiContext | None = None) -> MonitoredResult:
         """Run statements (in ``ctx`` when given); their output and report."""
-        outcome = self._turn(self._sandbox.turn("exec", _code(code)), ctx)
-        return MonitoredResult(
-            value=None,
-            resource_report=outcome.report,
-            stdout=bytes(outcome.ctx.streams.stdout.data),
-            stderr=bytes(outcome.ctx.streams.stderr.data),
+        outcome = self._turn(self._sandbox.turn("exec", _code(code), quiet=True), ctx)
+        streams = outcome.ctx.streams
+        return MonitoredResultLater(
+            stdout=streams.stdout.data,
+            stderr=streams.stderr.data,
+            report_of=lambda: outcome.report,
         )
 
     def eval(self, expression: str, ctx: WasiContext | None = None) -> Any:

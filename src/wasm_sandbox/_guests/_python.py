@@ -137,15 +137,18 @@ def _place(source: Path, target: Path, digest: str) -> None:
 
 
 _BOOT_LITERAL = repr(BOOT)
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # made once: json.dumps makes one a call
 
 
 def turn_code(request: dict[str, Any], boot: bool = True) -> bytes:
-    """The source of one turn: the driver's ``main(request)``, after booting the driver
-    (when ``boot``, and the instance has not booted it yet)."""
-    text = json.dumps(request, separators=(",", ":"))  # ASCII: lone surrogates escaped
+    """The source of one turn: its first line carries the request to the driver's turn hook
+    (``_pydriver``: the reactor then compiles nothing), the rest calls the driver's
+    ``main(request)`` (after booting the driver when ``boot``: the instance has not loaded
+    it yet), which is what runs where the hook is not installed."""
+    text = _encode(request)  # ASCII: lone surrogates escaped
     call = f"__import__('sys').modules['__wsbx__'].main({text!r})\n"
     if not boot:
-        return call.encode("ascii")
+        return f"#wsbx {text}\n{call}".encode("ascii")
     # One expression statement whose value is None, so the turn echoes nothing.
     return (
         "(__import__('builtins').exec(compile("

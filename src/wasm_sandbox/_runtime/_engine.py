@@ -714,6 +714,32 @@ class GuestInstance:
             local.binding = previous
             ticker.leave()
 
+    def invoke_on_copy(self, alloc: str, name: str, data: bytes) -> int | None:
+        """Copy ``data`` into guest memory that export ``alloc(size)`` allocates, then call
+        export ``name(pointer, size)`` (both without a fuel budget of their own): its i32
+        result, or None when the allocation failed. One entry into the guest's binding and
+        ticker for both calls (a script turn's hot path)."""
+        allocate, call = self._caller(alloc), self._caller(name)
+        if allocate is None or call is None:
+            raise KeyError(alloc if allocate is None else name)
+        self._maybe_denied = self._denied_kind is not None  # the guest may grow now
+        ticker = self._handle.ticker
+        ticker.enter()
+        local = current
+        previous = getattr(local, "binding", None)
+        local.binding = self._binding
+        try:
+            size = len(data)
+            ptr = int(allocate((size,))) & 0xFFFFFFFF
+            if ptr == 0 or not self.write_memory(ptr, data):
+                return None
+            return int(call((ptr, size)))
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+            raise _failure(exc) from None
+        finally:
+            local.binding = previous
+            ticker.leave()
+
     def set_fuel(self, fuel: int) -> None:
         """Give the store a fresh fuel budget (no-op on an unmetered engine)."""
         if self._metered:
