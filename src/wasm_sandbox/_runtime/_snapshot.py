@@ -19,6 +19,10 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import mmap
+import os
+import re
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,27 +91,110 @@ class Snapshot:
 def changed_runs(data: int, size: int, base: int, base_size: int) -> tuple[tuple[int, bytes], ...]:
     """The runs of 4 KiB blocks of the memory at ``data`` (``size`` bytes) that differ from
     the memory at ``base`` (``base_size`` bytes; zeros past it). Blocks the size of the
-    host's pages: a restore writes (and so copies on write) only what changed."""
+    host's pages: a restore writes (and so copies on write) only what changed. Only the
+    blocks the kernel says may have been written are compared (``written_spans``)."""
     runs: list[tuple[int, bytes]] = []
-    start = -1  # first byte of the open run
     common = min(size, base_size)
-    at = 0
-    while at < size:
-        aligned = start < 0 and at % _CHUNK == 0 and at + _CHUNK <= common
-        if aligned and not _memcmp(data + at, base + at, _CHUNK):
-            at += _CHUNK
-            continue
-        other = base + at if at + _BLOCK <= common else _ZERO_ADDRESS
-        if _memcmp(data + at, other, _BLOCK):
-            if start < 0:
-                start = at
-        elif start >= 0:
-            runs.append((start, ctypes.string_at(data + start, at - start)))
-            start = -1
-        at += _BLOCK
-    if start >= 0:
-        runs.append((start, ctypes.string_at(data + start, size - start)))
+    for first, end in written_spans(data, size) or ((0, size),):
+        start = -1  # first byte of the open run
+        at = first
+        while at < end:
+            aligned = start < 0 and at % _CHUNK == 0 and at + _CHUNK <= min(common, end)
+            if aligned and not _memcmp(data + at, base + at, _CHUNK):
+                at += _CHUNK
+                continue
+            other = base + at if at + _BLOCK <= common else _ZERO_ADDRESS
+            if _memcmp(data + at, other, _BLOCK):
+                if start < 0:
+                    start = at
+            elif start >= 0:
+                runs.append((start, ctypes.string_at(data + start, at - start)))
+                start = -1
+            at += _BLOCK
+        if start >= 0:
+            runs.append((start, ctypes.string_at(data + start, end - start)))
     return tuple(runs)
+
+
+# --- which blocks may have been written ----------------------------------------------------
+# A linear memory starts as a private (copy-on-write) mapping of the module's image, zeros past
+# it: a 4 KiB block never written still holds what was mapped. /proc/self/pagemap tells which
+# blocks were (present and no longer the file's page, or swapped out), so a capture compares
+# those instead of the whole memory (~0.5 ms for a session's few written megabytes, against
+# ~3.5 ms for 40 MiB). Trusted only once a check on a mapping made for it passes.
+
+_ENTRY = 8  # bytes per page in /proc/self/pagemap; the last holds the flags (63 present,
+_PRESENT, _SWAPPED, _FILE = 0x80, 0x40, 0x20  # 62 swapped, 61 file-backed or shared)
+_MAY_BE_WRITTEN = bytes(
+    int(bool(flags & _SWAPPED or (flags & _PRESENT and not flags & _FILE))) for flags in range(256)
+)
+_SPANS = re.compile(b"\x01+")
+_pagemap: dict[int, int | None] = {}  # pid -> its open, checked pagemap (None: not usable)
+_pagemap_lock = threading.Lock()
+
+
+def written_spans(data: int, size: int) -> list[tuple[int, int]] | None:
+    """(start, end) byte ranges of the memory at ``data`` that may have been written since it
+    was mapped; None when the kernel cannot say (then every block counts as written)."""
+    fd = _pagemap_fd()
+    if fd is None or data % _BLOCK or size % _BLOCK or mmap.PAGESIZE != _BLOCK:
+        return None
+    count = size // _BLOCK
+    try:
+        entries = os.pread(fd, count * _ENTRY, data // _BLOCK * _ENTRY)
+    except OSError:
+        return None
+    if len(entries) != count * _ENTRY:
+        return None
+    flags = entries[_ENTRY - 1 :: _ENTRY].translate(_MAY_BE_WRITTEN)
+    return [(a * _BLOCK, b * _BLOCK) for a, b in (m.span() for m in _SPANS.finditer(flags))]
+
+
+def _pagemap_fd() -> int | None:
+    """This process's pagemap, opened and checked once (again in a forked child)."""
+    pid = os.getpid()
+    found = _pagemap.get(pid, -1)
+    if found != -1:
+        return found
+    with _pagemap_lock:
+        try:
+            fd: int | None = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            fd = None
+        if fd is not None and not _pagemap_tells_writes(fd):
+            os.close(fd)
+            fd = None
+        _pagemap.clear()  # a forked child's copy of its parent's entry is the parent's
+        _pagemap[pid] = fd
+        return fd
+
+
+def _pagemap_tells_writes(fd: int) -> bool:
+    """Whether ``fd`` reads a private file mapping's pages as they were used: one only read
+    and one untouched as not written, one written as written."""
+    try:
+        backing = os.memfd_create("wasm-sandbox-pagemap", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        return False
+    try:
+        os.pwrite(backing, b"\x01" * 3 * _BLOCK, 0)
+        view = mmap.mmap(backing, 3 * _BLOCK, flags=mmap.MAP_PRIVATE)
+        try:
+            anchor = ctypes.c_char.from_buffer(view)
+            address = ctypes.addressof(anchor)
+            del anchor
+            _ = view[0]  # read
+            view[_BLOCK] = 2  # written; the third block is never touched
+            entries = os.pread(fd, 3 * _ENTRY, address // _BLOCK * _ENTRY)
+        finally:
+            view.close()
+    except (OSError, ValueError, BufferError):
+        return False
+    finally:
+        os.close(backing)
+    return len(entries) == 3 * _ENTRY and entries[_ENTRY - 1 :: _ENTRY].translate(
+        _MAY_BE_WRITTEN
+    ) == bytes((0, 1, 0))
 
 
 def write_runs(data: int, size: int, runs: tuple[tuple[int, bytes], ...]) -> None:
