@@ -7,6 +7,7 @@ every request it receives, so a repeated request cannot go unnoticed."""
 
 from __future__ import annotations
 
+import pickle
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -308,3 +309,18 @@ def test_python_statements_run_without_the_turn_hook_too() -> None:
         with pytest.raises(ws.MemoryLimitExceeded):
             session.exec(PY_HOG)
         assert session.eval("x") == 2
+
+
+def test_an_exec_result_builds_its_report_when_read() -> None:
+    """A statement's result carries its report, built on first access; it compares, prints
+    and pickles as a plain MonitoredResult."""
+    with py().session() as session:
+        result = session.exec("print('hi')")
+        assert isinstance(result, ws.MonitoredResult)
+        assert result.stdout == b"hi\n" and result.resource_report.outcome == "ok"
+        plain = ws.MonitoredResult(
+            value=None, resource_report=result.resource_report, stdout=b"hi\n", stderr=b""
+        )
+        assert result == plain and repr(result) == repr(plain)
+        copied = pickle.loads(pickle.dumps(session.exec("print('hi')")))
+        assert type(copied) is ws.MonitoredResult and copied.stdout == b"hi\n"

@@ -32,16 +32,16 @@ __all__ = ["read_session", "session_meta", "write_session"]
 KIND = "wasm-sandbox session"
 VERSION = 1
 _DRIVERS = {"python": PY_DRIVER, "javascript": JS_DRIVER}
-# What each field of the meta names, for a refusal's message.
+# What a loading sandbox with another value of each field has, for a refusal's message.
 _FIELDS = {
-    "runtime": "runtime module (SHA-256)",
-    "instrumentation": "instrumentation version (another wasm-sandbox release)",
-    "driver": "guest driver (another wasm-sandbox release)",
-    "language": "language",
-    "source": "source (SHA-256)",
-    "filename": "source file name",
-    "module": "module name",
-    "mounts": "mounts (guest path, kind, read-only)",
+    "runtime": "another runtime module (SHA-256)",
+    "instrumentation": "another instrumentation version (another wasm-sandbox release)",
+    "driver": "another guest driver (another wasm-sandbox release)",
+    "language": "another language",
+    "source": "another source (SHA-256)",
+    "filename": "another source file name",
+    "module": "another module name",
+    "mounts": "other mounts (guest path, kind, read-only)",
 }
 
 
@@ -105,8 +105,8 @@ def read_session(path: str | Path, sandbox: SandboxCore) -> tuple[Snapshot, int]
     for field, what in _FIELDS.items():
         if meta.get(field) != ours[field]:
             raise SnapshotError(
-                f"cannot load the session in {path}: it was saved from a sandbox with another "
-                f"{what}: {_shown(meta.get(field))}, this sandbox's is {_shown(ours[field])}"
+                f"cannot load the session in {path}: it was saved from a sandbox with {what}: "
+                f"{_shown(meta.get(field))}, this sandbox's is {_shown(ours[field])}"
             )
     statements = meta.get("statements")
     if type(statements) is not int or statements < 1:
