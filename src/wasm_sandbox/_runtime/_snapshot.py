@@ -89,30 +89,58 @@ class Snapshot:
 
 
 def changed_runs(data: int, size: int, base: int, base_size: int) -> tuple[tuple[int, bytes], ...]:
-    """The runs of 4 KiB blocks of the memory at ``data`` (``size`` bytes) that differ from
-    the memory at ``base`` (``base_size`` bytes; zeros past it). Blocks the size of the
-    host's pages: a restore writes (and so copies on write) only what changed. Only the
-    blocks the kernel says may have been written are compared (``written_spans``)."""
-    runs: list[tuple[int, bytes]] = []
+    """Runs of 4 KiB blocks of the memory at ``data`` (``size`` bytes) that hold every byte
+    that differs from the memory at ``base`` (``base_size`` bytes; zeros past it). Blocks
+    the size of the host's pages: a restore writes (and so copies on write) only those.
+
+    Where the kernel says which blocks may have been written (``written_spans``), each such
+    span that differs at all is one run (a few of its blocks may equal the image: comparing
+    block by block costs more than writing them back); elsewhere every block is compared."""
+    spans = written_spans(data, size)
+    if spans is None:
+        return _changed_blocks(data, size, base, base_size)
     common = min(size, base_size)
-    for first, end in written_spans(data, size) or ((0, size),):
-        start = -1  # first byte of the open run
-        at = first
-        while at < end:
-            aligned = start < 0 and at % _CHUNK == 0 and at + _CHUNK <= min(common, end)
-            if aligned and not _memcmp(data + at, base + at, _CHUNK):
-                at += _CHUNK
-                continue
-            other = base + at if at + _BLOCK <= common else _ZERO_ADDRESS
-            if _memcmp(data + at, other, _BLOCK):
-                if start < 0:
-                    start = at
-            elif start >= 0:
-                runs.append((start, ctypes.string_at(data + start, at - start)))
-                start = -1
-            at += _BLOCK
-        if start >= 0:
-            runs.append((start, ctypes.string_at(data + start, end - start)))
+    runs: list[tuple[int, bytes]] = []
+    for first, end in spans:
+        over_image = min(end, common) - first
+        if (over_image > 0 and _memcmp(data + first, base + first, over_image)) or _nonzero(
+            data, max(first, common), end
+        ):
+            runs.append((first, ctypes.string_at(data + first, end - first)))
+    return tuple(runs)
+
+
+def _nonzero(data: int, start: int, end: int) -> bool:
+    """Whether the memory at ``data`` holds a byte other than zero in [start, end)."""
+    for at in range(start, end, _BLOCK):
+        if _memcmp(data + at, _ZERO_ADDRESS, min(_BLOCK, end - at)):
+            return True
+    return False
+
+
+def _changed_blocks(
+    data: int, size: int, base: int, base_size: int
+) -> tuple[tuple[int, bytes], ...]:
+    """``changed_runs`` comparing every block (64 KiB at a time where they are equal)."""
+    runs: list[tuple[int, bytes]] = []
+    start = -1  # first byte of the open run
+    common = min(size, base_size)
+    at = 0
+    while at < size:
+        aligned = start < 0 and at % _CHUNK == 0 and at + _CHUNK <= common
+        if aligned and not _memcmp(data + at, base + at, _CHUNK):
+            at += _CHUNK
+            continue
+        other = base + at if at + _BLOCK <= common else _ZERO_ADDRESS
+        if _memcmp(data + at, other, _BLOCK):
+            if start < 0:
+                start = at
+        elif start >= 0:
+            runs.append((start, ctypes.string_at(data + start, at - start)))
+            start = -1
+        at += _BLOCK
+    if start >= 0:
+        runs.append((start, ctypes.string_at(data + start, size - start)))
     return tuple(runs)
 
 
