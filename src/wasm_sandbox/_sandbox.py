@@ -338,8 +338,9 @@ class SandboxCore:
         if script.language == "python":
             if source is not None:
                 request["source"] = source
-            request.setdefault("filename", script.filename)
-            request.setdefault("module", script.module)
+            if op in _NAMED_OPS:  # the ops that name the script (a session's statement does not)
+                request.setdefault("filename", script.filename)
+                request.setdefault("module", script.module)
         return script_turn(script.language, request, source, script.filename)
 
     def metered(self) -> SandboxCore:
@@ -422,6 +423,7 @@ class SandboxCore:
 
 
 _net_log = logging.getLogger("wasm_sandbox.network")
+_NAMED_OPS = frozenset({"load", "call", "run"})  # Python requests that read filename and module
 
 
 def _boot(plan: ExecutionPlan, script: ScriptSource, config: SandboxConfig) -> Snapshot | None:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, TypeVar
 
 from . import _errors as e
 from ._config._limits import check_timeout
@@ -68,8 +68,9 @@ _TAIL_STATEMENTS = 200
 _CAPTURE_SHARE = 10
 
 
-@dataclass(frozen=True, slots=True)
-class _Statement:
+class _Statement(NamedTuple):
+    """One entry of a session's tail (a tuple: one is made per statement)."""
+
     turn: ScriptTurn
     failed: bool  # it raised in the guest (its partial effects are part of the state)
     effects: tuple[str, ...]  # what it did outside the sandbox (the WASI layer's record)
@@ -403,7 +404,8 @@ class SessionCore:
     def _record(self, turn: ScriptTurn, failed: bool, ctx: WasiContext) -> None:
         """Add a statement that ran to the history; take the automatic checkpoint when it
         had an effect or the tail has reached its bound."""
-        effects = tuple(ctx.counters.effects)
+        recorded = ctx.counters.effects
+        effects = tuple(recorded) if recorded else ()
         self.statements += 1
         self._tail.append(_Statement(turn, failed, effects))
         self._tail_seconds += time.monotonic() - ctx.start

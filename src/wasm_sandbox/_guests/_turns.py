@@ -86,7 +86,10 @@ class PythonTurn:
         if not instance.script_ready and "quiet" in request:  # the answer says it booted
             request = {**request, "quiet": False}
         code = turn_code(request, boot=not instance.script_ready)
-        status = instance.invoke_on_copy("host_alloc", "turn", code)
+        try:
+            status = instance.invoke_on_copy("host_alloc", "turn", code)
+        finally:
+            ctx.door = None  # its closures hold the context: no cycle outlives the turn
         if status is None:
             raise e.GuestError("MemoryError", f"the guest could not allocate {len(code)} bytes")
         if not frames:
