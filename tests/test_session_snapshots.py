@@ -513,3 +513,12 @@ def _blocks(runs: tuple[tuple[int, bytes], ...]) -> list[tuple[int, bytes]]:
         for offset, data in runs
         for at in range(0, len(data), 4096)
     ]
+
+
+def test_the_readme_example_runs() -> None:
+    """The README's sessions example (checkpoint, rollback, fork, save, load) runs as shown."""
+    text = (REPO / "README.md").read_text()
+    block = text.split("<!-- sessions-example: run by tests/test_session_snapshots.py -->")[1]
+    code = block.split("```python\n")[1].split("```")[0]
+    assert "session.fork()" in code and "load_session" in code
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
