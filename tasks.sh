@@ -94,6 +94,7 @@ case "$task" in
         "$VENV/bin/python" bench/bench_amplification.py "$@"
         "$VENV/bin/python" bench/bench_descriptors.py "$@"
         "$VENV/bin/python" bench/bench_prepare.py "$@"
+        "$VENV/bin/python" bench/bench_sessions.py "$@"
         ;;
     bench-compare)
         setup
