@@ -1,9 +1,10 @@
 """The guest half of the Python protocol: code that runs inside the WebAssembly CPython.
 
-``BOOT`` is executed once per instance, in its own namespace, and registers the module
-``__wsbx__`` in the guest's ``sys.modules``. Each turn then calls ``__wsbx__.main(request)``
-with a JSON request; the answer leaves through the runtime's door (``_host.call``) as one JSON
-frame, the same envelope as the compiled guests' data ABI:
+``BOOT`` is executed once per instance, in its own namespace, registers the module
+``__wsbx__`` in the guest's ``sys.modules`` and hooks the runtime's reactor (``_hook_turns``).
+Each turn then hands the driver a JSON request (``main``), or a session's statement as it
+stands; the answer leaves through the runtime's door (``_host.call``) as one JSON frame (none
+for a quiet request that succeeded), the same envelope as the compiled guests' data ABI:
 ``{"ok": value}``, ``{"error": {"type", "message", "traceback"}}``, ``{"exit": code}`` or
 ``{"missing": {"name", "available"}}``. Bytes travel as ``{"$bytes": "<base64>"}``.
 

@@ -6,8 +6,11 @@ started, so an instance answers its first statement in about a millisecond) and 
 library zip, which the guest sees read-only at ``/usr/local/lib``. Nothing else of the package
 runs: the module is driven by our own WASI layer, limits and door (``_wasi/_door.py``).
 
-A request is one ``turn``: guest source that calls the driver of ``_pydriver.BOOT`` with a
-JSON request; the answer comes back through the door as one JSON frame.
+A request is one ``turn``: a first line ``#wsbx {JSON request}`` that the driver's turn hook
+(``_pydriver._hook_turns``) hands to the driver, then guest source that calls the driver with
+the same request where the hook is not installed; a session's statement may instead travel
+bare, after a guard line (``statement_code``). The answer comes back through the door as one
+JSON frame (none for a quiet request that succeeded).
 """
 
 from __future__ import annotations
