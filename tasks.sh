@@ -96,6 +96,7 @@ case "$task" in
         "$VENV/bin/python" bench/bench_descriptors.py "$@"
         "$VENV/bin/python" bench/bench_prepare.py "$@"
         "$VENV/bin/python" bench/bench_preinit.py "$@"
+        "$VENV/bin/python" bench/bench_sessions.py "$@"
         ;;
     bench-compare)
         setup

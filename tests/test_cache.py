@@ -301,6 +301,25 @@ def test_in_memory_module_cache_is_bounded() -> None:
     assert len(alive) <= 16
 
 
+def test_a_module_with_a_snapshot_template_can_leave_the_recent_modules() -> None:
+    """A module whose memory image was read for a snapshot (its template instance) is
+    released when newer modules push it out of the recent ones, while the engine's lock is
+    held: its template goes with it, without deadlocking that thread (it did)."""
+    handle = get_engine(ws.OptimizationLevel.SPEED, False, True)
+    templates: dict[Any, Any] = handle._templates
+    wat = f'(module (memory (export "memory") 1) (func (export "t{time.time_ns()}")))'.encode()
+    compiled = handle.load(bytes(wasmtime.wat2wasm(wat)), None)
+    before = len(templates)
+    handle.template_memory(compiled)
+    assert len(templates) == before + 1
+    del compiled
+    for i in range(20):  # more than the recent modules kept
+        other = f'(module (func (export "g{i}_{time.time_ns()}") (result i32) i32.const 1))'
+        handle.load(bytes(wasmtime.wat2wasm(other.encode())), None)
+    gc.collect()
+    assert len(templates) <= before
+
+
 CONCURRENT_SCRIPT = """
 import json, sys, time
 import wasm_sandbox as ws

@@ -722,7 +722,7 @@ PUBLIC = {
     "BuildLimitExceeded",
     "LoadBalancer", "Overflow", "OverflowStrategy", "Timeout", "AutoScaler", "ScalingEvent",
     "ScalingPolicy", "PrometheusMetrics", "enable_prometheus_metrics", "RayBackend", "ProcessBackend",
-    "AsyncSession", "AsyncWasmSandbox", "CompilationError", "ConfigurationError", "ExecutionCancelled",
+    "AsyncSession", "AsyncWasmSandbox", "Checkpoint", "CompilationError", "ConfigurationError", "ExecutionCancelled",
     "ExecutionError", "ExecutionResult", "ExecutionTimeout", "FuelExhausted", "FunctionNotFound",
     "GuestError", "GuestExit", "GuestTrap", "HostError", "IndirectCallError", "IntegerDivisionByZero",
     "IntegerOverflow", "InvalidArguments", "InvalidConversionToInteger", "InvalidModule", "IoLimitExceeded",

@@ -9,6 +9,7 @@ host (through internals) to show that a put-back instance holds exactly the snap
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import gc
 import json
 import os
@@ -23,6 +24,7 @@ import pytest
 import wasm_sandbox as ws
 from wasm_sandbox._execution._execute import Execution
 from wasm_sandbox._invocation import sandbox_core
+from wasm_sandbox._runtime._snapshot import InstanceState
 
 
 def _python(code: str, **options: object) -> ws.WasmSandbox:
@@ -93,8 +95,20 @@ def test_a_put_back_instance_holds_exactly_the_snapshot(probe: ws.WasmSandbox) -
     start = sandbox_core(probe).plan.start
     assert start is not None
     state = spares[0].capture()
-    assert state.memory == start.memory
+    assert _memory_of(probe, state.memory) == _memory_of(probe, start.memory)
+    assert state.memory.globals == start.memory.globals
     assert state.host == start.host
+
+
+def _memory_of(sandbox: ws.WasmSandbox, state: InstanceState) -> bytes:
+    """The whole memory ``state`` stands for: the module's image with its runs written over."""
+    plan = sandbox_core(sandbox).plan
+    base, base_size = plan.handle.template_memory(plan.compiled)
+    size = state.pages * 65536
+    memory = bytearray(ctypes.string_at(base, min(size, base_size)).ljust(size, b"\0"))
+    for offset, data in state.runs:
+        memory[offset : offset + len(data)] = data
+    return bytes(memory)
 
 
 def test_the_heap_of_one_execution_is_gone_from_the_next() -> None:

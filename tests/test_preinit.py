@@ -544,3 +544,25 @@ def test_readme_example_runs() -> None:
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["analysis"].call("summarize", [{"region": "n", "amount": 2.0}]) == {"n": 2.0}
     assert namespace["tables"].call("lookup", 500) == 0.5
+
+
+def test_sessions_of_a_large_state_checkpoint_roll_back_and_fork() -> None:
+    """A session of a sandbox whose state is mapped from its image (numpy set up): a
+    checkpoint holds the state's memory too (a block the session never wrote holds the
+    image's content, not the module's), so a rollback, a fork and a restore after a limit
+    leave a working interpreter with the setup's values."""
+    sandbox = build("", "python", "import numpy as np\nBIG = np.arange(1_000_000)", **NUMPY_LIMITS)
+    start = sandbox_core(sandbox).plan.start
+    assert start is not None and start.memory.changed_bytes >= 8 << 20  # mapped, not copied
+    with sandbox.session(replay_timeout=60) as session:
+        session.exec("x = 1")
+        checkpoint = session.checkpoint()
+        session.exec("x = 2")
+        session.rollback(checkpoint)
+        assert session.eval("[x, int(BIG[-1]), float(np.ones(3).sum())]") == [1, 999_999, 3.0]
+        with session.fork() as fork:
+            assert fork.eval("[x, int(BIG[-1])]") == [1, 999_999]
+        with pytest.raises(ws.MemoryLimitExceeded):
+            session.exec("hog = bytearray(1 << 30)")
+        assert session.eval("[x, int(BIG[-1])]") == [1, 999_999]
+    sandbox.close()

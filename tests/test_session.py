@@ -1,12 +1,13 @@
 """Sessions restore honestly: a restore never repeats an effect on the world outside the
 sandbox, a statement that exits the interpreter is rolled back like any failed statement, and
-the replay is bounded in time.
+the replay is bounded in time. (Checkpoints, forks and files: test_session_snapshots.py.)
 
 Real Python and JavaScript guests; the network is a real HTTP server on 127.0.0.1 that records
 every request it receives, so a repeated request cannot go unnoticed."""
 
 from __future__ import annotations
 
+import pickle
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +18,8 @@ import pytest
 import wasm_sandbox as ws
 from tests.conftest import script_sandbox
 from tests.netservers import HttpServer, http_server
+from wasm_sandbox._guests._pydriver import BOOT
+from wasm_sandbox._guests._python import _RAW
 
 
 def py(source: str = "", **options: Any) -> ws.WasmSandbox:
@@ -42,6 +45,10 @@ def url(server: HttpServer, path: str) -> str:
     return f"http://{server.host}:{server.port}{path}"
 
 
+# Holding a file open makes checkpoints impossible (SnapshotError): the session falls back to
+# replaying every statement since its last checkpoint, what these tests are about.
+HOLD_FILE = "held = open('/usr/local/lib/' + __import__('os').listdir('/usr/local/lib')[0], 'rb')"
+
 GET = """
 import urllib.request, urllib.error
 
@@ -56,16 +63,33 @@ def get(url):
 # --- external effects are never repeated ----------------------------------------------------
 
 
-def test_a_session_that_made_a_request_is_lost_not_replayed() -> None:
-    """The reported case: a request, then a timeout. The request reached the server once."""
+def test_a_request_is_never_repeated_by_a_restore() -> None:
+    """The reported case: a request, then a timeout. The session is checkpointed after the
+    request, so the timeout restores it without sending the request again."""
+    with http_server() as server:
+        sandbox = py(GET, network_policy=allow(server), timeout_duration=2)
+        with sandbox.session() as session:
+            session.exec(f"paid = get({url(server, '/pay?amount=100')!r})")
+            with pytest.raises(ws.ExecutionTimeout):
+                session.exec("paid = None\nwhile True: pass")
+            assert session.eval("paid") == 404 and session.restores == 1
+        assert server.paths == ["/pay?amount=100"]
+
+
+def test_a_session_that_made_a_request_it_could_not_checkpoint_is_lost_not_replayed() -> None:
+    """Without a checkpoint after the request (the guest held a file open), a restore would
+    have to replay it: the session is lost instead, and the request reached the server once."""
     with http_server() as server:
         sandbox = py(GET, network_policy=allow(server), timeout_duration=2)
         session = sandbox.session()
+        session.exec(HOLD_FILE)
         session.exec(f"paid = get({url(server, '/pay?amount=100')!r})")
         with pytest.raises(ws.SessionLost, match=r"network connection to 127\.0\.0\.1") as info:
             session.exec("while True: pass")
         assert isinstance(info.value.__cause__, ws.ExecutionTimeout)
-        assert "statement 1 had an effect outside the sandbox" in str(info.value)
+        assert "statement 2 had an effect outside the sandbox" in str(info.value)
+        assert "no checkpoint could be taken after it" in str(info.value)
+        assert "python315.zip (fd 4) open" in str(info.value)
         assert session.closed
         assert server.paths == ["/pay?amount=100"]
 
@@ -111,23 +135,23 @@ def test_a_replay_is_stopped_before_an_effect_its_first_run_did_not_make() -> No
 
 
 def test_javascript_fetch_is_an_effect_too() -> None:
-    """A JavaScript fetch is an external effect: a session that made one cannot be restored by
-    replay after a failing statement (SessionLost, caused by the failure), and the request was sent
-    only once."""
+    """A JavaScript fetch is an external effect: the session is checkpointed after it, and a
+    failing statement restores it without sending the request again."""
     with http_server() as server:
         sandbox = js(network_policy=allow(server), memory_limit=CAP)
-        session = sandbox.session()
-        fetch = f"fetch({url(server, '/pay?amount=100')!r}).then((r) => r.status)"
-        assert session.eval(fetch) == 404
-        with pytest.raises(ws.SessionLost, match="network connection") as info:
-            session.exec(JS_HOG)
-        assert isinstance(info.value.__cause__, ws.MemoryLimitExceeded)
+        with sandbox.session() as session:
+            fetch = f"fetch({url(server, '/pay?amount=100')!r}).then((r) => r.status)"
+            assert session.eval(f"{fetch}.then((s) => (globalThis.status = s))") == 404
+            with pytest.raises(ws.MemoryLimitExceeded):
+                session.exec(JS_HOG)
+            assert session.eval("status") == 404 and session.restores == 1
         assert server.paths == ["/pay?amount=100"]
 
 
 def test_reading_a_writable_host_directory_is_not_an_effect(tmp_path: Path) -> None:
     """The host decides from what the guest did: reads from a writable host mount replay
-    (the previous rule lost any session that touched files there); a write is an effect."""
+    (the previous rule lost any session that touched files there); a write is an effect,
+    checkpointed after, never written again by a restore."""
     (tmp_path / "in.txt").write_text("data")
     sandbox = (
         ws.WasmSandbox.builder()
@@ -145,9 +169,10 @@ def test_reading_a_writable_host_directory_is_not_an_effect(tmp_path: Path) -> N
         with pytest.raises(ws.MemoryLimitExceeded):
             session.exec(PY_HOG)
         assert session.eval("[text, open('/tmp/scratch').read()]") == ["data", "data"]
-        session.exec("open('/work/out.txt', 'w').write(text)")
-        with pytest.raises(ws.SessionLost, match="writable host directory /work"):
+        session.exec("open('/work/out.txt', 'a').write(text)")
+        with pytest.raises(ws.MemoryLimitExceeded):
             session.exec(PY_HOG)
+        assert session.eval("text") == "data" and session.restores == 2
     assert (tmp_path / "out.txt").read_text() == "data"
 
 
@@ -187,11 +212,12 @@ def test_a_javascript_statement_that_exits_restores_the_session() -> None:
 
 
 def test_the_replay_is_bounded_by_the_statement_timeout_by_default() -> None:
-    """A history that takes 3 s to replay, statements with a 1 s timeout: the failed
+    """A history that takes 3 s to replay (no checkpoint could be taken), statements with a
+    1 s timeout: the failed
     statement returns within 1 s (its timeout) + 1 s (the replay bound), not after 4 s, and
     the session, which cannot be restored in time, is lost."""
     session = py(timeout_duration=1).session()
-    session.exec("import time")
+    session.exec(f"import time\n{HOLD_FILE}")  # no checkpoint: the whole history replays
     for _ in range(6):
         session.exec("time.sleep(0.5)")
     start = time.monotonic()
@@ -207,7 +233,7 @@ def test_a_longer_replay_timeout_restores_a_longer_history() -> None:
     """A replay_timeout longer than the history (1.5 s of sleeps) lets the session replay it after a
     timeout: the state before the failing statement comes back."""
     with py(timeout_duration=1).session(replay_timeout=timedelta(seconds=30)) as session:
-        session.exec("import time\nn = 0")
+        session.exec(f"import time\nn = 0\n{HOLD_FILE}")  # no checkpoint: all replays
         for _ in range(3):
             session.exec("time.sleep(0.5)\nn += 1")
         start = time.monotonic()
@@ -261,3 +287,47 @@ def test_the_auto_scalers_retry_never_repeats_a_request() -> None:
             sandbox.call("payThenHog", url(server, "/pay?amount=100"), 40)
         assert server.paths == ["/pay?amount=100"]
         assert scaler.memory_limit == 64 * 2**20  # the cap still rose for the next calls
+
+
+# --- the statement path ---------------------------------------------------------------------
+
+
+def test_python_statements_run_without_the_turn_hook_too() -> None:
+    """Statements reach the driver through a hook in the runtime's reactor (it then compiles
+    only the statement); a turn's text also calls the driver itself, so a guest that removed
+    the hook (or a runtime without it) runs the same statements, errors included."""
+    with py(memory_limit=CAP).session() as session:
+        session.exec("x = 1")
+        session.exec(
+            "import sys\n"
+            "reactor = sys.modules['_reactor']\n"
+            "reactor._run_turn = lambda text, name: exec(\n"
+            "    compile(text, name, 'exec'), sys.modules['__main__'].__dict__)\n"
+        )
+        assert session.exec("x += 1\nprint(x)").stdout == b"2\n"
+        assert session.eval("x") == 2
+        with pytest.raises(ws.GuestError, match="ZeroDivisionError"):
+            session.exec("1 / 0")
+        with pytest.raises(ws.MemoryLimitExceeded):
+            session.exec(PY_HOG)
+        assert session.eval("x") == 2
+
+
+def test_an_exec_result_builds_its_report_when_read() -> None:
+    """A statement's result carries its report, built on first access; it compares, prints
+    and pickles as a plain MonitoredResult."""
+    with py().session() as session:
+        result = session.exec("print('hi')")
+        assert isinstance(result, ws.MonitoredResult)
+        assert result.stdout == b"hi\n" and result.resource_report.outcome == "ok"
+        plain = ws.MonitoredResult(
+            value=None, resource_report=result.resource_report, stdout=b"hi\n", stderr=b""
+        )
+        assert result == plain and repr(result) == repr(plain)
+        copied = pickle.loads(pickle.dumps(session.exec("print('hi')")))
+        assert type(copied) is ws.MonitoredResult and copied.stdout == b"hi\n"
+
+
+def test_the_bare_statement_line_is_the_drivers() -> None:
+    """The host and the Python driver agree on a bare statement's first line."""
+    assert f"_RAW = {_RAW!r}" in BOOT

@@ -88,6 +88,7 @@ from ._scaling._balancer import OverflowStrategy as OverflowStrategy
 from ._scaling._ray import RayBackend as RayBackend
 from ._scaling._remote import ProcessBackend as ProcessBackend
 from ._session import AsyncSession as AsyncSession
+from ._session import Checkpoint as Checkpoint
 from ._session import Session as Session
 from ._units import parse_count as parse_count
 from ._units import parse_duration as parse_duration
@@ -104,6 +105,7 @@ __all__ = [
     "AutoScaler",
     "BalancerStats",
     "BuildLimitExceeded",
+    "Checkpoint",
     "CompilationError",
     "ConfigurationError",
     "DirectoryCreate",

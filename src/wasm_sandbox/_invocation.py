@@ -6,7 +6,8 @@ The public classes are façades over internal cores with public method names: a
 ``new_context``, ``turn``, ``metered``, ``plan``), a ``Session`` its statements and replay in
 a ``SessionCore``. Code of this package that is handed a façade (the asyncio twins, the
 load balancer, the process and Ray backends, sessions) reads its core through
-``sandbox_core`` or ``session_core``, the only two places that reach into a façade's private
+``sandbox_core`` or ``session_core`` (and ``session_of`` puts a façade over a session core
+made otherwise: a fork, a loaded file), the only places that reach into a façade's private
 attribute, and from then on calls named methods, never the façade's privates. The façades
 show no internal method, so the public API is what ``__init__`` exports and nothing more.
 """
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from ._session import Session, SessionCore
     from ._wasi._context import WasiContext
 
-__all__ = ["Invocation", "in_thread", "sandbox_core", "session_core"]
+__all__ = ["Invocation", "in_thread", "sandbox_core", "session_core", "session_of"]
 
 T = TypeVar("T")
 
@@ -71,6 +72,15 @@ def sandbox_core(sandbox: WasmSandbox) -> SandboxCore:
 def session_core(session: Session) -> SessionCore:
     """The statements and replay machinery of ``session``."""
     return session._core  # one of the two sanctioned reaches (module notes)
+
+
+def session_of(core: SessionCore) -> Session:
+    """A ``Session`` façade over ``core`` (a fork's, a loaded file's)."""
+    from ._session import Session  # noqa: PLC0415 - _session imports this module
+
+    session = Session.__new__(Session)
+    session._core = core  # one of the sanctioned reaches (module notes)
+    return session
 
 
 async def in_thread(ctx: WasiContext, work: Callable[[], T], *expected: type[BaseException]) -> T:

@@ -39,7 +39,7 @@ from ._observe._report import ExecutionResult, MonitoredResult, ProfiledResult
 from ._prepare import compile_progress, runtime_module
 from ._runtime._engine import CompiledModule, default_cache_dir, get_engine
 from ._runtime._snapshot import Snapshot
-from ._session import AsyncSession, Session
+from ._session import AsyncSession, Session, load_session
 from ._wasi._context import WasiContext
 from ._wasi._guard import NetworkStats
 
@@ -197,6 +197,19 @@ class WasmSandbox:
         per-statement timeout), beyond which the session is lost instead."""
         return Session(self, timeout, replay_timeout)
 
+    def load_session(
+        self,
+        path: str | Path,
+        timeout: timedelta | float | str | None = None,
+        replay_timeout: timedelta | float | str | None = None,
+    ) -> Session:
+        """The session a ``Session.save`` wrote to ``path`` (in this process or another, on
+        this machine or one with the same runtime), continuing where it stopped, with this
+        sandbox's limits (``timeout`` and ``replay_timeout`` as for ``session``).
+        ``SnapshotError`` for a file saved from another runtime or sandbox configuration
+        (source, language, mounts), or one that is truncated or altered."""
+        return load_session(self._core, path, timeout, replay_timeout)
+
     def call_with_profiling(self, export: str, *args: Any) -> ProfiledResult:
         """Call ``export`` and return its value with time, fuel and operator counts.
 
@@ -334,8 +347,9 @@ class SandboxCore:
         if script.language == "python":
             if source is not None:
                 request["source"] = source
-            request.setdefault("filename", script.filename)
-            request.setdefault("module", script.module)
+            if op in _NAMED_OPS:  # the ops that name the script (a session's statement does not)
+                request.setdefault("filename", script.filename)
+                request.setdefault("module", script.module)
         return script_turn(script.language, request, source, script.filename)
 
     def metered(self) -> SandboxCore:
@@ -421,6 +435,7 @@ class SandboxCore:
 
 
 _net_log = logging.getLogger("wasm_sandbox.network")
+_NAMED_OPS = frozenset({"load", "call", "run"})  # Python requests that read filename and module
 
 
 def _script_plan(
@@ -603,6 +618,18 @@ class AsyncWasmSandbox:
         import asyncio  # noqa: PLC0415 - ~50 ms of import time; only the async twins need it
 
         session = await asyncio.to_thread(Session, self.sync, timeout, replay_timeout)
+        return AsyncSession(session)
+
+    async def load_session(
+        self,
+        path: str | Path,
+        timeout: timedelta | float | str | None = None,
+        replay_timeout: timedelta | float | str | None = None,
+    ) -> AsyncSession:
+        """Coroutine twin of ``WasmSandbox.load_session``: an ``AsyncSession``."""
+        import asyncio  # noqa: PLC0415 - ~50 ms of import time; only the async twins need it
+
+        session = await asyncio.to_thread(self.sync.load_session, path, timeout, replay_timeout)
         return AsyncSession(session)
 
     async def close(self) -> None:

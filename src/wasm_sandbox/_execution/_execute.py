@@ -144,13 +144,18 @@ class Execution:
                 raise e.SnapshotError("there is no instance to snapshot")
             return self._kept.capture()
 
-    def start_from(self, snapshot: Snapshot) -> None:
-        """Drop the kept instance; new instances start from ``snapshot`` from now on."""
+    def start_from(self, snapshot: Snapshot | None, ctx: WasiContext | None = None) -> None:
+        """Drop the kept instance; new instances start from ``snapshot`` from now on (None:
+        each boots itself). With ``ctx`` and a snapshot, the kept instance is made now:
+        what the snapshot cannot restore here (``SnapshotError``, ``MemoryLimitExceeded``)
+        is raised now rather than by the next call."""
         with self._lock:
             if self._kept is not None:
                 self._kept.close()
                 self._kept = None
             self._start = snapshot
+            if ctx is not None and snapshot is not None and self.keep_instance:
+                self._kept, _ = self._instance(ctx)
         with self._spare_lock:
             _close_all(self._spares)
             self._resetter = None

@@ -65,17 +65,21 @@ class ExecutionPlan:
     scaler: Scaler | None = None
     debug: bool = False  # debug_mode: each execution's report logged at DEBUG (INFO if verbose)
     start: Snapshot | None = None  # what every new instance starts from (``_start``)
-    # The I/O and network limits of the last limits seen (made once per limits, not per call).
-    _parts: list[tuple[ResourceLimits, IoLimits, NetLimits]] = field(
+    # The I/O and network limits and the timeout in seconds of the last limits seen (made
+    # once per limits, not per call).
+    _parts: list[tuple[ResourceLimits, IoLimits, NetLimits, float | None]] = field(
         default_factory=list, compare=False, repr=False
     )
 
-    def _limit_parts(self, limits: ResourceLimits) -> tuple[IoLimits, NetLimits]:
+    def _limit_parts(self, limits: ResourceLimits) -> tuple[IoLimits, NetLimits, float | None]:
         parts = self._parts
         if not parts or parts[0][0] is not limits:
             io_limits = IoLimits.of(limits, self.strict_io)
-            parts[:] = [(limits, io_limits, NetLimits.of(limits, self.strict_network))]
-        return parts[0][1], parts[0][2]
+            net_limits = NetLimits.of(limits, self.strict_network)
+            timeout = limits.execution_timeout
+            seconds = None if timeout is None else timeout.total_seconds()
+            parts[:] = [(limits, io_limits, net_limits, seconds)]
+        return parts[0][1], parts[0][2], parts[0][3]
 
     def context(
         self,
@@ -90,9 +94,9 @@ class ExecutionPlan:
         cap = self.max_output_bytes
         parts = self._parts
         if parts and parts[0][0] is limits:
-            _, io_limits, net_limits = parts[0]
+            _, io_limits, net_limits, seconds = parts[0]
         else:
-            io_limits, net_limits = self._limit_parts(limits)
+            io_limits, net_limits, seconds = self._limit_parts(limits)
         ctx = WasiContext(
             args,
             env,
@@ -102,8 +106,6 @@ class ExecutionPlan:
             NetworkGuard(self.network_policy, net_limits, self.network_callback),
             io=IoObserver(self.io_callback) if self.io_monitoring else None,
         )
-        timeout = limits.execution_timeout
-        seconds = None if timeout is None else timeout.total_seconds()
         ctx.deadline = compose_deadline(ctx.start, seconds, ())
         return ctx
 

@@ -1,9 +1,10 @@
 """The guest half of the Python protocol: code that runs inside the WebAssembly CPython.
 
-``BOOT`` is executed once per instance, in its own namespace, and registers the module
-``__wsbx__`` in the guest's ``sys.modules``. Each turn then calls ``__wsbx__.main(request)``
-with a JSON request; the answer leaves through the runtime's door (``_host.call``) as one JSON
-frame, the same envelope as the compiled guests' data ABI:
+``BOOT`` is executed once per instance, in its own namespace, registers the module
+``__wsbx__`` in the guest's ``sys.modules`` and hooks the runtime's reactor (``_hook_turns``).
+Each turn then hands the driver a JSON request (``main``), or a session's statement as it
+stands; the answer leaves through the runtime's door (``_host.call``) as one JSON frame (none
+for a quiet request that succeeded), the same envelope as the compiled guests' data ABI:
 ``{"ok": value}``, ``{"error": {"type", "message", "traceback"}}``, ``{"exit": code}`` or
 ``{"missing": {"name", "available"}}``. Bytes travel as ``{"$bytes": "<base64>"}``.
 
@@ -194,20 +195,27 @@ def _reserve(size):
         return
 
 
+def _arguments(req):
+    return (_loads(req.get("args", "[]"), object_hook=_from_json),
+            _loads(req.get("kwargs", "{}"), object_hook=_from_json))
+
+
 def _answer(req):
     op = req["op"]
     fresh = req.get("fresh")
     if fresh is not None:
         _renew(fresh)
+    if op == "exec":  # a session's statement: the hot path
+        exec(compile(req["source"], "<session>", "exec"), _main_dict())
+        return {"ok": None}
     if op == "boot":
         return {"ok": None}
     if op == "run":
         return _run_main(req)
-    args = _loads(req.get("args", "[]"), object_hook=_from_json)
-    kwargs = _loads(req.get("kwargs", "{}"), object_hook=_from_json)
     if op == "call":
         module = _loaded(req) if req.get("loaded") else _load_module(req)
         fn, missing = _function(module.__dict__, req["fn"])
+        args, kwargs = _arguments(req)
         return missing or {"ok": fn(*args, **kwargs)}
     if op == "preinit":
         return _preinit(req)
@@ -220,19 +228,26 @@ def _answer(req):
         finally:
             namespace["__name__"] = "__main__"
         return {"ok": None}
-    if op == "exec":
-        exec(compile(req["source"], "<session>", "exec"), namespace)
-        return {"ok": None}
     if op == "eval":
         return {"ok": eval(compile(req["source"], "<session>", "eval"), namespace)}
     if op == "scall":
         fn, missing = _function(namespace, req["fn"])
-        return missing or {"ok": fn(*args, **kwargs)}
+        if missing:
+            return missing
+        args, kwargs = _arguments(req)
+        return {"ok": fn(*args, **kwargs)}
     raise ValueError(f"unknown request {op!r}")
 
 
+_QUIET_OK = {"ok": None}
+_RAW = "__import__('sys').modules['__wsbx__'].unhooked()\n"  # a bare statement's first line
+
+
 def main(text):
-    req = _loads(text)
+    _handle(_loads(text))
+
+
+def _handle(req):
     try:
         frame = _answer(req)
     except SystemExit as stop:
@@ -240,10 +255,44 @@ def main(text):
         frame = {"exit": code & 0xFF}
     except BaseException as exc:
         frame = _error(exc)
+    if frame == _QUIET_OK and req.get("quiet"):
+        return  # the host reads a turn that ends without an answer as this one
     try:
         _send(frame)
     except BaseException as exc:
         _send(_error(exc))
+
+
+def unhooked():
+    """The first line of a bare statement's turn, run only where the turn hook is not
+    installed (see ``_hook_turns``): the turn stops before the statement, saying so, and the
+    host sends the statement again as a request."""
+    _host.call(b'{"unhooked":1}')
+    raise SystemExit(87)
+
+
+def _hook_turns():
+    """Requests reach the driver without the reactor compiling the turn: the runtime's
+    reactor (``_reactor``) hands each turn's text to its ``_run_turn``, which would parse and
+    compile it. A text that starts with ``#wsbx `` carries a request on its first line; one
+    that starts with ``_RAW`` is a session's statement (a quiet exec) as it stands. Without
+    the hook, a request's text goes on with a call to ``main`` (what runs instead), and a
+    statement's first line stops the turn before the statement."""
+    reactor = sys.modules.get("_reactor")
+    run_turn = getattr(reactor, "_run_turn", None)
+    if run_turn is None or getattr(run_turn, "__wsbx__", False):
+        return
+
+    def _run_turn(text, name):
+        if text.startswith(_RAW):
+            _handle({"op": "exec", "source": text[len(_RAW):], "quiet": True})
+        elif text.startswith("#wsbx "):
+            main(text[6:text.index("\n")])
+        else:
+            run_turn(text, name)
+
+    _run_turn.__wsbx__ = True
+    reactor._run_turn = _run_turn
 
 
 # --- network: socket.create_connection through the host (which applies the policy) --------
@@ -594,4 +643,6 @@ else:
 
 sys.modules["__wsbx__"] = type(sys)("__wsbx__")
 sys.modules["__wsbx__"].main = main
+sys.modules["__wsbx__"].unhooked = unhooked
+_hook_turns()
 '''

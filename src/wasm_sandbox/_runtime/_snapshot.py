@@ -98,20 +98,41 @@ class Snapshot:
         return self.memory.changed_bytes + self.host.stored_bytes
 
 
-def changed_runs(data: int, size: int, base: int, base_size: int) -> tuple[tuple[int, bytes], ...]:
-    """The runs of 4 KiB blocks of the memory at ``data`` (``size`` bytes) that differ from
-    the memory at ``base`` (``base_size`` bytes; zeros past it). Blocks the size of the
-    host's pages: a restore writes (and so copies on write) only what changed. Only the
-    blocks the kernel says may have been written are compared (``written_blocks``; all of
-    them where it cannot say): the others hold the image, and reading them would cost a
-    fault each."""
-    spans = written_blocks(data, size)
-    if spans is None:
-        spans = [(0, size // _BLOCK)]
+def changed_runs(
+    data: int, size: int, base: int, base_size: int, mapped_from_image: bool = True
+) -> tuple[tuple[int, bytes], ...]:
+    """Runs of 4 KiB blocks of the memory at ``data`` (``size`` bytes) that hold every byte
+    that differs from the memory at ``base`` (``base_size`` bytes; zeros past it). Blocks
+    the size of the host's pages: a restore writes (and so copies on write) only those.
+
+    Where the kernel says which blocks may have been written (``written_blocks``), each such
+    span that differs at all is one run (a few of its blocks may equal the image: comparing
+    block by block costs more than writing them back), and the others are not read (they
+    hold the image; reading them would cost a fault each); elsewhere every block is
+    compared, as when the memory was not mapped from the module's image
+    (``mapped_from_image`` False: a snapshot's image, ``_image``, was mapped over it, and a
+    block never written holds that image's content, not the module's)."""
+    common = min(size, base_size)
     runs: list[tuple[int, bytes]] = []
+    spans = written_blocks(data, size) if mapped_from_image else None
+    if spans is None:
+        _compare(data, base, common, 0, size, runs)
+        return tuple(runs)
     for first, end in spans:
-        _compare(data, base, min(size, base_size), first * _BLOCK, end * _BLOCK, runs)
+        start, stop = first * _BLOCK, end * _BLOCK
+        over_image = min(stop, common) - start
+        differs = over_image > 0 and _memcmp(data + start, base + start, over_image)
+        if differs or _nonzero(data, max(start, common), stop):
+            runs.append((start, ctypes.string_at(data + start, stop - start)))
     return tuple(runs)
+
+
+def _nonzero(data: int, start: int, end: int) -> bool:
+    """Whether the memory at ``data`` holds a byte other than zero in [start, end)."""
+    for at in range(start, end, _BLOCK):
+        if _memcmp(data + at, _ZERO_ADDRESS, min(_BLOCK, end - at)):
+            return True
+    return False
 
 
 def _compare(

@@ -13,7 +13,7 @@ import stat
 from dataclasses import dataclass
 
 from .._errors import SnapshotError
-from ._fs import FdTable
+from ._fs import FdEntry, FdTable
 
 __all__ = ["HostState", "MountState", "capture_host", "pristine_refusal", "restore_host"]
 
@@ -48,15 +48,24 @@ def pristine_refusal(fds: FdTable) -> str | None:
     expected = 3 + len(fds.mounts)
     extra = sorted(fd for fd in fds.entries if fd >= expected)
     if extra:
-        paths = ", ".join(f"{fds.entries[fd].guest_path} (fd {fd})" for fd in extra[:3])
+        held = ", ".join(_held(fds.entries[fd], fd) for fd in extra[:3])
         more = f" and {len(extra) - 3} more" if len(extra) > 3 else ""
-        return f"the guest holds open descriptors: {paths}{more}; close them first"
+        them = "it" if len(extra) == 1 else "them"
+        return f"the guest holds {held}{more} open; close {them} first"
     for fd in range(expected):
         entry = fds.entries.get(fd)
         kind = _STDIO[fd] if fd < 3 else "dir"
         if entry is None or entry.kind != kind or (fd >= 3 and not entry.preopen):
             return f"the guest closed or replaced its descriptor {fd}"
     return None
+
+
+def _held(entry: FdEntry, fd: int) -> str:
+    """How a refusal names a descriptor the guest holds."""
+    if entry.kind == "socket":
+        endpoint = entry.rel[0] if entry.rel else "a host"
+        return f"a network connection to {endpoint} (fd {fd})"
+    return f"the {'directory' if entry.kind == 'dir' else 'file'} {entry.guest_path} (fd {fd})"
 
 
 def capture_host(fds: FdTable) -> HostState:
