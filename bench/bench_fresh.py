@@ -20,7 +20,6 @@ call <= 0.6 ms. A measurement: exits 0 even when a target is missed.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
@@ -38,6 +37,8 @@ try:
 except ImportError:  # run without PYTHONPATH=src: use the checkout's sources
     sys.path.insert(0, str(REPO / "src"))
     import wasm_sandbox as ws
+
+from bench._args import bench_parser, with_peers  # noqa: E402 - after the path is set
 
 from wasm_sandbox._execution import _execute  # noqa: E402 - the three starts are internal
 from wasm_sandbox._execution._calls import TurnCall  # noqa: E402
@@ -141,23 +142,9 @@ def report(ours: dict[str, Any], eryx: dict[str, Any] | None) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few rounds")
-    parser.add_argument(
-        "--peers",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also measure pyeryx in its own venv (default: yes)",
-    )
-    parser.add_argument(
-        "--json",
-        type=Path,
-        default=HERE / "results" / "fresh.json",
-        help="where to write every figure (default: bench/results/fresh.json)",
-    )
-    args = parser.parse_args()
+    args = bench_parser(__doc__ or "", "fresh", "pyeryx in its own venv").parse_args()
     ours = measure_ours(30 if args.quick else 301)
-    eryx = measure_pyeryx(args.quick) if args.peers else None
+    eryx = measure_pyeryx(args.quick) if with_peers(args) else None
     for line in report(ours, eryx):
         print(line)
     args.json.parent.mkdir(parents=True, exist_ok=True)

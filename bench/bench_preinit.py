@@ -26,7 +26,6 @@ The script measures: it exits 0 even when a target is missed, unless ``--check``
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -40,11 +39,14 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))
 try:
     import wasm_sandbox as ws
 except ImportError:  # run without PYTHONPATH=src: use the checkout's sources
     sys.path.insert(0, str(REPO / "src"))
     import wasm_sandbox as ws
+
+from bench._args import bench_parser  # noqa: E402 - after the path is set
 
 SOURCE = """
 import numpy as np
@@ -197,15 +199,8 @@ def report(figures: dict[str, Any]) -> tuple[list[str], bool]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few rounds (CI)")
+    parser = bench_parser(__doc__ or "", "preinit")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        default=HERE / "results" / "preinit.json",
-        help="where to write every figure (default: bench/results/preinit.json)",
-    )
     args = parser.parse_args()
     rounds, per_round, builds = (3, 5, 1) if args.quick else (9, 9, 3)
     figures = {**measure_calls(rounds, per_round), **measure_builds(builds)}

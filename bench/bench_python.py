@@ -18,7 +18,6 @@ even when a target is missed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -36,6 +35,8 @@ try:
 except ImportError:  # run without PYTHONPATH=src: use the checkout's sources
     sys.path.insert(0, str(REPO / "src"))
     import wasm_sandbox as ws
+
+from bench._args import bench_parser, with_peers  # noqa: E402 - after the path is set
 
 LOOP = "x = 0\nfor i in range(2000000):\n    x += i\nprint(x)\n"
 STDLIB = (
@@ -180,25 +181,10 @@ def report(ours: dict[str, Any], peers: dict[str, Any]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few rounds (CI)")
-    parser.add_argument(
-        "--peers",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="also measure the peers in their own venvs (default: yes, except with --quick)",
-    )
-    parser.add_argument(
-        "--json",
-        type=Path,
-        default=HERE / "results" / "python.json",
-        help="where to write every figure (default: bench/results/python.json)",
-    )
-    args = parser.parse_args()
+    args = bench_parser(__doc__ or "", "python", "the peers in their own venvs").parse_args()
     rounds, slow = (5, 1) if args.quick else (41, 5)
     ours = measure_ours(rounds, slow)
-    with_peers = (not args.quick) if args.peers is None else args.peers
-    peers = measure_peers(args.quick) if with_peers else {}
+    peers = measure_peers(args.quick) if with_peers(args) else {}
     for line in report(ours, peers):
         print(line)
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,6 @@ The script is a measurement: it exits 0 even when a target is missed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -44,6 +43,8 @@ try:
 except ImportError:  # run without PYTHONPATH=src: use the checkout's sources
     sys.path.insert(0, str(REPO / "src"))
     import wasm_sandbox as ws
+
+from bench._args import bench_parser, with_peers  # noqa: E402 - after the path is set
 
 CAP = 512 << 20
 # A statement that fails at once, so that its time is mostly the restore's: Python's exits the
@@ -217,23 +218,9 @@ def report(figures: dict[str, Any]) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few rounds, no peers (CI)")
-    parser.add_argument(
-        "--peers",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="also measure pyeryx in its own venv (default: yes, except with --quick)",
-    )
-    parser.add_argument(
-        "--json",
-        type=Path,
-        default=HERE / "results" / "sessions.json",
-        help="where to write every figure (default: bench/results/sessions.json)",
-    )
-    args = parser.parse_args()
+    args = bench_parser(__doc__ or "", "sessions", "pyeryx in its own venv").parse_args()
     rounds, alternations, restores = (5, 1, 3) if args.quick else (21, 3, 11)
-    peers = (not args.quick) if args.peers is None else args.peers
+    peers = with_peers(args)
     python = _sandbox("python")
     figures: dict[str, Any] = {
         "statements": statements_against_pyeryx(python, alternations, rounds, args.quick, peers),
