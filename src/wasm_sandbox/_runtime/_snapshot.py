@@ -261,15 +261,26 @@ class Resetter:
 
     def __init__(self, state: InstanceState) -> None:
         self.state = state
-        self._blob = bytearray(b"".join(data for _, data in state.runs))
-        base = ctypes.addressof((ctypes.c_char * max(1, len(self._blob))).from_buffer(self._blob))
+        self._blob = bytearray()  # the runs' contents, one after the other: made at first use
         # (first block, end block, address of its content) of each run, in order
         self._runs: list[tuple[int, int, int]] = []
-        at = 0
-        for offset, data in state.runs:
-            self._runs.append((offset // _BLOCK, (offset + len(data)) // _BLOCK, base + at))
-            at += len(data)
-        self._starts = [first for first, _, _ in self._runs]
+        self._starts: list[int] = []
+        self._lock = threading.Lock()
+
+    def _prepare(self) -> None:
+        """Gather the runs' contents where their addresses stay put (once; a mapped
+        snapshot's instances are reset from its image and never need it)."""
+        with self._lock:
+            if self._starts or not self.state.runs:
+                return
+            blob = bytearray(b"".join(data for _, data in self.state.runs))
+            base = ctypes.addressof((ctypes.c_char * len(blob)).from_buffer(blob))
+            runs, at = [], 0
+            for offset, data in self.state.runs:
+                runs.append((offset // _BLOCK, (offset + len(data)) // _BLOCK, base + at))
+                at += len(data)
+            self._blob, self._runs = blob, runs
+            self._starts = [first for first, _, _ in runs]
 
     def reset(self, data: int, size: int, base: int, base_size: int) -> bool:
         """Rewrite every possibly written block of the memory at ``data`` with the snapshot's
@@ -277,6 +288,7 @@ class Resetter:
         memory is not the snapshot's size or the kernel cannot tell what was written."""
         if size != self.state.pages * PAGE:
             return False
+        self._prepare()
         spans = written_blocks(data, size)
         if spans is None:
             return False
