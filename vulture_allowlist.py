@@ -28,6 +28,7 @@ _.mtime, _.linkname  # tarfile.TarInfo fields (artifact bundles, their tests)
 # Attributes held only to keep an object alive while C code points into it.
 _._func  # _capi.FuncCaller: the wasmtime extern behind its raw function address
 _._functypes  # EngineHandle: the function types of the host functions defined on its linker
+_._blob  # _snapshot.Resetter: the snapshot's contents, whose addresses its runs hold
 _.__traceback__  # _remote: cleared so an error sent back to the driver drops the worker's frames
 
 # Names other frameworks call: pytest's hooks and module marks, fixtures requested only for
