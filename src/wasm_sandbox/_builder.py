@@ -641,8 +641,9 @@ class SandboxBuilder:
 
         return WasmSandbox(self.config())
 
-    def build_async(self) -> Awaitable[AsyncWasmSandbox]:
-        """Like ``build`` but awaitable: compiles off the event loop."""
+    def build_async(self, max_concurrency: int | None = None) -> Awaitable[AsyncWasmSandbox]:
+        """Like ``build`` but awaitable: compiles off the event loop (``max_concurrency``:
+        see ``AsyncWasmSandbox``)."""
         from ._sandbox import AsyncWasmSandbox  # noqa: PLC0415 - _sandbox imports this module
 
-        return AsyncWasmSandbox.create(self.config())
+        return AsyncWasmSandbox.create(self.config(), max_concurrency)

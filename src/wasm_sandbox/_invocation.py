@@ -14,7 +14,10 @@ show no internal method, so the public API is what ``__init__`` exports and noth
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import contextvars
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal, NamedTuple, TypeVar
 
@@ -83,14 +86,26 @@ def session_of(core: SessionCore) -> Session:
     return session
 
 
-async def in_thread(ctx: WasiContext, work: Callable[[], T], *expected: type[BaseException]) -> T:
+async def in_thread(
+    ctx: WasiContext,
+    work: Callable[[], T],
+    *expected: type[BaseException],
+    executor: concurrent.futures.Executor | None = None,
+) -> T:
     """The asyncio twins' one rule: run ``work`` (an execution in ``ctx``) on a worker
-    thread; when the awaiting task is cancelled, stop the guest, wait until it has stopped
-    (its ``ExecutionCancelled`` and the ``expected`` errors are the cancellation's own), then
-    raise ``CancelledError``."""
+    thread (of ``executor``, else the event loop's default one); its time limit counts from
+    when the thread takes it, not from when it was queued. When the awaiting task is
+    cancelled, stop the guest, wait until it has stopped (its ``ExecutionCancelled`` and the
+    ``expected`` errors are the cancellation's own), then raise ``CancelledError``."""
     import asyncio  # noqa: PLC0415 - ~50 ms of import time; only the async twins need it
 
-    task = asyncio.ensure_future(asyncio.to_thread(work))
+    def begin_then_work() -> T:
+        ctx.begin()
+        return work()
+
+    loop = asyncio.get_running_loop()
+    run = functools.partial(contextvars.copy_context().run, begin_then_work)
+    task = asyncio.ensure_future(loop.run_in_executor(executor, run))
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:

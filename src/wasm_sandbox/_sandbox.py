@@ -5,7 +5,9 @@ then call its functions or run it as a WASI command, each execution under the li
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
 import logging
 import math
 import sys
@@ -40,6 +42,7 @@ from ._prepare import compile_progress, runtime_module
 from ._runtime._engine import CompiledModule, default_cache_dir, get_engine
 from ._runtime._snapshot import Snapshot
 from ._session import AsyncSession, Session, load_session
+from ._units import check_range, count_value
 from ._wasi._context import WasiContext
 from ._wasi._guard import NetworkStats
 
@@ -554,16 +557,31 @@ class AsyncWasmSandbox:
     inside, ``CancelledError`` to the caller) within a few milliseconds.
     """
 
-    def __init__(self, sandbox: WasmSandbox) -> None:
+    def __init__(self, sandbox: WasmSandbox, max_concurrency: int | None = None) -> None:
+        """``max_concurrency``: how many of this sandbox's calls run at once, each on a
+        thread of its own pool (more wait for one); None (the default) runs them on the event
+        loop's default executor (Python's default: ``min(32, CPUs + 4)`` threads, shared with
+        everything else the loop runs in threads). Either way a call's time limit counts from
+        when its guest starts, not while it waits for a thread."""
         self.sync = sandbox
         self._core = sandbox_core(sandbox)
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        if max_concurrency is not None:
+            count = count_value("max_concurrency", max_concurrency)
+            check_range("max_concurrency", count, 1, 4096)
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                count, thread_name_prefix="wasm-sandbox-async"
+            )
 
     @classmethod
-    async def create(cls, config: SandboxConfig) -> AsyncWasmSandbox:
-        """Build (load and compile) off the event loop."""
+    async def create(
+        cls, config: SandboxConfig, max_concurrency: int | None = None
+    ) -> AsyncWasmSandbox:
+        """Build (load and compile) off the event loop (``max_concurrency``: see the
+        constructor)."""
         import asyncio  # noqa: PLC0415 - ~50 ms of import time; only the async twins need it
 
-        return cls(await asyncio.to_thread(WasmSandbox, config))
+        return cls(await asyncio.to_thread(WasmSandbox, config), max_concurrency)
 
     @staticmethod
     def builder() -> SandboxBuilder:
@@ -579,7 +597,8 @@ class AsyncWasmSandbox:
         """Run ``invocation`` on a worker thread; cancelling the task stops the guest."""
         core = core if core is not None else self._core
         ctx = core.prepare(invocation)
-        return await in_thread(ctx, lambda: core.invoke(invocation, ctx))
+        work = functools.partial(core.invoke, invocation, ctx)
+        return await in_thread(ctx, work, executor=self._executor)
 
     async def call(self, export: str, *args: Any, **kwargs: Any) -> Any:
         """Coroutine twin of ``WasmSandbox.call``."""
@@ -633,8 +652,10 @@ class AsyncWasmSandbox:
         return AsyncSession(session)
 
     async def close(self) -> None:
-        """Release a kept instance."""
+        """Release a kept instance, and the threads of ``max_concurrency``'s pool."""
         self.sync.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
 
     async def __aenter__(self) -> AsyncWasmSandbox:
         return self

@@ -232,7 +232,17 @@ class WasiContext:
         """Run under ``limits`` instead (an auto-scaler's); the deadline follows its timeout,
         and the caps a caller added stay."""
         self.limits = limits
-        timeout = limits.execution_timeout
+        self._compose()
+
+    def begin(self) -> None:
+        """The execution starts now (it waited for a worker thread, made ready earlier): its
+        own time limit and its measured time count from here; the caps a caller added (a
+        session's budget, a balancer's deadline) stay where they were."""
+        self.start = time.monotonic()
+        self._compose()
+
+    def _compose(self) -> None:
+        timeout = self.limits.execution_timeout
         seconds = None if timeout is None else timeout.total_seconds()
         self.deadline = compose_deadline(self.start, seconds, self.deadline_caps)
 
