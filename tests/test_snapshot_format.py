@@ -131,3 +131,37 @@ def test_in_memory_directories_are_carried(tmp_path: Path) -> None:
     finally:
         source.close()
         target.close()
+
+
+def test_crafted_directory_content_over_the_mount_cap_is_refused() -> None:
+    """A state that says it used nothing but carries more than the mount may hold is refused
+    before anything is written: its cost is counted from what it carries."""
+    fds = FdTable((Mount.memory("/scratch", max_bytes=4096, max_entries=10),))
+    try:
+        big = HostState((MountState((("big", "f", b"x" * 8192),), 0, 1),))
+        with pytest.raises(ws.SnapshotError, match="cap"):
+            restore_host(fds, big)
+        many = HostState((MountState(tuple((f"f{i}", "f", b"") for i in range(11)), 0, 0),))
+        with pytest.raises(ws.SnapshotError, match="cap"):
+            restore_host(fds, many)
+        assert not list(Path(fds.mounts[0].scratch or "").iterdir())
+    finally:
+        fds.close()
+
+
+def test_a_saved_javascript_state_with_a_hostile_math_random_is_a_guest_error(
+    tmp_path: Path,
+) -> None:
+    """A state whose guest replaced Math.random, loaded where its random state's address is
+    not known yet: finding it reads the guest's answer, which is not a number; a GuestError,
+    never a host failure."""
+    from wasm_sandbox._guests import _turns  # noqa: PLC0415 - the per-process address cache
+
+    sandbox = ws.WasmSandbox.builder().source("").language("javascript").build()
+    path = tmp_path / "hostile.wsbx"
+    with sandbox.session() as session:
+        session.exec("Math.random = () => 'not a number'")
+        session.save(path)
+    _turns._RANDOM_STATES.clear()
+    with pytest.raises(ws.GuestError, match=r"Math\.random"), sandbox.load_session(path) as loaded:
+        loaded.eval("1 + 1")

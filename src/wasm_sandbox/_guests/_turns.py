@@ -270,7 +270,10 @@ class _QuickJs:
     def _draw(self) -> int:
         """One Math.random() draw's 52 mantissa bits."""
         text = self.string(self.eval("String(Math.random())", "<wsbx>"))
-        bits: int = struct.unpack("<Q", struct.pack("<d", float(text) + 1.0))[0]
+        try:  # guest code may have replaced Math.random: its answer is untrusted text
+            bits: int = struct.unpack("<Q", struct.pack("<d", float(text) + 1.0))[0]
+        except ValueError:
+            raise e.GuestError("InternalError", "Math.random does not answer a number") from None
         return bits & ((1 << 52) - 1)
 
     def _cstring(self, data: bytes) -> int:

@@ -13,7 +13,7 @@ import stat
 from dataclasses import dataclass
 
 from .._errors import SnapshotError
-from ._fs import FdEntry, FdTable
+from ._fs import ENTRY_COST, FdEntry, FdTable
 
 __all__ = ["HostState", "MountState", "capture_host", "pristine_refusal", "restore_host"]
 
@@ -112,14 +112,20 @@ def restore_host(fds: FdTable, state: HostState) -> None:
             raise SnapshotError("the snapshot was taken with other mounts")
         if root is None or mount_state is None:
             continue
-        if runtime.cap is not None and mount_state.used > runtime.cap:
+        # What the items cost by the mount's own accounting, whatever the state says it
+        # used (a saved state is untrusted: it must not fill the host's RAM past the cap).
+        items = mount_state.items
+        cost = sum(ENTRY_COST + len(rel.encode()) + len(data) for rel, _, data in items)
+        used, entries = max(mount_state.used, cost), max(mount_state.entries, len(items))
+        over_bytes = runtime.cap is not None and used > runtime.cap
+        if over_bytes or (runtime.max_entries is not None and entries > runtime.max_entries):
             raise SnapshotError(
                 f"the snapshot's {runtime.guest_path} holds more than the mount's cap"
             )
         made = {""}  # directories made by this restore: the only parents allowed
-        for rel, kind, data in mount_state.items:
+        for rel, kind, data in items:
             _restore_item(root, rel, kind, data, made)
-        runtime.used, runtime.entries = mount_state.used, mount_state.entries
+        runtime.used, runtime.entries = used, entries
 
 
 def _restore_item(root: str, rel: str, kind: str, data: bytes, made: set[str]) -> None:
