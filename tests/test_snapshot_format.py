@@ -165,3 +165,11 @@ def test_a_saved_javascript_state_with_a_hostile_math_random_is_a_guest_error(
     _turns._RANDOM_STATES.clear()
     with pytest.raises(ws.GuestError, match=r"Math\.random"), sandbox.load_session(path) as loaded:
         loaded.eval("1 + 1")
+
+
+def test_a_deeply_nested_header_is_refused() -> None:
+    """A header nested past what the JSON parser recurses into is a malformed file."""
+    head = ("[" * 200_000 + "]" * 200_000).encode()
+    data = MAGIC + len(head).to_bytes(4, "little") + head
+    with pytest.raises(ValueError, match="malformed"):
+        load_snapshot(data + hashlib.sha256(data).digest())

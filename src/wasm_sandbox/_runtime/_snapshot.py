@@ -383,7 +383,7 @@ def load_snapshot(data: bytes) -> tuple[Snapshot, dict[str, object]]:
         meta = header["meta"]
         if not isinstance(meta, dict):
             raise TypeError("meta")
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, RecursionError) as exc:
         raise ValueError(f"the file's header is malformed ({exc})") from None
     return snapshot, meta
 
