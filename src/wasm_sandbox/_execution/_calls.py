@@ -38,6 +38,12 @@ class Call(Protocol):
         """Call into ``instance`` (started, with its budget set): (value, exit code)."""
         ...
 
+    def rescue_output(self, instance: GuestInstance) -> None:
+        """After a limit stopped the guest: have ``instance`` write out what it printed but
+        still buffers (a script runtime's ``sys.stdout``). Called under a small budget of
+        its own; a failure is ignored (the instance is being given up)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class NumericCall:
@@ -51,6 +57,9 @@ class NumericCall:
     def run(self, instance: GuestInstance, ctx: WasiContext) -> tuple[Any, int]:
         """Call the export; (its result, 0)."""
         return instance.invoke(self.export, self.args, fuel=None), 0
+
+    def rescue_output(self, instance: GuestInstance) -> None:
+        """Nothing: a compiled guest's own buffers (C's stdio) are its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +90,9 @@ class DataCall:
         instance.invoke("dealloc", (in_ptr, in_len), fuel=None)
         return decode_result(data), 0
 
+    def rescue_output(self, instance: GuestInstance) -> None:
+        """Nothing: a compiled guest's own buffers (C's stdio) are its own."""
+
 
 @dataclass(frozen=True, slots=True)
 class Command:
@@ -92,6 +104,9 @@ class Command:
     def run(self, instance: GuestInstance, ctx: WasiContext) -> tuple[Any, int]:
         """Run ``_start``; (None, 0) when it returns (an exit is a stop, see ``_ending``)."""
         return instance.invoke(COMMAND_EXPORT, (), fuel=None), 0
+
+    def rescue_output(self, instance: GuestInstance) -> None:
+        """Nothing: a compiled guest's own buffers (C's stdio) are its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,3 +127,7 @@ class TurnCall:
         if not self.command:
             raise e.GuestExit(exited)
         return None, exited
+
+    def rescue_output(self, instance: GuestInstance) -> None:
+        """The runtime's buffered output, written out (see ``ScriptTurn.rescue_output``)."""
+        self.turn.rescue_output(instance)

@@ -21,7 +21,7 @@ from .._observe._report import ExecutionResult, ResourceReport, summary_line
 from .._runtime._engine import UNLIMITED_FUEL, GuestFailure, GuestInstance
 from .._runtime._snapshot import Resetter, Snapshot
 from .._runtime._traps import check_after_foreign_init, restore_sigint, route_sigint
-from .._wasi._context import GuestStop, WasiContext
+from .._wasi._context import GuestStop, StopReason, WasiContext
 from ._calls import Call
 from ._ending import NORMAL, Ending, Facts, Measurement, classify
 from ._plan import ExecutionPlan, Scaler, sampler
@@ -273,6 +273,8 @@ class Execution:
         if ctx.has_fds:
             ctx.counters.io_errors.extend(ctx.fds.flush_all())
         measured = Measurement.read(time.monotonic() - ctx.start, instance, fuel)
+        if instance is not None and not ran.clean and _rescue_due(ctx, ran, measured):
+            _rescue_output(ctx, call, instance)
         if ctx.stop_state.reason is None and ran.clean:
             ending = NORMAL  # what classify answers then, without building its facts
         else:
@@ -355,6 +357,54 @@ class Execution:
 
 
 _SPARES = 2  # instances kept for reuse per sandbox (more threads make new ones)
+
+# Output rescue: a guest stopped by a limit gets this much to write out what it buffers.
+_RESCUE_SECONDS = 0.02
+_RESCUE_FUEL = 50_000_000  # a flush turn of the Python runtime burns about 1% of it
+# Stops after which the instance is sound (the host stopped it at a safe point) ...
+_RESCUED_STOPS = frozenset(
+    {StopReason.TIMEOUT, StopReason.IO_LIMIT, StopReason.NETWORK_LIMIT, StopReason.SECURITY}
+)
+# ... and traps after which its memory is suspect: never re-entered.
+_SUSPECT_TRAPS = frozenset(
+    {
+        "memory_out_of_bounds", "heap_misaligned", "table_out_of_bounds",
+        "indirect_call_to_null", "bad_signature", "stack_overflow",
+    }
+)  # fmt: skip
+
+
+def _rescue_due(ctx: WasiContext, ran: _Ran, measured: Measurement) -> bool:
+    """True when a limit stopped the guest mid-call (timeout, fuel, the memory cap, a strict
+    I/O or network limit) and its instance may be entered once more: not after a trap that
+    makes its memory suspect, a cancellation or Ctrl-C, nor when it ended on its own."""
+    failure = ran.failure
+    if failure is None or ctx.stop_state.cancelled:
+        return False
+    reason = ctx.stop_state.reason
+    if reason is not None:
+        return reason in _RESCUED_STOPS
+    if failure.trap_code == "out_of_fuel":
+        return True
+    return measured.denied is not None and failure.trap_code not in _SUSPECT_TRAPS
+
+
+def _rescue_output(ctx: WasiContext, call: Call, instance: GuestInstance) -> None:
+    """Let the stopped guest write out what it still buffers (``Call.rescue_output``), under
+    a budget of its own (``_RESCUE_SECONDS``, ``_RESCUE_FUEL``) that ends it quietly: the
+    instance is given up, what it used was measured before, and whatever goes wrong in it
+    is ignored."""
+    deadline = ctx.deadline
+    ctx.deadline = time.monotonic() + _RESCUE_SECONDS
+    instance.set_fuel(_RESCUE_FUEL)
+    try:
+        call.rescue_output(instance)
+    except (GuestFailure, GuestStop, e.SandboxError, KeyError):
+        pass
+    finally:
+        ctx.deadline = deadline
+    if ctx.stop_state.interrupted:  # Ctrl-C during the rescue: still a request to stop
+        raise KeyboardInterrupt
 
 
 def _close_all(instances: list[GuestInstance]) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 from .._config._mounts import Mount
 from .._errors import ConfigurationError, ToolchainNotFound
 from ._pydriver import BOOT
+from ._reactor import register_module
 
 __all__ = ["STDLIB_GUEST", "PythonRuntime", "find_python_runtime", "statement_code", "turn_code"]
 
@@ -88,6 +89,7 @@ def find_python_runtime(cache_dir: Path) -> PythonRuntime:
     # whenever they are read to compile): no process hashes the 100 MB module to find it.
     wasm_digest = digests.get(SNAPSHOT) or _sha256(wasm)
     found = PythonRuntime(wasm, stdlib_dir, version, wasm_digest)
+    register_module(wasm_digest, wasm)  # for an output rescue (``_reactor``)
     _found[key] = found
     return found
 

@@ -23,6 +23,7 @@ from .._wasi._state import Door
 from ._data import decode_frame
 from ._jsdriver import BOOT as JS_BOOT
 from ._python import statement_code, turn_code
+from ._reactor import turn_flag
 
 __all__ = ["JavaScriptTurn", "PythonTurn", "ScriptTurn", "script_turn"]
 
@@ -31,6 +32,12 @@ _MASK32 = 0xFFFFFFFF
 # first line stopped it (``_pydriver.unhooked``) before the statement ran.
 _UNHOOKED_STATUS = 87
 _UNHOOKED_FRAME = b'{"unhooked":1}'
+# A turn that writes out what Python still buffers (a statement: the reactor echoes nothing).
+_FLUSH = (
+    b"for _wsbx_s in (__import__('sys').stdout, __import__('sys').stderr):\n"
+    b"    try: _wsbx_s.flush()\n"
+    b"    except BaseException: pass\n"
+)
 _TAG_EXCEPTION = 6  # QuickJS's JS_TAG_EXCEPTION, in the high word of a NaN-boxed JSValue
 _STASH_VALUE = b"__wsbx_val\0"
 _STASH_ERROR = b"__wsbx_exc\0"
@@ -59,6 +66,11 @@ class ScriptTurn(Protocol):
 
     def run(self, instance: GuestInstance, ctx: WasiContext) -> tuple[Any, int | None]:
         """(value, None), or (None, exit code) for a run; raises what the guest reported."""
+        ...
+
+    def rescue_output(self, instance: GuestInstance) -> None:
+        """After a limit stopped the guest mid-turn: write out what its runtime still
+        buffers (may raise ``GuestFailure``: the caller ignores it)."""
         ...
 
 
@@ -126,6 +138,17 @@ class PythonTurn:
             request = {**request, "quiet": False}
         return request
 
+    def rescue_output(self, instance: GuestInstance) -> None:
+        """Flush the guest's ``sys.stdout`` and ``sys.stderr``: Python buffers what a script
+        prints (8 KiB at a time) and a trap would lose it. A plain turn of the reactor, so it
+        needs nothing of the driver; it runs on top of the stopped turn's frames, once the
+        reactor's in-a-turn flag is cleared (``_reactor``: without it, nothing is done)."""
+        flag = turn_flag(instance.digest)
+        if flag is None or instance.read_memory(flag, 1) != b"\1":
+            return
+        instance.write_memory(flag, b"\0")
+        instance.invoke_on_copy("host_alloc", "turn", _FLUSH)
+
     @staticmethod
     def _send(instance: GuestInstance, code: bytes) -> int:
         """Run one turn of ``code``; its status."""
@@ -182,6 +205,10 @@ class JavaScriptTurn:
             js.settle(ctx)
             answer = js.string(js.eval("__wsbx.take()", "<wsbx>"))
         return _js_frame(answer, ctx)
+
+    def rescue_output(self, instance: GuestInstance) -> None:
+        """Nothing to do: QuickJS's ``console.log`` writes through (each call reaches the
+        host before it returns)."""
 
 
 def _js_frame(answer: bytes, ctx: WasiContext) -> tuple[Any, int | None]:
