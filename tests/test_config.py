@@ -462,6 +462,8 @@ def test_sandbox_config_never_rewrites_its_fields() -> None:
         ("io_callback", 1, TypeError, "^io_callback must be callable, got int"),
         ("network_callback", 1, TypeError, "^network_callback must be callable, got int"),
         ("resource_callback", 1, TypeError, "^resource_callback must be callable, got int"),
+        ("on_stdout", 1, TypeError, "^on_stdout must be callable, got int"),
+        ("on_stderr", "x", TypeError, "^on_stderr must be callable, got str"),
         ("stdin", 42, TypeError, "^stdin must be bytes, str or a binary stream, got int"),
         ("mounts", ["/tmp"], TypeError, "^mounts must be Mount values, got str"),
         ("args", ("a\0b",), ws.ConfigurationError, "^args must not contain NUL"),

@@ -1,17 +1,238 @@
-"""Output that is never lost: what a Python guest printed before a limit stopped it is in the
-error (its buffered ``sys.stdout`` is written out after the stop), for run(), call() and a
-session's statement."""
+"""Output that streams and is never lost.
+
+Streaming: ``on_stdout``/``on_stderr`` receive each write's bytes, in order, on a thread that
+is not the guest's, all of them before ``run()``/``call()`` returns, none past the output cap;
+a slow callback holds the guest (on its deadline), never the host's memory. Rescue: what a
+Python guest printed before a limit stopped it is in the error (its buffered ``sys.stdout`` is
+written out after the stop), for run(), call() and a session's statement."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import wasm_sandbox as ws
 from tests.conftest import script_sandbox
 from wasm_sandbox._guests import _python, _reactor
+from wasm_sandbox._observe import _output
+
+
+class Recorder:
+    """Records what each callback received, where and when."""
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[str, bytes]] = []
+        self.threads: set[int] = set()
+        self.times: list[float] = []
+
+    def stream(self, name: str) -> Callable[[bytes], None]:
+        def receive(chunk: bytes) -> None:
+            assert type(chunk) is bytes
+            self.threads.add(threading.get_ident())
+            self.times.append(time.monotonic())
+            self.chunks.append((name, chunk))
+
+        return receive
+
+    def joined(self, name: str) -> bytes:
+        return b"".join(chunk for which, chunk in self.chunks if which == name)
+
+    def lines(self) -> list[tuple[str, bytes]]:
+        """(stream, line) in the order received."""
+        return [
+            (name, line) for name, chunk in self.chunks for line in chunk.splitlines(keepends=True)
+        ]
+
+
+def streamed(builder: ws.SandboxBuilder, recorder: Recorder, **options: Any) -> ws.WasmSandbox:
+    builder.on_stdout(recorder.stream("out")).on_stderr(recorder.stream("err"))
+    for name, value in options.items():
+        getattr(builder, name)(value)
+    return builder.build()
+
+
+def script(source: str, language: str) -> ws.SandboxBuilder:
+    return ws.WasmSandbox.builder().source(source).language(language).max_fuel(None)
+
+
+def test_a_c_guest_streams_in_order_off_its_thread_before_run_returns(
+    c_guest: Callable[[str], Path],
+) -> None:
+    recorder = Recorder()
+    sandbox = streamed(ws.WasmSandbox.builder().source(c_guest("lines")), recorder)
+    result = sandbox.run(args=["40"])
+    expected = [("err" if i % 2 else "out", f"line {i}\n".encode()) for i in range(40)]
+    assert recorder.lines() == expected  # in order across both streams, all before return
+    assert recorder.joined("out") == result.stdout
+    assert recorder.joined("err") == result.stderr
+    assert threading.get_ident() not in recorder.threads  # the guest ran on this thread
+    assert result.resource_report.output_callback_errors == ()
+
+
+def test_python_output_streams_line_by_line_as_it_is_printed() -> None:
+    """Line-buffered when streaming: the first line arrives while the guest still sleeps."""
+    source = (
+        "import sys, time\n"
+        "print('first')\n"
+        "print('to stderr', file=sys.stderr)\n"
+        "time.sleep(0.3)\n"
+        "print('second')\n"
+    )
+    recorder = Recorder()
+    result = streamed(script(source, "python"), recorder).run()
+    assert recorder.lines() == [
+        ("out", b"first\n"), ("err", b"to stderr\n"), ("out", b"second\n"),
+    ]  # fmt: skip
+    assert recorder.times[-1] - recorder.times[0] > 0.2
+    assert recorder.joined("out") == result.stdout == b"first\nsecond\n"
+    assert threading.get_ident() not in recorder.threads
+
+
+def test_python_call_and_session_statements_stream() -> None:
+    recorder = Recorder()
+    source = "def greet(name):\n    print('hello', name)\n    return len(name)\n"
+    sandbox = streamed(script(source, "python"), recorder)
+    assert sandbox.call("greet", "ada") == 3
+    assert recorder.lines() == [("out", b"hello ada\n")]
+    with sandbox.session() as session:
+        session.exec("x = 2\nprint('x is', x)")
+        assert recorder.lines()[-1] == ("out", b"x is 2\n")
+        session.exec("print('twice', x * 2)")
+        assert recorder.lines()[-1] == ("out", b"twice 4\n")
+
+
+def test_a_failed_session_statement_is_not_streamed_again_by_its_replay() -> None:
+    """A restore replays the statements since the checkpoint with their output discarded:
+    the callbacks see each statement's output once."""
+    recorder = Recorder()
+    sandbox = streamed(script("", "python"), recorder, timeout_duration=0.5)
+    with sandbox.session() as session:
+        session.exec("print('one')")
+        with pytest.raises(ws.ExecutionTimeout):
+            session.exec("print('spin')\nwhile True: pass")
+        session.exec("print('three')")
+    assert recorder.lines() == [("out", b"one\n"), ("out", b"spin\n"), ("out", b"three\n")]
+
+
+def test_javascript_output_streams_as_it_is_logged() -> None:
+    source = (
+        "console.log('first');\n"
+        "const end = Date.now() + 300; while (Date.now() < end) {}\n"
+        "console.log('second');\n"
+    )
+    recorder = Recorder()
+    result = streamed(script(source, "javascript"), recorder).run()
+    assert recorder.lines() == [("out", b"first\n"), ("out", b"second\n")]
+    assert recorder.times[-1] - recorder.times[0] > 0.2
+    assert recorder.joined("out") == result.stdout
+    assert threading.get_ident() not in recorder.threads
+    assert streamed(script("function f() { console.log('in f'); return 1 }", "javascript"),
+                    recorder).call("f") == 1  # fmt: skip
+    assert recorder.lines()[-1] == ("out", b"in f\n")
+
+
+def test_bytes_past_the_output_cap_are_not_delivered() -> None:
+    recorder = Recorder()
+    sandbox = streamed(
+        script("for i in range(500):\n    print('0123456789')\n", "python"),
+        recorder,
+        max_output_bytes=1000,
+    )
+    result = sandbox.run()
+    assert result.stdout_truncated and len(result.stdout) == 1000
+    assert recorder.joined("out") == result.stdout
+    assert result.resource_report.stdout_bytes == 5500
+
+
+def test_a_callback_that_raises_is_dropped_and_recorded(caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[bytes] = []
+
+    def broken(chunk: bytes) -> None:
+        calls.append(chunk)
+        raise RuntimeError("callback bug")
+
+    sandbox = script("for i in range(5):\n    print(i)\n", "python").on_stdout(broken).build()
+    for _ in range(2):  # dropped for one execution only
+        calls.clear()
+        result = sandbox.run()
+        assert result.stdout == b"0\n1\n2\n3\n4\n"  # the guest never notices
+        assert len(calls) == 1
+        report = result.resource_report
+        assert report.output_callback_errors == ("on_stdout: RuntimeError: callback bug",)
+    assert "on_stdout" in caplog.text and "not called again" in caplog.text
+
+
+def test_a_callback_keyboard_interrupt_stops_the_guest_and_is_raised() -> None:
+    seen: list[bytes] = []
+
+    def interrupt(chunk: bytes) -> None:
+        seen.append(chunk)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    source = "i = 0\nwhile True:\n    print(i)\n    i += 1\n"
+    sandbox = script(source, "python").on_stdout(interrupt).timeout_duration(10).build()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        sandbox.run()
+    assert time.monotonic() - started < 2
+    assert len(seen) == 3  # nothing is delivered after it
+    quiet = script("print('still usable')", "python").build()
+    assert quiet.run().stdout == b"still usable\n"
+
+
+def test_a_slow_callback_holds_the_guest_not_the_host_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At most QUEUE_BYTES (+ one piece) wait for the callback; the guest waits for room,
+    and that wait is on its time limit: the run ends in ExecutionTimeout, and every byte
+    kept is still delivered before run() raises."""
+    most: list[int] = [0]
+    put = _output.OutputStreams._put
+
+    def watched(self: _output.OutputStreams, stream: int, piece: bytes) -> None:
+        put(self, stream, piece)
+        most[0] = max(most[0], self._queued)
+
+    monkeypatch.setattr(_output.OutputStreams, "_put", watched)
+    received: list[int] = []
+
+    def slow(chunk: bytes) -> None:
+        received.append(len(chunk))
+        time.sleep(0.02)
+
+    source = (
+        "import sys\n"
+        "for i in range(64):\n"
+        "    sys.stdout.buffer.write(b'x' * 65536)\n"
+        "    sys.stdout.flush()\n"
+    )
+    sandbox = script(source, "python").on_stdout(slow).timeout_duration(0.4).build()
+    with pytest.raises(ws.ExecutionTimeout) as caught:
+        sandbox.run()
+    assert 0 < most[0] <= _output.QUEUE_BYTES + _output.PIECE
+    assert sum(received) == len(caught.value.stdout) > 0
+    assert len(caught.value.stdout) < 64 * 65536  # the guest was held back
+
+
+def test_streaming_does_not_line_buffer_other_sandboxes() -> None:
+    """The runtime's boot state is shared by sandboxes of the same runtime: streaming is set
+    per execution, never captured into it."""
+    source = "for i in range(200):\n    print(i)\n"
+    streamed(script(source, "python"), Recorder()).run()
+    plain = script(source, "python").build().run()
+    assert plain.resource_report.syscalls < 20  # block-buffered: a few writes, not 200
+
+
+def test_on_stdout_must_be_callable() -> None:
+    with pytest.raises(TypeError, match="on_stdout must be callable"):
+        ws.WasmSandbox.builder().on_stdout(42)  # type: ignore[arg-type]
+
 
 SPIN = "import sys\nprint('spinning')\nsys.stderr.write('half a line')\nwhile True: pass\n"
 

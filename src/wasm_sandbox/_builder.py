@@ -111,6 +111,12 @@ class SandboxConfig:
     strict_network: bool = False
     """Stop the guest at a policy refusal (``SecurityViolation``) or a network limit
     (``NetworkLimitExceeded``) instead of giving it the errno."""
+    on_stdout: Callable[[bytes], object] | None = None
+    """Called with each chunk the guest writes to stdout (``bytes``, those under
+    ``max_output_bytes``), in order, on a thread of the execution's own; every chunk is
+    delivered before ``call()`` or ``run()`` returns (README: *Streaming output*)."""
+    on_stderr: Callable[[bytes], object] | None = None
+    """As ``on_stdout``, for stderr."""
     resource_monitoring: bool = False
     """Sample ``ResourceUsage`` during every execution (to ``resource_callback``, else the
     debug log). A ``resource_callback`` implies it (``resource_monitoring_enabled``)."""
@@ -169,7 +175,9 @@ class SandboxConfig:
         check_type("network_policy", self.network_policy, NetworkPolicy)
         check_type("resource_monitor", self.resource_monitor, ResourceMonitor, optional=True)
         check_type("auto_scaler", self.auto_scaler, AutoScaler, optional=True)
-        for name in ("io_callback", "network_callback", "resource_callback"):
+        for name in (
+            "io_callback", "network_callback", "resource_callback", "on_stdout", "on_stderr",
+        ):  # fmt: skip
             check_callable(name, getattr(self, name))
         _monitoring_interval(self.monitoring_interval)
         _output_limit(self.max_output_bytes)
@@ -511,6 +519,22 @@ class SandboxBuilder:
         ``network_callback_errors`` (README: *Callbacks that raise*)."""
         check_callable("network_callback", callback)
         return self._set("network_callback", callback)
+
+    def on_stdout(self, callback: Callable[[bytes], object]) -> SandboxBuilder:
+        """Receive the guest's stdout as it is written: ``callback(chunk)`` with ``bytes``,
+        in order, on a thread of the execution's own, all of it before ``call()``/``run()``
+        returns; past ``max_output_bytes`` nothing is delivered. A Python guest's stdout is
+        then line-buffered. A slow callback makes the guest wait (on its time limit) once
+        1 MiB is queued; one that raises is dropped for the execution and listed in the
+        report's ``output_callback_errors`` (README: *Streaming output*)."""
+        check_callable("on_stdout", callback)
+        return self._set("on_stdout", callback)
+
+    def on_stderr(self, callback: Callable[[bytes], object]) -> SandboxBuilder:
+        """As ``on_stdout``, for the guest's stderr (one queue for both: their chunks arrive
+        in the order they were written)."""
+        check_callable("on_stderr", callback)
+        return self._set("on_stderr", callback)
 
     def strict_network(self, enabled: bool = True) -> SandboxBuilder:
         """Stop the guest at a policy refusal or a network limit instead of failing its call."""

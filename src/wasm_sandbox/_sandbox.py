@@ -132,6 +132,8 @@ class WasmSandbox:
             network_policy=config.network_policy,
             network_callback=_network_observer(config),
             strict_network=config.strict_network,
+            on_stdout=config.on_stdout,
+            on_stderr=config.on_stderr,
             monitoring=_monitoring(config),
             scaler=config.auto_scaler,
             debug=config.debug_mode,

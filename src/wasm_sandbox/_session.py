@@ -475,6 +475,7 @@ class SessionCore:
         """Run one statement of the tail again, output discarded, effects forbidden."""
         ctx = self._sandbox.new_context()
         ctx.effects_forbidden = True
+        ctx.streams.stdout.sink = ctx.streams.stderr.sink = None  # not streamed a second time
         if end is not None:
             ctx.cap_deadline(end)
         try:

@@ -73,6 +73,9 @@ class Outcome:
                 profile=self.plan.profile,
                 sampler=ctx.sampler,
                 io_callback_errors=tuple(ctx.io.errors) if ctx.io is not None else (),
+                output_callback_errors=(
+                    tuple(ctx.streams.output.errors) if ctx.streams.output is not None else ()
+                ),
             )
         return self._report
 
@@ -260,6 +263,8 @@ class Execution:
         try:
             return self._finish(ctx, call, instance, fuel, ran)
         finally:
+            if ctx.streams.output is not None:
+                ctx.streams.output.finish()  # (done already, unless _finish failed early)
             if instance is not None:
                 self._release(instance, fresh, prepared, reusable)
 
@@ -275,6 +280,8 @@ class Execution:
         measured = Measurement.read(time.monotonic() - ctx.start, instance, fuel)
         if instance is not None and not ran.clean and _rescue_due(ctx, ran, measured):
             _rescue_output(ctx, call, instance)
+        if ctx.streams.output is not None:
+            ctx.streams.output.finish()  # every chunk delivered before the result or error
         if ctx.stop_state.reason is None and ran.clean:
             ending = NORMAL  # what classify answers then, without building its facts
         else:

@@ -4,6 +4,7 @@ from (``ExecutionPlan.context``)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,9 +16,17 @@ from .._config._mounts import Mount
 from .._config._policy import NetworkPolicy
 from .._observe._iomonitor import IoObserver, IoOperation
 from .._observe._monitor import MemoryUsage, ResourceMonitor, ResourceUsage, Sampler
+from .._observe._output import STDERR, STDOUT, OutputStreams
 from .._runtime._engine import CompiledModule, EngineHandle, GuestInstance
 from .._runtime._snapshot import Snapshot
-from .._wasi._context import OutputBuffer, Stdin, WasiContext, compose_deadline
+from .._wasi._context import (
+    GuestStop,
+    OutputBuffer,
+    Stdin,
+    StopReason,
+    WasiContext,
+    compose_deadline,
+)
 from .._wasi._guard import NetLimits, NetworkGuard, NetworkStats
 from .._wasi._state import IoLimits, Streams
 
@@ -61,6 +70,8 @@ class ExecutionPlan:
     network_policy: NetworkPolicy = NetworkPolicy()  # noqa: RUF009 - frozen, immutable
     network_callback: Callable[[NetworkStats], object] | None = None
     strict_network: bool = False
+    on_stdout: Callable[[bytes], object] | None = None  # streamed output (``_observe._output``)
+    on_stderr: Callable[[bytes], object] | None = None
     monitoring: Monitoring | None = None
     scaler: Scaler | None = None
     debug: bool = False  # debug_mode: each execution's report logged at DEBUG (INFO if verbose)
@@ -87,9 +98,11 @@ class ExecutionPlan:
         env: list[bytes],
         stdin: bytes | BinaryIO | None,
         limits: ResourceLimits | None = None,
+        streamed: bool = True,
     ) -> WasiContext:
         """A fresh WASI context whose deadline starts now (``limits``: this execution's own,
-        instead of the plan's: an auto-scaler's)."""
+        instead of the plan's: an auto-scaler's; ``streamed=False``: its output is not given
+        to ``on_stdout``/``on_stderr``: a runtime's boot, a state prepared at build)."""
         limits = limits or self.limits
         cap = self.max_output_bytes
         parts = self._parts
@@ -97,17 +110,53 @@ class ExecutionPlan:
             _, io_limits, net_limits, seconds = parts[0]
         else:
             io_limits, net_limits, seconds = self._limit_parts(limits)
+        if not streamed or (self.on_stdout is None and self.on_stderr is None):
+            streams = Streams(Stdin(stdin), OutputBuffer(cap), OutputBuffer(cap))
+        else:
+            streams = _streamed(Stdin(stdin), cap, self.on_stdout, self.on_stderr)
         ctx = WasiContext(
             args,
             env,
-            Streams(Stdin(stdin), OutputBuffer(cap), OutputBuffer(cap)),
+            streams,
             limits,
             io_limits,
             NetworkGuard(self.network_policy, net_limits, self.network_callback),
             io=IoObserver(self.io_callback) if self.io_monitoring else None,
         )
         ctx.deadline = compose_deadline(ctx.start, seconds, ())
+        if streams.output is not None:
+            _bind_output(streams.output, ctx)
         return ctx
+
+
+def _streamed(
+    stdin: Stdin,
+    cap: int,
+    on_stdout: Callable[[bytes], object] | None,
+    on_stderr: Callable[[bytes], object] | None,
+) -> Streams:
+    """Standard streams whose kept output is also delivered to the callbacks."""
+    output = OutputStreams(on_stdout, on_stderr)
+    sinks = [
+        functools.partial(output.put, stream) if output.wants(stream) else None
+        for stream in (STDOUT, STDERR)
+    ]
+    return Streams(stdin, OutputBuffer(cap, sinks[0]), OutputBuffer(cap, sinks[1]), output)
+
+
+def _bind_output(output: OutputStreams, ctx: WasiContext) -> None:
+    """A full queue makes the guest wait under its deadline and cancellation; a callback's
+    KeyboardInterrupt or SystemExit stops the guest and is raised to the caller."""
+
+    def never() -> BaseException:  # no end of its own: the deadline ends the wait
+        return GuestStop(StopReason.TIMEOUT)
+
+    def interrupt(exc: BaseException) -> None:
+        ctx.stop(StopReason.INTERRUPTED, exc)
+        ctx.cancel()
+
+    output.wait = functools.partial(ctx.wait_until, end=None, on_timeout=never)
+    output.on_interrupt = interrupt
 
 
 @dataclass(frozen=True, slots=True)

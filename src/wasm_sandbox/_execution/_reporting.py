@@ -32,6 +32,7 @@ def build_report(
     profile: str | None,
     sampler: Sampler | None,
     io_callback_errors: tuple[str, ...],
+    output_callback_errors: tuple[str, ...] = (),
 ) -> ResourceReport:
     """The report of a finished execution: its counters, what was measured at its end, the
     limits it ran under, how it ended, and its live monitoring's findings."""
@@ -52,4 +53,5 @@ def build_report(
         outcome=outcome,
         profile=profile,
         io_callback_errors=io_callback_errors,
+        output_callback_errors=output_callback_errors,
     )

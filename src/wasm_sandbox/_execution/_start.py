@@ -29,7 +29,7 @@ def run_and_capture(
     host directory)."""
     execution = Execution(plan, keep_instance=True, internal=True)
     try:
-        ctx = plan.context([b"wsbx-boot"], env, None)
+        ctx = plan.context([b"wsbx-boot"], env, None, streamed=False)  # state every call shares
         execution.execute(ctx, call)
         return execution.capture(), tuple(ctx.counters.effects)
     finally:

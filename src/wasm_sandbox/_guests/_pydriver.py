@@ -200,11 +200,23 @@ def _arguments(req):
             _loads(req.get("kwargs", "{}"), object_hook=_from_json))
 
 
+def _line_buffered():
+    """The host streams this instance's output: write it out at each line, not each 8 KiB."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if not stream.line_buffering:
+                stream.reconfigure(line_buffering=True)
+        except Exception:
+            pass
+
+
 def _answer(req):
     op = req["op"]
     fresh = req.get("fresh")
     if fresh is not None:
         _renew(fresh)
+    if req.get("lines"):
+        _line_buffered()
     if op == "exec":  # a session's statement: the hot path
         exec(compile(req["source"], "<session>", "exec"), _main_dict())
         return {"ok": None}

@@ -136,6 +136,8 @@ class PythonTurn:
             request = {**request, "fresh": fresh}
         if not instance.script_ready and "quiet" in request:  # the answer says it booted
             request = {**request, "quiet": False}
+        if ctx.streams.output is not None:  # streamed: print() reaches the host line by line
+            request = {**request, "lines": 1}
         return request
 
     def rescue_output(self, instance: GuestInstance) -> None:

@@ -98,6 +98,9 @@ class ResourceReport:
     network_callback_errors: tuple[str, ...] = ()
     """What a raising ``network_callback`` raised (``Type: message``; it is dropped after the
     first error)."""
+    output_callback_errors: tuple[str, ...] = ()
+    """What a raising ``on_stdout`` or ``on_stderr`` raised, each after the callback's name
+    (``on_stdout: RuntimeError: ...``; it is dropped for the rest of the execution)."""
     alerts: tuple[Alert, ...] = ()
     """The alerts a ``ResourceMonitor`` raised during the execution."""
     monitoring_samples: int = 0

@@ -65,15 +65,17 @@ class GuestStop(Exception):
 class OutputBuffer:
     """Captured guest output, kept up to ``cap`` bytes; the rest is counted, then dropped
     (never copied: a write past the cap costs the host nothing). The kept bytes are handed
-    out without a copy (``data``), so a result holds them once, not twice."""
+    out without a copy (``data``), so a result holds them once, not twice. With a ``sink``
+    (``on_stdout``/``on_stderr``), what each write keeps is also handed to it, as one chunk."""
 
-    __slots__ = ("_kept", "cap", "kept", "total")
+    __slots__ = ("_kept", "cap", "kept", "sink", "total")
 
-    def __init__(self, cap: int) -> None:
+    def __init__(self, cap: int, sink: Callable[[bytes], None] | None = None) -> None:
         self.cap = cap
         self._kept = io.BytesIO()
         self.kept = 0  # bytes kept
         self.total = 0  # bytes written
+        self.sink = sink
 
     @property
     def data(self) -> bytes:
@@ -87,12 +89,15 @@ class OutputBuffer:
         if room > 0:
             part = chunk if len(chunk) <= room else memoryview(chunk)[:room]
             self.kept += self._kept.write(part)
+            if self.sink is not None and part:
+                self.sink(bytes(part))
 
     def write_iovecs(self, view: memoryview, pairs: list[tuple[int, int]], most: int) -> int:
         """Count a write of the buffers ``pairs`` names in ``view`` (at most ``most`` bytes
         of them) and keep what fits under the cap; returns the bytes counted. What is past
         the cap is never copied."""
         size, room, write = 0, min(self.cap - self.kept, most), self._kept.write
+        start = self.kept
         for ptr, length in pairs:
             size += length
             if room > 0 and length:
@@ -102,6 +107,8 @@ class OutputBuffer:
                 self.kept += taken
         size = min(size, most)
         self.total += size
+        if self.sink is not None and self.kept > start:
+            self.sink(self._kept.getbuffer()[start : self.kept].tobytes())
         return size
 
     @property

@@ -9,7 +9,7 @@
   ``ResourceReport`` and every live ``ResourceUsage`` sample.
 - ``StopState``: why and how the guest stops (the first reason wins), set from syscalls, the
   epoch callback, a cancelling thread or the SIGINT handler; read by ``_ending``.
-- ``Streams``: stdin, stdout, stderr.
+- ``Streams``: stdin, stdout, stderr (and their streaming to callbacks).
 - ``Door``: the handler a script runtime's ``host.call`` frames go to (set per turn).
 
 Adding a counter touches three files: this one (the field and ``snapshot``), the syscall that
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from .._config._limits import ResourceLimits
 
 if TYPE_CHECKING:
+    from .._observe._output import OutputStreams
     from .._observe._report import SecurityEvent
     from ._context import OutputBuffer, Stdin
     from ._guard import NetworkGuard
@@ -152,11 +153,13 @@ class StopState:
 
 @dataclass(slots=True, eq=False)
 class Streams:
-    """The guest's standard streams."""
+    """The guest's standard streams (``output``: their delivery to ``on_stdout`` and
+    ``on_stderr``, when the sandbox streams)."""
 
     stdin: Stdin
     stdout: OutputBuffer
     stderr: OutputBuffer
+    output: OutputStreams | None = None
 
 
 @dataclass(frozen=True, slots=True)
