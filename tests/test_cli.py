@@ -333,7 +333,8 @@ def test_json_error_has_class_name_message_and_report(cli: CliRunner, probe: Pat
     payload = result.json()
     assert payload["outcome"] == "MemoryLimitExceeded"
     assert payload["error"].startswith("Memory limit exceeded: used ")
-    assert payload["error"].endswith(", limit 8388608")
+    assert ", limit 8388608 (tried to allocate " in payload["error"]
+    assert payload["error"].endswith("; the limit is 8 MiB)")
     report = payload["report"]
     assert report["outcome"] == "MemoryLimitExceeded"
     assert report["memory_limit_hit"] is True
@@ -478,7 +479,7 @@ def test_initial_memory_over_the_limit_exits_120(cli: CliRunner, tmp_path: Path)
     wat.write_text('(module (memory (export "memory") 4) (func (export "_start")))')
     result = cli("run", "--memory", "64KiB", wat)
     assert result.status == 120, result.err
-    assert "initial memory is larger than memory_bytes" in result.err
+    assert "initial memory, 256 KiB, is larger than memory_bytes, 64 KiB" in result.err
     _no_traceback(result)
 
 

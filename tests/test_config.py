@@ -634,9 +634,14 @@ def test_formatted_durations_parse_back_to_three_significant_digits(seconds: flo
 
 
 def test_error_messages_match_the_seed() -> None:
-    """The three troubleshooting messages read exactly as documented."""
+    """The three troubleshooting messages read exactly as documented (the memory one with
+    the sizes for people after the seed's wording)."""
     assert str(ws.MemoryLimitExceeded(134217728, 67108864)) == (
-        "Memory limit exceeded: used 134217728, limit 67108864"
+        "Memory limit exceeded: used 134217728, limit 67108864 "
+        "(tried to allocate 128 MiB; the limit is 64 MiB)"
+    )
+    assert str(ws.MemoryLimitExceeded(1107296256, 268435456)).endswith(
+        "(tried to allocate 1.03 GiB; the limit is 256 MiB)"
     )
     assert str(ws.ExecutionTimeout(timedelta(seconds=30))) == "Execution timeout after 30 seconds"
     assert str(ws.FuelExhausted(1000000, 1000000)) == "Fuel exhausted: used 1000000, limit 1000000"

@@ -230,6 +230,10 @@ def test_fetch_goes_through_the_host_policy() -> None:
         with pytest.raises(ws.GuestError, match=r"fetch failed: .*EACCES") as info:
             js(FETCH).call("get", f"{base}/hello")
         assert info.value.type == "TypeError"
+        assert info.value.guest_message.endswith(
+            f"(EACCES): not allowed by the network policy: allow '127.0.0.1:{server.port}' "
+            "to permit it"
+        )
         assert server.paths == ["/hello", "/missing", "/hello", "/hello"]
 
 

@@ -43,7 +43,10 @@ def test_memory_cap_trap_raises_memory_limit_exceeded_with_exact_message() -> No
     sb = sandbox(GROW_WAT, memory_limit=64 * MiB)
     with pytest.raises(ws.MemoryLimitExceeded) as info:
         sb.call("grow_or_trap", 2047)  # 1 + 2047 pages = 128 MiB
-    assert str(info.value) == "Memory limit exceeded: used 134217728, limit 67108864"
+    assert str(info.value) == (
+        "Memory limit exceeded: used 134217728, limit 67108864 "
+        "(tried to allocate 128 MiB; the limit is 64 MiB)"
+    )
     assert (info.value.used, info.value.limit) == (128 * MiB, 64 * MiB)
     assert info.value.report.memory_limit_hit
 
@@ -73,7 +76,10 @@ def test_memory_growth_limit_caps_a_single_grow() -> None:
         sb.call("grow_or_trap", 17)
     assert info.value.kind == "growth"
     assert (info.value.used, info.value.limit) == (17 * PAGE, 1 * MiB)
-    assert str(info.value).startswith(f"Memory limit exceeded: used {17 * PAGE}, limit {MiB}")
+    assert str(info.value) == (
+        f"Memory limit exceeded: used {17 * PAGE}, limit {MiB} "
+        "(one memory.grow tried to allocate 1.06 MiB; memory_growth_limit is 1 MiB)"
+    )
 
 
 def test_initial_memory_over_limit_is_refused_at_build_time() -> None:

@@ -269,7 +269,9 @@ def test_name_resolving_to_loopback_in_strict_mode_is_a_violation(c_guest: CGues
         with pytest.raises(ws.SecurityViolation) as info:
             _run(sb, "connect", alias, server.port)
         assert str(info.value) == (
-            f"Security violation: Unauthorized network access to '{alias}:{server.port}'"
+            f"Security violation: Unauthorized network access to '{alias}:{server.port}' "
+            "(resolves only to private, loopback or link-local addresses, which the network "
+            "policy refuses: allow the address itself, or set allow_private=True, to permit it)"
         )
 
 
@@ -393,9 +395,17 @@ def test_strict_mode_refusal_is_a_security_violation(c_guest: CGuest) -> None:
         sb = _client(c_guest, "127.0.0.1:1", strict=True)
         with pytest.raises(ws.SecurityViolation) as info:
             _run(sb, "connect", "127.0.0.1", server.port)
+        endpoint = f"127.0.0.1:{server.port}"
         assert str(info.value) == (
-            f"Security violation: Unauthorized network access to '127.0.0.1:{server.port}'"
+            f"Security violation: Unauthorized network access to '{endpoint}' "
+            f"(not allowed by the network policy: allow '{endpoint}' to permit it)"
         )
+        assert (
+            info.value.detail
+            == f"not allowed by the network policy: allow '{endpoint}' to permit it"
+        )
+        events = info.value.report.security_events
+        assert [e.detail for e in events] == [info.value.detail]  # the host-side record too
         _settle()
         assert server.stats.connections == 0
 

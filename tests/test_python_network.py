@@ -68,6 +68,9 @@ def test_default_policy_refuses_python_clients() -> None:
         with pytest.raises(ws.GuestError) as info:
             py(CLIENTS).call("raw", server.port)
         assert info.value.type == "PermissionError"
+        endpoint = f"127.0.0.1:{server.port}"
+        rule = f"not allowed by the network policy: allow '{endpoint}' to permit it"
+        assert rule in info.value.guest_message  # the guest's exception names the rule
         with pytest.raises(ws.GuestError, match="URLError"):
             py(CLIENTS).call("urllib_get", server.port)
         assert server.paths == []
@@ -77,7 +80,7 @@ def test_default_policy_refuses_python_clients() -> None:
         ).run()
         assert b"refused" in outcome.stdout
         events = outcome.resource_report.security_events
-        assert [(e.kind, e.path) for e in events] == [("network", f"127.0.0.1:{server.port}")]
+        assert [(e.kind, e.path, e.detail) for e in events] == [("network", endpoint, rule)]
 
 
 def test_strict_network_stops_python_with_a_security_violation() -> None:
@@ -88,7 +91,8 @@ def test_strict_network_stops_python_with_a_security_violation() -> None:
         with pytest.raises(ws.SecurityViolation) as info:
             sandbox.call("urllib_get", server.port)
         assert str(info.value) == (
-            f"Security violation: Unauthorized network access to '127.0.0.1:{server.port}'"
+            f"Security violation: Unauthorized network access to '127.0.0.1:{server.port}' "
+            f"(not allowed by the network policy: allow '127.0.0.1:{server.port}' to permit it)"
         )
 
 

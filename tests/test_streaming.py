@@ -321,3 +321,20 @@ def test_the_reactor_flag_is_found_in_the_runtime_and_nowhere_else(tmp_path: Pat
     _reactor.register_module("junk", junk)
     assert _reactor.turn_flag("junk") is None
     assert _reactor.turn_flag("never registered") is None
+
+
+# --- messages an agent can act on ------------------------------------------------------------
+
+
+def test_a_python_memory_error_says_how_much_it_tried_in_sizes_for_people() -> None:
+    """The seed's wording, then the sizes: ``(tried to allocate 300 MiB; the limit is 128
+    MiB)``; the output printed before is kept."""
+    source = "print('before')\nblob = bytearray(300 * 2**20)\n"
+    sandbox = script_sandbox(source, "python", memory_limit="128MiB")
+    with pytest.raises(ws.MemoryLimitExceeded) as caught:
+        sandbox.run()
+    message = str(caught.value)
+    assert message.startswith(f"Memory limit exceeded: used {caught.value.used}, limit 134217728 (")
+    assert message.endswith("; the limit is 128 MiB)")
+    assert "(tried to allocate 3" in message  # 300 MiB and the heap it already had
+    assert caught.value.stdout == b"before\n"

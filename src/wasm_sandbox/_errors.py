@@ -281,12 +281,16 @@ class MemoryLimitExceeded(ResourceLimitExceeded):
     cli_exit_status = 120
 
     def __init__(self, used: int, limit: int, kind: str = "total") -> None:
-        message = f"Memory limit exceeded: used {used}, limit {limit}"
+        from ._units import format_size  # noqa: PLC0415 - _units imports this module
+
+        tried, cap = format_size(used), format_size(limit)
         if kind == "growth":
-            message += " (a single memory.grow asked for more than memory_growth_limit)"
+            detail = f"one memory.grow tried to allocate {tried}; memory_growth_limit is {cap}"
         elif kind == "initial":
-            message += " (the module's initial memory is larger than memory_bytes)"
-        super().__init__(message)
+            detail = f"the module's initial memory, {tried}, is larger than memory_bytes, {cap}"
+        else:
+            detail = f"tried to allocate {tried}; the limit is {cap}"
+        super().__init__(f"Memory limit exceeded: used {used}, limit {limit} ({detail})")
         self.used = used
         self.limit = limit
         self.kind = kind
@@ -358,13 +362,16 @@ class NetworkLimitExceeded(ResourceLimitExceeded):
 
 class SecurityViolation(ExecutionError):
     """The network policy refused a connection, in strict network mode (``endpoint``: the
-    ``host:port`` the guest asked for)."""
+    ``host:port`` the guest asked for; ``detail``: which rule refused it and how to permit
+    it, e.g. ``not allowed by the network policy: allow 'host:port' to permit it``)."""
 
     cli_exit_status = 126  # as a shell's "permission denied"
 
-    def __init__(self, endpoint: str) -> None:
-        super().__init__(f"Security violation: Unauthorized network access to {endpoint!r}")
+    def __init__(self, endpoint: str, detail: str | None = None) -> None:
+        message = f"Security violation: Unauthorized network access to {endpoint!r}"
+        super().__init__(message if detail is None else f"{message} ({detail})")
         self.endpoint = endpoint
+        self.detail = detail
 
 
 class GuestTrap(ExecutionError):

@@ -127,7 +127,7 @@ def _stopped(facts: Facts) -> Ending | None:
     elif reason == StopReason.NETWORK_LIMIT and stop.network_hit is not None:
         error = e.NetworkLimitExceeded(*stop.network_hit)
     elif reason == StopReason.SECURITY and stop.security_violation is not None:
-        error = e.SecurityViolation(stop.security_violation)
+        error = e.SecurityViolation(stop.security_violation, stop.security_detail)
     elif reason == StopReason.CANCELLED:
         error = e.ExecutionCancelled("Execution cancelled by the host")
     elif reason == StopReason.EXTERNAL_EFFECT:

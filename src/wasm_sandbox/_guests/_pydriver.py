@@ -314,8 +314,8 @@ def _net(request):
     answer = _loads(_host.call(_dumps(request).encode()) or b"{}")
     if "errno" in answer:
         import os
-        code = answer["errno"]
-        raise OSError(code, os.strerror(code))
+        code, message = answer["errno"], answer.get("message")
+        raise OSError(code, message if isinstance(message, str) else os.strerror(code))
     return answer
 
 

@@ -93,6 +93,7 @@ class NetworkGuard:
         self.refusals = 0
         self.active = 0
         self.endpoint: str | None = None  # of the connection being opened
+        self.refused: str | None = None  # why the policy refused it (what the guest is told)
         self._tokens = float(limits.rate or 0)
         self._refilled = time.monotonic()
         self._lock = threading.Lock()

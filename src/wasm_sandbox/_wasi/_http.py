@@ -110,8 +110,11 @@ def _transfer(
     try:
         fd = open_connection(ctx, host, port, tls=tls)
     except WasiError as err:
+        why = ctx.net.refused if err.errno == Errno.EACCES else None
         raise _Refused(
-            f"connection to {host}:{port} failed ({err.errno.name})", err.errno
+            f"connection to {host}:{port} failed ({err.errno.name})"
+            + (f": {why}" if why is not None else ""),
+            err.errno,
         ) from None
     entry = ctx.require_fd(fd)
     # network_timeout bounds each wait and, here, the whole request as well.

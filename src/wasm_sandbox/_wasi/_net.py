@@ -49,11 +49,15 @@ def _close_entry(entry: FdEntry) -> None:
 
 
 def _refuse(ctx: WasiContext, guard: NetworkGuard, endpoint: str, why: str) -> Errno:
+    """The policy refuses ``endpoint``: ``why`` says which rule and how to permit it (the
+    security event's detail, the strict error's, and a script guest's exception message)."""
     guard.refusals += 1
+    guard.refused = why
     ctx.refuse("network", endpoint, why, Errno.EACCES)
     guard.changed()
     if guard.limits.strict:
         ctx.stop_state.security_violation = endpoint
+        ctx.stop_state.security_detail = why
         raise ctx.stop(StopReason.SECURITY)
     return Errno.EACCES
 
@@ -128,11 +132,14 @@ def open_connection(ctx: WasiContext, host: str, port: int, *, tls: bool = False
     guard.requests += 1
     endpoint = f"{host}:{port}"
     guard.endpoint = endpoint
+    guard.refused = None
     patterns = guard.policy.matching(host.strip("[]") if host.startswith("[") else host, port)
     if not patterns:
-        raise WasiError(_refuse(ctx, guard, endpoint, "not allowed by the network policy"))
+        why = f"not allowed by the network policy: allow {endpoint!r} to permit it"
+        raise WasiError(_refuse(ctx, guard, endpoint, why))
     if guard.policy.require_tls and not tls:
-        raise WasiError(_refuse(ctx, guard, endpoint, "the network policy requires TLS"))
+        why = "the network policy requires TLS (require_tls=True): connect with TLS"
+        raise WasiError(_refuse(ctx, guard, endpoint, why))
     if not guard.take_token():
         guard.refusals += 1
         rate = guard.limits.rate or 0
@@ -148,7 +155,10 @@ def open_connection(ctx: WasiContext, host: str, port: int, *, tls: bool = False
     addresses = _resolve(ctx, guard, host.strip("[]"), port)
     allowed = [a for a in addresses if guard.policy.address_allowed(patterns, a[0])]
     if not allowed:
-        reason = "resolves only to addresses the policy refuses"
+        reason = (
+            "resolves only to private, loopback or link-local addresses, which the network "
+            "policy refuses: allow the address itself, or set allow_private=True, to permit it"
+        )
         raise WasiError(_refuse(ctx, guard, endpoint, reason))
     fd = _connect(ctx, guard, allowed)
     entry = FdEntry("socket", None, fd, (endpoint,), readable=True, writable=True)
@@ -426,6 +436,7 @@ def net_request(ctx: WasiContext, frame: bytes) -> bytes:
     "shutdown", "fd", "how"}``; ``{"net": "tls", "fd", "host"}``; ``{"net": "sockopt", "fd",
     "option", "value"}``. Every field is checked (type and range) before it is used; anything
     else answers ``{"errno": n}`` (EINVAL for a malformed request), never a host error."""
+    connecting = False
     try:
         if len(frame) > _MAX_NET_FRAME:
             raise WasiError(Errno.EINVAL)
@@ -433,11 +444,15 @@ def net_request(ctx: WasiContext, frame: bytes) -> bytes:
         if not isinstance(request, dict):
             raise WasiError(Errno.EINVAL)
         if request.get("net") == "connect":
+            connecting = True
             return _connect_request(ctx, request)
         _socket_request(ctx, request)
         return b"{}"
     except WasiError as err:
-        return json.dumps({"errno": int(err.errno)}).encode()
+        answer: dict[str, Any] = {"errno": int(err.errno)}
+        if connecting and err.errno == Errno.EACCES and ctx.net.refused is not None:
+            answer["message"] = ctx.net.refused  # which rule refused it, and how to permit it
+        return json.dumps(answer).encode()
     except (ValueError, RecursionError):  # not JSON (or nested past the parser's depth)
         return json.dumps({"errno": int(Errno.EINVAL)}).encode()
 

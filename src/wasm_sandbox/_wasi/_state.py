@@ -147,6 +147,7 @@ class StopState:
     io_hit: tuple[str, int, int] | None = None  # strict I/O: the limit that stopped it
     network_hit: tuple[str, int, int] | None = None  # strict network: the limit
     security_violation: str | None = None  # the endpoint a strict policy refused
+    security_detail: str | None = None  # which rule refused it, and how to permit it
     cancelled: bool = False  # set from another thread to stop the guest
     interrupted: bool = False  # set by the SIGINT handler while the guest runs
 
