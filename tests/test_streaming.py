@@ -338,3 +338,38 @@ def test_a_python_memory_error_says_how_much_it_tried_in_sizes_for_people() -> N
     assert message.endswith("; the limit is 128 MiB)")
     assert "(tried to allocate 3" in message  # 300 MiB and the heap it already had
     assert caught.value.stdout == b"before\n"
+
+
+PRINT_THEN_GROW = b"""(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "hi\\n")
+  ;; use(pages): print "hi", then grow memory to `pages` pages (trap when refused)
+  (func (export "use") (param $pages i32) (result i32)
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 3))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (if (i32.gt_u (local.get $pages) (memory.size))
+      (then (if (i32.eq (memory.grow (i32.sub (local.get $pages) (memory.size))) (i32.const -1))
+        (then unreachable))))
+    (memory.size)))"""
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["plain", "streamed"])
+def test_an_auto_scaler_does_not_retry_an_execution_whose_output_was_streamed(
+    streaming: bool,
+) -> None:
+    """A memory-cap failure is retried at a raised cap, unless its output already reached a
+    callback: the retry would deliver it a second time."""
+    scaler = ws.AutoScaler().memory_policy(ws.ScalingPolicy(min_limit=65536, max_limit=16 * 65536))
+    builder = ws.WasmSandbox.builder().source(PRINT_THEN_GROW).memory_limit(4 * 65536)
+    chunks: list[bytes] = []
+    if streaming:
+        builder.on_stdout(chunks.append)
+    sandbox = builder.auto_scaler(scaler).build()
+    if not streaming:
+        assert sandbox.call("use", 6) == 6  # retried at 8 pages
+        return
+    with pytest.raises(ws.MemoryLimitExceeded) as caught:
+        sandbox.call("use", 6)
+    assert chunks == [b"hi\n"] and caught.value.stdout == b"hi\n"

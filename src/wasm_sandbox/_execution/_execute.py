@@ -194,14 +194,17 @@ class Execution:
     def _scaled(self, scaler: Scaler, ctx: WasiContext, call: Call) -> Outcome:
         """One execution under the auto-scaler's limits; a memory-cap failure below its
         maximum is retried once at the raised cap (with a fresh context: same input), unless
-        the first attempt acted outside the sandbox (a retry would act again)."""
+        the first attempt acted outside the sandbox (a retry would act again) or its output
+        was already streamed to a callback (a retry would deliver it twice)."""
         floor = self.plan.compiled.initial_memory_bytes
         ctx.run_under(scaler.limits_for(self.plan.limits, floor))
         try:
             outcome = self._execute(ctx, call)
         except e.MemoryLimitExceeded:
-            stdin = ctx.streams.stdin
-            if stdin.fileno is not None or not scaler.memory_exhausted() or ctx.counters.effects:
+            stdin, output = ctx.streams.stdin, ctx.streams.output
+            if stdin.fileno is not None or (output is not None and output.delivered):
+                raise
+            if not scaler.memory_exhausted() or ctx.counters.effects:
                 raise
             retry = self.new_context(ctx.args, ctx.env, stdin.source())
             retry.deadline_caps = ctx.deadline_caps

@@ -34,8 +34,8 @@ class OutputStreams:
     """The delivery of one execution's output to its callbacks (see the module notes)."""
 
     __slots__ = (
-        "_callbacks", "_idle", "_items", "_queued", "_ready", "_stopped", "_thread", "errors",
-        "on_interrupt", "wait",
+        "_callbacks", "_finished", "_idle", "_items", "_queued", "_ready", "_stopped", "_thread",
+        "errors", "on_interrupt", "wait",
     )  # fmt: skip
 
     def __init__(
@@ -55,10 +55,17 @@ class OutputStreams:
         self._thread: threading.Thread | None = None
         self._stopped = False  # a callback asked to stop (KeyboardInterrupt, SystemExit)
         self._idle = False  # the delivery thread waits for a chunk (then a put wakes it)
+        self._finished = False  # a delivery thread ran and finished
         # Set by the execution: how the guest waits for room (its deadline and cancellation
         # apply), and what stops it when a callback raises KeyboardInterrupt or SystemExit.
         self.wait: Wait | None = None
         self.on_interrupt: Callable[[BaseException], None] | None = None
+
+    @property
+    def delivered(self) -> bool:
+        """True once anything was queued for the callbacks (an auto-scaler's retry would
+        deliver it twice)."""
+        return self._thread is not None or self._finished
 
     def wants(self, stream: int) -> bool:
         """True when ``stream`` (``STDOUT``, ``STDERR``) has a callback."""
@@ -68,11 +75,23 @@ class OutputStreams:
         """Queue what the guest wrote (on its thread); waits while the queue is full, and
         raises what the guest's wait raises (its deadline passed: ``GuestStop``) once the
         data is queued all the same: it is delivered before the execution returns."""
+        if len(data) <= PIECE:
+            self._put(stream, data)
+            return
         for start in range(0, len(data), PIECE):
-            self._put(stream, data[start : start + PIECE] if len(data) > PIECE else data)
+            self._put(stream, data[start : start + PIECE])
 
     def _put(self, stream: int, piece: bytes) -> None:
         ready = self._ready
+        with ready:  # the usual case, one lock: room, and a delivery thread running
+            queued = self._queued
+            if self._thread is not None and (not queued or queued + len(piece) <= QUEUE_BYTES):
+                if not self._stopped:
+                    self._items.append((stream, piece))
+                    self._queued = queued + len(piece)
+                    if self._idle:
+                        ready.notify_all()
+                return
         try:
             with ready:
                 full = self._queued > 0 and self._queued + len(piece) > QUEUE_BYTES
@@ -153,6 +172,7 @@ class OutputStreams:
         the guest ended); the callbacks are not called again."""
         with self._ready:
             thread, self._thread = self._thread, None
+            self._finished = self._finished or thread is not None
             self._ready.notify_all()
         if thread is not None and thread is not threading.current_thread():
             thread.join()
