@@ -8,6 +8,7 @@ written out after the stop), for run(), call() and a session's statement."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -373,3 +374,24 @@ def test_an_auto_scaler_does_not_retry_an_execution_whose_output_was_streamed(
     with pytest.raises(ws.MemoryLimitExceeded) as caught:
         sandbox.call("use", 6)
     assert chunks == [b"hi\n"] and caught.value.stdout == b"hi\n"
+
+
+def test_the_asyncio_twin_streams_and_no_delivery_thread_outlives_its_execution() -> None:
+    """An awaited run() has had its chunks delivered when it returns; the delivery threads
+    of fifty streamed executions are all gone afterwards."""
+    chunks: list[bytes] = []
+
+    async def main() -> bytes:
+        sandbox = await script("print('async hi')", "python").on_stdout(chunks.append).build_async()
+        result = await sandbox.run()
+        assert chunks == [b"async hi\n"]
+        return result.stdout
+
+    assert asyncio.run(main()) == b"async hi\n"
+    sandbox = script("print('hi')", "python").on_stdout(chunks.append).build()
+    sandbox.run()
+    threads = threading.active_count()
+    for _ in range(50):
+        sandbox.run()
+    assert threading.active_count() <= threads
+    assert not any(t.name == "wasm-sandbox-output" for t in threading.enumerate())
