@@ -34,8 +34,9 @@ from ._execution._preinit import boot_state, preparation, prepared_state
 from ._guests._data import DATA_SIGNATURE, encode_kwargs, is_data_module
 from ._guests._data import encode_args as encode_data
 from ._guests._sources import ScriptSource, load_source, script_source
-from ._guests._turns import ScriptTurn, script_turn
+from ._guests._turns import JavaScriptTurn, ScriptTurn, script_turn
 from ._invocation import Invocation, in_thread, sandbox_core
+from ._observe._code import CodeError, CodeResult, code_error, decode_output
 from ._observe._monitor import ResourceUsage
 from ._observe._report import ExecutionResult, MonitoredResult, ProfiledResult
 from ._prepare import compile_progress, runtime_module
@@ -220,9 +221,12 @@ class WasmSandbox:
         """
         return _profiled(self._core.metered().invoke(Invocation.call(export, args)))
 
-    def call_with_detailed_monitoring(self, export: str, *args: Any) -> MonitoredResult:
-        """Call ``export`` and return its value with a full ``ResourceReport``."""
-        return _monitored(self._core.invoke(Invocation.call(export, args)))
+    def call_with_detailed_monitoring(
+        self, export: str, *args: Any, **kwargs: Any
+    ) -> MonitoredResult:
+        """Call ``export`` (arguments as for ``call``) and return its value with a full
+        ``ResourceReport`` and what the guest printed during the call."""
+        return _monitored(self._core.invoke(Invocation.call(export, args, kwargs)))
 
     def run(
         self,
@@ -236,6 +240,24 @@ class WasmSandbox:
         """
         invocation = Invocation(kind="run", argv=args, stdin=stdin, env=env)
         return execution_result(self._core.invoke(invocation))
+
+    def run_code(
+        self,
+        code: str,
+        *,
+        stdin: StdinSource = None,
+        env: Mapping[str, str] | None = None,
+    ) -> CodeResult:
+        """Run ``code`` (Python or JavaScript source, as this sandbox's language) in a fresh
+        interpreter, as a notebook cell: after the sandbox's own source (its functions and
+        globals are there) and its ``preinitialize`` setup; ``result`` is the value of the
+        last statement when it is an expression, as plain JSON values.
+
+        Never raises for what the code does: an exception it raises, a limit that stops it
+        and a non-zero exit are a ``CodeResult`` whose ``error`` is set, with what it printed
+        until then. ``stdin`` and ``env`` are for this run (default: none, and the builder's).
+        """
+        return self._core.run_code(code, self._core.new_context(None, stdin, env))
 
     def close(self) -> None:
         """Release a kept instance. Isolated sandboxes hold nothing between calls."""
@@ -340,6 +362,46 @@ class SandboxCore:
             return self._run(ctx)
         return self._call(invocation.export, invocation.args, ctx, kwargs=invocation.kwargs)
 
+    def run_code(self, code: str, ctx: WasiContext) -> CodeResult:
+        """Run ``code`` as a cell (``WasmSandbox.run_code``) in ``ctx``."""
+        try:
+            outcome = self._calls.execute(ctx, TurnCall(self._cell(code), command=True))
+        except e.ExecutionError as exc:
+            return CodeResult(
+                stdout=decode_output(exc.stdout),
+                stderr=decode_output(exc.stderr),
+                error=code_error(exc),
+                report=exc.report,
+            )
+        streams = outcome.ctx.streams
+        error = None
+        if outcome.exit_code != 0:
+            error = CodeError("SystemExit", f"the code exited with status {outcome.exit_code}")
+        return CodeResult(
+            stdout=decode_output(streams.stdout.data),
+            stderr=decode_output(streams.stderr.data),
+            result=outcome.value if error is None else None,
+            error=error,
+            report=outcome.report,
+        )
+
+    def _cell(self, code: str) -> ScriptTurn:
+        script = self.script
+        if script is None:
+            raise e.ConfigurationError(
+                "run_code runs Python or JavaScript source: this sandbox runs a WebAssembly "
+                "module (use call() or run())"
+            )
+        if not isinstance(code, str):
+            raise TypeError(f"the code must be a str, got {type(code).__name__}")
+        has_script = bool(script.text.strip())
+        if script.language == "python":
+            if self._loaded:  # preinitialize() loaded the source: its names, not a rerun
+                return self.turn("cell", code, loaded=True)
+            return self.turn("cell", code, script=script.text if has_script else None)
+        prelude = (script.text, script.filename) if has_script and not self._loaded else None
+        return JavaScriptTurn({"op": "cell"}, code, "<cell>", prelude)
+
     def turn(self, op: str, source: str | None = None, **fields: Any) -> ScriptTurn:
         """The turn that asks this sandbox's script runtime for ``op`` (``source``: the guest
         code it evaluates first: the script, or a session's statement)."""
@@ -438,7 +500,8 @@ class SandboxCore:
 
 
 _net_log = logging.getLogger("wasm_sandbox.network")
-_NAMED_OPS = frozenset({"load", "call", "run"})  # Python requests that read filename and module
+# Python requests that read filename and module
+_NAMED_OPS = frozenset({"load", "call", "run", "cell"})
 
 
 def _script_plan(
@@ -612,10 +675,24 @@ class AsyncWasmSandbox:
         return _profiled(await self._invoke(Invocation.call(export, args), core))
 
     async def call_with_detailed_monitoring(
-        self, export: str, *args: int | float
+        self, export: str, *args: Any, **kwargs: Any
     ) -> MonitoredResult:
         """Coroutine twin of ``WasmSandbox.call_with_detailed_monitoring``."""
-        return _monitored(await self._invoke(Invocation.call(export, args)))
+        return _monitored(await self._invoke(Invocation.call(export, args, kwargs)))
+
+    async def run_code(
+        self,
+        code: str,
+        *,
+        stdin: StdinSource = None,
+        env: Mapping[str, str] | None = None,
+    ) -> CodeResult:
+        """Coroutine twin of ``WasmSandbox.run_code`` (cancelling the task stops the code and
+        raises ``CancelledError``, as for a call)."""
+        core = self._core
+        ctx = core.new_context(None, stdin, env)
+        work = functools.partial(core.run_code, code, ctx)
+        return await in_thread(ctx, work, executor=self._executor)
 
     async def run(
         self,
