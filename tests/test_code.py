@@ -351,3 +351,32 @@ def test_to_dict_is_json() -> None:
     error = ws.run_python("1/0").to_dict()["error"]
     assert error["type"] == "ZeroDivisionError" and error["limit"] is None
     assert math.isclose(ws.run_python("0.5").to_dict()["result"], 0.5)
+
+
+def test_repeated_configurations_reuse_a_sandbox_and_keep_runs_apart(tmp_path: Path) -> None:
+    """run_python keeps the sandboxes of recent configurations: runs stay fresh (no state
+    crosses), another configuration gets its own, and a mounted directory replaced since is
+    mounted again (not a MountChanged)."""
+    assert ws.run_python("secret = 1\nsecret").result == 1
+    assert ws.run_python("'secret' in globals()").result is False
+    assert ws.run_python("import os\nos.environ.get('A')", env={"A": "1"}).result == "1"
+    assert ws.run_python("import os\nos.environ.get('A')", env={"A": "2"}).result == "2"
+    assert ws.run_python("import os\nos.environ.get('A')").result is None
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "x.txt").write_text("first")
+    assert ws.run_python("open('/in/x.txt').read()", mounts={"/in": folder}).result == "first"
+    (folder / "x.txt").unlink()
+    folder.rmdir()
+    folder.mkdir()
+    (folder / "x.txt").write_text("second")
+    assert ws.run_python("open('/in/x.txt').read()", mounts={"/in": folder}).result == "second"
+
+    async def again() -> ws.CodeResult:
+        return await ws.run_python_async("open('/in/x.txt').read()", mounts={"/in": folder})
+
+    (folder / "x.txt").unlink()
+    folder.rmdir()
+    folder.mkdir()
+    (folder / "x.txt").write_text("third")
+    assert asyncio.run(again()).result == "third"

@@ -9,15 +9,19 @@ one-liners do not compile again (building a code sandbox again takes about a mil
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from ._builder import SandboxBuilder, StdinSource
+from ._builder import SandboxBuilder, SandboxConfig, StdinSource
 from ._config._limits import ResourceLimits, ResourceProfile
 from ._config._mounts import Mount
 from ._config._policy import NetworkPolicy
+from ._errors import MountChanged
 from ._guests._sources import Source
 from ._observe._code import CodeResult
 from ._sandbox import AsyncWasmSandbox, WasmSandbox
@@ -120,6 +124,63 @@ def code_builder(
     return builder
 
 
+# The sandboxes run_python and run_javascript built lately, by configuration: a repeated
+# configuration reuses its sandbox, whose boot state and put-back instances make a fresh run
+# cost about a millisecond (a new sandbox per call would reload its boot state and make new
+# instances: ~15 ms). A few only: each holds up to two spare instances.
+_RECENT = 4
+_recent: OrderedDict[SandboxConfig, WasmSandbox] = OrderedDict()
+_recent_lock = threading.Lock()
+
+
+def _cached_sandbox(builder: SandboxBuilder) -> WasmSandbox:
+    """The sandbox of ``builder``'s configuration: one built lately, else a new one."""
+    config = builder.config()
+    try:
+        hash(config)
+    except TypeError:  # an unhashable part (none of run_python's): a sandbox of its own
+        return WasmSandbox(config)
+    with _recent_lock:
+        sandbox = _recent.get(config)
+        if sandbox is not None:
+            _recent.move_to_end(config)
+            return sandbox
+    sandbox = WasmSandbox(config)
+    with _recent_lock:
+        _recent[config] = sandbox
+        while len(_recent) > _RECENT:  # released when its last run ends (no close():
+            _recent.popitem(last=False)  # another thread may be running code on it)
+    return sandbox
+
+
+def _forget(builder: SandboxBuilder) -> None:
+    """Drop the sandbox kept for ``builder``'s configuration (a mounted directory changed)."""
+    with _recent_lock, contextlib.suppress(TypeError):
+        _recent.pop(builder.config(), None)
+
+
+def _run_cached(builder: SandboxBuilder, code: str, stdin: StdinSource) -> CodeResult:
+    """``code`` run on the sandbox of ``builder``'s configuration."""
+    try:
+        return _cached_sandbox(builder).run_code(code, stdin=stdin)
+    except MountChanged:  # replaced since the kept sandbox mounted it: mount the new one
+        _forget(builder)
+        return _cached_sandbox(builder).run_code(code, stdin=stdin)
+
+
+async def _run_cached_async(builder: SandboxBuilder, code: str, stdin: StdinSource) -> CodeResult:
+    """``_run_cached`` off the event loop."""
+    import asyncio  # noqa: PLC0415 - ~50 ms of import time; only the async twins need it
+
+    sandbox = await asyncio.to_thread(_cached_sandbox, builder)
+    try:
+        return await AsyncWasmSandbox(sandbox).run_code(code, stdin=stdin)
+    except MountChanged:  # as in _run_cached
+        _forget(builder)
+    sandbox = await asyncio.to_thread(_cached_sandbox, builder)
+    return await AsyncWasmSandbox(sandbox).run_code(code, stdin=stdin)
+
+
 def _mounts(mounts: Mounts) -> list[Mount]:
     if isinstance(mounts, Mapping):
         return [Mount.directory(host, guest) for guest, host in mounts.items()]
@@ -158,7 +219,7 @@ def run_python(
         "python", timeout=timeout, memory=memory, fuel=fuel, mounts=mounts, network=network,
         env=env,
     )  # fmt: skip
-    return builder.build().run_code(code, stdin=stdin)
+    return _run_cached(builder, code, stdin)
 
 
 def run_javascript(
@@ -178,7 +239,7 @@ def run_javascript(
         "javascript", timeout=timeout, memory=memory, fuel=fuel, mounts=mounts,
         network=network, env=env,
     )  # fmt: skip
-    return builder.build().run_code(code, stdin=stdin)
+    return _run_cached(builder, code, stdin)
 
 
 async def run_python_async(
@@ -197,8 +258,7 @@ async def run_python_async(
         "python", timeout=timeout, memory=memory, fuel=fuel, mounts=mounts, network=network,
         env=env,
     )  # fmt: skip
-    sandbox = await builder.build_async()
-    return await sandbox.run_code(code, stdin=stdin)
+    return await _run_cached_async(builder, code, stdin)
 
 
 async def run_javascript_async(
@@ -217,5 +277,4 @@ async def run_javascript_async(
         "javascript", timeout=timeout, memory=memory, fuel=fuel, mounts=mounts,
         network=network, env=env,
     )  # fmt: skip
-    sandbox = await builder.build_async()
-    return await sandbox.run_code(code, stdin=stdin)
+    return await _run_cached_async(builder, code, stdin)
