@@ -104,11 +104,12 @@ def code_builder(
     env: Mapping[str, str] | None = None,
 ) -> SandboxBuilder:
     """The builder ``run_python`` and ``run_javascript`` use: a ``language`` sandbox with no
-    source of its own, the STANDARD profile's limits with ``timeout``, ``memory`` and (when
-    given) ``fuel`` instead, ``mounts``, ``network`` and ``env``."""
-    limits = ResourceProfile.STANDARD.limits.replace(execution_timeout=timeout, memory_bytes=memory)
-    if fuel is not None:
-        limits = limits.replace(max_fuel=fuel)
+    source of its own, the STANDARD profile's limits with ``timeout``, ``memory`` and ``fuel``
+    instead (None: no fuel budget, the time limit governs), ``mounts``, ``network`` and
+    ``env``."""
+    limits = ResourceProfile.STANDARD.limits.replace(
+        execution_timeout=timeout, memory_bytes=memory, max_fuel=fuel
+    )
     builder = WasmSandbox.builder().language(language).source("").resource_limits(limits)
     for mount in _mounts(mounts):
         builder.mount(mount)
@@ -211,7 +212,8 @@ def run_python(
 
     ``timeout``: wall-clock limit (seconds, a ``timedelta`` or ``"10s"``; default 30 s);
     ``memory``: bytes or ``"256MiB"`` (the default); ``fuel``: an instruction budget (default
-    the STANDARD profile's); ``mounts``: ``Mount`` objects or ``{guest_path: host_dir}``
+    none: CPython runs ~15 billion instructions a second, so the timeout is the better
+    bound); ``mounts``: ``Mount`` objects or ``{guest_path: host_dir}``
     (read-only); ``network``: allow patterns or a ``NetworkPolicy`` (default: none);
     ``env`` and ``stdin`` for the code. Bad arguments raise ``ConfigurationError`` or
     ``TypeError``; nothing the code does raises."""
