@@ -228,6 +228,13 @@ def _renew(fresh):
         nprandom.seed()
 
 
+def _use_path(entries):
+    """The sandbox's python_path entries on sys.path, before the standard library."""
+    missing = [entry for entry in entries if entry not in sys.path]
+    if missing:
+        sys.path[:0] = missing
+
+
 def _load_module(req):
     """The source run as the module a call uses (with "prelude": after setup's globals)."""
     import types
@@ -313,6 +320,9 @@ def _answer(req):
     fresh = req.get("fresh")
     if fresh is not None:
         _renew(fresh)
+    path = req.get("path")
+    if path:
+        _use_path(path)
     if op == "exec":  # a session's statement: the hot path
         exec(compile(req["source"], "<session>", "exec"), _main_dict())
         return {"ok": None}
@@ -365,12 +375,30 @@ def _handle(req):
         frame = {"exit": code & 0xFF}
     except BaseException as exc:
         frame = _error(exc)
+    if req["op"] in _CAPTURED:
+        _release_fonts()
     if frame == _QUIET_OK and req.get("quiet"):
         return  # the host reads a turn that ends without an answer as this one
     try:
         _send(frame)
     except BaseException as exc:
         _send(_error(exc))
+
+
+_CAPTURED = frozenset({"exec", "eval", "scall", "load", "preinit"})  # states a snapshot may take
+
+
+def _release_fonts():
+    """matplotlib keeps each font it drew with open (FreeType reads the file as it goes), and
+    a state holding an open file cannot be captured: after a session's statement and after
+    preinitialisation its font cache is dropped (a font is opened again when next used)."""
+    fonts = sys.modules.get("matplotlib.font_manager")
+    clear = getattr(getattr(fonts, "_get_font", None), "cache_clear", None)
+    if clear is not None:
+        try:
+            clear()
+        except Exception:
+            pass
 
 
 def unhooked():
