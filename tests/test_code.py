@@ -380,3 +380,17 @@ def test_repeated_configurations_reuse_a_sandbox_and_keep_runs_apart(tmp_path: P
     folder.mkdir()
     (folder / "x.txt").write_text("third")
     assert asyncio.run(again()).result == "third"
+
+
+def test_python_path_lets_the_code_import_a_package(tmp_path: Path) -> None:
+    """``python_path``: a directory of pure-Python packages (one path or a list)."""
+    package = tmp_path / "pkgs" / "greeter"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("def hello(name):\n    return 'hello ' + name\n")
+    code = "import greeter\ngreeter.hello('ada')"
+    assert ws.run_python(code, python_path=tmp_path / "pkgs").result == "hello ada"
+    assert ws.run_python(code, python_path=[str(tmp_path / "pkgs")]).result == "hello ada"
+    missing = ws.run_python(code)
+    assert missing.error is not None and missing.error.type == "ModuleNotFoundError"
+    with pytest.raises(ws.ConfigurationError):
+        ws.run_python(code, python_path=tmp_path / "absent")

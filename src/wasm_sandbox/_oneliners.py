@@ -39,6 +39,8 @@ __all__ = [
 
 Mounts = Iterable[Mount] | Mapping[str, "str | os.PathLike[str]"]
 """``Mount`` objects, or ``{guest_path: host_directory}`` (each mounted read-only)."""
+PythonPath = Iterable["str | os.PathLike[str]"] | str | os.PathLike[str]
+"""Directories and wheels of pure-Python packages (``SandboxBuilder.python_path``)."""
 Network = NetworkPolicy | Iterable[str] | str | None
 """A ``NetworkPolicy``, allow patterns (``"api.example.com:443"``, ``"127.0.0.1:*"``), or None
 (no network)."""
@@ -102,6 +104,7 @@ def code_builder(
     mounts: Mounts = (),
     network: Network = None,
     env: Mapping[str, str] | None = None,
+    python_path: PythonPath = (),
 ) -> SandboxBuilder:
     """The builder ``run_python`` and ``run_javascript`` use: a ``language`` sandbox with no
     source of its own, the STANDARD profile's limits with ``timeout``, ``memory`` and ``fuel``
@@ -122,6 +125,10 @@ def code_builder(
         builder.allow_network(*patterns)
     if env is not None:
         builder.env(env)
+    if isinstance(python_path, str | os.PathLike):
+        python_path = [python_path]
+    if python_path:
+        builder.python_path(*python_path)
     return builder
 
 
@@ -204,6 +211,7 @@ def run_python(
     network: Network = None,
     env: Mapping[str, str] | None = None,
     stdin: StdinSource = None,
+    python_path: PythonPath = (),
 ) -> CodeResult:
     """Run Python ``code`` in a fresh sandboxed interpreter and return a ``CodeResult``:
     what it printed, the value of its last statement if that is an expression (as in a
@@ -215,11 +223,12 @@ def run_python(
     none: CPython runs ~15 billion instructions a second, so the timeout is the better
     bound); ``mounts``: ``Mount`` objects or ``{guest_path: host_dir}``
     (read-only); ``network``: allow patterns or a ``NetworkPolicy`` (default: none);
-    ``env`` and ``stdin`` for the code. Bad arguments raise ``ConfigurationError`` or
-    ``TypeError``; nothing the code does raises."""
+    ``env`` and ``stdin`` for the code; ``python_path``: directories and wheels of pure-Python
+    packages it may import (``SandboxBuilder.python_path``). Bad arguments raise
+    ``ConfigurationError`` or ``TypeError``; nothing the code does raises."""
     builder = code_builder(
         "python", timeout=timeout, memory=memory, fuel=fuel, mounts=mounts, network=network,
-        env=env,
+        env=env, python_path=python_path,
     )  # fmt: skip
     return _run_cached(builder, code, stdin)
 
@@ -254,11 +263,12 @@ async def run_python_async(
     network: Network = None,
     env: Mapping[str, str] | None = None,
     stdin: StdinSource = None,
+    python_path: PythonPath = (),
 ) -> CodeResult:
     """The asyncio twin of ``run_python``: builds and runs off the event loop."""
     builder = code_builder(
         "python", timeout=timeout, memory=memory, fuel=fuel, mounts=mounts, network=network,
-        env=env,
+        env=env, python_path=python_path,
     )  # fmt: skip
     return await _run_cached_async(builder, code, stdin)
 
