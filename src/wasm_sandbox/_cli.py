@@ -40,6 +40,7 @@ from . import (
     parse_size,
     prepare,
 )
+from ._config._mounts import mount_from_spec
 from ._observe._report import ResourceReport
 from ._units import format_duration, format_size
 
@@ -265,11 +266,7 @@ _IO_FIELDS = {
 
 def _files(builder: SandboxBuilder, args: argparse.Namespace) -> None:
     for spec in args.mount:
-        parts = spec.rsplit(":", 2)
-        mode = parts.pop() if len(parts) == 3 and parts[-1] in ("ro", "rw") else "ro"
-        if len(parts) != 2:
-            _fail(f"--mount expects HOST:GUEST[:rw], got {spec!r}")
-        builder.mount_directory(parts[0], parts[1], read_only=mode == "ro")
+        builder.mount(mount_from_spec(spec))  # a bad shape: ValueError, a usage error
     for spec in args.memory_fs:
         guest, _, size = spec.partition(":")
         if size:
