@@ -41,6 +41,8 @@ from . import (
     prepare,
 )
 from ._config._mounts import mount_from_spec
+from ._mcp._command import add_command as add_mcp_command
+from ._mcp._command import run_command as run_mcp_command
 from ._observe._report import ResourceReport
 from ._units import format_duration, format_size
 
@@ -250,6 +252,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop the guest at the first file-system limit it hits (exit 122)",
     )
+    add_mcp_command(commands)
     return parser
 
 
@@ -491,6 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "prepare":
             return _prepare(args)
+        if args.command == "mcp":
+            return run_mcp_command(args)
         return _run(args)
     except KeyboardInterrupt:
         print("wasm-sandbox: interrupted", file=sys.stderr)
