@@ -31,6 +31,7 @@ from mcp.types import CallToolResult, TextContent
 import wasm_sandbox as ws
 from tests.netservers import echo_server
 from wasm_sandbox._cli import main as cli_main
+from wasm_sandbox._mcp._answers import describe_run
 from wasm_sandbox._mcp._options import ServerOptions
 from wasm_sandbox._mcp._tools import CodeTools
 
@@ -297,6 +298,28 @@ def test_an_idle_session_is_closed() -> None:
     assert asyncio.run(main()) == ("result: 1", "UnknownSession", 0)
 
 
+def test_a_long_run_does_not_block_the_others() -> None:
+    """Sandbox work runs off the event loop: a quick call started after a slow one answers
+    first."""
+
+    async def main() -> list[str]:
+        tools = CodeTools(ServerOptions())
+        finished: list[str] = []
+
+        async def run(name: str, code: str) -> None:
+            assert not (await tools.run("python", code)).is_error
+            finished.append(name)
+
+        try:
+            await tools.run("python", "1")  # the sandbox is built
+            await asyncio.gather(run("slow", "import time\ntime.sleep(0.5)"), run("quick", "1"))
+        finally:
+            await tools.close()
+        return finished
+
+    assert asyncio.run(main()) == ["quick", "slow"]
+
+
 @pytest.mark.parametrize(
     ("flags", "status", "message"),
     [
@@ -316,10 +339,22 @@ def test_bad_flags_exit_before_serving(
     assert message in capsys.readouterr().err
 
 
-def test_python_path_goes_to_the_builder(monkeypatch: pytest.MonkeyPatch) -> None:
-    """--python-path directories reach ``SandboxBuilder.python_path``; a builder without
-    that method is a ConfigurationError naming the flag, not a silent omission."""
-    options = ServerOptions(python_path=("/lib/a", "/lib/b"))
+def test_python_path_goes_to_the_builder_and_the_description(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--python-path entries reach ``SandboxBuilder.python_path``, and run_python's
+    description names what they add; a builder without that method is a ConfigurationError
+    naming the flag, not a silent omission."""
+    (tmp_path / "greeter").mkdir()
+    (tmp_path / "greeter" / "__init__.py").write_text("")
+    (tmp_path / "helpers.py").write_text("")
+    (tmp_path / "_private.py").write_text("")
+    wheel = "/wheels/tabular-1.0-py3-none-any.whl"
+    options = ServerOptions(python_path=(str(tmp_path), wheel))
+    assert (
+        "pillow, reportlab, tabulate, toolz, more-itertools, attrs, greeter, helpers, tabular;"
+        in (describe_run("python", options))
+    )
     seen: list[tuple[str, ...]] = []
 
     def python_path(self: ws.SandboxBuilder, *dirs: str) -> ws.SandboxBuilder:
@@ -329,7 +364,7 @@ def test_python_path_goes_to_the_builder(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(ws.SandboxBuilder, "python_path", python_path, raising=False)
     options.builder("python")
     options.builder("javascript")  # not a Python directory
-    assert seen == [("/lib/a", "/lib/b")]
+    assert seen == [(str(tmp_path), wheel)]
     monkeypatch.delattr(ws.SandboxBuilder, "python_path")
     with pytest.raises(ws.ConfigurationError, match="--python-path needs SandboxBuilder"):
         options.builder("python")

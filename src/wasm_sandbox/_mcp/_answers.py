@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .._observe._code import CodeError, CodeResult
 from .._units import format_duration, format_size
 from ._options import ServerOptions
 
-__all__ = ["Answer", "code_answer", "describe_run", "describe_session", "failure"]
+__all__ = ["Answer", "code_answer", "describe_run", "describe_session", "extra_packages", "failure"]
 
 # What the Python runtime bundles that code is likely to import (the README's table has all).
 PYTHON_PACKAGES = (
@@ -100,6 +101,23 @@ def _hints(
     return hints
 
 
+def extra_packages(python_path: tuple[str, ...], most: int = 40) -> list[str]:
+    """The importable names ``--python-path`` adds (a wheel's distribution name; a
+    directory's packages and modules), for the tool description: at most ``most``."""
+    names: list[str] = []
+    for entry in map(Path, python_path):
+        if entry.suffix == ".whl":
+            names.append(entry.name.split("-")[0])
+        elif entry.is_dir():
+            names += sorted(
+                child.stem
+                for child in entry.iterdir()
+                if not child.name.startswith(("_", "."))
+                and (child.suffix == ".py" or (child / "__init__.py").is_file())
+            )
+    return names[:most]
+
+
 def _timeout(options: ServerOptions) -> str:
     return "none" if options.timeout is None else format_duration(options.timeout)
 
@@ -120,18 +138,17 @@ def _files(options: ServerOptions, language: str) -> str:
     mounts = [
         f"{m.guest_path} ({'read-only' if m.read_only else 'writable'})" for m in options.mounts
     ]
-    text = "Files: " + (", ".join(mounts) if mounts else "none of the host's")
-    if language == "python" and options.python_path:
-        text += "; importable modules also from " + ", ".join(options.python_path)
-    return text + "."
+    return "Files: " + (", ".join(mounts) if mounts else "none of the host's") + "."
 
 
 def _world(options: ServerOptions, language: str) -> str:
     """The paragraph every tool of ``language`` shares: limits, packages, files, network."""
     if language == "python":
+        extra = extra_packages(options.python_path)
         packages = (
-            f"Python 3.15 with its standard library and {PYTHON_PACKAGES}; nothing can be "
-            "installed (no pip, no subprocesses)."
+            f"Python 3.15 with its standard library and {PYTHON_PACKAGES}"
+            + (f", {', '.join(extra)}" if extra else "")
+            + "; nothing can be installed (no pip, no subprocesses)."
         )
     else:
         packages = (

@@ -74,7 +74,8 @@ def add_command(commands: Any) -> None:
         action="append",
         default=[],
         metavar="DIR",
-        help="a guest directory Python code imports from (repeatable; mount it too)",
+        help="a host directory or wheel of pure-Python packages Python code may import "
+        "(repeatable)",
     )
     sessions = mcp.add_argument_group("sessions")
     sessions.add_argument(

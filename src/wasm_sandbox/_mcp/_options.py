@@ -35,7 +35,8 @@ class ServerOptions:
     allow_network: tuple[str, ...] = ()
     """``host:port`` patterns the code may connect to; none: no network (``--allow-network``)."""
     python_path: tuple[str, ...] = ()
-    """Guest directories Python code imports from (``--python-path``)."""
+    """Host directories and wheels of pure-Python packages Python code may import
+    (``--python-path``, ``SandboxBuilder.python_path``)."""
     max_sessions: int = 16
     """Sessions open at once; ``session_open`` is refused beyond (``--max-sessions``)."""
     session_idle: timedelta = timedelta(minutes=10)
