@@ -48,7 +48,7 @@ def code_answer(result: CodeResult, options: ServerOptions, *, in_session: bool)
         if data["result"] is not None:
             parts.append("result: " + json.dumps(data["result"], ensure_ascii=False))
         elif not parts:
-            parts.append("(no output, and no value: the last line is not an expression)")
+            parts.append("ok: no output, result None (end with an expression to return a value)")
         return Answer(data, "\n\n".join(parts))
     traceback = error.traceback.rstrip("\n")
     if traceback.endswith("\n" + str(error)) or traceback == str(error):
