@@ -267,6 +267,59 @@ def test_run_code_refuses_a_webassembly_module() -> None:
         sandbox.run_code("1")
 
 
+CAP = 128 * 2**20  # a memory cap a 10**9-byte allocation fails on at once (Session.run_code)
+
+
+@pytest.mark.parametrize(
+    ("language", "define", "use"),
+    [
+        ("python", "x = 41", "print('hi')\nx + 1"),
+        ("javascript", "let x = 41", "console.log('hi'); x + 1"),
+    ],
+    ids=["python", "javascript"],
+)
+def test_session_run_code_keeps_globals_and_returns_the_last_expression(
+    language: str, define: str, use: str
+) -> None:
+    """A cell in a session sees what earlier cells defined (JavaScript's top-level ``let``
+    too) and answers like ``run_code``: output and the last expression's value."""
+    with ws.WasmSandbox.builder().language(language).source("").build().session() as session:
+        assert session.run_code(define).result is None
+        result = session.run_code(use)
+    assert (result.ok, result.stdout, result.result) == (True, "hi\n", 42)
+    assert result.report is not None
+
+
+def test_session_run_code_errors_are_results_and_a_limit_restores() -> None:
+    """An exception, a syntax error, an exit and a limit are the result's ``error``, never
+    raised; after the limit and the exit the session is back where it was, still open."""
+    sandbox = ws.WasmSandbox.builder().language("python").source("").memory_limit(CAP).build()
+    with sandbox.session() as session:
+        session.run_code("rows = [1, 2]")
+        failed = session.run_code("print('before')\nrows.append(3)\n1 / 0")
+        assert failed.error is not None and failed.error.type == "ZeroDivisionError"
+        assert failed.stdout == "before\n" and 'File "<cell>", line 3' in failed.error.traceback
+        syntax = session.run_code("def f(:").error
+        assert syntax is not None and syntax.type == "SyntaxError"
+        hog = session.run_code("rows.append(4)\nhog = bytearray(10**9)")
+        assert hog.error is not None and hog.error.limit == "memory"
+        exited = session.run_code("rows.append(5)\nimport sys\nsys.exit(3)")
+        assert exited.error is not None and exited.error.type == "SystemExit"
+        assert session.run_code("rows").result == [1, 2, 3]  # the exception's effect stays
+        assert (session.restores, session.closed) == (2, False)
+
+
+def test_async_session_run_code() -> None:
+    """``AsyncSession.run_code`` is the coroutine twin."""
+
+    async def main() -> list[ws.CodeResult]:
+        sandbox = await ws.WasmSandbox.builder().language("python").source("").build_async()
+        async with await sandbox.session() as session:
+            return [await session.run_code("n = 20"), await session.run_code("n * 2 + 2")]
+
+    assert [r.result for r in asyncio.run(main())] == [None, 42]
+
+
 def test_run_javascript() -> None:
     """JavaScript: console output, the completion value, a thrown error, a promise awaited,
     timers run, and values without a JSON form converted."""
