@@ -68,16 +68,9 @@ class ServerOptions:
             language,
             timeout=self.timeout,
             memory=self.memory,
+            fuel=self.fuel,
             mounts=self.mounts,
             network=self.allow_network or None,
+            python_path=self.python_path if language == "python" else (),
         )
-        builder.max_fuel(self.fuel)
-        if language == "python" and self.python_path:
-            python_path = getattr(builder, "python_path", None)
-            if python_path is None:
-                raise ConfigurationError(
-                    "--python-path needs SandboxBuilder.python_path, which this version of "
-                    "wasm-sandbox does not have"
-                )
-            python_path(*self.python_path)
         return builder
