@@ -399,7 +399,9 @@ def test_to_dict_is_json() -> None:
     for code in ("b'\\x01'", "1/0", "print('x')\n[1.5, None]"):
         data = ws.run_python(code).to_dict()
         text = json.dumps(data, allow_nan=False)
-        assert set(json.loads(text)) == {"ok", "stdout", "stderr", "result", "error", "report"}
+        assert set(json.loads(text)) == {
+            "ok", "stdout", "stderr", "result", "error", "report", "stdout_truncated", "stderr_truncated"
+        }  # fmt: skip
     assert ws.run_python("b'\\x01'").to_dict()["result"] == {"$bytes": "AQ=="}
     error = ws.run_python("1/0").to_dict()["error"]
     assert error["type"] == "ZeroDivisionError" and error["limit"] is None
@@ -447,3 +449,14 @@ def test_python_path_lets_the_code_import_a_package(tmp_path: Path) -> None:
     assert missing.error is not None and missing.error.type == "ModuleNotFoundError"
     with pytest.raises(ws.ConfigurationError):
         ws.run_python(code, python_path=tmp_path / "absent")
+
+
+def test_output_past_the_cap_is_flagged() -> None:
+    """What is beyond max_output_bytes is not kept; the result says so (and the report
+    counts every byte), on success and when a limit stopped the code."""
+    sandbox = ws.WasmSandbox.builder().language("python").source("").max_output_bytes(1000).build()
+    cut = sandbox.run_code("import sys\nprint('x' * 5000)\nprint('y', file=sys.stderr)")
+    assert (len(cut.stdout), cut.stdout_truncated, cut.stderr_truncated) == (1000, True, False)
+    assert cut.report is not None and cut.report.stdout_bytes == 5001
+    assert cut.to_dict()["stdout_truncated"] is True
+    assert not ws.run_python("print('short')").stdout_truncated

@@ -39,7 +39,7 @@ SRC = Path(ws.__file__).resolve().parents[1]
 TOOLS = {"run_python", "run_javascript", "session_open", "session_exec", "session_close"}
 # The flags both servers start with: a short timeout (the timeout test waits for it), a
 # memory cap a 10**9-byte allocation fails on at once, two sessions, one read-only mount.
-FLAGS = ["--timeout", "1s", "--memory", "128MiB", "--max-sessions", "2"]
+FLAGS = ["--timeout", "1s", "--memory", "128MiB", "--max-sessions", "2", "--max-output", "4KiB"]
 
 
 def _env() -> dict[str, str]:
@@ -205,10 +205,21 @@ def test_a_run_answers_output_and_the_last_expression(client: Client) -> None:
         "stderr": "careful\n",
         "result": "hello from the host",
         "error": None,
+        "stdout_truncated": False,
+        "stderr_truncated": False,
     }
     assert text(result) == 'stdout:\nhi\n\nstderr:\ncareful\n\nresult: "hello from the host"'
     js = client.data("run_javascript", code="console.log('js'); [1, 2].map(x => x * 21)")
     assert (js["stdout"], js["result"]) == ("js\n", [21, 42])
+
+
+def test_output_past_max_output_is_cut_and_says_so(client: Client) -> None:
+    """--max-output caps what an answer carries (a model's context is small), flagged."""
+    result = client.call("run_python", code="print('x' * 10_000)\n'done'")
+    data = result.structured_content
+    assert data is not None and data["stdout_truncated"] and not data["stderr_truncated"]
+    assert data["stdout"] == "x" * 4096 and data["result"] == "done"
+    assert "[cut at 4 KiB: print less]" in text(result)
 
 
 def test_a_timeout_is_a_tool_error_naming_the_limit(client: Client) -> None:

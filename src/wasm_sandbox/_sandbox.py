@@ -38,7 +38,7 @@ from ._guests._python import guest_env, private_tmp
 from ._guests._sources import ScriptSource, load_source, script_source
 from ._guests._turns import JavaScriptTurn, ScriptTurn, script_turn
 from ._invocation import Invocation, in_thread, sandbox_core
-from ._observe._code import CodeError, CodeResult, code_error, decode_output
+from ._observe._code import CodeError, CodeResult, code_result, failed_code
 from ._observe._monitor import ResourceUsage
 from ._observe._report import ExecutionResult, MonitoredResult, ProfiledResult
 from ._prepare import compile_progress, runtime_module
@@ -372,23 +372,14 @@ class SandboxCore:
         try:
             outcome = self._calls.execute(ctx, TurnCall(self._cell(code), command=True))
         except e.ExecutionError as exc:
-            return CodeResult(
-                stdout=decode_output(exc.stdout),
-                stderr=decode_output(exc.stderr),
-                error=code_error(exc),
-                report=exc.report,
-            )
+            return failed_code(exc)
         streams = outcome.ctx.streams
         error = None
         if outcome.exit_code != 0:
             error = CodeError("SystemExit", f"the code exited with status {outcome.exit_code}")
-        return CodeResult(
-            stdout=decode_output(streams.stdout.data),
-            stderr=decode_output(streams.stderr.data),
-            result=outcome.value if error is None else None,
-            error=error,
-            report=outcome.report,
-        )
+        value = outcome.value if error is None else None
+        stdout, stderr = bytes(streams.stdout.data), bytes(streams.stderr.data)
+        return code_result(stdout, stderr, outcome.report, value, error)
 
     def _cell(self, code: str) -> ScriptTurn:
         script = self.script

@@ -45,7 +45,7 @@ from ._execution._execute import Execution, Outcome
 from ._guests._data import encode_args, encode_kwargs
 from ._guests._turns import ScriptTurn
 from ._invocation import in_thread, sandbox_core, session_core, session_of
-from ._observe._code import CodeResult, code_error, decode_output
+from ._observe._code import CodeResult, code_result, failed_code
 from ._observe._report import MonitoredResult, MonitoredResultLater
 from ._runtime._snapshot import Snapshot
 from ._sessionfile import read_session, write_session
@@ -331,19 +331,10 @@ class SessionCore:
         try:
             outcome = self._turn(self._sandbox.turn("cell", _code(code)), ctx)
         except e.ExecutionError as exc:
-            return CodeResult(
-                stdout=decode_output(exc.stdout),
-                stderr=decode_output(exc.stderr),
-                error=code_error(exc),
-                report=exc.report,
-            )
+            return failed_code(exc)
         streams = outcome.ctx.streams
-        return CodeResult(
-            stdout=decode_output(streams.stdout.data),
-            stderr=decode_output(streams.stderr.data),
-            result=outcome.value,
-            report=outcome.report,
-        )
+        stdout, stderr = bytes(streams.stdout.data), bytes(streams.stderr.data)
+        return code_result(stdout, stderr, outcome.report, outcome.value)
 
     # --- checkpoints, forks, files ------------------------------------------------------
 

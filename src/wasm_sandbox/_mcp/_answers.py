@@ -39,10 +39,11 @@ def code_answer(result: CodeResult, options: ServerOptions, *, in_session: bool)
     data = result.to_dict()
     del data["report"]
     parts = []
+    cut = f"\n[cut at {format_size(options.max_output)}: print less]"
     if result.stdout:
-        parts.append("stdout:\n" + result.stdout.rstrip("\n"))
+        parts.append("stdout:\n" + result.stdout.rstrip("\n") + (cut * result.stdout_truncated))
     if result.stderr:
-        parts.append("stderr:\n" + result.stderr.rstrip("\n"))
+        parts.append("stderr:\n" + result.stderr.rstrip("\n") + (cut * result.stderr_truncated))
     error = result.error
     if error is None:
         if data["result"] is not None:

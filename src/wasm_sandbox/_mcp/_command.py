@@ -54,6 +54,12 @@ def add_command(commands: Any) -> None:
     limits.add_argument(
         "--fuel", metavar="COUNT", default="unlimited", help="instruction budget (default none)"
     )
+    limits.add_argument(
+        "--max-output",
+        metavar="SIZE",
+        default="1MiB",
+        help="stdout and stderr kept per run, each (default 1MiB: a model's context is small)",
+    )
     world = mcp.add_argument_group("what the code may see (nothing unless given)")
     world.add_argument(
         "--mount",
@@ -99,6 +105,7 @@ def options_from(args: argparse.Namespace) -> ServerOptions:
         memory=parse_size(args.memory),
         timeout=None if args.timeout == "unlimited" else parse_duration(args.timeout),
         fuel=None if args.fuel == "unlimited" else parse_count(args.fuel),
+        max_output=parse_size(args.max_output),
         mounts=tuple(mount_from_spec(spec) for spec in args.mount),
         allow_network=tuple(args.allow_network),
         python_path=tuple(args.python_path),

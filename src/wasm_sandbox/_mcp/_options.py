@@ -30,6 +30,9 @@ class ServerOptions:
     fuel: int | None = None
     """Instruction budget of each run and statement; None (the default): unlimited, the
     timeout bounds the work (``--fuel``)."""
+    max_output: int = 1024 * 1024
+    """Bytes of stdout and of stderr kept per run and statement (``--max-output``); what
+    is beyond is counted in the report, and the answer says it was cut."""
     mounts: tuple[Mount, ...] = ()
     """Host directories the code sees (``--mount HOST:GUEST[:ro|rw]``)."""
     allow_network: tuple[str, ...] = ()
@@ -73,4 +76,4 @@ class ServerOptions:
             network=self.allow_network or None,
             python_path=self.python_path if language == "python" else (),
         )
-        return builder
+        return builder.max_output_bytes(self.max_output)

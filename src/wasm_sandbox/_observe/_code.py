@@ -15,7 +15,7 @@ from typing import Any
 from .. import _errors as e
 from ._report import ResourceReport
 
-__all__ = ["CodeError", "CodeResult", "code_error", "decode_output"]
+__all__ = ["CodeError", "CodeResult", "code_error", "code_result", "failed_code"]
 
 # The limit each error class stands for (CodeError.limit).
 _LIMITS: tuple[tuple[type[e.ExecutionError], str], ...] = (
@@ -76,6 +76,11 @@ class CodeResult:
     """Why it did not finish, or None."""
     report: ResourceReport | None = None
     """What it used (None only when the sandbox could not measure it)."""
+    stdout_truncated: bool = False
+    """True when the code printed more than ``max_output_bytes`` (``report.stdout_bytes``
+    counts it all)."""
+    stderr_truncated: bool = False
+    """The same for stderr."""
 
     @property
     def ok(self) -> bool:
@@ -92,6 +97,8 @@ class CodeResult:
             "result": _jsonable(self.result),
             "error": None if self.error is None else self.error.to_dict(),
             "report": None if self.report is None else self.report.to_dict(),
+            "stdout_truncated": self.stdout_truncated,
+            "stderr_truncated": self.stderr_truncated,
         }
 
 
@@ -118,6 +125,26 @@ def code_error(exc: e.ExecutionError) -> CodeError:
     return CodeError(type(exc).__name__, str(exc))
 
 
-def decode_output(data: bytes) -> str:
-    """Captured output as text."""
-    return data.decode("utf-8", "replace")
+def code_result(
+    stdout: bytes,
+    stderr: bytes,
+    report: ResourceReport | None,
+    result: Any = None,
+    error: CodeError | None = None,
+) -> CodeResult:
+    """A ``CodeResult`` of the captured output (decoded; flagged as cut when the report
+    counted more than was kept)."""
+    return CodeResult(
+        stdout=stdout.decode("utf-8", "replace"),
+        stderr=stderr.decode("utf-8", "replace"),
+        result=result,
+        error=error,
+        report=report,
+        stdout_truncated=report is not None and report.stdout_bytes > len(stdout),
+        stderr_truncated=report is not None and report.stderr_bytes > len(stderr),
+    )
+
+
+def failed_code(exc: e.ExecutionError) -> CodeResult:
+    """The ``CodeResult`` of code that ended in ``exc``, with what it printed until then."""
+    return code_result(exc.stdout, exc.stderr, exc.report, error=code_error(exc))
