@@ -16,6 +16,7 @@ from ._config._limits import OptimizationLevel, ResourceLimits, ResourceProfile
 from ._config._mounts import DEFAULT_MEMORY_FS_BYTES, DEFAULT_MEMORY_FS_ENTRIES, Mount, check_mounts
 from ._config._policy import NetworkPolicy
 from ._errors import ConfigurationError
+from ._guests._pypath import PATH_GUEST, check_python_path
 from ._guests._sources import Source, script_language
 from ._observe._iomonitor import IoOperation
 from ._observe._monitor import DEFAULT_INTERVAL, ResourceMonitor, ResourceUsage, high_usage_monitor
@@ -163,6 +164,10 @@ class SandboxConfig:
     """With ``preinitialize``: guest code run once at build in the guest's global scope
     (Python's ``__main__``, JavaScript's global object). None: the source is loaded instead,
     as ``call()`` loads it, and calls use it without running it again."""
+    python_path: Sequence[str | os.PathLike[str]] = ()
+    """Directories and pure-Python wheels a Python guest imports from: each is mounted
+    read-only below ``/usr/local/python-path`` and put on its ``sys.path``, before the
+    standard library (``SandboxBuilder.python_path``)."""
 
     def __post_init__(self) -> None:
         """Check every field once; nothing is rewritten (derived values are properties)."""
@@ -187,6 +192,7 @@ class SandboxConfig:
                 "auto_scaler cannot resize a kept instance: use isolated calls"
             )
         _check_preinit(self)
+        _check_python_path(self)
         if self.fuel_metering is False and self.limits.max_fuel is not None:
             raise ConfigurationError(
                 f"max_fuel={self.limits.max_fuel} needs fuel metering: "
@@ -283,6 +289,26 @@ def _check_preinit(config: SandboxConfig) -> None:
             "preinitialize() prepares the state every fresh execution starts from; "
             "keep_instance keeps one instance instead: use a session for state across calls"
         )
+
+
+def _check_python_path(config: SandboxConfig) -> None:
+    """``python_path`` entries exist, are directories or wheels, belong to a Python guest,
+    and no mount takes their place in the guest."""
+    if not check_python_path(config.python_path):
+        return
+    language = script_language(config.source, config.language)
+    if language != "python":
+        raise ConfigurationError(
+            "python_path is for Python guests (a .py source, or language('python')); this "
+            f"sandbox runs a {language or 'WebAssembly'} guest"
+        )
+    for mount in config.mounts:
+        path = mount.guest_path.rstrip("/") + "/"
+        if (PATH_GUEST + "/").startswith(path) or path.startswith(PATH_GUEST + "/"):
+            raise ConfigurationError(
+                f"mount at {mount.guest_path!r} overlaps {PATH_GUEST}, where python_path "
+                "entries are mounted; mount elsewhere"
+            )
 
 
 def _monitoring_interval(value: timedelta | float | str) -> timedelta:
@@ -646,6 +672,16 @@ class SandboxBuilder:
             raise TypeError(f"setup must be a str (guest code) or None, got {type(setup).__name__}")
         self._set("preinitialize", True)
         return self._set("setup", setup)
+
+    def python_path(self, *entries: str | os.PathLike[str]) -> SandboxBuilder:
+        """Let a Python guest import pure-Python packages from host directories and wheels
+        (a wheel is a zip: ``zipimport`` reads it as it stands; compiled extensions cannot
+        load). Each is mounted read-only below ``/usr/local/python-path`` and put on the
+        guest's ``sys.path``, in order, before the standard library. Adds to earlier calls;
+        a missing path, or one neither a directory nor a zip file, is refused here
+        (``ConfigurationError``), a guest in another language at ``build()``."""
+        paths = (*self._options.get("python_path", ()), *check_python_path(entries))
+        return self._set("python_path", paths)
 
     def _set(self, name: str, value: Any) -> SandboxBuilder:
         self._options[name] = value
