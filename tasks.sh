@@ -10,6 +10,8 @@
 #                      (bench/compare_revisions.py: --quick, --rounds N, --check)
 #   ./tasks.sh soak    the fuzz tests with 20,000 examples (WASM_SANDBOX_FUZZ_EXAMPLES), then
 #                      every host-memory attack checked against its bound
+#   ./tasks.sh docs    the documentation site: mkdocs build --strict (mkdocs.yml, docs/) into
+#                      site/; a broken link, anchor or API reference fails it
 #   ./tasks.sh setup   only install: Debian packages (via apt-get), the Python venv, and the
 #                      compiled Python and JavaScript runtimes (wasm-sandbox prepare)
 set -euo pipefail
@@ -104,6 +106,11 @@ case "$task" in
         setup
         "$VENV/bin/python" bench/compare_revisions.py "$@"
         ;;
+    docs)
+        setup_python
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[docs]"
+        NO_MKDOCS_2_WARNING=1 "$VENV/bin/mkdocs" build --strict "$@"
+        ;;
     soak)
         setup
         WASM_SANDBOX_FUZZ_EXAMPLES=${WASM_SANDBOX_FUZZ_EXAMPLES:-20000} \
@@ -111,7 +118,7 @@ case "$task" in
         "$VENV/bin/python" bench/bench_amplification.py --check
         ;;
     *)
-        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac
