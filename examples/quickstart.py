@@ -1,4 +1,4 @@
-"""The README's 30-second example: build a sandbox, call a function, read the report."""
+"""The 30-second example (docs/getting-started.md): build a sandbox, call it, read the report."""
 
 from datetime import timedelta
 from pathlib import Path

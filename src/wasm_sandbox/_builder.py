@@ -115,7 +115,7 @@ class SandboxConfig:
     on_stdout: Callable[[bytes], object] | None = None
     """Called with each chunk the guest writes to stdout (``bytes``, those under
     ``max_output_bytes``), in order, on a thread of the execution's own; every chunk is
-    delivered before ``call()`` or ``run()`` returns (README: *Streaming output*)."""
+    delivered before ``call()`` or ``run()`` returns (docs/agents.md: *Output*)."""
     on_stderr: Callable[[bytes], object] | None = None
     """As ``on_stdout``, for stderr."""
     resource_monitoring: bool = False
@@ -159,7 +159,7 @@ class SandboxConfig:
     default None). Past it the compile fails: ``BuildLimitExceeded``."""
     preinitialize: bool = False
     """Prepare, once at build, the state every fresh execution of a Python or JavaScript
-    guest starts from (``SandboxBuilder.preinitialize``; README: *Pre-initialisation*)."""
+    guest starts from (``SandboxBuilder.preinitialize``; docs/sessions.md: *Pre-initialisation*)."""
     setup: str | None = None
     """With ``preinitialize``: guest code run once at build in the guest's global scope
     (Python's ``__main__``, JavaScript's global object). None: the source is loaded instead,
@@ -521,7 +521,7 @@ class SandboxBuilder:
     def io_callback(self, callback: Callable[[IoOperation], object]) -> SandboxBuilder:
         """Call ``callback(operation)`` for each file operation; turns monitoring on. One
         that raises is logged once, dropped for the execution and listed in the report's
-        ``io_callback_errors``; the guest goes on (README: *Callbacks that raise*)."""
+        ``io_callback_errors``; the guest goes on (docs/monitoring.md: *Callbacks that raise*)."""
         check_callable("io_callback", callback)
         return self._set("io_callback", callback)
 
@@ -542,7 +542,7 @@ class SandboxBuilder:
     def network_callback(self, callback: Callable[[NetworkStats], object]) -> SandboxBuilder:
         """Receive ``NetworkStats`` each time the guest's network use changes. One that
         raises is logged once, dropped for the execution and listed in the report's
-        ``network_callback_errors`` (README: *Callbacks that raise*)."""
+        ``network_callback_errors`` (docs/monitoring.md: *Callbacks that raise*)."""
         check_callable("network_callback", callback)
         return self._set("network_callback", callback)
 
@@ -552,7 +552,7 @@ class SandboxBuilder:
         returns; past ``max_output_bytes`` nothing is delivered. A Python guest's stdout is
         then line-buffered. A slow callback makes the guest wait (on its time limit) once
         1 MiB is queued; one that raises is dropped for the execution and listed in the
-        report's ``output_callback_errors`` (README: *Streaming output*)."""
+        report's ``output_callback_errors`` (docs/agents.md: *Output*)."""
         check_callable("on_stdout", callback)
         return self._set("on_stdout", callback)
 
@@ -573,7 +573,7 @@ class SandboxBuilder:
     def resource_callback(self, callback: Callable[[ResourceUsage], object]) -> SandboxBuilder:
         """Receive each ``ResourceUsage`` sample (implies resource monitoring), on the
         monitoring thread. One that raises is logged once, dropped for the execution and
-        listed in the report's ``monitoring_callback_errors`` (README: *Callbacks that
+        listed in the report's ``monitoring_callback_errors`` (docs/monitoring.md: *Callbacks that
         raise*)."""
         check_callable("resource_callback", callback)
         return self._set("resource_callback", callback)
@@ -667,7 +667,7 @@ class SandboxBuilder:
         ``call()`` loads it, and calls use it without running it again (``run()`` and
         sessions then start as before). It runs under the sandbox's limits; a failure
         fails ``build()`` with the guest's error. The state is cached on disk with the
-        compiled modules (README: *Pre-initialisation*)."""
+        compiled modules (docs/sessions.md: *Pre-initialisation*)."""
         if setup is not None and not isinstance(setup, str):
             raise TypeError(f"setup must be a str (guest code) or None, got {type(setup).__name__}")
         self._set("preinitialize", True)

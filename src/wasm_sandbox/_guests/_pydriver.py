@@ -31,7 +31,7 @@ def _from_json(obj):
 
 def _default(value):
     """A value json cannot encode, as one it can (bytes as {"$bytes": ...}; the table in
-    the README's "Results as JSON values"); TypeError for what has no such form."""
+    docs/agents.md, "Results as JSON values"); TypeError for what has no such form."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         import base64
         return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
@@ -75,7 +75,7 @@ def _default(value):
     raise TypeError(
         f"a value of type {type(value).__name__} cannot be returned to the host: "
         "return JSON values (None, bool, int, float, str, list, tuple, dict), bytes, or the "
-        "types the README's table converts (numpy, pandas, datetime, set...)"
+        "types the documentation's table converts (numpy, pandas, datetime, set...)"
     )
 
 

@@ -16,7 +16,7 @@ from ._options import ServerOptions
 
 __all__ = ["Answer", "code_answer", "describe_run", "describe_session", "extra_packages", "failure"]
 
-# What the Python runtime bundles that code is likely to import (the README's table has all).
+# What the Python runtime bundles that code is likely to import (docs/python.md's table has all).
 PYTHON_PACKAGES = (
     "numpy, pandas, scipy, scikit-learn, statsmodels, sympy, networkx, mpmath, patsy, "
     "python-dateutil, pyyaml, jinja2, regex, lxml, beautifulsoup4, html5lib, openpyxl, "

@@ -62,7 +62,7 @@ class CodeError:
 class CodeResult:
     """What running a piece of code produced. ``error`` is None when it finished; then
     ``result`` holds the value of its last statement if that is an expression (as in a
-    notebook cell), as plain JSON values (see *Results as JSON values* in the README)."""
+    notebook cell), as plain JSON values (see *Results as JSON values* in docs/agents.md)."""
 
     stdout: str
     """What the code printed (UTF-8, undecodable bytes replaced), at most

@@ -86,7 +86,7 @@ class ResourceReport:
     buffer_size): the guest had already been told they succeeded."""
     io_callback_errors: tuple[str, ...] = ()
     """What a raising ``io_callback`` raised (``Type: message``; it is dropped after the first
-    error: see *Callbacks that raise* in the README)."""
+    error: see *Callbacks that raise* in docs/monitoring.md)."""
     network_bytes_sent: int = 0
     """Bytes the guest sent over its connections."""
     network_bytes_received: int = 0
