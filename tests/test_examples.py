@@ -1,4 +1,4 @@
-"""The runnable examples the README points to keep working."""
+"""The runnable examples the documentation points to (examples/) keep working."""
 
 from __future__ import annotations
 

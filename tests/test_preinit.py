@@ -524,25 +524,25 @@ def test_state_key_is_stable_and_covers_its_inputs() -> None:
 # --- the runtime's packages ---------------------------------------------------------------
 
 
-def test_readme_lists_the_runtimes_bundled_packages() -> None:
-    """README's list of the Python runtime's packages is the one its MANIFEST states (run
-    scripts/runtime_packages.py to regenerate it)."""
+def test_docs_list_the_runtimes_bundled_packages() -> None:
+    """docs/python.md's list of the Python runtime's packages is the one its MANIFEST states
+    (run scripts/runtime_packages.py --write to regenerate it)."""
     runtime = find_python_runtime(Path(os.environ["WASM_SANDBOX_CACHE_DIR"]))
     manifest = (runtime.wasm_path.parent / "MANIFEST").read_text()
     packages = re.findall(r"^package (\S+) (\S+)$", manifest, re.MULTILINE)
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("### What the Python runtime contains", 1)[1].split("\n## ", 1)[0]
+    page = (ROOT / "docs" / "python.md").read_text()
+    section = page.split("## What the Python runtime contains", 1)[1].split("\n## ", 1)[0]
     listed = re.findall(r"^\| `([^`]+)` \| ([^ |]+) \|$", section, re.MULTILINE)
     assert packages and sorted(listed) == sorted(packages)
 
 
-def test_readme_example_runs() -> None:
-    """The README's pre-initialisation example runs as written and answers as it says."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Pre-initialisation", 1)[1]
+def test_docs_example_runs() -> None:
+    """docs/sessions.md's pre-initialisation example runs as written and answers as it says."""
+    page = (ROOT / "docs" / "sessions.md").read_text()
+    section = page.split("## Pre-initialisation", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/sessions.md", "exec"), namespace)
     assert namespace["analysis"].call("summarize", [{"region": "n", "amount": 2.0}]) == {"n": 2.0}
     assert namespace["tables"].call("lookup", 500) == 0.5
 

@@ -533,14 +533,14 @@ def test_python_path_refusals(tmp_path: Path, packages: tuple[Path, Path]) -> No
 
 
 @pytest.mark.timeout(240)
-def test_readme_plots_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """README's plots example runs as written (in a directory holding its folders and wheel)
-    and leaves the chart on the host."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    code = readme.split("<!-- plots-example", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+def test_docs_plots_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/python.md's plots example runs as written (in a directory holding its folders and
+    wheel) and leaves the chart on the host."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "python.md").read_text()
+    code = page.split("<!-- plots-example", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     for folder in ("charts", "vendor", "wheels"):
         (tmp_path / folder).mkdir()
     _wheel(tmp_path / "wheels")
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "docs/python.md", "exec"), {})
     assert png_size((tmp_path / "charts" / "chart.png").read_bytes()) == (400, 300)

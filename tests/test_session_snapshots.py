@@ -515,10 +515,11 @@ def _blocks(runs: tuple[tuple[int, bytes], ...]) -> list[tuple[int, bytes]]:
     ]
 
 
-def test_the_readme_example_runs() -> None:
-    """The README's sessions example (checkpoint, rollback, fork, save, load) runs as shown."""
-    text = (REPO / "README.md").read_text()
+def test_the_docs_example_runs() -> None:
+    """docs/sessions.md's sessions example (checkpoint, rollback, fork, save, load) runs as
+    shown."""
+    text = (REPO / "docs" / "sessions.md").read_text()
     block = text.split("<!-- sessions-example: run by tests/test_session_snapshots.py -->")[1]
     code = block.split("```python\n")[1].split("```")[0]
     assert "session.fork()" in code and "load_session" in code
-    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+    exec(compile(code, "docs/sessions.md", "exec"), {"__name__": "docs"})
