@@ -98,6 +98,10 @@ class ResourceReport:
     network_callback_errors: tuple[str, ...] = ()
     """What a raising ``network_callback`` raised (``Type: message``; it is dropped after the
     first error)."""
+    host_calls: int = 0
+    """Host-function calls the guest made (refused ones included)."""
+    host_call_time: timedelta = timedelta(0)
+    """Wall-clock time the guest spent waiting for its host-function calls."""
     alerts: tuple[Alert, ...] = ()
     """The alerts a ``ResourceMonitor`` raised during the execution."""
     monitoring_samples: int = 0
@@ -111,7 +115,7 @@ class ResourceReport:
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready values (durations in seconds)."""
         data = asdict(self)
-        for key in ("execution_time", "timeout"):
+        for key in ("execution_time", "timeout", "host_call_time"):
             value = data[key]
             data[key] = value.total_seconds() if value is not None else None
         return data
@@ -147,6 +151,10 @@ class ResourceReport:
             ("security events", str(len(self.security_events))),
             ("network requests", str(self.network_requests)),
             ("bytes transferred", str(self.bytes_transferred)),
+            (
+                "host calls",
+                f"{self.host_calls} ({self.host_call_time.total_seconds() * 1000:.3f} ms)",
+            ),
         ]
         width = max(len(name) for name, _ in rows)
         lines = ["=== Resource Usage Report ==="]
