@@ -3,10 +3,10 @@ execution's deadline and limits, answered with a JSON envelope.
 
 A request is ``{"host": name, "args": [...], "kwargs": {...}}`` (``{"host_list": 1}`` asks
 for the names); the answer ``{"ok": value}`` or ``{"error": {"type", "message"}}``, bytes as
-``{"$bytes": "<base64>"}`` both ways. Three ways in: Python guests through the door
-(``_door``, routed by ``_guests._turns``), compiled guests through the import
-``wasm_sandbox_host.call`` (below), JavaScript through ``fd_read`` of ``HOST_FD`` (QuickJS
-imports nothing but preview1; see ``host_channel``).
+``{"$bytes": "<base64>"}`` both ways. Two ways in: compiled guests import
+``wasm_sandbox_host.call`` (below); the script runtimes, whose imports are fixed (QuickJS's
+are preview1's only), read ``HOST_FD`` (``host_channel``: one ``fd_read`` per call, with no
+re-entry into the guest to allocate the answer, cheaper than the Python runtime's door).
 """
 
 from __future__ import annotations
