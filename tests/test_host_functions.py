@@ -143,14 +143,31 @@ def test_python_calls_with_positional_keyword_and_nested_json() -> None:
 
 
 def test_a_large_answer_crosses_in_more_than_one_read() -> None:
-    """Answers larger than the guest's 64 KiB buffer are read in two pieces."""
+    """Answers larger than the guest's 16 KiB buffer are read in two pieces."""
     sandbox = py(
         "import wasm_sandbox_host as h\ndef go(n):\n    return len(h.blob(n))\n",
         ("blob", lambda n: "x" * n),
         memory_limit="256MiB",
     )
     assert sandbox.call("go", 300_000) == 300_000
-    assert sandbox.call("go", 65_530) == 65_530
+    assert sandbox.call("go", 16_370) == 16_370
+
+
+def test_a_request_over_4_mib_is_refused_unread() -> None:
+    ledger = Ledger()
+    sandbox = py(
+        "from wasm_sandbox_host import ledger\n"
+        "def go(n):\n"
+        "    try:\n"
+        "        return ledger('x' * n)\n"
+        "    except ValueError as exc:\n"
+        "        return str(exc)\n",
+        ("ledger", ledger),
+        memory_limit="256MiB",
+    )
+    assert "over 4 MiB" in sandbox.call("go", 5 << 20)
+    assert sandbox.call("go", 3 << 20) == 1
+    assert [len(item) for item in ledger.calls] == [3 << 20]
 
 
 def test_python_exceptions_keep_their_type_and_message_and_are_catchable() -> None:
@@ -496,6 +513,14 @@ def test_javascript_calls_host_functions() -> None:
     assert type_error == "TypeError" and then == "undefined"
 
 
+def test_javascript_reads_a_large_answer_in_two_pieces() -> None:
+    sandbox = js(
+        "function go(n) { const s = host.blob(n); return [s.length, s.slice(-3)]; }\n",
+        ("blob", lambda n: "é" * (n - 3) + "end"),
+    )
+    assert sandbox.call("go", 100_000) == [100_000, "end"]
+
+
 def test_javascript_host_calls_count_and_time_out() -> None:
     sandbox = js(
         "function go(n) { for (let i = 0; i < n; i++) host.echo(i); return n; }\n",
@@ -568,6 +593,10 @@ def test_c_guests_call_host_functions_through_the_header() -> None:
         "error": {"type": "PermissionError", "message": "not for you"}
     }
     assert sandbox.call("relay", "nope")["error"]["type"] == "NameError"
+    bare = ws.WasmSandbox.builder().source(C_RELAY).language("c").build()
+    assert bare.call("relay", "echo") == {
+        "error": {"type": "NameError", "message": "this sandbox has no host functions"}
+    }
 
 
 def test_a_process_backend_runs_a_module_level_function_in_its_worker() -> None:
@@ -576,3 +605,11 @@ def test_a_process_backend_runs_a_module_level_function_in_its_worker() -> None:
     sandbox = ws.WasmSandbox.builder().source(C_RELAY).language("c").host_function("echo", echo)
     with ws.LoadBalancer(sandbox.build()).backend(ws.ProcessBackend(max_workers=1)) as balancer:
         assert balancer.execute("relay", "echo", 7) == {"ok": {"args": [7], "kwargs": {}}}
+
+
+def test_the_readme_example_runs() -> None:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = text.split("<!-- host-functions-example: run by tests/test_host_functions.py -->")[1]
+    code = block.split("```python\n")[1].split("```")[0]
+    assert "host.rate(c)" in code and "wasm_sandbox_host import rate" in code
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})

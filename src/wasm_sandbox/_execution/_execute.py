@@ -241,8 +241,7 @@ class Execution:
         fresh = prepared = False
         try:
             instance, fresh = self._instance(ctx)
-            if ctx.host_functions:  # a compiled guest's answers go through its ``alloc``
-                ctx.place = functools.partial(_place, instance)
+            ctx.place = functools.partial(_place, instance)  # host answers: via its ``alloc``
             if self.plan.monitoring is not None:
                 ctx.sampler = sampler(self.plan.monitoring, ctx, instance, fuel)
                 instance.on_tick(ctx.sampler.tick)

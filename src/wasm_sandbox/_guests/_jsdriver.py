@@ -319,7 +319,7 @@ BOOT = r"""
 
   function hostExchange(text) {
     const size = text.length;
-    const buf = size + 4 <= 65536 ? (hostBuffer ??= new Uint8Array(65536)) : new Uint8Array(size + 4);
+    const buf = size + 4 <= 16384 ? (hostBuffer ??= new Uint8Array(16384)) : new Uint8Array(size + 4);
     new DataView(buf.buffer).setUint32(0, size, true);
     buf.set(Uint8Array.fromBase64(btoa(text)), 4);
     let [total, bytes] = hostRound(buf);

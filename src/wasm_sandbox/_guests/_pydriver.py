@@ -678,8 +678,8 @@ def _host_module():
     def _exchange(data):
         size = len(data)
         if not buffers:
-            buffers.append(bytearray(65536))
-        buf = buffers[0] if size + 4 <= 65536 else bytearray(size + 4)
+            buffers.append(bytearray(16384))  # kept: a call's answer seldom needs more
+        buf = buffers[0] if size + 4 <= 16384 else bytearray(size + 4)
         buf[0:4] = size.to_bytes(4, "little")
         buf[4:size + 4] = data
         got = readinto(_HOST_FD, buf) - 4

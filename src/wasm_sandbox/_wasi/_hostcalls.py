@@ -29,7 +29,9 @@ from ._registry import syscall
 __all__ = ["HOST_FD", "host_channel", "host_request"]
 
 HOST_FD = 0x7FFF_FF00  # the descriptor JavaScript's driver reads to call the host (never open)
-MAX_REQUEST = 64 << 20  # a larger request is refused (the guest sees an error)
+# A larger request is refused unread (the guest sees a ValueError): parsing JSON can take
+# ~20x its size in host memory (a list of small numbers), which the guest does not pay for.
+MAX_REQUEST = 4 << 20
 MAX_WORKERS = 256  # threads running host functions at once, in the process
 _HEADER = 4  # the channel's u32 length before a request and before an answer
 
@@ -161,12 +163,14 @@ def _run(ctx: WasiContext, fn: HostFunction, args: list[Any], kwargs: dict[str, 
 def host_request(ctx: WasiContext, frame: bytes) -> bytes:
     """Answer one request (see the module docstring); never raises but ``GuestStop``."""
     table = ctx.host_functions
+    if not table:  # nothing to call: the request is not even parsed
+        return _error("NameError", "this sandbox has no host functions")
     try:
         request = _decode(frame) if len(frame) <= MAX_REQUEST else None
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         request = None
     if not isinstance(request, dict):
-        return _error("ValueError", "malformed host function request")
+        return _error("ValueError", "malformed host function request (or over 4 MiB)")
     if "host_list" in request:
         return _encode({"ok": sorted(table)})
     name, args, kwargs = request.get("host"), request.get("args", []), request.get("kwargs", {})
