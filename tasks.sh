@@ -97,6 +97,7 @@ case "$task" in
         "$VENV/bin/python" bench/bench_prepare.py "$@"
         "$VENV/bin/python" bench/bench_preinit.py "$@"
         "$VENV/bin/python" bench/bench_sessions.py "$@"
+        "$VENV/bin/python" bench/bench_host_functions.py "$@"
         ;;
     bench-compare)
         setup

@@ -351,6 +351,42 @@ def test_a_host_call_outliving_the_deadline_ends_the_execution_as_a_timeout() ->
     assert py("def go():\n    return 1\n").call("go") == 1
 
 
+def test_an_inline_function_runs_on_the_guests_thread_and_the_deadline_is_checked_after() -> None:
+    """``inline=True``: no worker thread; a call that outlives the deadline ends the
+    execution as a timeout when it returns; the host_call_timeout does not apply."""
+    threads: list[int] = []
+
+    def where() -> int:
+        threads.append(threading.get_ident())
+        return len(threads)
+
+    def nap(seconds: float) -> None:
+        time.sleep(seconds)
+
+    sandbox = (
+        ws.WasmSandbox.builder()
+        .source(
+            "from wasm_sandbox_host import where, nap\ndef go(s):\n    nap(s)\n    return where()\n"
+        )
+        .language("python")
+        .max_fuel(None)
+        .host_function("where", where, inline=True)
+        .host_function("nap", nap, inline=True)
+        .host_call_timeout("50ms")
+        .timeout_duration("400ms")
+        .build()
+    )
+    assert sandbox.call("go", 0.1) == 1  # past host_call_timeout: not applied inline
+    assert threads == [threading.get_ident()]
+    start = time.monotonic()
+    with pytest.raises(ws.ExecutionTimeout):
+        sandbox.call("go", 0.6)
+    assert time.monotonic() - start >= 0.6  # it waited for the function
+    assert threads == [threading.get_ident()]  # where() never ran: stopped after nap
+    with pytest.raises(TypeError, match="inline must be a bool"):
+        ws.HostFunction(name="x", fn=where, inline=1)  # type: ignore[arg-type]
+
+
 # --- what is reported -------------------------------------------------------------------------
 
 

@@ -648,6 +648,7 @@ class SandboxBuilder:
         *,
         description: str | None = None,
         schema: Mapping[str, Any] | None = None,
+        inline: bool = False,
     ) -> SandboxBuilder: ...
 
     @overload
@@ -657,6 +658,7 @@ class SandboxBuilder:
         *,
         description: str | None = None,
         schema: Mapping[str, Any] | None = None,
+        inline: bool = False,
     ) -> Callable[[_Fn], _Fn]: ...
 
     def host_function(
@@ -666,13 +668,17 @@ class SandboxBuilder:
         *,
         description: str | None = None,
         schema: Mapping[str, Any] | None = None,
+        inline: bool = False,
     ) -> SandboxBuilder | Callable[[_Fn], _Fn]:
         """Let guests call ``fn`` as ``name``: Python's ``from wasm_sandbox_host import
         name``, JavaScript's ``host.name(...)``, C's ``wsbx_host_call("name", ...)``.
         Arguments and the value cross as JSON; what ``fn`` raises is raised in the guest
         (its type name and message). ``description`` (default: ``fn``'s docstring) and
         ``schema`` (JSON Schema of the arguments, checked at every call) are kept for
-        listings (``WasmSandbox.host_functions``). Without ``fn``, a decorator:
+        listings (``WasmSandbox.host_functions``). ``fn`` runs on a worker thread, so the
+        deadline and ``host_call_timeout`` hold while it runs; ``inline=True`` runs it on
+        the guest's thread instead, for a function that returns at once (about half the
+        cost of a call; see ``HostFunction.inline``). Without ``fn``, a decorator:
         ``@builder.host_function()`` (named after the function) or
         ``@builder.host_function("name")``; it returns the function unchanged."""
         if callable(name):
@@ -683,14 +689,20 @@ class SandboxBuilder:
 
             def register(function: _Fn) -> _Fn:
                 self.host_function(
-                    name or function.__name__, function, description=description, schema=schema
+                    name or function.__name__,
+                    function,
+                    description=description,
+                    schema=schema,
+                    inline=inline,
                 )
                 return function
 
             return register
         if description is None and callable(fn) and fn.__doc__:
             description = inspect.cleandoc(fn.__doc__)
-        added = HostFunction(name=name or "", fn=fn, description=description, schema=schema)
+        added = HostFunction(
+            name=name or "", fn=fn, description=description, schema=schema, inline=inline
+        )
         functions = (*self._options.get("host_functions", ()), added)
         _check_host_functions(functions)  # a duplicate is refused at the call that adds it
         return self._set("host_functions", functions)

@@ -649,13 +649,27 @@ else:
 _HOST_FD = 0x7FFFFF00
 
 
+def _codecs(json):
+    """JSON for host calls without json's per-call set-up (its C encoder and scanner made
+    once: a third of the cost of a small call); ASCII out, as the host answers."""
+    from json import encoder, scanner
+    plain, with_bytes = json.JSONDecoder(), json.JSONDecoder(object_hook=_from_json)
+    make, scan = encoder.c_make_encoder, scanner.c_make_scanner
+    if make is None or scan is None:  # a runtime without _json
+        coder = json.JSONEncoder(default=_default, allow_nan=False, separators=(",", ":"))
+        return coder.encode, plain.decode, with_bytes.decode
+    chunks = make(None, _default, encoder.c_encode_basestring_ascii, None, ":", ",",
+                  False, False, False)
+    scanners = scan(plain), scan(with_bytes)
+    return ((lambda value: "".join(chunks(value, 0))),
+            (lambda text: scanners[0](text, 0)[0]), (lambda text: scanners[1](text, 0)[0]))
+
+
 def _host_module():
     import json, os
     module = type(sys)("wasm_sandbox_host")
     module.__doc__ = "The sandbox's host functions: from wasm_sandbox_host import name; name(...)"
-    encode = json.JSONEncoder(default=_default, allow_nan=False, separators=(",", ":")).encode
-    decode = json.JSONDecoder().decode
-    decode_bytes = json.JSONDecoder(object_hook=_from_json).decode
+    encode, decode, decode_bytes = _codecs(json)
     readinto, buffers = os.readinto, []
 
     class HostError(Exception):
@@ -691,7 +705,7 @@ def _host_module():
         return (buf[4:got + 4] + rest[4:more + 4]).decode("utf-8")
 
     def _ask(text):
-        reply = _exchange(text.encode("utf-8"))
+        reply = _exchange(text.encode("ascii"))
         answer = (decode_bytes if '"$bytes"' in reply else decode)(reply)
         if "ok" in answer:
             return answer["ok"]

@@ -56,15 +56,22 @@ def _to_json(value: object) -> Any:
 
 _ENCODER = json.JSONEncoder(default=_to_json, allow_nan=False, separators=(",", ":"))
 _DECODER = json.JSONDecoder(object_hook=_from_json)
+_PLAIN = json.JSONDecoder()
 
 
 def _encode(frame: dict[str, Any]) -> bytes:
+    """ASCII JSON (what the JavaScript driver expects)."""
     return _ENCODER.encode(frame).encode()
 
 
 def _decode(frame: bytes) -> Any:
+    """The request: one JSON value and nothing after it (``ValueError`` otherwise)."""
     text = frame.decode()
-    return _DECODER.decode(text) if '"$bytes"' in text else json.loads(text)
+    decoder = _DECODER if '"$bytes"' in text else _PLAIN
+    value, end = decoder.raw_decode(text)
+    if end != len(text):
+        raise ValueError("extra data after the request")
+    return value
 
 
 def _error(kind: str, message: str) -> bytes:
@@ -209,7 +216,11 @@ def _answer(ctx: WasiContext, fn: HostFunction, args: list[Any], kwargs: dict[st
     try:
         if fn.schema is not None:
             check_arguments(fn.schema, fn.bind(args, kwargs))
-        value = _run(ctx, fn, args, kwargs)
+        if fn.inline:
+            value = fn.fn(*args, **kwargs)
+            ctx.check_stop()  # it may have outlived the deadline (or been cancelled)
+        else:
+            value = _run(ctx, fn, args, kwargs)
     except GuestStop:
         raise
     except _CallTimedOut:
