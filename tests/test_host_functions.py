@@ -450,6 +450,22 @@ def test_a_session_checkpoints_after_a_host_call_and_never_replays_it() -> None:
     assert ledger.calls == ["pay", "second"]
 
 
+def test_a_session_that_cannot_checkpoint_after_a_host_call_is_lost_not_replayed() -> None:
+    """Without a checkpoint after the call (the guest holds a file open), a restore would
+    have to replay it: the session is lost instead, and the function ran once."""
+    ledger = Ledger()
+    sandbox = py("", ("ledger", ledger), timeout_duration=1)
+    session = sandbox.session()
+    session.exec(
+        "held = open('/usr/local/lib/' + __import__('os').listdir('/usr/local/lib')[0], 'rb')"
+    )
+    session.exec("from wasm_sandbox_host import ledger\nledger('pay')")
+    with pytest.raises(ws.SessionLost, match="a call of host function ledger"):
+        session.exec("while True: pass")
+    assert session.closed
+    assert ledger.calls == ["pay"]
+
+
 def test_a_setup_that_calls_a_host_function_is_not_cached_on_disk(
     tmp_path: Path, _isolated_cache: Path
 ) -> None:
@@ -495,6 +511,33 @@ def test_async_sandboxes_call_host_functions() -> None:
             await sandbox.close()
 
     assert asyncio.run(main()) == [{"args": [i], "kwargs": {}} for i in range(4)]
+
+
+def test_cancelling_an_async_call_stops_a_guest_waiting_for_a_host_function() -> None:
+    release = threading.Event()
+
+    async def main() -> float:
+        sandbox = await (
+            ws.WasmSandbox.builder()
+            .source("from wasm_sandbox_host import slow\ndef go():\n    slow()\n")
+            .language("python")
+            .max_fuel(None)
+            .host_function("slow", lambda: release.wait(10))
+            .build_async()
+        )
+        try:
+            task = asyncio.ensure_future(sandbox.call("go"))
+            await asyncio.sleep(0.3)
+            start = time.monotonic()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return time.monotonic() - start
+        finally:
+            await sandbox.close()
+
+    assert asyncio.run(main()) < 0.5
+    release.set()
 
 
 def test_threads_call_host_functions_concurrently() -> None:
