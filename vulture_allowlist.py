@@ -36,3 +36,4 @@ _.__traceback__  # _remote: cleared so an error sent back to the driver drops th
 pytest_configure, pytest_collection_finish, pytest_unconfigure, pytestmark
 cluster, switch_often  # tests/test_ray.py, tests/test_fs_security.py
 _.do_GET, _.log_message, _.protocol_version, _.daemon_threads, _.block_on_close
+python_tool  # bench/agent_tools/: the agent tools whose lines bench_agent.py counts

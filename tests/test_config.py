@@ -737,6 +737,7 @@ PUBLIC = {
     "StackOverflow", "TableAccessOutOfBounds", "UnreachableExecuted", "UnsupportedSource",
     "WasmSandbox", "default_cache_dir", "parse_count", "parse_duration", "parse_size",
     "export_prepared", "import_prepared", "prepare", "run", "run_async", "run_with_timeout", "run_with_timeout_async",
+    "CodeError", "CodeResult", "run_python", "run_python_async", "run_javascript", "run_javascript_async",
 }  # fmt: skip
 
 

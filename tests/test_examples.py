@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ("data_call.py", "guest said: GuestError: rows: expected a list"),
         ("files.py", "escape refused"),
         ("agent_session.py", "loaded in a new process: -35.0"),
+        ("agent_task.py", "a PNG: True"),
     ],
 )
 def test_example_runs(script: str, expected: str, tmp_path: Path) -> None:

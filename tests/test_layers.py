@@ -22,8 +22,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("execution", {"_execution"}),
     (
         "api",
-        {"__init__", "__main__", "_builder", "_bundle", "_cli", "_invocation", "_oneliners", "_prepare", "_sandbox",
-         "_scaling", "_session", "_sessionfile"},
+        {"__init__", "__main__", "_builder", "_bundle", "_cli", "_invocation", "_mcp", "_oneliners", "_prepare",
+         "_sandbox", "_scaling", "_session", "_sessionfile"},
     ),
 ]  # fmt: skip
 RANK = {top: rank for rank, (_, tops) in enumerate(LAYERS) for top in tops}

@@ -89,7 +89,7 @@ def test_a_session_that_made_a_request_it_could_not_checkpoint_is_lost_not_repla
         assert isinstance(info.value.__cause__, ws.ExecutionTimeout)
         assert "statement 2 had an effect outside the sandbox" in str(info.value)
         assert "no checkpoint could be taken after it" in str(info.value)
-        assert "python315.zip (fd 4) open" in str(info.value)
+        assert "python315.zip (fd 6) open" in str(info.value)
         assert session.closed
         assert server.paths == ["/pay?amount=100"]
 

@@ -50,6 +50,8 @@ from ._errors import Timeout as Timeout
 from ._errors import ToolchainNotFound as ToolchainNotFound
 from ._errors import UnreachableExecuted as UnreachableExecuted
 from ._errors import UnsupportedSource as UnsupportedSource
+from ._observe._code import CodeError as CodeError
+from ._observe._code import CodeResult as CodeResult
 from ._observe._iomonitor import DirectoryCreate as DirectoryCreate
 from ._observe._iomonitor import DirectoryDelete as DirectoryDelete
 from ._observe._iomonitor import DirectoryList as DirectoryList
@@ -75,6 +77,10 @@ from ._observe._report import ResourceReport as ResourceReport
 from ._observe._report import SecurityEvent as SecurityEvent
 from ._oneliners import run as run
 from ._oneliners import run_async as run_async
+from ._oneliners import run_javascript as run_javascript
+from ._oneliners import run_javascript_async as run_javascript_async
+from ._oneliners import run_python as run_python
+from ._oneliners import run_python_async as run_python_async
 from ._oneliners import run_with_timeout as run_with_timeout
 from ._oneliners import run_with_timeout_async as run_with_timeout_async
 from ._prepare import PreparedRuntime as PreparedRuntime
@@ -109,6 +115,8 @@ __all__ = [
     "BalancerStats",
     "BuildLimitExceeded",
     "Checkpoint",
+    "CodeError",
+    "CodeResult",
     "CompilationError",
     "ConfigurationError",
     "DirectoryCreate",
@@ -193,6 +201,10 @@ __all__ = [
     "prepare",
     "run",
     "run_async",
+    "run_javascript",
+    "run_javascript_async",
+    "run_python",
+    "run_python_async",
     "run_with_timeout",
     "run_with_timeout_async",
 ]

@@ -18,6 +18,7 @@ from ._config._limits import OptimizationLevel, ResourceLimits, ResourceProfile
 from ._config._mounts import DEFAULT_MEMORY_FS_BYTES, DEFAULT_MEMORY_FS_ENTRIES, Mount, check_mounts
 from ._config._policy import NetworkPolicy
 from ._errors import ConfigurationError
+from ._guests._pypath import PATH_GUEST, check_python_path
 from ._guests._sources import Source, script_language
 from ._observe._iomonitor import IoOperation
 from ._observe._monitor import DEFAULT_INTERVAL, ResourceMonitor, ResourceUsage, high_usage_monitor
@@ -163,6 +164,10 @@ class SandboxConfig:
     host_functions: Sequence[HostFunction] = ()
     """Host functions guests may call (``SandboxBuilder.host_function``; README: *Host
     functions*), names unique."""
+    python_path: Sequence[str | os.PathLike[str]] = ()
+    """Directories and pure-Python wheels a Python guest imports from: each is mounted
+    read-only below ``/usr/local/python-path`` and put on its ``sys.path``, before the
+    standard library (``SandboxBuilder.python_path``)."""
 
     def __post_init__(self) -> None:
         """Check every field once; nothing is rewritten (derived values are properties)."""
@@ -186,6 +191,7 @@ class SandboxConfig:
             )
         _check_preinit(self)
         _check_host_functions(self.host_functions)
+        _check_python_path(self)
         if self.fuel_metering is False and self.limits.max_fuel is not None:
             raise ConfigurationError(
                 f"max_fuel={self.limits.max_fuel} needs fuel metering: "
@@ -292,6 +298,26 @@ def _check_host_functions(functions: Sequence[HostFunction]) -> None:
         if function.name in seen:
             raise ConfigurationError(f"two host functions are named {function.name!r}")
         seen.add(function.name)
+
+
+def _check_python_path(config: SandboxConfig) -> None:
+    """``python_path`` entries exist, are directories or wheels, belong to a Python guest,
+    and no mount takes their place in the guest."""
+    if not check_python_path(config.python_path):
+        return
+    language = script_language(config.source, config.language)
+    if language != "python":
+        raise ConfigurationError(
+            "python_path is for Python guests (a .py source, or language('python')); this "
+            f"sandbox runs a {language or 'WebAssembly'} guest"
+        )
+    for mount in config.mounts:
+        path = mount.guest_path.rstrip("/") + "/"
+        if (PATH_GUEST + "/").startswith(path) or path.startswith(PATH_GUEST + "/"):
+            raise ConfigurationError(
+                f"mount at {mount.guest_path!r} overlaps {PATH_GUEST}, where python_path "
+                "entries are mounted; mount elsewhere"
+            )
 
 
 def _monitoring_interval(value: timedelta | float | str) -> timedelta:
@@ -715,6 +741,16 @@ class SandboxBuilder:
         """Longest one host-function call may run; past it the guest's call raises
         ``TimeoutError`` (the host thread cannot be killed: it finishes, unobserved)."""
         return self._limit(host_call_timeout=duration_option("host_call_timeout", timeout))
+
+    def python_path(self, *entries: str | os.PathLike[str]) -> SandboxBuilder:
+        """Let a Python guest import pure-Python packages from host directories and wheels
+        (a wheel is a zip: ``zipimport`` reads it as it stands; compiled extensions cannot
+        load). Each is mounted read-only below ``/usr/local/python-path`` and put on the
+        guest's ``sys.path``, in order, before the standard library. Adds to earlier calls;
+        a missing path, or one neither a directory nor a zip file, is refused here
+        (``ConfigurationError``), a guest in another language at ``build()``."""
+        paths = (*self._options.get("python_path", ()), *check_python_path(entries))
+        return self._set("python_path", paths)
 
     def _set(self, name: str, value: Any) -> SandboxBuilder:
         self._options[name] = value

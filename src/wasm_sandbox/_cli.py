@@ -41,6 +41,9 @@ from . import (
     parse_size,
     prepare,
 )
+from ._config._mounts import mount_from_spec
+from ._mcp._command import add_command as add_mcp_command
+from ._mcp._command import run_command as run_mcp_command
 from ._observe._report import ResourceReport
 from ._units import format_duration, format_size
 
@@ -251,6 +254,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop the guest at the first file-system limit it hits (exit 122)",
     )
+    add_mcp_command(commands)
     return parser
 
 
@@ -267,11 +271,7 @@ _IO_FIELDS = {
 
 def _files(builder: SandboxBuilder, args: argparse.Namespace) -> None:
     for spec in args.mount:
-        parts = spec.rsplit(":", 2)
-        mode = parts.pop() if len(parts) == 3 and parts[-1] in ("ro", "rw") else "ro"
-        if len(parts) != 2:
-            _fail(f"--mount expects HOST:GUEST[:rw], got {spec!r}")
-        builder.mount_directory(parts[0], parts[1], read_only=mode == "ro")
+        builder.mount(mount_from_spec(spec))  # a bad shape: ValueError, a usage error
     for spec in args.memory_fs:
         guest, _, size = spec.partition(":")
         if size:
@@ -496,6 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "prepare":
             return _prepare(args)
+        if args.command == "mcp":
+            return run_mcp_command(args)
         return _run(args)
     except KeyboardInterrupt:
         print("wasm-sandbox: interrupted", file=sys.stderr)

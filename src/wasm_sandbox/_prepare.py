@@ -56,10 +56,10 @@ class PreparedRuntime:
 def runtime_module(name: str, cache_dir: Path) -> tuple[Path, str, tuple[Mount, ...]]:
     """The module file of the runtime ``name``, its SHA-256 (as its package recorded it for
     Python; hashed, 1.5 MB, for JavaScript) and the mounts it needs (Python's standard
-    library). ``ToolchainNotFound`` names the package to install."""
+    library and matplotlib's data). ``ToolchainNotFound`` names the package to install."""
     if name == "python":
         runtime = find_python_runtime(cache_dir)
-        return runtime.wasm_path, runtime.wasm_digest, (runtime.stdlib_mount,)
+        return runtime.wasm_path, runtime.wasm_digest, runtime.mounts
     if name == "javascript":
         path = find_javascript_runtime()
         return path, runtime_digest(path), ()

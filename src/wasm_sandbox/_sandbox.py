@@ -34,9 +34,12 @@ from ._execution._plan import ExecutionPlan, Monitoring
 from ._execution._preinit import boot_state, preparation, prepared_state
 from ._guests._data import DATA_SIGNATURE, encode_kwargs, is_data_module
 from ._guests._data import encode_args as encode_data
+from ._guests._pypath import PythonPath, python_path
+from ._guests._python import guest_env, private_tmp
 from ._guests._sources import ScriptSource, load_source, script_source
-from ._guests._turns import ScriptTurn, script_turn
+from ._guests._turns import JavaScriptTurn, ScriptTurn, script_turn
 from ._invocation import Invocation, in_thread, sandbox_core
+from ._observe._code import CodeError, CodeResult, code_error, decode_output
 from ._observe._monitor import ResourceUsage
 from ._observe._report import ExecutionResult, MonitoredResult, ProfiledResult
 from ._prepare import compile_progress, runtime_module
@@ -88,13 +91,14 @@ class WasmSandbox:
         self._script = script_source(config.source, config.language)
         mounts = config.mount_table
         wasm: bytes | None = None
+        extra = PythonPath()
         if self._script is None:
             wasm, self.source_name = load_source(config.source, config.language, cache_dir)
         else:
             runtime_file, digest, needs = runtime_module(self._script.language, cache_root)
             self.source_name = self._script.filename
-            for mount in needs:
-                mounts = _with_runtime_mount(mount, mounts)
+            extra = python_path(config.python_path, cache_root)
+            mounts = _with_runtime_mounts(needs, (*extra.mounts, *mounts), self._script)
         # Python and JavaScript guests run on one compiled runtime, the metered one: fuel costs
         # them about 1.1x, a second (unmetered) compile a minute and 2.5 GB. Without a fuel
         # limit, their budget is unlimited.
@@ -140,13 +144,13 @@ class WasmSandbox:
         )
         calls: Execution | None = None  # fresh calls' execution, when not the runs'
         if self._script is not None:
-            plan, calls = _script_plan(plan, self._script, config, cache_dir)
+            plan, calls = _script_plan(plan, self._script, config, cache_dir, extra)
         execution = Execution(plan, keep_instance=config.keep_instance)
         if config.auto_scaler is not None:  # its first limits are this sandbox's
             config.auto_scaler.limits_for(limits, compiled.initial_memory_bytes)
         self._compiled = compiled
         self._core = SandboxCore(
-            config, self._script, execution, compiled, self.source_name, calls=calls
+            config, self._script, execution, compiled, self.source_name, calls, extra.entries
         )
         if config.debug_mode:
             log.debug(
@@ -228,9 +232,12 @@ class WasmSandbox:
         """
         return _profiled(self._core.metered().invoke(Invocation.call(export, args)))
 
-    def call_with_detailed_monitoring(self, export: str, *args: Any) -> MonitoredResult:
-        """Call ``export`` and return its value with a full ``ResourceReport``."""
-        return _monitored(self._core.invoke(Invocation.call(export, args)))
+    def call_with_detailed_monitoring(
+        self, export: str, *args: Any, **kwargs: Any
+    ) -> MonitoredResult:
+        """Call ``export`` (arguments as for ``call``) and return its value with a full
+        ``ResourceReport`` and what the guest printed during the call."""
+        return _monitored(self._core.invoke(Invocation.call(export, args, kwargs)))
 
     def run(
         self,
@@ -244,6 +251,24 @@ class WasmSandbox:
         """
         invocation = Invocation(kind="run", argv=args, stdin=stdin, env=env)
         return execution_result(self._core.invoke(invocation))
+
+    def run_code(
+        self,
+        code: str,
+        *,
+        stdin: StdinSource = None,
+        env: Mapping[str, str] | None = None,
+    ) -> CodeResult:
+        """Run ``code`` (Python or JavaScript source, as this sandbox's language) in a fresh
+        interpreter, as a notebook cell: after the sandbox's own source (its functions and
+        globals are there) and its ``preinitialize`` setup; ``result`` is the value of the
+        last statement when it is an expression, as plain JSON values.
+
+        Never raises for what the code does: an exception it raises, a limit that stops it
+        and a non-zero exit are a ``CodeResult`` whose ``error`` is set, with what it printed
+        until then. ``stdin`` and ``env`` are for this run (default: none, and the builder's).
+        """
+        return self._core.run_code(code, self._core.new_context(None, stdin, env))
 
     def close(self) -> None:
         """Release a kept instance. Isolated sandboxes hold nothing between calls."""
@@ -274,6 +299,7 @@ class SandboxCore:
         compiled: CompiledModule,
         source_name: str,
         calls: Execution | None = None,
+        path: tuple[str, ...] = (),
     ) -> None:
         self.config = config
         self.script = script
@@ -293,7 +319,8 @@ class SandboxCore:
         )
         self._argv0 = Path(source_name).name.encode()
         self._args = [self._argv0, *encode_args(config.args)]
-        self._env = [f"{k}={v}".encode() for k, v in config.env]
+        self._env = list(_guest_env(script, config.env))
+        self._path = list(path)  # a Python guest's python_path entries, sent in requests
         self._profiler: SandboxCore | None = None
 
     @property
@@ -313,7 +340,7 @@ class SandboxCore:
         configured ones (the configured stdin only with ``use_config_stdin``: a run's)."""
         config = self.config
         argv = self._args if args is None else [self._argv0, *encode_args(args)]
-        envv = self._env if env is None else [f"{k}={v}".encode() for k, v in env_pairs(env)]
+        envv = self._env if env is None else list(_guest_env(self.script, env_pairs(env)))
         if stdin is None and use_config_stdin:
             stdin = config.stdin  # a stream is read now, at the run: never at configuration
         source = normalize_stdin(stdin)
@@ -348,6 +375,46 @@ class SandboxCore:
             return self._run(ctx)
         return self._call(invocation.export, invocation.args, ctx, kwargs=invocation.kwargs)
 
+    def run_code(self, code: str, ctx: WasiContext) -> CodeResult:
+        """Run ``code`` as a cell (``WasmSandbox.run_code``) in ``ctx``."""
+        try:
+            outcome = self._calls.execute(ctx, TurnCall(self._cell(code), command=True))
+        except e.ExecutionError as exc:
+            return CodeResult(
+                stdout=decode_output(exc.stdout),
+                stderr=decode_output(exc.stderr),
+                error=code_error(exc),
+                report=exc.report,
+            )
+        streams = outcome.ctx.streams
+        error = None
+        if outcome.exit_code != 0:
+            error = CodeError("SystemExit", f"the code exited with status {outcome.exit_code}")
+        return CodeResult(
+            stdout=decode_output(streams.stdout.data),
+            stderr=decode_output(streams.stderr.data),
+            result=outcome.value if error is None else None,
+            error=error,
+            report=outcome.report,
+        )
+
+    def _cell(self, code: str) -> ScriptTurn:
+        script = self.script
+        if script is None:
+            raise e.ConfigurationError(
+                "run_code runs Python or JavaScript source: this sandbox runs a WebAssembly "
+                "module (use call() or run())"
+            )
+        if not isinstance(code, str):
+            raise TypeError(f"the code must be a str, got {type(code).__name__}")
+        has_script = bool(script.text.strip())
+        if script.language == "python":
+            if self._loaded:  # preinitialize() loaded the source: its names, not a rerun
+                return self.turn("cell", code, loaded=True)
+            return self.turn("cell", code, script=script.text if has_script else None)
+        prelude = (script.text, script.filename) if has_script and not self._loaded else None
+        return JavaScriptTurn({"op": "cell"}, code, "<cell>", prelude)
+
     def turn(self, op: str, source: str | None = None, **fields: Any) -> ScriptTurn:
         """The turn that asks this sandbox's script runtime for ``op`` (``source``: the guest
         code it evaluates first: the script, or a session's statement)."""
@@ -361,6 +428,8 @@ class SandboxCore:
             if op in _NAMED_OPS:  # the ops that name the script (a session's statement does not)
                 request.setdefault("filename", script.filename)
                 request.setdefault("module", script.module)
+                if self._path:  # on sys.path before the script runs (once per instance)
+                    request["path"] = self._path
         return script_turn(script.language, request, source, script.filename)
 
     def metered(self) -> SandboxCore:
@@ -446,20 +515,25 @@ class SandboxCore:
 
 
 _net_log = logging.getLogger("wasm_sandbox.network")
-_NAMED_OPS = frozenset({"load", "call", "run"})  # Python requests that read filename and module
+# Python requests that read filename and module
+_NAMED_OPS = frozenset({"load", "call", "run", "cell"})
 
 
 def _script_plan(
-    plan: ExecutionPlan, script: ScriptSource, config: SandboxConfig, cache_dir: Path | None
+    plan: ExecutionPlan,
+    script: ScriptSource,
+    config: SandboxConfig,
+    cache_dir: Path | None,
+    extra: PythonPath,
 ) -> tuple[ExecutionPlan, Execution | None]:
     """A script runtime's plan, whose new instances start from its booted driver, or from
     the state ``preinitialize`` made with a setup; and, when preinitialize loaded the source
     instead, the execution of calls, whose instances start from that state."""
-    env = tuple(f"{k}={v}".encode() for k, v in config.env)
+    env = _guest_env(script, config.env)
     plan = dataclasses.replace(plan, start=boot_state(plan, script.language, env, cache_dir))
     if not config.preinitialize:
         return plan, None
-    prepared = _preinitialized(plan, script, config, cache_dir)
+    prepared = _preinitialized(plan, script, config, cache_dir, extra)
     if config.setup is not None:  # every fresh execution starts after it
         return dataclasses.replace(plan, start=prepared), None
     calls = Execution(plan)  # calls use the loaded source; runs and sessions run it
@@ -468,17 +542,30 @@ def _script_plan(
 
 
 def _preinitialized(
-    plan: ExecutionPlan, script: ScriptSource, config: SandboxConfig, cache_dir: Path | None
+    plan: ExecutionPlan,
+    script: ScriptSource,
+    config: SandboxConfig,
+    cache_dir: Path | None,
+    extra: PythonPath,
 ) -> Snapshot:
     """The state ``preinitialize()`` prepares (``_execution._preinit``). Not cached on disk,
     nor shared in this process, when the sandbox mounts host directories: the setup may read
-    files that change later."""
-    env = tuple(f"{k}={v}".encode() for k, v in config.env)
+    files that change later (python_path directories are keyed by what they hold instead)."""
+    env = _guest_env(script, config.env)
     shareable = not any(mount.host_path is not None for mount in config.mount_table)
     limit = config.limits.memory_bytes
     reserve = _RESERVE if limit is None else min(_RESERVE, limit // 4)
-    prepared = preparation(script, config.setup, env, cache_dir, shareable, reserve)
+    path = tuple(zip(extra.entries, extra.identity, strict=True))
+    prepared = preparation(script, config.setup, env, cache_dir, shareable, reserve, path)
     return prepared_state(plan, prepared)
+
+
+def _guest_env(script: ScriptSource | None, pairs: Sequence[tuple[str, str]]) -> tuple[bytes, ...]:
+    """The environment a guest sees (``NAME=value``): a Python guest's over ``guest_env``'s
+    defaults (its private /tmp, matplotlib's settings)."""
+    if script is not None and script.language == "python":
+        pairs = guest_env(tuple(pairs))
+    return tuple(f"{k}={v}".encode() for k, v in pairs)
 
 
 def _monitoring(config: SandboxConfig) -> Monitoring | None:
@@ -508,18 +595,25 @@ def _network_observer(config: SandboxConfig) -> Callable[[NetworkStats], object]
     return lambda stats: _net_log.debug("network usage", extra={"network": stats})
 
 
-def _with_runtime_mount(runtime: Mount, mounts: tuple[Mount, ...]) -> tuple[Mount, ...]:
-    for mount in mounts:
-        if (
-            mount.guest_path == "/"
-            or runtime.guest_path.startswith(mount.guest_path.rstrip("/") + "/")
-            or mount.guest_path.startswith(runtime.guest_path)
-        ):
-            raise e.ConfigurationError(
-                f"mount at {mount.guest_path!r} overlaps {runtime.guest_path}, where a Python "
-                "guest sees its standard library; mount elsewhere"
-            )
-    return check_mounts((runtime, *mounts))
+def _with_runtime_mounts(
+    runtime: tuple[Mount, ...], mounts: tuple[Mount, ...], script: ScriptSource
+) -> tuple[Mount, ...]:
+    """The runtime's own mounts (which may nest in one another: matplotlib's data is inside
+    the stdlib zip's path), then ``mounts``, then a Python guest's private /tmp."""
+    for own in runtime:
+        for mount in mounts:
+            if (
+                mount.guest_path == "/"
+                or own.guest_path.startswith(mount.guest_path.rstrip("/") + "/")
+                or mount.guest_path.startswith(own.guest_path)
+            ):
+                raise e.ConfigurationError(
+                    f"mount at {mount.guest_path!r} overlaps {own.guest_path}, where a Python "
+                    "guest sees its standard library; mount elsewhere"
+                )
+    mounts = check_mounts(mounts)
+    tmp = private_tmp(mounts) if script.language == "python" else None
+    return (*runtime, *mounts) if tmp is None else (*runtime, *mounts, tmp)
 
 
 def _check_value(export: str, index: int, value: Any, kind: str) -> None:
@@ -625,10 +719,24 @@ class AsyncWasmSandbox:
         return _profiled(await self._invoke(Invocation.call(export, args), core))
 
     async def call_with_detailed_monitoring(
-        self, export: str, *args: int | float
+        self, export: str, *args: Any, **kwargs: Any
     ) -> MonitoredResult:
         """Coroutine twin of ``WasmSandbox.call_with_detailed_monitoring``."""
-        return _monitored(await self._invoke(Invocation.call(export, args)))
+        return _monitored(await self._invoke(Invocation.call(export, args, kwargs)))
+
+    async def run_code(
+        self,
+        code: str,
+        *,
+        stdin: StdinSource = None,
+        env: Mapping[str, str] | None = None,
+    ) -> CodeResult:
+        """Coroutine twin of ``WasmSandbox.run_code`` (cancelling the task stops the code and
+        raises ``CancelledError``, as for a call)."""
+        core = self._core
+        ctx = core.new_context(None, stdin, env)
+        work = functools.partial(core.run_code, code, ctx)
+        return await in_thread(ctx, work, executor=self._executor)
 
     async def run(
         self,

@@ -45,6 +45,7 @@ from ._execution._execute import Execution, Outcome
 from ._guests._data import encode_args, encode_kwargs
 from ._guests._turns import ScriptTurn
 from ._invocation import in_thread, sandbox_core, session_core, session_of
+from ._observe._code import CodeResult, code_error, decode_output
 from ._observe._report import MonitoredResult, MonitoredResultLater
 from ._runtime._snapshot import Snapshot
 from ._sessionfile import read_session, write_session
@@ -145,6 +146,15 @@ class Session:
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the session's function ``name`` with JSON arguments; returns its value."""
         return self._core.call(name, args, kwargs)
+
+    def run_code(self, code: str) -> CodeResult:
+        """Run ``code`` in the session's globals as a notebook cell: ``WasmSandbox.run_code``
+        in this session. A ``CodeResult`` with what it printed and the value of its last
+        statement when that is an expression; never raises for what the code does: an
+        exception it raises is its ``error`` (its effects up to there stay, as for ``exec``),
+        and so is a limit, an exit or a lost session (after a limit or an exit the session is
+        back in its state before this code; ``closed`` tells whether it was lost)."""
+        return self._core.run_code(code)
 
     def checkpoint(self) -> Checkpoint:
         """The session's state now, to ``rollback`` to later (``SnapshotError`` while the
@@ -315,6 +325,25 @@ class SessionCore:
             "scall", fn=name, args=encode_args(args).decode(), kwargs=encode_kwargs(kwargs).decode()
         )
         return self._turn(turn, ctx).value
+
+    def run_code(self, code: str, ctx: WasiContext | None = None) -> CodeResult:
+        """Run ``code`` as a notebook cell (in ``ctx`` when given): a ``CodeResult``."""
+        try:
+            outcome = self._turn(self._sandbox.turn("cell", _code(code)), ctx)
+        except e.ExecutionError as exc:
+            return CodeResult(
+                stdout=decode_output(exc.stdout),
+                stderr=decode_output(exc.stderr),
+                error=code_error(exc),
+                report=exc.report,
+            )
+        streams = outcome.ctx.streams
+        return CodeResult(
+            stdout=decode_output(streams.stdout.data),
+            stderr=decode_output(streams.stderr.data),
+            result=outcome.value,
+            report=outcome.report,
+        )
 
     # --- checkpoints, forks, files ------------------------------------------------------
 
@@ -525,6 +554,11 @@ class AsyncSession:
     async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Coroutine twin of ``Session.call``."""
         return await self._in_thread(lambda ctx: self._core.call(name, args, kwargs, ctx))
+
+    async def run_code(self, code: str) -> CodeResult:
+        """Coroutine twin of ``Session.run_code`` (cancelling the task stops the code,
+        restores the session and raises ``CancelledError``)."""
+        return await self._in_thread(lambda ctx: self._core.run_code(code, ctx))
 
     async def checkpoint(self) -> Checkpoint:
         """Coroutine twin of ``Session.checkpoint``."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from .._errors import ConfigurationError
 from .._units import count_value, size_value
 
-__all__ = ["Mount", "check_mounts"]
+__all__ = ["Mount", "check_mounts", "mount_from_spec"]
 
 DEFAULT_MEMORY_FS_BYTES = 64 * 1024 * 1024
 DEFAULT_MEMORY_FS_ENTRIES = 100_000
@@ -143,6 +143,16 @@ def _check_host_path(path: object) -> tuple[Path, tuple[int, int]]:
     if not stat.S_ISDIR(st.st_mode):
         raise ConfigurationError(f"host_path is not a directory: {text}")
     return resolved, (st.st_dev, st.st_ino)
+
+
+def mount_from_spec(spec: str) -> Mount:
+    """The host directory mount a command line's ``HOST:GUEST[:ro|rw]`` names (read-only
+    unless ``:rw``); ``ValueError`` for another shape."""
+    parts = spec.rsplit(":", 2)
+    mode = parts.pop() if len(parts) == 3 and parts[-1] in ("ro", "rw") else "ro"
+    if len(parts) != 2:
+        raise ValueError(f"--mount expects HOST:GUEST[:ro|rw], got {spec!r}")
+    return Mount.directory(parts[0], parts[1], read_only=mode == "ro")
 
 
 def check_mounts(mounts: Iterable[Mount]) -> tuple[Mount, ...]:

@@ -77,14 +77,19 @@ def preparation(
     cache_dir: Path | None,
     shareable: bool,
     reserve: int = 0,
+    path: tuple[tuple[str, str], ...] = (),
 ) -> Preparation:
     """The preparation of ``script``'s state: ``setup`` run in the global scope (Python's
     ``__main__``), or without setup the source loaded as ``call()`` loads it; a Python
-    state then keeps ``reserve`` bytes of free heap (see ``_pydriver._reserve``)."""
+    state then keeps ``reserve`` bytes of free heap (see ``_pydriver._reserve``). ``path``:
+    a Python guest's ``sys.path`` entries (``python_path``), each with the identity of what
+    it holds."""
     request: dict[str, object] = {"op": "preinit"}
     if script.language == "python":
         request |= {"setup": setup, "filename": script.filename, "module": script.module}
         request["reserve"] = reserve
+        if path:
+            request["path"] = [entry for entry, _ in path]
         if setup is None:
             request["source"] = script.text
         code, filename = None, script.filename
@@ -100,6 +105,8 @@ def preparation(
         "setup": setup,
         "env": [item.decode("utf-8", "surrogateescape") for item in env],
     }
+    if path:
+        identity["path"] = [list(item) for item in path]
     call = TurnCall(script_turn(script.language, request, code, filename))
     return Preparation(call, env, identity, cache_dir, shareable)
 

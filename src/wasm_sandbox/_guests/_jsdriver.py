@@ -44,14 +44,46 @@ BOOT = r"""
     if (value instanceof Uint8Array) return { $bytes: value.toBase64() };
     if (value instanceof Set) return Array.from(value);
     const kind = typeof value;
-    if (kind === "number" && !Number.isFinite(value))
-      throw new TypeError(`${value} cannot be returned to the host: JSON has no NaN or infinity`);
+    if (kind === "number" && !Number.isFinite(value)) return null; // as Python's NaN: None
     if (kind === "bigint" || kind === "function" || kind === "symbol" || value instanceof Map)
       throw new TypeError(
         `a value of type ${value instanceof Map ? "Map" : kind} cannot be returned to the ` +
           "host: return JSON values (null, boolean, number, string, array, object) or a Uint8Array"
       );
     return value;
+  }
+
+  // A code cell's value: what JSON lacks becomes its nearest JSON form, never an error.
+  function looseReplacer(key, value) {
+    if (value instanceof ArrayBuffer) value = new Uint8Array(value);
+    if (value instanceof Uint8Array) return { $bytes: value.toBase64() };
+    if (ArrayBuffer.isView(value)) return Array.from(value, (v) => (typeof v === "bigint" ? looseReplacer("", v) : v));
+    if (value instanceof Set) return Array.from(value);
+    if (value instanceof Map) {
+      const o = {};
+      for (const [k, v] of value) o[String(k)] = v;
+      return o;
+    }
+    if (value instanceof Error) return { type: value.name || "Error", message: String(value.message) };
+    const kind = typeof value;
+    if (kind === "number" && !Number.isFinite(value)) return null;
+    if (kind === "bigint") return Number.isSafeInteger(Number(value)) ? Number(value) : String(value);
+    if (kind === "function" || kind === "symbol") return String(value);
+    return value;
+  }
+
+  function encodeLoose(value) {
+    try {
+      return JSON.stringify({ ok: value === undefined ? null : value }, looseReplacer);
+    } catch (e) {
+      let text;
+      try {
+        text = String(value);
+      } catch (e2) {
+        text = Object.prototype.toString.call(value);
+      }
+      return JSON.stringify({ ok: text });
+    }
   }
 
   function ownFrames(stack) {
@@ -80,12 +112,13 @@ BOOT = r"""
     }
   }
 
-  function answer(value) {
+  function answer(value, loose) {
     if (value !== null && (typeof value === "object" || typeof value === "function") && typeof value.then === "function") {
-      const p = (pending = { state: "pending" });
+      const p = (pending = { state: "pending", loose: loose === true });
       value.then((v) => { p.state = "ok"; p.value = v; }, (e) => { p.state = "error"; p.error = e; });
       return JSON.stringify({ pending: true });
     }
+    if (loose === true) return encodeLoose(value);
     return encode({ ok: value === undefined ? null : value });
   }
 
@@ -136,6 +169,7 @@ BOOT = r"""
       if (s.failed) return encode(failure(s.exc));
       if (req.op === "call" || req.op === "scall") return call(req);
       if (req.op === "eval") return answer(s.val);
+      if (req.op === "cell") return answer(s.val, true);
       return encode({ ok: null });
     } catch (e) {
       return encode(failure(e));
@@ -148,6 +182,7 @@ BOOT = r"""
     if (p === null || p.state === "pending")
       return encode({ error: { type: "Error", message: "the promise never settled (nothing was left to run)", traceback: "" } });
     if (p.state === "error") return encode(failure(p.error));
+    if (p.loose) return encodeLoose(p.value);
     return encode({ ok: p.value === undefined ? null : p.value });
   }
 

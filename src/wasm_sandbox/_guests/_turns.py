@@ -164,6 +164,7 @@ class JavaScriptTurn:
     request: dict[str, Any]
     code: str | None  # the guest code to evaluate first, if any
     filename: str
+    prelude: tuple[str, str] | None = None  # (code, filename) evaluated before ``code``
 
     def run(self, instance: GuestInstance, ctx: WasiContext) -> tuple[Any, int | None]:
         js = _QuickJs(instance)
@@ -171,14 +172,24 @@ class JavaScriptTurn:
             js.renew(ctx)
         if self.request["op"] == "boot":  # to be snapshotted: Math.random must be reseedable
             js.random_state()
+        if self.prelude is not None:  # the sandbox's script, before a code cell
+            value = js.eval(*self.prelude)
+            if _is_exception(value):
+                js.stash(_STASH_ERROR, int(instance.invoke("JS_GetException", (js.ctx,), None)))
+                return self._answer(js, ctx)
+            js.free(value)
         if self.code is not None:
             value = js.eval(self.code, self.filename)
             if _is_exception(value):
                 js.stash(_STASH_ERROR, int(instance.invoke("JS_GetException", (js.ctx,), None)))
             else:
                 js.stash(_STASH_VALUE, value)
-            if self.request["op"] in ("run", "preinit"):  # what they start finishes now
+            if self.request["op"] in ("run", "preinit", "cell"):  # what they start finishes now
                 js.settle(ctx)
+        return self._answer(js, ctx)
+
+    def _answer(self, js: _QuickJs, ctx: WasiContext) -> tuple[Any, int | None]:
+        """The driver's answer to the request (a promise settled first)."""
         text = json.dumps(self.request, separators=(",", ":"))
         answer = js.string(js.eval(f"__wsbx.main({text})", "<wsbx>"))
         if answer == b'{"pending":true}':
