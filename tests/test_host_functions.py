@@ -692,3 +692,38 @@ def test_the_readme_example_runs() -> None:
     code = block.split("```python\n")[1].split("```")[0]
     assert "host.rate(c)" in code and "wasm_sandbox_host import rate" in code
     exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+
+
+RUST_RELAY = r"""
+include!("wasm_sandbox.rs");
+fn relay_impl(args: Value) -> Result<Value, GuestError> {
+    let items = args.as_array().cloned().unwrap_or_default();
+    let name = items.first().and_then(Value::as_str).unwrap_or("").to_string();
+    host_call(&name, items.into_iter().skip(1).collect())
+}
+wasm_sandbox_export!(relay => relay_impl, all_args);
+"""
+
+
+def test_rust_guests_call_host_functions_through_the_glue() -> None:
+    """``host_call`` of wasm_sandbox.rs: the value, or the host's exception as the guest's
+    own error (which the data ABI reports as a GuestError of that type)."""
+
+    def fail() -> None:
+        raise PermissionError("not for you")
+
+    sandbox = (
+        ws.WasmSandbox.builder()
+        .source(RUST_RELAY)
+        .language("rust")
+        .host_function("echo", echo)
+        .host_function("fail", fail)
+        .build()
+    )
+    assert sandbox.call("relay", "echo", 1, {"a": "é"}, b"\x01") == {
+        "args": [1, {"a": "é"}, b"\x01"],
+        "kwargs": {},
+    }
+    with pytest.raises(ws.GuestError, match="not for you") as info:
+        sandbox.call("relay", "fail")
+    assert info.value.type == "PermissionError"
