@@ -1,5 +1,6 @@
 """Host functions called by guests: one request, run on a host worker thread under the
-execution's deadline and limits, answered with a JSON envelope.
+execution's deadline and limits (or, ``inline``, on the guest's own thread), answered with a
+JSON envelope.
 
 A request is ``{"host": name, "args": [...], "kwargs": {...}}`` (``{"host_list": 1}`` asks
 for the names); the answer ``{"ok": value}`` or ``{"error": {"type", "message"}}``, bytes as
@@ -28,7 +29,7 @@ from ._registry import syscall
 
 __all__ = ["HOST_FD", "host_channel", "host_request"]
 
-HOST_FD = 0x7FFF_FF00  # the descriptor JavaScript's driver reads to call the host (never open)
+HOST_FD = 0x7FFF_FF00  # the descriptor the script drivers read to call the host (never open)
 # A larger request is refused unread (the guest sees a ValueError): parsing JSON can take
 # ~20x its size in host memory (a list of small numbers), which the guest does not pay for.
 MAX_REQUEST = 4 << 20
