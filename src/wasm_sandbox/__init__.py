@@ -3,6 +3,8 @@
 Everything public is importable from here; every other module is private.
 """
 
+# First: on a platform the package cannot run on, the import fails here, saying why.
+from . import _platform  # noqa: F401
 from ._builder import SandboxBuilder as SandboxBuilder
 from ._builder import SandboxConfig as SandboxConfig
 from ._bundle import export_prepared as export_prepared
