@@ -10,6 +10,9 @@
 #                      (bench/compare_revisions.py: --quick, --rounds N, --check)
 #   ./tasks.sh soak    the fuzz tests with 20,000 examples (WASM_SANDBOX_FUZZ_EXAMPLES), then
 #                      every host-memory attack checked against its bound
+#   ./tasks.sh package build the sdist and the wheel, check their LICENSE and metadata, install
+#                      the wheel with [python,javascript] in a fresh venv and run a C, a Python
+#                      and a JavaScript guest from it (scripts/check_package.py)
 #   ./tasks.sh setup   only install: Debian packages (via apt-get), the Python venv, and the
 #                      compiled Python and JavaScript runtimes (wasm-sandbox prepare)
 set -euo pipefail
@@ -100,6 +103,10 @@ case "$task" in
         "$VENV/bin/python" bench/bench_streaming.py "$@"
         "$VENV/bin/python" bench/bench_mcp.py "$@"
         ;;
+    package)
+        setup
+        "$VENV/bin/python" scripts/check_package.py "$@"
+        ;;
     bench-compare)
         setup
         "$VENV/bin/python" bench/compare_revisions.py "$@"
@@ -111,7 +118,7 @@ case "$task" in
         "$VENV/bin/python" bench/bench_amplification.py --check
         ;;
     *)
-        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac
