@@ -19,6 +19,7 @@ from . import (
     FuelExhausted,
     GuestError,
     GuestTrap,
+    HostCallLimitExceeded,
     HostError,
     InvalidModule,
     IoLimitExceeded,
@@ -74,6 +75,7 @@ _STATUSES = (
     (IoLimitExceeded.cli_exit_status, "file-system limit hit (with --strict-io)"),
     (NetworkLimitExceeded.cli_exit_status, "network limit hit (strict network; library only)"),
     (ExecutionTimeout.cli_exit_status, "wall-clock timeout"),
+    (HostCallLimitExceeded.cli_exit_status, "max_host_calls reached (library only)"),
     (SecurityViolation.cli_exit_status, "network policy refusal (strict network; library only)"),
     (ExecutionCancelled.cli_exit_status, "interrupted (Ctrl-C) or cancelled"),
 )
