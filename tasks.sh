@@ -58,6 +58,13 @@ setup_runtimes() {
     # Compile the Python and JavaScript runtimes once, ahead of time, into the user's cache:
     # the first Python sandbox then starts in milliseconds, and no test waits for a compile.
     "$VENV/bin/wasm-sandbox" prepare python javascript
+    # zig (wasm-sandbox[c]) builds its own wasi-libc the first time it links (about a minute,
+    # then kept in zig's cache): done here, with one C program, so no test waits for it.
+    local scratch
+    scratch=$(mktemp -d)
+    WASM_SANDBOX_C_TOOLCHAIN=zig WASM_SANDBOX_CACHE_DIR="$scratch" "$VENV/bin/python" -c \
+        "import wasm_sandbox as ws; ws.WasmSandbox.builder().source('int main(void) { return 0; }').language('c').progress(False).build()"
+    rm -rf "$scratch"
 }
 
 setup() {
