@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .._errors import CompilationError, ToolchainNotFound
 from .._runtime._cache import write_atomically
+from ._toolversion import compiler_version
 
 __all__ = ["LANGUAGES", "compile_source"]
 
@@ -54,7 +55,7 @@ def _helper_files() -> list[Path]:
 def compile_source(source: bytes, language: str, cache_dir: Path | None, name: str) -> bytes:
     """The wasm module for ``source`` (C or Rust), from the cache or freshly compiled."""
     compiler = _clang() if language == "c" else _rustc()
-    version = _version(compiler, language)
+    version = _version(compiler, language, cache_dir)
     command = _is_command(source, language)
     helpers = b"".join(p.read_bytes() for p in _helper_files())
     key = hashlib.sha256(
@@ -71,16 +72,9 @@ def compile_source(source: bytes, language: str, cache_dir: Path | None, name: s
     return wasm
 
 
-def _version(compiler: str, language: str) -> str:
-    try:
-        done = subprocess.run(
-            [compiler, "--version"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except (FileNotFoundError, PermissionError):
-        raise _missing(language, compiler) from None
-    if done.returncode != 0:
-        raise _missing(language, compiler)
-    return done.stdout.strip().splitlines()[0] if done.stdout.strip() else compiler
+def _version(compiler: str, language: str, cache_dir: Path | None = None) -> str:
+    """``compiler --version``'s first line, remembered per compiler file (``_toolversion``)."""
+    return compiler_version(compiler, cache_dir, lambda: _missing(language, compiler))
 
 
 def _missing(language: str, compiler: str) -> ToolchainNotFound:
