@@ -663,6 +663,7 @@ def test_error_messages_match_the_seed() -> None:
         ws.InvalidModule("x"),
         ws.MountChanged("/data", "/srv/data", "is now a symbolic link"),
         ws.BuildLimitExceeded("build_timeout", 1.25, 1.0),
+        ws.SourceNotFound("/srv/guest.wasm"),
     ],
     ids=lambda err: type(err).__name__,
 )
@@ -695,7 +696,7 @@ CLI_EXIT_STATUSES = {
     "UnreachableExecuted": 70, "IntegerDivisionByZero": 70, "IntegerOverflow": 70,
     "InvalidConversionToInteger": 70, "TableAccessOutOfBounds": 70, "IndirectCallError": 70,
     "GuestError": 1, "ExecutionCancelled": 130, "SecurityViolation": 126, "SessionLost": 75,
-    "SnapshotError": 65,
+    "SnapshotError": 65, "SourceNotFound": 66,
     "HostError": 71, "SandboxError": 71,
 }  # fmt: skip
 
@@ -741,7 +742,7 @@ PUBLIC = {
     "FileDelete", "FileOpen", "FileRead", "FileRename", "FileWrite", "IoOperation",
     "PreparedRuntime", "ProfileBuilder", "ProfiledResult", "ResourceLimitExceeded", "ResourceLimits",
     "ResourceProfile", "ResourceReport", "SandboxBuilder", "SandboxConfig", "SandboxError",
-    "Session", "SessionLost", "SnapshotError", "NetworkLimitExceeded", "NetworkPolicy", "NetworkStats",
+    "Session", "SessionLost", "SnapshotError", "SourceNotFound", "NetworkLimitExceeded", "NetworkPolicy", "NetworkStats",
     "SecurityViolation",
     "StackOverflow", "TableAccessOutOfBounds", "UnreachableExecuted", "UnsupportedSource",
     "WasmSandbox", "default_cache_dir", "parse_count", "parse_duration", "parse_size",

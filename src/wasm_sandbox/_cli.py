@@ -30,6 +30,7 @@ from . import (
     SandboxError,
     SecurityViolation,
     SessionLost,
+    SourceNotFound,
     ToolchainNotFound,
     WasmSandbox,
     __version__,
@@ -62,6 +63,7 @@ _STATUSES = (
         "invalid module, unsupported source, compile error, invalid limits or mounts, unknown "
         "function, bad arguments, or over the build budget",
     ),
+    (SourceNotFound.cli_exit_status, "the source FILE does not exist"),
     (
         ToolchainNotFound.cli_exit_status,
         "the compiler or runtime a C, Rust, Python or JavaScript guest needs is not installed",

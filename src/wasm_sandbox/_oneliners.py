@@ -61,7 +61,7 @@ def _split_timeout(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], timedelta]:
     last = args[-1] if args else None
     if isinstance(last, bool) or not isinstance(last, timedelta | int | float | str):
         raise TypeError("run_with_timeout needs the timeout (a timedelta, seconds or '30s') last")
-    return args[:-1], check_timeout("timeout", last)
+    return args[:-1], check_timeout("timeout (the last argument)", last)
 
 
 def _timeout_limits(timeout: timedelta) -> ResourceLimits:
