@@ -98,6 +98,7 @@ case "$task" in
         "$VENV/bin/python" bench/bench_preinit.py "$@"
         "$VENV/bin/python" bench/bench_sessions.py "$@"
         "$VENV/bin/python" bench/bench_streaming.py "$@"
+        "$VENV/bin/python" bench/bench_host_functions.py "$@"
         "$VENV/bin/python" bench/bench_mcp.py "$@"
         ;;
     bench-compare)

@@ -696,7 +696,7 @@ CLI_EXIT_STATUSES = {
     "UnreachableExecuted": 70, "IntegerDivisionByZero": 70, "IntegerOverflow": 70,
     "InvalidConversionToInteger": 70, "TableAccessOutOfBounds": 70, "IndirectCallError": 70,
     "GuestError": 1, "ExecutionCancelled": 130, "SecurityViolation": 126, "SessionLost": 75,
-    "SnapshotError": 65, "SourceNotFound": 66,
+    "SnapshotError": 65, "SourceNotFound": 66, "HostCallLimitExceeded": 125,
     "HostError": 71, "SandboxError": 71,
 }  # fmt: skip
 
@@ -740,6 +740,7 @@ PUBLIC = {
     "MemoryAccessOutOfBounds", "MemoryLimitExceeded", "MonitoredResult", "Mount", "MountChanged", "OptimizationLevel",
     "SecurityEvent", "ToolchainNotFound", "DirectoryCreate", "DirectoryDelete", "DirectoryList", "FileClose",
     "FileDelete", "FileOpen", "FileRead", "FileRename", "FileWrite", "IoOperation",
+    "HostCall", "HostCallLimitExceeded", "HostFunction",
     "PreparedRuntime", "ProfileBuilder", "ProfiledResult", "ResourceLimitExceeded", "ResourceLimits",
     "ResourceProfile", "ResourceReport", "SandboxBuilder", "SandboxConfig", "SandboxError",
     "Session", "SessionLost", "SnapshotError", "SourceNotFound", "NetworkLimitExceeded", "NetworkPolicy", "NetworkStats",

@@ -127,6 +127,13 @@ TABLE: list[tuple[str, Facts, str, int, dict[str, Any]]] = [
         {"limit": "max_connections"},
     ),
     (
+        "host call limit",
+        Facts(stop(StopReason.HOST_CALL_LIMIT, host_calls_hit=(4, 3)), CLEAN, LIMITS, False),
+        "HostCallLimitExceeded",
+        0,
+        {"limit": "max_host_calls", "attempted": 4, "cap": 3},
+    ),
+    (
         "strict policy refusal",
         Facts(stop(StopReason.SECURITY, security_violation="10.0.0.1:80"), CLEAN, LIMITS, False),
         "SecurityViolation",

@@ -37,7 +37,7 @@ OUTPUTS = {
     "MemoryUsage", "MonitoredResult", "NetworkStats", "PreparedRuntime", "ProfiledResult",
     "ResourceReport", "ResourceUsage", "ScalingEvent", "SecurityEvent", "IoOperation",
     "DirectoryCreate", "DirectoryDelete", "DirectoryList", "FileClose", "FileDelete",
-    "FileOpen", "FileRead", "FileRename", "FileWrite",
+    "FileOpen", "FileRead", "FileRename", "FileWrite", "HostCall",
 }  # fmt: skip
 """Reports and snapshots the library makes: their fields are measurements, not options."""
 
@@ -145,7 +145,7 @@ def _limits_cases() -> Iterator[Case]:
         def apply(value: Any, field: str = f.name) -> object:
             return getattr(ws.ResourceLimits(**{field: value}), field)
 
-        if f.name in ("execution_timeout", "network_timeout", "connect_timeout"):
+        if "timedelta" in str(f.type):
             yield _duration(where, apply, f.name)
         elif f.name == "buffer_size":
             yield _size(where, apply, f.name, ("1MiB", MiB))
@@ -174,6 +174,14 @@ def _builder_cases() -> Iterator[Case]:
         "memory_growth_limit",
     )
     yield _count(b + "max_fuel(fuel)", limits("max_fuel", "max_fuel"), "max_fuel")
+    yield _count(
+        b + "max_host_calls(count)", limits("max_host_calls", "max_host_calls"), "max_host_calls"
+    )
+    yield _duration(
+        b + "host_call_timeout(timeout)",
+        limits("host_call_timeout", "host_call_timeout"),
+        "host_call_timeout",
+    )
     yield _duration(
         b + "timeout_duration(timeout)",
         limits("timeout_duration", "execution_timeout"),

@@ -7,6 +7,7 @@ from ._builder import SandboxBuilder as SandboxBuilder
 from ._builder import SandboxConfig as SandboxConfig
 from ._bundle import export_prepared as export_prepared
 from ._bundle import import_prepared as import_prepared
+from ._config._hostfns import HostFunction as HostFunction
 from ._config._limits import OptimizationLevel as OptimizationLevel
 from ._config._limits import ProfileBuilder as ProfileBuilder
 from ._config._limits import ResourceLimits as ResourceLimits
@@ -24,6 +25,7 @@ from ._errors import FunctionNotFound as FunctionNotFound
 from ._errors import GuestError as GuestError
 from ._errors import GuestExit as GuestExit
 from ._errors import GuestTrap as GuestTrap
+from ._errors import HostCallLimitExceeded as HostCallLimitExceeded
 from ._errors import HostError as HostError
 from ._errors import IndirectCallError as IndirectCallError
 from ._errors import IntegerDivisionByZero as IntegerDivisionByZero
@@ -60,6 +62,7 @@ from ._observe._iomonitor import FileOpen as FileOpen
 from ._observe._iomonitor import FileRead as FileRead
 from ._observe._iomonitor import FileRename as FileRename
 from ._observe._iomonitor import FileWrite as FileWrite
+from ._observe._iomonitor import HostCall as HostCall
 from ._observe._iomonitor import IoOperation as IoOperation
 from ._observe._metrics import PrometheusMetrics as PrometheusMetrics
 from ._observe._metrics import enable_prometheus_metrics as enable_prometheus_metrics
@@ -135,7 +138,10 @@ __all__ = [
     "GuestError",
     "GuestExit",
     "GuestTrap",
+    "HostCall",
+    "HostCallLimitExceeded",
     "HostError",
+    "HostFunction",
     "IndirectCallError",
     "IntegerDivisionByZero",
     "IntegerOverflow",

@@ -5,13 +5,15 @@ sugar that produces one. ``WasmSandbox(config)`` works without the builder.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, overload
 
+from ._config._hostfns import HostFunction
 from ._config._limits import OptimizationLevel, ResourceLimits, ResourceProfile
 from ._config._mounts import DEFAULT_MEMORY_FS_BYTES, DEFAULT_MEMORY_FS_ENTRIES, Mount, check_mounts
 from ._config._policy import NetworkPolicy
@@ -46,6 +48,7 @@ StdinSource = bytes | str | BinaryIO | None
 ProgressCallback = Callable[[str, float], None]
 DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024
 _MAX_OUTPUT_CAP = 1 << 30
+_Fn = TypeVar("_Fn", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -164,6 +167,9 @@ class SandboxConfig:
     """With ``preinitialize``: guest code run once at build in the guest's global scope
     (Python's ``__main__``, JavaScript's global object). None: the source is loaded instead,
     as ``call()`` loads it, and calls use it without running it again."""
+    host_functions: Sequence[HostFunction] = ()
+    """Host functions guests may call (``SandboxBuilder.host_function``; README: *Host
+    functions*), names unique."""
     python_path: Sequence[str | os.PathLike[str]] = ()
     """Directories and pure-Python wheels a Python guest imports from: each is mounted
     read-only below ``/usr/local/python-path`` and put on its ``sys.path``, before the
@@ -192,6 +198,7 @@ class SandboxConfig:
                 "auto_scaler cannot resize a kept instance: use isolated calls"
             )
         _check_preinit(self)
+        _check_host_functions(self.host_functions)
         _check_python_path(self)
         if self.fuel_metering is False and self.limits.max_fuel is not None:
             raise ConfigurationError(
@@ -289,6 +296,16 @@ def _check_preinit(config: SandboxConfig) -> None:
             "preinitialize() prepares the state every fresh execution starts from; "
             "keep_instance keeps one instance instead: use a session for state across calls"
         )
+
+
+def _check_host_functions(functions: Sequence[HostFunction]) -> None:
+    """Each is a ``HostFunction``, no two with one name."""
+    seen: set[str] = set()
+    for function in functions:
+        check_type("host_functions item", function, HostFunction)
+        if function.name in seen:
+            raise ConfigurationError(f"two host functions are named {function.name!r}")
+        seen.add(function.name)
 
 
 def _check_python_path(config: SandboxConfig) -> None:
@@ -672,6 +689,82 @@ class SandboxBuilder:
             raise TypeError(f"setup must be a str (guest code) or None, got {type(setup).__name__}")
         self._set("preinitialize", True)
         return self._set("setup", setup)
+
+    @overload
+    def host_function(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *,
+        description: str | None = None,
+        schema: Mapping[str, Any] | None = None,
+        inline: bool = False,
+    ) -> SandboxBuilder: ...
+
+    @overload
+    def host_function(
+        self,
+        name: str | None = None,
+        *,
+        description: str | None = None,
+        schema: Mapping[str, Any] | None = None,
+        inline: bool = False,
+    ) -> Callable[[_Fn], _Fn]: ...
+
+    def host_function(
+        self,
+        name: str | None = None,
+        fn: Callable[..., Any] | None = None,
+        *,
+        description: str | None = None,
+        schema: Mapping[str, Any] | None = None,
+        inline: bool = False,
+    ) -> SandboxBuilder | Callable[[_Fn], _Fn]:
+        """Let guests call ``fn`` as ``name``: Python's ``from wasm_sandbox_host import
+        name``, JavaScript's ``host.name(...)``, C's ``wsbx_host_call("name", ...)``.
+        Arguments and the value cross as JSON; what ``fn`` raises is raised in the guest
+        (its type name and message). ``description`` (default: ``fn``'s docstring) and
+        ``schema`` (JSON Schema of the arguments, checked at every call) are kept for
+        listings (``WasmSandbox.host_functions``). ``fn`` runs on a worker thread, so the
+        deadline and ``host_call_timeout`` hold while it runs; ``inline=True`` runs it on
+        the guest's thread instead, for a function that returns at once (about half the
+        cost of a call; see ``HostFunction.inline``). Without ``fn``, a decorator:
+        ``@builder.host_function()`` (named after the function) or
+        ``@builder.host_function("name")``; it returns the function unchanged."""
+        if callable(name):
+            raise TypeError(
+                "use @builder.host_function() with parentheses, or host_function(name, fn)"
+            )
+        if fn is None:
+
+            def register(function: _Fn) -> _Fn:
+                self.host_function(
+                    name or function.__name__,
+                    function,
+                    description=description,
+                    schema=schema,
+                    inline=inline,
+                )
+                return function
+
+            return register
+        if description is None and callable(fn) and fn.__doc__:
+            description = inspect.cleandoc(fn.__doc__)
+        added = HostFunction(
+            name=name or "", fn=fn, description=description, schema=schema, inline=inline
+        )
+        functions = (*self._options.get("host_functions", ()), added)
+        _check_host_functions(functions)  # a duplicate is refused at the call that adds it
+        return self._set("host_functions", functions)
+
+    def max_host_calls(self, count: int | str | None) -> SandboxBuilder:
+        """Host-function calls per call or run (past it: ``HostCallLimitExceeded``)."""
+        return self._limit(max_host_calls=count_option("max_host_calls", count))
+
+    def host_call_timeout(self, timeout: timedelta | float | str | None) -> SandboxBuilder:
+        """Longest one host-function call may run; past it the guest's call raises
+        ``TimeoutError`` (the host thread cannot be killed: it finishes, unobserved)."""
+        return self._limit(host_call_timeout=duration_option("host_call_timeout", timeout))
 
     def python_path(self, *entries: str | os.PathLike[str]) -> SandboxBuilder:
         """Let a Python guest import pure-Python packages from host directories and wheels

@@ -20,6 +20,7 @@ from . import (
     FunctionNotFound,
     GuestError,
     GuestTrap,
+    HostCallLimitExceeded,
     HostError,
     InvalidModule,
     IoLimitExceeded,
@@ -78,6 +79,7 @@ _STATUSES = (
     (IoLimitExceeded.cli_exit_status, "file-system limit hit (with --strict-io)"),
     (NetworkLimitExceeded.cli_exit_status, "network limit hit (with --strict-network)"),
     (ExecutionTimeout.cli_exit_status, "wall-clock timeout"),
+    (HostCallLimitExceeded.cli_exit_status, "max_host_calls reached (library only)"),
     (SecurityViolation.cli_exit_status, "network policy refusal (with --strict-network)"),
     (ExecutionCancelled.cli_exit_status, "interrupted (Ctrl-C) or cancelled"),
 )

@@ -24,6 +24,7 @@ translated in ``_engine`` and never reach the user.
         │   ├── FuelExhausted                  the fuel budget ran out                    121
         │   ├── IoLimitExceeded                a file-system limit (strict mode only)     122
         │   ├── NetworkLimitExceeded           a network limit (strict network mode only) 123
+        │   ├── HostCallLimitExceeded          more host-function calls than max_host_calls 125
         │   └── ExecutionTimeout               the wall-clock deadline passed             124
         ├── GuestTrap                          the guest trapped (trap_code says which)    70
         │   ├── StackOverflow
@@ -62,6 +63,7 @@ __all__ = [
     "GuestError",
     "GuestExit",
     "GuestTrap",
+    "HostCallLimitExceeded",
     "HostError",
     "IndirectCallError",
     "IntegerDivisionByZero",
@@ -386,6 +388,22 @@ class NetworkLimitExceeded(ResourceLimitExceeded):
             detail = f"attempted {attempted}, limit {cap}"
         super().__init__(f"Network limit exceeded: {limit} ({detail})")
         self.limit = limit
+        self.attempted = attempted
+        self.cap = cap
+
+
+class HostCallLimitExceeded(ResourceLimitExceeded):
+    """The guest called host functions more than ``max_host_calls`` times in one execution
+    (``attempted``: the call refused, counting from 1; ``cap``: the limit). Not an error of a
+    host function itself: those are raised in the guest, as its own exceptions."""
+
+    cli_exit_status = 125
+
+    def __init__(self, attempted: int, cap: int) -> None:
+        super().__init__(
+            f"Host call limit exceeded: max_host_calls (attempted {attempted}, limit {cap})"
+        )
+        self.limit = "max_host_calls"
         self.attempted = attempted
         self.cap = cap
 

@@ -26,6 +26,7 @@ from ._builder import (
     env_pairs,
     normalize_stdin,
 )
+from ._config._hostfns import HostFunction
 from ._config._mounts import Mount, check_mounts
 from ._execution._calls import Command, DataCall, NumericCall, TurnCall
 from ._execution._execute import Execution, Outcome, execution_result
@@ -141,6 +142,7 @@ class WasmSandbox:
             monitoring=_monitoring(config),
             scaler=config.auto_scaler,
             debug=config.debug_mode,
+            host_functions={f.name: f for f in config.host_functions},
         )
         calls: Execution | None = None  # fresh calls' execution, when not the runs'
         if self._script is not None:
@@ -165,6 +167,12 @@ class WasmSandbox:
         """Exported functions (read-only): name -> (parameter types, result types). Empty
         for a Python guest, whose functions exist only once its source has run."""
         return self._core.exports
+
+    @property
+    def host_functions(self) -> tuple[HostFunction, ...]:
+        """The host functions guests may call (name, description, schema, fn), in the order
+        they were added; read-only (``SandboxBuilder.host_function``)."""
+        return tuple(self.config.host_functions)
 
     @property
     def language(self) -> str:
@@ -692,6 +700,11 @@ class AsyncWasmSandbox:
     def exports(self) -> Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]:
         """Exported functions (read-only): name -> (parameter types, result types)."""
         return self.sync.exports
+
+    @property
+    def host_functions(self) -> tuple[HostFunction, ...]:
+        """The host functions guests may call (see ``WasmSandbox.host_functions``)."""
+        return self.sync.host_functions
 
     async def _invoke(self, invocation: Invocation, core: SandboxCore | None = None) -> Outcome:
         """Run ``invocation`` on a worker thread; cancelling the task stops the guest."""

@@ -22,7 +22,7 @@ MAX_MEMORY_BYTES = 4 * 1024**3  # a 32-bit linear memory cannot be larger
 MAX_FUEL = 2**63 - 1
 MAX_TIMEOUT = timedelta(days=30)
 
-_DURATION_FIELDS = ("execution_timeout", "network_timeout", "connect_timeout")
+_DURATION_FIELDS = ("execution_timeout", "network_timeout", "connect_timeout", "host_call_timeout")
 _SIZE_FIELDS = (
     "memory_bytes",
     "memory_growth_limit",
@@ -94,6 +94,12 @@ class ResourceLimits:
     """Longest a network read or write may wait (ETIMEDOUT)."""
     connect_timeout: timedelta | None = None
     """Longest a connection may take to be established (ETIMEDOUT)."""
+    max_host_calls: int | None = None
+    """Host-function calls a guest may make in one execution (one more ends it with
+    ``HostCallLimitExceeded``)."""
+    host_call_timeout: timedelta | None = None
+    """Longest one host-function call may run: past it the guest's call raises
+    ``TimeoutError`` (the host thread running it cannot be killed and finishes unobserved)."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

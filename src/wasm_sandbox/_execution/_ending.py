@@ -126,6 +126,8 @@ def _stopped(facts: Facts) -> Ending | None:
         error = e.IoLimitExceeded(*stop.io_hit)
     elif reason == StopReason.NETWORK_LIMIT and stop.network_hit is not None:
         error = e.NetworkLimitExceeded(*stop.network_hit)
+    elif reason == StopReason.HOST_CALL_LIMIT and stop.host_calls_hit is not None:
+        error = e.HostCallLimitExceeded(*stop.host_calls_hit)
     elif reason == StopReason.SECURITY and stop.security_violation is not None:
         error = e.SecurityViolation(stop.security_violation, stop.security_detail)
     elif reason == StopReason.CANCELLED:

@@ -8,6 +8,7 @@ class per kind of invocation), ``_ending`` (how it ended, a pure classifier), ``
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -246,6 +247,7 @@ class Execution:
         fresh = prepared = False
         try:
             instance, fresh = self._instance(ctx)
+            ctx.place = functools.partial(_place, instance)  # host answers: via its ``alloc``
             if self.plan.monitoring is not None:
                 ctx.sampler = sampler(self.plan.monitoring, ctx, instance, fuel)
                 instance.on_tick(ctx.sampler.tick)
@@ -263,6 +265,7 @@ class Execution:
         # limits, may be put back for the next isolated execution.
         clean = ran.failure is None and ctx.stop_state.reason is None
         reusable = clean and ctx.limits is self.plan.limits
+        ctx.place = None  # it holds the instance
         try:
             return self._finish(ctx, call, instance, fuel, ran)
         finally:
@@ -364,6 +367,16 @@ class Execution:
                 self._kept = instance
             else:
                 instance.close()  # its start function failed: the next call starts afresh
+
+
+def _place(instance: GuestInstance, data: bytes) -> int:
+    """``data`` copied into memory the guest's ``alloc`` gave: its address (0: no room, no
+    ``alloc`` export, or the guest failed in it)."""
+    try:
+        ptr = int(instance.invoke("alloc", (len(data),), fuel=None)) & 0xFFFFFFFF
+    except (KeyError, GuestFailure):
+        return 0
+    return ptr if ptr and instance.write_memory(ptr, data) else 0
 
 
 _SPARES = 2  # instances kept for reuse per sandbox (more threads make new ones)

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import BinaryIO, Protocol
 
+from .._config._hostfns import HostFunction
 from .._config._limits import ResourceLimits
 from .._config._mounts import Mount
 from .._config._policy import NetworkPolicy
@@ -76,6 +77,7 @@ class ExecutionPlan:
     scaler: Scaler | None = None
     debug: bool = False  # debug_mode: each execution's report logged at DEBUG (INFO if verbose)
     start: Snapshot | None = None  # what every new instance starts from (``_start``)
+    host_functions: Mapping[str, HostFunction] = field(default_factory=dict, compare=False)
     # The I/O and network limits and the timeout in seconds of the last limits seen (made
     # once per limits, not per call).
     _parts: list[tuple[ResourceLimits, IoLimits, NetLimits, float | None]] = field(
@@ -122,6 +124,7 @@ class ExecutionPlan:
             io_limits,
             NetworkGuard(self.network_policy, net_limits, self.network_callback),
             io=IoObserver(self.io_callback) if self.io_monitoring else None,
+            host_functions=self.host_functions,
         )
         ctx.deadline = compose_deadline(ctx.start, seconds, ())
         if streams.output is not None:

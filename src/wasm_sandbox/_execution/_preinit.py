@@ -132,6 +132,8 @@ def state_key(plan: ExecutionPlan, identity: Mapping[str, object], user_code: bo
             "strict": [plan.strict_io, plan.strict_network],
             "output": plan.max_output_bytes,
         }
+        if plan.host_functions:  # which names a setup could import (calling one: not kept)
+            parts["host_functions"] = sorted(plan.host_functions)
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -21,7 +21,9 @@ BOOT = r"""
 (function () {
   const renew = globalThis.__wsbx_renew; // set by the host's first module (the environment)
   delete globalThis.__wsbx_renew;
-  const builtins = new Set([...Object.getOwnPropertyNames(globalThis), "fetch"]);
+  const hostRead = globalThis.__wsbx_hostread; // qjs:os read, set by the host's first module
+  delete globalThis.__wsbx_hostread;
+  const builtins = new Set([...Object.getOwnPropertyNames(globalThis), "fetch", "host"]);
   let pending = null;
 
   function fromJson(v) {
@@ -335,6 +337,59 @@ BOOT = r"""
     else w.resolve(response(result, w.pieces, w.size));
   }
 
+  // host.name(...): a host function, called with one read of the host's channel descriptor
+  // (never open; see _wasi/_hostcalls.py): the buffer goes in with a u32 length and the
+  // request, and comes back with the answer's u32 length and as much of it as fits. Both
+  // are ASCII JSON (so base64 moves them between strings and bytes natively).
+  const HOST_FD = 0x7fffff00;
+  const NON_ASCII = /[\u007f-\uffff]/g;
+  const NATIVE_ERRORS = { TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError };
+  let hostBuffer = null;
+
+  function hostRound(buf) {
+    const got = hostRead(HOST_FD, buf.buffer, 0, buf.length);
+    if (got < 4) throw new Error(`the host function channel failed (${got})`);
+    return [new DataView(buf.buffer).getUint32(0, true), buf.subarray(4, got)];
+  }
+
+  function hostExchange(text) {
+    const size = text.length;
+    const buf = size + 4 <= 16384 ? (hostBuffer ??= new Uint8Array(16384)) : new Uint8Array(size + 4);
+    new DataView(buf.buffer).setUint32(0, size, true);
+    buf.set(Uint8Array.fromBase64(btoa(text)), 4);
+    let [total, bytes] = hostRound(buf);
+    if (total > bytes.length) {
+      const [, more] = hostRound(new Uint8Array(total - bytes.length + 4));
+      const all = new Uint8Array(bytes.length + more.length);
+      all.set(bytes);
+      all.set(more, bytes.length);
+      bytes = all;
+    }
+    return atob(bytes.toBase64());
+  }
+
+  function hostError(e) {
+    const type = String((e && e.type) || "Error");
+    const message = String((e && e.message) || "");
+    const Native = NATIVE_ERRORS[type];
+    const error = Native ? new Native(message) : new Error(message);
+    if (!Native) error.name = type;
+    return error;
+  }
+
+  function hostCall(name, args) {
+    const request = JSON.stringify({ host: name, args: args }, replacer);
+    const text = request.replace(NON_ASCII, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+    const answer = JSON.parse(hostExchange(text));
+    if (answer !== null && typeof answer === "object" && "ok" in answer) return fromJson(answer.ok);
+    throw hostError(answer && answer.error);
+  }
+
+  const host = new Proxy(Object.create(null), {
+    get: (target, name) => (typeof name === "string" && name !== "then" ? (...args) => hostCall(name, args) : undefined),
+  });
+
+  Object.defineProperty(globalThis, "host", { value: host, writable: true, configurable: true });
   Object.defineProperty(globalThis, "fetch", { value: fetch, writable: true, configurable: true });
   Object.defineProperty(globalThis, "__wsbx", {
     value: Object.freeze({ main: main, take: take, requests: requests, upload: upload, chunk: chunk, respond: respond, renew: renew }),

@@ -791,6 +791,128 @@ if "socket" in sys.modules:
 else:
     sys.meta_path.insert(0, _NetFinder)
 
+# --- host functions: ``from wasm_sandbox_host import name`` -------------------------------
+# A call is one read of the host's channel descriptor (never open; see _wasi/_hostcalls.py):
+# the buffer goes in with a u32 length and the JSON request, and comes back with the
+# answer's u32 length and as much of it as fits (the rest: one more read, length 0). The
+# module is compiled when the guest first imports it: compiled at boot, its code would cost
+# every instance the pages the compiler wrote.
+
+_HOST = """
+import json, os
+from json import encoder as _encoder, scanner as _scanner
+
+_FD = 0x7FFFFF00
+_BUFFER = 16384  # kept between calls: an answer seldom needs more (the rest: one more read)
+_buffers = []
+_kinds = {}
+
+
+class HostError(Exception):
+    # A host function raised an exception that is not a Python built-in one: its class
+    # here is named as the host's was, and derives from this one.
+    __doc__ = "A host function's exception of a type that is not a Python built-in one."
+
+
+def _codecs():
+    # JSON without json's per-call set-up (its C encoder and scanner made once: a third of
+    # the cost of a small call); ASCII out, as the host answers.
+    plain, with_bytes = json.JSONDecoder(), json.JSONDecoder(object_hook=_from_json)
+    make, scan = _encoder.c_make_encoder, _scanner.c_make_scanner
+    if make is None or scan is None:  # a runtime without _json
+        coder = json.JSONEncoder(default=_default, allow_nan=False, separators=(",", ":"))
+        return coder.encode, plain.decode, with_bytes.decode
+    chunks = make(None, _default, _encoder.c_encode_basestring_ascii, None, ":", ",",
+                  False, False, False)
+    scanners = scan(plain), scan(with_bytes)
+    return ((lambda value: "".join(chunks(value, 0))),
+            (lambda text: scanners[0](text, 0)[0]), (lambda text: scanners[1](text, 0)[0]))
+
+
+_encode, _decode, _decode_bytes = _codecs()
+
+
+def _raise(error):
+    import builtins
+    kind = str(error.get("type") or "HostError")
+    cls = getattr(builtins, kind, None)
+    if not (isinstance(cls, type) and issubclass(cls, Exception)):
+        cls = _kinds.get(kind)
+        if cls is None:
+            cls = _kinds[kind] = type(kind, (HostError,), {"__module__": __name__})
+    raise cls(str(error.get("message", "")))
+
+
+def _exchange(data):
+    size = len(data)
+    if not _buffers:
+        _buffers.append(bytearray(_BUFFER))
+    buf = _buffers[0] if size + 4 <= _BUFFER else bytearray(size + 4)
+    buf[0:4] = size.to_bytes(4, "little")
+    buf[4:size + 4] = data
+    got = os.readinto(_FD, buf) - 4
+    total = int.from_bytes(buf[0:4], "little")
+    if total <= got:
+        return buf[4:got + 4].decode("utf-8")
+    rest = bytearray(total - got + 4)
+    more = os.readinto(_FD, rest) - 4
+    return (buf[4:got + 4] + rest[4:more + 4]).decode("utf-8")
+
+
+def _ask(text):
+    reply = _exchange(text.encode("ascii"))
+    answer = (_decode_bytes if '"$bytes"' in reply else _decode)(reply)
+    if "ok" in answer:
+        return answer["ok"]
+    _raise(answer.get("error") or {})
+
+
+def __getattr__(name):
+    if name.startswith("_"):
+        raise AttributeError(name)
+    names = _ask('{"host_list":1}')
+    if name not in names:
+        raise AttributeError(f"the sandbox has no host function {name!r} "
+                             f"(it has: {', '.join(names) or 'none'})")
+    head = '{"host":"' + name + '","args":'
+
+    def function(*args, **kwargs):
+        tail = ',"kwargs":' + _encode(kwargs) + "}" if kwargs else "}"
+        return _ask(head + _encode(args) + tail)
+
+    function.__name__ = function.__qualname__ = name
+    function.__module__ = __name__
+    globals()[name] = function
+    return function
+
+
+def __dir__():
+    return sorted([*_ask('{"host_list":1}'), "HostError"])
+"""
+
+
+class _HostFinder:
+    """Makes the module ``wasm_sandbox_host`` (``_HOST``) when the guest first imports it."""
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "wasm_sandbox_host":
+            return None
+        import importlib.util
+        return importlib.util.spec_from_loader(name, cls)
+
+    @staticmethod
+    def create_module(spec):
+        return None
+
+    @staticmethod
+    def exec_module(module):
+        module.__doc__ = "The sandbox's host functions: from wasm_sandbox_host import name"
+        module._default, module._from_json = _default, _from_json
+        exec(compile(_HOST, "<wsbx-host>", "exec"), module.__dict__)
+
+
+sys.meta_path.insert(0, _HostFinder)
 sys.modules["__wsbx__"] = type(sys)("__wsbx__")
 sys.modules["__wsbx__"].main = main
 sys.modules["__wsbx__"].unhooked = unhooked

@@ -48,10 +48,13 @@ _MAX_SAFE_INTEGER = 1 << 53
 _MAX_QUEUE_TEXT = 16 * (6 * MAX_REQUEST_TEXT + 4096)
 # The timers of QuickJS's os module, as the usual globals; nothing else of that module. And
 # for the driver (it takes it at boot): how a new instance made from a snapshot gets its own
-# environment (the C library read the booted one's).
+# environment (the C library read the booted one's), and the read host functions are
+# called through.
 _TIMERS = (
     "import { setTimeout, clearTimeout } from 'qjs:os';\n"
     "import { getenviron, setenv, unsetenv } from 'qjs:std';\n"
+    "import { read } from 'qjs:os';\n"
+    "Object.defineProperty(globalThis, '__wsbx_hostread', { configurable: true, value: read });\n"
     "for (const [k, v] of Object.entries({ setTimeout, clearTimeout }))\n"
     "  Object.defineProperty(globalThis, k, { value: v, writable: true, configurable: true });\n"
     "Object.defineProperty(globalThis, '__wsbx_renew', { configurable: true, value: (env) => {\n"

@@ -1,7 +1,8 @@
 """The file operations a guest performs, as values delivered to an ``io_callback``.
 
 Each is a frozen dataclass carrying the guest path (as the guest names it, under its mount),
-so a callback can ``match`` on them. Emitted by ``_wasi/_files`` only when monitoring is on.
+so a callback can ``match`` on them. Emitted by ``_wasi/_files`` only when monitoring is on
+(``HostCall``, a host-function call, by ``_wasi/_hostcalls``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "FileRead",
     "FileRename",
     "FileWrite",
+    "HostCall",
     "IoObserver",
     "IoOperation",
 ]
@@ -85,6 +87,16 @@ class DirectoryDelete(IoOperation):
 @dataclass(frozen=True, slots=True)
 class DirectoryList(IoOperation):
     """The guest started listing a directory."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostCall(IoOperation):
+    """The guest called a host function (``path``: its name); the call took ``seconds`` and
+    raised ``error`` (``"Type: message"``), or None when it returned. Not a file operation:
+    reported with them so that one callback sees everything the guest did outside."""
+
+    seconds: float
+    error: str | None = None
 
 
 class IoObserver:

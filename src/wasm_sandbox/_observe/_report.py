@@ -101,6 +101,10 @@ class ResourceReport:
     output_callback_errors: tuple[str, ...] = ()
     """What a raising ``on_stdout`` or ``on_stderr`` raised, each after the callback's name
     (``on_stdout: RuntimeError: ...``; it is dropped for the rest of the execution)."""
+    host_calls: int = 0
+    """Host-function calls the guest made (refused ones included)."""
+    host_call_time: timedelta = timedelta(0)
+    """Wall-clock time the guest spent waiting for its host-function calls."""
     alerts: tuple[Alert, ...] = ()
     """The alerts a ``ResourceMonitor`` raised during the execution."""
     monitoring_samples: int = 0
@@ -114,7 +118,7 @@ class ResourceReport:
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready values (durations in seconds)."""
         data = asdict(self)
-        for key in ("execution_time", "timeout"):
+        for key in ("execution_time", "timeout", "host_call_time"):
             value = data[key]
             data[key] = value.total_seconds() if value is not None else None
         return data
@@ -150,6 +154,10 @@ class ResourceReport:
             ("security events", str(len(self.security_events))),
             ("network requests", str(self.network_requests)),
             ("bytes transferred", str(self.bytes_transferred)),
+            (
+                "host calls",
+                f"{self.host_calls} ({self.host_call_time.total_seconds() * 1000:.3f} ms)",
+            ),
         ]
         width = max(len(name) for name, _ in rows)
         lines = ["=== Resource Usage Report ==="]

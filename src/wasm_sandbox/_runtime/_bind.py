@@ -17,7 +17,7 @@ from typing import Any
 
 import wasmtime
 
-from .._wasi import _door, _files, _net, _paths, _preview1  # noqa: F401 - importing them registers their syscalls
+from .._wasi import _door, _files, _hostcalls, _net, _paths, _preview1  # noqa: F401 - importing them registers their syscalls
 from .._wasi._abi import GuestMemory
 from .._wasi._context import GuestStop, StopReason, WasiContext
 from .._wasi._errno import WasiError

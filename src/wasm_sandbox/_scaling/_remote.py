@@ -163,9 +163,7 @@ class ProcessBackend:
             try:
                 job = pickle.dumps((key, config, function, args, kwargs, left, limits))
             except (pickle.PicklingError, TypeError, AttributeError) as exc:
-                raise ConfigurationError(
-                    f"this sandbox's configuration cannot be sent to a worker process: {exc}"
-                ) from None
+                raise _unsendable(config, exc) from None
             worker = self._acquire()
             answer: bytes | None = None
             try:
@@ -305,6 +303,22 @@ class _Worker:
             self.process.kill()
         self.process.join()
         self.process.close()
+
+
+def _unsendable(config: SandboxConfig, exc: Exception) -> ConfigurationError:
+    """The error for a configuration that does not pickle, naming the host function that
+    does not (they run in the worker process: one must be importable there)."""
+    for function in config.host_functions:
+        try:
+            pickle.dumps(function)
+        except (pickle.PicklingError, TypeError, AttributeError) as err:
+            return ConfigurationError(
+                f"host function {function.name!r} cannot be sent to a worker process, where "
+                f"it would run ({err}): define it at the top level of a module"
+            )
+    return ConfigurationError(
+        f"this sandbox's configuration cannot be sent to a worker process: {exc}"
+    )
 
 
 def worker_main(conn: multiprocessing.connection.Connection) -> None:

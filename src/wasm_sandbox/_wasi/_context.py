@@ -10,10 +10,11 @@ import io
 import os
 import select
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from .._config._hostfns import HostFunction
 from .._config._limits import ResourceLimits
 from .._observe._iomonitor import IoObserver
 from .._observe._monitor import Sampler
@@ -55,6 +56,7 @@ class StopReason:
     SECURITY = "security"  # strict network mode: the policy refused a connection
     INTERRUPTED = "interrupted"  # KeyboardInterrupt (or a callback's SystemExit) while it ran
     EXTERNAL_EFFECT = "external_effect"  # a session replay tried to act outside the sandbox
+    HOST_CALL_LIMIT = "host_call_limit"  # more host-function calls than max_host_calls
     HOST_ERROR = "host_error"
 
 
@@ -215,6 +217,9 @@ class WasiContext:
     deadline_caps: tuple[float, ...] = ()
     start: float = field(default_factory=time.monotonic)
     effects_forbidden: bool = False  # a session replay: the first external effect stops it
+    host_functions: Mapping[str, HostFunction] = field(default_factory=dict)  # by name
+    place: Callable[[bytes], int] | None = None  # bytes into the guest's ``alloc``: address
+    host_pending: bytes = b""  # the rest of a host answer JavaScript has not read yet
     fds: FdTable = field(init=False)  # the instance's descriptors, set by ``bind_fds``
 
     @property

@@ -54,6 +54,7 @@ from ._fdutil import (  # shared with _paths
     file_call,
 )
 from ._fs import FdEntry
+from ._hostcalls import HOST_FD, host_channel
 from ._registry import syscall
 
 __all__: list[str] = []
@@ -231,6 +232,8 @@ def fd_read(
     ctx: WasiContext, mem: GuestMemory, fd: int, iovs: int, iovs_len: int, nread: int
 ) -> int:
     """Read from a file descriptor."""
+    if fd == HOST_FD:  # not a file: JavaScript's way to call a host function
+        return host_channel(ctx, mem, iovs, iovs_len, nread)
     entry = ctx.require_fd(fd)
     if entry.kind == "stdin":
         # Straight into guest memory; a stream moves at most STREAM_CHUNK bytes a read.

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, NamedTuple
 
 from .._config._limits import ResourceLimits
@@ -85,6 +86,8 @@ class CounterSnapshot(NamedTuple):
     active_connections: int
     network_limits_hit: dict[str, tuple[int, int]]
     network_callback_errors: tuple[str, ...]
+    host_calls: int
+    host_call_time: timedelta
 
 
 class Counters:
@@ -97,6 +100,8 @@ class Counters:
         "bytes_written",
         "effects",
         "file_calls",
+        "host_call_seconds",
+        "host_calls",
         "io_errors",
         "io_limits_hit",
         "network_limits_hit",
@@ -114,6 +119,8 @@ class Counters:
         self.security_events: list[SecurityEvent] = []
         self.io_errors: list[str] = []  # buffered writes that failed late
         self.effects: list[str] = []  # what it did outside the sandbox
+        self.host_calls = 0  # host-function calls (``_hostcalls``), refused ones included
+        self.host_call_seconds = 0.0  # time the guest waited for them
 
     def snapshot(self, net: NetworkGuard, streams: Streams) -> CounterSnapshot:
         """The counters now, with the network guard's and the output written."""
@@ -134,6 +141,8 @@ class Counters:
             active_connections=net.active,
             network_limits_hit=dict(self.network_limits_hit),
             network_callback_errors=tuple(net.callback_errors),
+            host_calls=self.host_calls,
+            host_call_time=timedelta(seconds=self.host_call_seconds),
         )
 
 
@@ -148,6 +157,7 @@ class StopState:
     network_hit: tuple[str, int, int] | None = None  # strict network: the limit
     security_violation: str | None = None  # the endpoint a strict policy refused
     security_detail: str | None = None  # which rule refused it, and how to permit it
+    host_calls_hit: tuple[int, int] | None = None  # max_host_calls: (attempted, cap)
     cancelled: bool = False  # set from another thread to stop the guest
     interrupted: bool = False  # set by the SIGINT handler while the guest runs
 

@@ -53,6 +53,9 @@
  * writing and wsbx_builder_finish() returns NULL with a "MemoryError" error recorded. If even
  * the envelope cannot be allocated, the wrapper traps (`unreachable`).
  *
+ * HOST FUNCTIONS. wsbx_host_call("name", "[1, 2]", &len) calls a function the host
+ * registered (SandboxBuilder.host_function): its answer is the same envelope, as text.
+ *
  * THE BUILDER. It inserts the commas: call the value functions in document order, a key
  * before each member of an object. wsbx_json_number prints NaN and infinities as null,
  * integral values below 2^53 without a fraction, -0 as -0.0 and other values in the shortest
@@ -406,6 +409,47 @@ WSBX_API int64_t wsbx__call(int32_t ptr, int32_t len, wsbx_impl impl) {
     if (out.failed || out.data == NULL) __builtin_trap();
     /* out.data is malloc'd, as `alloc` would: the host's dealloc(out_ptr, out_len) frees it */
     return (int64_t)(((uint64_t)(uint32_t)(uintptr_t)out.data << 32) | (uint32_t)out.len);
+}
+
+/* ---- host functions (SandboxBuilder.host_function) ---- */
+
+/* The host's import: the UTF-8 JSON request {"host": "<name>", "args": [...]} at (ptr, len)
+ * in, (answer_ptr << 32) | answer_len out, the answer placed with this module's `alloc`
+ * (the caller frees it); 0 when it could not be placed. Call it through wsbx_host_call. */
+__attribute__((import_module("wasm_sandbox_host"), import_name("call"))) int64_t
+wsbx__host_import(int32_t ptr, int32_t len);
+
+/* Calls the host function `name` with `args_json`, the JSON array of its positional
+ * arguments (NULL: none), e.g. wsbx_host_call("lookup", "[\"paris\", 3]", &n). Returns the
+ * malloc'd, NUL-terminated answer envelope (*answer_len bytes without the NUL; free() it):
+ * {"ok": <value>} or {"error": {"type": "<TypeName>", "message": "<text>"}} when the function
+ * raised, timed out ("TimeoutError") or does not exist ("NameError"). NULL (and a
+ * "MemoryError" recorded, see wsbx_error) when memory ran out. The call counts against the
+ * sandbox's max_host_calls and deadline: past either the host ends the execution. */
+WSBX_API char *wsbx_host_call(const char *name, const char *args_json, size_t *answer_len) {
+    wsbx_builder b;
+    wsbx_builder_init(&b);
+    wsbx_json_begin_object(&b);
+    wsbx_json_key(&b, "host");
+    wsbx_json_string(&b, name);
+    wsbx_json_key(&b, "args");
+    wsbx_json_raw(&b, args_json != NULL ? args_json : "[]");
+    wsbx_json_end_object(&b);
+    char *request = wsbx_builder_finish(&b);
+    if (request == NULL) return NULL;
+    int64_t packed = wsbx__host_import((int32_t)(uintptr_t)request, (int32_t)strlen(request));
+    free(request);
+    char *answer = (char *)(uintptr_t)(uint32_t)((uint64_t)packed >> 32);
+    size_t n = (size_t)(uint32_t)packed;
+    char *text = answer != NULL ? (char *)realloc(answer, n + 1) : NULL;
+    if (text == NULL) {
+        free(answer);
+        wsbx_error("MemoryError", "no memory for the host function's answer");
+        return NULL;
+    }
+    text[n] = '\0';
+    if (answer_len != NULL) *answer_len = n;
+    return text;
 }
 
 /* Exports `impl` (see the top of this file) as the data function `name`. */

@@ -1,7 +1,8 @@
 // wasm_sandbox.rs - the Rust guest side of wasm_sandbox's data ABI, in one file without
 // dependencies (no serde): a JSON `Value`, a strict parser and a serializer, the `alloc` /
-// `dealloc` exports and the `wasm_sandbox_export!` macro that turns
-// `fn(Value) -> Result<Value, String>` into a data function the host can call.
+// `dealloc` exports, the `wasm_sandbox_export!` macro that turns
+// `fn(Value) -> Result<Value, String>` into a data function the host can call, and
+// `host_call` for the host's functions (`SandboxBuilder.host_function`).
 //
 // Builds with rustc >= 1.63 for wasm32-wasi, any edition (2015 is rustc's default), without
 // warnings.
@@ -509,6 +510,37 @@ pub unsafe extern "C" fn dealloc(ptr: i32, size: i32) {
     );
 }
 
+/// Calls the host function `name` (registered with `SandboxBuilder.host_function`) with
+/// `args`, its positional arguments: its value, or a `GuestError` whose `kind` and `message`
+/// are the host exception's type and message ("TimeoutError" past `host_call_timeout`,
+/// "NameError" for a name the host does not have). Arguments and the value cross as JSON
+/// (`Value::bytes` for bytes). Through the host's import `wasm_sandbox_host.call`, which
+/// places the answer with this module's `alloc` (see wasm_sandbox.h for the ABI).
+pub fn host_call(name: &str, args: Vec<Value>) -> Result<Value, GuestError> {
+    let request = Value::object(vec![("host", Value::from(name)), ("args", Value::Array(args))]);
+    let text = request.to_json();
+    // SAFETY: the host reads `text` during the call; the answer is ours to free (below).
+    let packed = unsafe { __wsbx::host_import(text.as_ptr() as usize as i32, text.len() as i32) };
+    let (ptr, len) = ((packed as u64 >> 32) as u32 as usize, packed as u32 as usize);
+    if ptr == 0 {
+        return Err(GuestError::new("MemoryError", "no memory for the host function's answer"));
+    }
+    // SAFETY: the host wrote `len` bytes at `ptr`, which it got from `alloc(len)`.
+    let answer = unsafe {
+        let bytes = ::std::slice::from_raw_parts(ptr as *const u8, len);
+        let answer = String::from_utf8_lossy(bytes).into_owned();
+        dealloc(ptr as i32, len as i32);
+        answer
+    };
+    let envelope = Value::parse(&answer).map_err(GuestError::from)?;
+    if let Some(value) = envelope.get("ok") {
+        return Ok(value.clone());
+    }
+    let error = envelope.get("error");
+    let field = |key: &str| error.and_then(|e| e.get(key)).and_then(Value::as_str).unwrap_or("");
+    Err(GuestError::new(field("type"), field("message")))
+}
+
 /// Exports `f: fn(Value) -> impl IntoResult` as the data function `name`; see the top of
 /// wasm_sandbox.rs. `, all_args` passes the arguments array even for one argument.
 macro_rules! wasm_sandbox_export {
@@ -537,6 +569,13 @@ macro_rules! wasm_sandbox_export {
 pub mod __wsbx {
     use super::{GuestError, IntoResult, ParseError, Value};
     use std::fmt::Write;
+
+    #[link(wasm_import_module = "wasm_sandbox_host")]
+    extern "C" {
+        /// The host-function import (see `host_call`).
+        #[link_name = "call"]
+        pub fn host_import(ptr: i32, len: i32) -> i64;
+    }
 
     pub static NULL: Value = Value::Null;
     pub static EMPTY: u8 = 0;
