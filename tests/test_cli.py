@@ -211,9 +211,9 @@ _EXAMPLE_PATH = re.compile(r"[\w./-]+\.(?:wasm|wat|c|rs|py|js)\b")
 @pytest.mark.parametrize("command", [[], ["run"], ["prepare"]], ids=["top", "run", "prepare"])
 def test_every_file_the_help_names_exists(cli: CliRunner, command: list[str]) -> None:
     """The help's examples run as written from the repository: every guest file it names
-    exists there (only the example script that needs a network server is illustrative)."""
+    exists there."""
     text = cli(*command, "--help").out
-    named = set(_EXAMPLE_PATH.findall(text)) - {"fetch.py"}
+    named = set(_EXAMPLE_PATH.findall(text))
     assert command != ["run"] or {"examples/hello.wat", "examples/calculator.rs"} <= named
     missing = sorted(path for path in named if not (ROOT / path).is_file())
     assert not missing, f"--help names files the repository lacks: {missing}"

@@ -111,7 +111,7 @@ examples (the files are in the project's repository):
   wasm-sandbox run --memory 16MiB examples/memory_hog.wat
   wasm-sandbox run -c 'import sys; print(sys.argv[1:])' -- a b
   wasm-sandbox run --quiet --language javascript -c 'console.log(6 * 7)'
-  wasm-sandbox run --allow-network example.com:443 --timeout 10s fetch.py
+  wasm-sandbox run --allow-network example.com:443 -c 'import urllib.request as u; print(u.urlopen("https://example.com").status)'
   wasm-sandbox run --json --profile lightweight examples/hello.wat
 """
 
