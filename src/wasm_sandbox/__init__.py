@@ -46,6 +46,7 @@ from ._errors import SandboxError as SandboxError
 from ._errors import SecurityViolation as SecurityViolation
 from ._errors import SessionLost as SessionLost
 from ._errors import SnapshotError as SnapshotError
+from ._errors import SourceNotFound as SourceNotFound
 from ._errors import StackOverflow as StackOverflow
 from ._errors import TableAccessOutOfBounds as TableAccessOutOfBounds
 from ._errors import Timeout as Timeout
@@ -186,6 +187,7 @@ __all__ = [
     "Session",
     "SessionLost",
     "SnapshotError",
+    "SourceNotFound",
     "StackOverflow",
     "TableAccessOutOfBounds",
     "Timeout",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .._errors import CompilationError, ToolchainNotFound
 from .._runtime._cache import write_atomically
+from ._toolversion import compiler_version
 
 __all__ = ["LANGUAGES", "compile_source"]
 
@@ -58,55 +59,56 @@ class Toolchain:
     """What this compiler needs, after the common flags, to build what clang-14 builds."""
 
 
-def find_toolchain(language: str) -> Toolchain:
+def find_toolchain(language: str, cache_dir: Path | None = None) -> Toolchain:
     """The compiler for ``language``, or ToolchainNotFound saying what to install. C: the
     explicit choice (``WASM_SANDBOX_C_TOOLCHAIN=clang|zig``, or a ``WASM_SANDBOX_CLANG``
-    path), else clang-14 with wasi-libc, else zig (``ziglang``), else clang-14 without it."""
+    path), else clang-14 with wasi-libc, else zig (``ziglang``), else clang-14 without it.
+    Versions are remembered per compiler file (``_toolversion``, on disk under
+    ``cache_dir``): a build whose module is cached starts no compiler."""
     if language != "c":
         rustc = os.environ.get("WASM_SANDBOX_RUSTC") or "/usr/bin/rustc"
-        return Toolchain(kind="rustc", command=(rustc,), version=_version(rustc, language))
+        version = _version(rustc, language, cache_dir)
+        return Toolchain(kind="rustc", command=(rustc,), version=version)
     choice = os.environ.get("WASM_SANDBOX_C_TOOLCHAIN", "")
     if choice and choice not in _C_TOOLCHAINS:
         raise ToolchainNotFound(f"WASM_SANDBOX_C_TOOLCHAIN must be clang or zig, got {choice!r}")
     explicit_clang = os.environ.get("WASM_SANDBOX_CLANG")
     if choice == "clang" or (explicit_clang and choice != "zig"):
-        return _clang(explicit_clang or shutil.which("clang-14") or "clang-14")
+        return _clang(explicit_clang or shutil.which("clang-14") or "clang-14", cache_dir)
     zig = _zig_executable()
     if choice == "zig":
         if zig is None:
             raise ToolchainNotFound(
                 f"WASM_SANDBOX_C_TOOLCHAIN=zig, but zig is missing: {_ZIG_HINT}"
             )
-        return _zig(zig)
+        return _zig(zig, cache_dir)
     clang = shutil.which("clang-14")
     if clang is not None and (zig is None or any(p.is_file() for p in _WASI_LIBC)):
-        return _clang(clang)  # without wasi-libc its compile says what to install
+        return _clang(clang, cache_dir)  # without wasi-libc its compile says what to install
     if zig is not None:
-        return _zig(zig)
+        return _zig(zig, cache_dir)
     raise ToolchainNotFound(
         "compiling C to WebAssembly needs clang-14 with wasi-libc "
         f"(apt-get install {_PACKAGES['c']}) or zig ({_ZIG_HINT}); neither is installed"
     )
 
 
-def _clang(clang: str) -> Toolchain:
-    return Toolchain(kind="clang", command=(clang,), version=_version(clang, "c"))
+def _clang(clang: str, cache_dir: Path | None) -> Toolchain:
+    return Toolchain(kind="clang", command=(clang,), version=_version(clang, "c", cache_dir))
 
 
-def _zig(zig: str) -> Toolchain:
-    try:
-        done = subprocess.run(
-            [zig, "version"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        done = None
-    if done is None or done.returncode != 0 or not done.stdout.strip():
-        raise ToolchainNotFound(f"{zig} does not run (zig version failed): {_ZIG_HINT}")
+def _zig(zig: str, cache_dir: Path | None) -> Toolchain:
+    def broken() -> ToolchainNotFound:
+        return ToolchainNotFound(f"{zig} does not run (zig version failed): {_ZIG_HINT}")
+
+    version = compiler_version(zig, cache_dir, broken, option="version")
+    if version == zig:  # it printed nothing
+        raise broken()
     # zig's default stack (16 MiB) would all be initial memory: clang's (wasm-ld's) 64 KiB.
     return Toolchain(
         kind="zig",
         command=(zig, "cc"),
-        version=f"zig {done.stdout.strip()}",
+        version=f"zig {version}",
         flags=(f"-Wl,-z,stack-size={_STACK_BYTES}",),
     )
 
@@ -134,7 +136,7 @@ def _helper_files() -> list[Path]:
 
 def compile_source(source: bytes, language: str, cache_dir: Path | None, name: str) -> bytes:
     """The wasm module for ``source`` (C or Rust), from the cache or freshly compiled."""
-    toolchain = find_toolchain(language)
+    toolchain = find_toolchain(language, cache_dir)
     command = _is_command(source, language)
     helpers = b"".join(p.read_bytes() for p in _helper_files())
     # The version line names the compiler too ("Debian clang version 14.0.6", "zig 0.17.1"):
@@ -159,16 +161,9 @@ def compile_source(source: bytes, language: str, cache_dir: Path | None, name: s
     return wasm
 
 
-def _version(compiler: str, language: str) -> str:
-    try:
-        done = subprocess.run(
-            [compiler, "--version"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except (FileNotFoundError, PermissionError):
-        raise _missing(language, compiler) from None
-    if done.returncode != 0:
-        raise _missing(language, compiler)
-    return done.stdout.strip().splitlines()[0] if done.stdout.strip() else compiler
+def _version(compiler: str, language: str, cache_dir: Path | None = None) -> str:
+    """``compiler --version``'s first line, remembered per compiler file (``_toolversion``)."""
+    return compiler_version(compiler, cache_dir, lambda: _missing(language, compiler))
 
 
 def _missing(language: str, compiler: str) -> ToolchainNotFound:
