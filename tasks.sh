@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's task file: every command the README documents.
+# The project's task file: every command the documentation names.
 #   ./tasks.sh demo    install everything, then run an example guest under limits (main job)
 #   ./tasks.sh test    install everything, then run the whole test suite
 #   ./tasks.sh lint    ruff (check + format), mypy (strict on src/, checked tests/), vulture
@@ -12,6 +12,9 @@
 #                      every host-memory attack checked against its bound
 #   ./tasks.sh docs    the documentation site: mkdocs build --strict (mkdocs.yml, docs/) into
 #                      site/; a broken link, anchor or API reference fails it
+#   ./tasks.sh package build the sdist and the wheel, check their LICENSE and metadata, install
+#                      the wheel with [python,javascript] in a fresh venv and run a C, a Python
+#                      and a JavaScript guest from it (scripts/check_package.py)
 #   ./tasks.sh setup   only install: Debian packages (via apt-get), the Python venv, and the
 #                      compiled Python and JavaScript runtimes (wasm-sandbox prepare)
 set -euo pipefail
@@ -57,6 +60,13 @@ setup_runtimes() {
     # Compile the Python and JavaScript runtimes once, ahead of time, into the user's cache:
     # the first Python sandbox then starts in milliseconds, and no test waits for a compile.
     "$VENV/bin/wasm-sandbox" prepare python javascript
+    # zig (wasm-sandbox[c]) builds its own wasi-libc the first time it links (about a minute,
+    # then kept in zig's cache): done here, with one C program, so no test waits for it.
+    local scratch
+    scratch=$(mktemp -d)
+    WASM_SANDBOX_C_TOOLCHAIN=zig WASM_SANDBOX_CACHE_DIR="$scratch" "$VENV/bin/python" -c \
+        "import wasm_sandbox as ws; ws.WasmSandbox.builder().source('int main(void) { return 0; }').language('c').progress(False).build()"
+    rm -rf "$scratch"
 }
 
 setup() {
@@ -102,6 +112,11 @@ case "$task" in
         "$VENV/bin/python" bench/bench_streaming.py "$@"
         "$VENV/bin/python" bench/bench_host_functions.py "$@"
         "$VENV/bin/python" bench/bench_mcp.py "$@"
+        "$VENV/bin/python" bench/bench_c_toolchains.py "$@"
+        ;;
+    package)
+        setup
+        "$VENV/bin/python" scripts/check_package.py "$@"
         ;;
     bench-compare)
         setup
@@ -119,7 +134,7 @@ case "$task" in
         "$VENV/bin/python" bench/bench_amplification.py --check
         ;;
     *)
-        sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

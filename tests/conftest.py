@@ -1,5 +1,6 @@
 """Shared fixtures: WAT helpers, C guests compiled from source with Debian's clang + wasi-libc
-(cached for the run), and an isolated compiled-module cache directory per test session."""
+(or zig, see ``compile_c``; cached for the run), and an isolated compiled-module cache
+directory per test session."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import wasm_sandbox as ws
+from wasm_sandbox._guests import _compile
 
 GUESTS = Path(__file__).parent / "guests"
 SHIPPED_GLUE = Path(ws.__file__).parent / "guest"  # the headers the package ships
@@ -91,21 +93,23 @@ def _isolated_cache(pytestconfig: pytest.Config) -> Path:
 
 
 def compile_c(source: Path, out_dir: Path) -> Path:
-    """Compile one C file to a WASI command module (cached by source hash)."""
-    if CLANG is None:
-        pytest.fail("clang-14 is missing: install Debian's clang-14 lld-14 wasi-libc (see README)")
+    """Compile one C file to a WASI command module (cached by source hash), with the C
+    compiler the package would choose (clang-14 + wasi-libc; ``WASM_SANDBOX_C_TOOLCHAIN=zig``
+    runs the C guest tests on zig)."""
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     out = out_dir / f"{source.stem}-{digest}.wasm"
     if not out.exists():
+        toolchain = _compile.find_toolchain("c")
         subprocess.run(
             [
-                CLANG,
+                *toolchain.command,
                 "--target=wasm32-wasi",
                 "-O2",
                 f"-I{SHIPPED_GLUE}",
                 "-o",
                 str(out),
                 str(source),
+                *toolchain.flags,
             ],
             check=True,
             capture_output=True,

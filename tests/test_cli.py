@@ -4,9 +4,12 @@ guest arguments, environment and stdin, profiles, and clear messages for bad usa
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +21,7 @@ from typing import Any
 import pytest
 
 import wasm_sandbox
+from tests.netservers import echo_server
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 MiB = 1024 * 1024
@@ -47,6 +51,12 @@ RUN_OPTIONS = [
     "--max-functions",
     "--build-timeout",
     "--build-memory",
+    "-c CODE",
+    "--language",
+    "--quiet",
+    "--allow-network",
+    "--allow-private",
+    "--strict-network",
 ]
 
 
@@ -149,6 +159,7 @@ def test_run_help_documents_every_option_and_the_exit_statuses(cli: CliRunner) -
         ("1", "raised or reported an error"),
         ("2", "bad command line"),
         ("65", "invalid module"),
+        ("66", "does not exist"),
         ("69", "compiler or runtime"),
         ("70", "trapped"),
         ("71", "internal error"),
@@ -191,6 +202,32 @@ def test_top_level_help_names_the_run_command_and_exit_statuses(cli: CliRunner) 
     assert "run" in result.out
     assert "exit status" in result.out
     assert "124" in result.out and "120" in result.out
+
+
+ROOT = SRC.parent
+_EXAMPLE_PATH = re.compile(r"[\w./-]+\.(?:wasm|wat|c|rs|py|js)\b")
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["prepare"]], ids=["top", "run", "prepare"])
+def test_every_file_the_help_names_exists(cli: CliRunner, command: list[str]) -> None:
+    """The help's examples run as written from the repository: every guest file it names
+    exists there."""
+    text = cli(*command, "--help").out
+    named = set(_EXAMPLE_PATH.findall(text))
+    assert command != ["run"] or {"examples/hello.wat", "examples/calculator.rs"} <= named
+    missing = sorted(path for path in named if not (ROOT / path).is_file())
+    assert not missing, f"--help names files the repository lacks: {missing}"
+
+
+def test_every_example_path_in_the_docs_exists() -> None:
+    """Paths README.md and the docs pages give under examples/, tests/, bench/ and src/ exist
+    (results a benchmark run writes aside)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    text = "".join(page.read_text() for page in pages)
+    named = set(re.findall(r"\b(?:examples|tests|bench|src)/[\w./-]*\w", text))
+    named = {path for path in named if not path.startswith("bench/results/")}
+    missing = sorted(path for path in named if not (ROOT / path).exists())
+    assert not missing, f"the documentation names paths the repository lacks: {missing}"
 
 
 def test_version_prints_the_package_version(cli: CliRunner) -> None:
@@ -644,11 +681,109 @@ def test_env_without_equals_is_a_clear_usage_error(cli: CliRunner, probe: Path) 
 
 
 def test_missing_file_is_a_clear_error(cli: CliRunner, tmp_path: Path) -> None:
-    """A guest file that does not exist: non-zero status, message naming it as not found."""
-    result = cli("run", tmp_path / "absent.wasm")
-    assert result.status != 0
-    assert "not found" in result.err and "absent.wasm" in result.err
+    """A guest file that does not exist: exit 66 (SourceNotFound, sysexits' EX_NOINPUT), a
+    message naming it as not found; also with --language (the command reads it then)."""
+    for extra in ([], ["--language", "c"]):
+        result = cli("run", *extra, tmp_path / "absent.wasm")
+        assert result.status == 66, result.err
+        assert "not found" in result.err.lower() and "absent.wasm" in result.err
+        _no_traceback(result)
+
+
+def test_a_module_without_start_points_to_invoke(cli: CliRunner) -> None:
+    """run of a library module (no _start) says to --invoke one of its functions, named."""
+    result = cli("run", ROOT / "examples" / "calculator.wat")
+    assert result.status == 65
+    assert (
+        "calculator.wat has no _start (it is not a WASI command): call one of its exports "
+        "with --invoke NAME [-- ARG...]: add, fib" in result.err
+    )
     _no_traceback(result)
+
+
+def _code(*args: object, cache: Path, stdin: str | None = None) -> Cli:
+    """The command on the run's cache, which holds the prepared Python and JS runtimes."""
+    return _run_cli("run", *args, cache_dir=cache, stdin=stdin, timeout=120)
+
+
+def test_inline_code_runs_as_python_with_its_arguments(_isolated_cache: Path) -> None:
+    """-c CODE runs Python given inline, ARGs after -- (or after the code) as its argv, and
+    prints the report; --quiet leaves only the guest's output and exit status, and one line
+    when it fails."""
+    argv = "import sys; print(sys.argv[1:]); sys.exit(3)"
+    result = _code("-c", argv, "--", "a", "-b", cache=_isolated_cache)
+    assert (result.status, result.out) == (3, "['a', '-b']\n")
+    assert "peak memory" in result.err
+    assert _code("-c", argv, "a", cache=_isolated_cache).out == "['a']\n"
+    quiet = _code("--quiet", "-c", "print(2 + 2)", cache=_isolated_cache)
+    assert (quiet.status, quiet.out, quiet.err) == (0, "4\n", "")
+    stopped = _code("-q", "--timeout", "300ms", "-c", "while True: pass", cache=_isolated_cache)
+    assert stopped.status == 124 and stopped.out == ""
+    assert stopped.err.count("\n") == 1 and "ExecutionTimeout" in stopped.err
+    _no_traceback(stopped)
+
+
+def test_language_names_what_the_source_is(_isolated_cache: Path, tmp_path: Path) -> None:
+    """--language: JavaScript with -c, a C source in a file whose extension does not tell,
+    and sources read from stdin ('-'): Python, and a WAT module without --language."""
+    js = _code("-q", "--language", "javascript", "-c", "console.log(6 * 7)", cache=_isolated_cache)
+    assert (js.status, js.out) == (0, "42\n")
+    source = tmp_path / "prog.txt"
+    source.write_text('#include <stdio.h>\nint main(void) { puts("from C"); return 5; }\n')
+    c = _code("-q", "--language", "c", source, cache=_isolated_cache)
+    assert (c.status, c.out) == (5, "from C\n")
+    piped = _code("-q", "--language", "python", "-", cache=_isolated_cache, stdin="print('piped')")
+    assert (piped.status, piped.out) == (0, "piped\n")
+    wat = (ROOT / "examples" / "hello.wat").read_text()
+    module = _code("-q", "-", cache=_isolated_cache, stdin=wat)
+    assert (module.status, module.out) == (0, "Hello from inside the sandbox!\n")
+    assert _code("-q", cache=_isolated_cache).status == 2  # neither FILE nor -c
+
+
+ECHO_CLIENT = """import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5) as s:
+    s.sendall(b"ping")
+    print(s.recv(4).decode())
+"""
+
+
+def test_network_flags_allow_what_they_name(_isolated_cache: Path) -> None:
+    """No network by default (the guest's connect fails: exit 1; with --strict-network the
+    refusal stops it: exit 126); --allow-network HOST:PORT lets it through."""
+    with echo_server() as server:
+        target = ("127.0.0.1", server.port)
+        allowed = _code(
+            "-q", "--allow-network", f"127.0.0.1:{server.port}", "-c", ECHO_CLIENT, "--",
+            *target, cache=_isolated_cache,
+        )  # fmt: skip
+        assert (allowed.status, allowed.out) == (0, "ping\n"), allowed.err
+        refused = _code("-q", "-c", ECHO_CLIENT, "--", *target, cache=_isolated_cache)
+        assert refused.status == 1 and refused.out == ""
+        strict = _code(
+            "-q", "--strict-network", "-c", ECHO_CLIENT, "--", *target, cache=_isolated_cache
+        )
+        assert strict.status == 126 and "SecurityViolation" in strict.err
+
+
+def test_allow_private_lets_a_name_reach_a_private_address(_isolated_cache: Path) -> None:
+    """A name pattern that resolves to a private or loopback address is refused unless
+    --allow-private (here: this machine's host name); alone, --allow-private is a usage
+    error."""
+    name = socket.gethostname()
+    try:
+        address = ipaddress.ip_address(socket.gethostbyname(name))
+    except (OSError, ValueError):
+        pytest.skip(f"the host name {name!r} does not resolve")
+    if not (address.is_private or address.is_loopback) or not name.replace("-", "").isalnum():
+        pytest.skip(f"the host name {name!r} resolves to {address}, not a private address")
+    with echo_server(str(address)) as server:
+        flags = ["-q", "--allow-network", f"{name}:{server.port}"]
+        args = ["-c", ECHO_CLIENT, "--", name, server.port]
+        assert _code(*flags, *args, cache=_isolated_cache).status == 1
+        allowed = _code(*flags, "--allow-private", *args, cache=_isolated_cache)
+        assert (allowed.status, allowed.out) == (0, "ping\n"), allowed.err
+    alone = _code("--allow-private", "-c", "pass", cache=_isolated_cache)
+    assert alone.status == 2 and "--allow-network" in alone.err
 
 
 def test_python_scripts_run(_isolated_cache: Path, tmp_path: Path) -> None:

@@ -170,7 +170,7 @@ def test_replace_and_merge() -> None:
 
 
 def test_predefined_profiles_have_documented_limits() -> None:
-    """LIGHTWEIGHT, STANDARD and HIGH_PERFORMANCE carry the limits the README documents."""
+    """LIGHTWEIGHT, STANDARD and HIGH_PERFORMANCE carry the limits docs/limits.md documents."""
     light, std, high = (
         ws.ResourceProfile.LIGHTWEIGHT,
         ws.ResourceProfile.STANDARD,
@@ -287,7 +287,7 @@ def test_builder_calls_do_not_depend_on_their_order() -> None:
 
 
 def test_readme_python_example_memory_limit_string() -> None:
-    """The README's ``.memory_limit("256MiB")`` sets 256 MiB."""
+    """docs/limits.md's ``.memory_limit("256MiB")`` sets 256 MiB."""
     config = ws.WasmSandbox.builder().source(b"(module)").memory_limit("256MiB").config()
     assert config.limits.memory_bytes == 256 * 2**20
 
@@ -509,7 +509,7 @@ def test_durations_take_all_three_forms_everywhere(duration: timedelta | float |
     assert config.limits.execution_timeout == expected
     assert config.build_budget.timeout == 1.5 and config.sampling_interval == expected
     assert ws.SandboxConfig(source=b"(module)", build_timeout=duration).build_budget.timeout == 1.5
-    profile = ws.ResourceProfile.custom().timeout_seconds(duration).build()  # type: ignore[arg-type]
+    profile = ws.ResourceProfile.custom().timeout_seconds(duration).build()
     assert profile.limits.execution_timeout == expected
     balancer = ws.LoadBalancer().timeout_duration(duration)
     assert balancer._timeout == 1.5  # the parsed timeout, in seconds
@@ -521,7 +521,8 @@ def test_durations_take_all_three_forms_everywhere(duration: timedelta | float |
 
 def test_scaling_policy_string_bounds_take_the_unit_of_their_resource() -> None:
     """A memory policy's string bounds are sizes, a timeout policy's durations; a string
-    bound out of order is refused when the policy is given to the scaler."""
+    bound out of order, or of the other resource's unit, is refused when the policy is given
+    to the scaler; one that is neither a size nor a duration at once."""
     policy = ws.ScalingPolicy(min_limit="1MiB", max_limit="4MiB")
     assert policy.bounds("memory") == (2**20, 4 * 2**20)
     scaler = ws.AutoScaler().memory_policy(policy)
@@ -529,7 +530,9 @@ def test_scaling_policy_string_bounds_take_the_unit_of_their_resource() -> None:
     with pytest.raises(ws.ConfigurationError, match="0 < min_limit <= max_limit"):
         ws.AutoScaler().timeout_policy(ws.ScalingPolicy(min_limit="2s", max_limit="1s"))
     with pytest.raises(ws.ConfigurationError, match="min_limit: invalid size"):
-        ws.AutoScaler().memory_policy(ws.ScalingPolicy(min_limit="soon", max_limit="1MiB"))
+        ws.AutoScaler().memory_policy(ws.ScalingPolicy(min_limit="30s", max_limit="1MiB"))
+    with pytest.raises(ws.ConfigurationError, match="min_limit: 'soon' is neither a size"):
+        ws.ScalingPolicy(min_limit="soon", max_limit="1MiB")
     with pytest.raises(TypeError, match="min_limit must be bytes"):
         ws.AutoScaler().memory_policy(ws.ScalingPolicy(min_limit=timedelta(seconds=1), max_limit=5))
 
@@ -660,6 +663,7 @@ def test_error_messages_match_the_seed() -> None:
         ws.InvalidModule("x"),
         ws.MountChanged("/data", "/srv/data", "is now a symbolic link"),
         ws.BuildLimitExceeded("build_timeout", 1.25, 1.0),
+        ws.SourceNotFound("/srv/guest.wasm"),
     ],
     ids=lambda err: type(err).__name__,
 )
@@ -692,7 +696,7 @@ CLI_EXIT_STATUSES = {
     "UnreachableExecuted": 70, "IntegerDivisionByZero": 70, "IntegerOverflow": 70,
     "InvalidConversionToInteger": 70, "TableAccessOutOfBounds": 70, "IndirectCallError": 70,
     "GuestError": 1, "ExecutionCancelled": 130, "SecurityViolation": 126, "SessionLost": 75,
-    "SnapshotError": 65, "HostCallLimitExceeded": 125,
+    "SnapshotError": 65, "SourceNotFound": 66, "HostCallLimitExceeded": 125,
     "HostError": 71, "SandboxError": 71,
 }  # fmt: skip
 
@@ -739,7 +743,7 @@ PUBLIC = {
     "HostCall", "HostCallLimitExceeded", "HostFunction",
     "PreparedRuntime", "ProfileBuilder", "ProfiledResult", "ResourceLimitExceeded", "ResourceLimits",
     "ResourceProfile", "ResourceReport", "SandboxBuilder", "SandboxConfig", "SandboxError",
-    "Session", "SessionLost", "SnapshotError", "NetworkLimitExceeded", "NetworkPolicy", "NetworkStats",
+    "Session", "SessionLost", "SnapshotError", "SourceNotFound", "NetworkLimitExceeded", "NetworkPolicy", "NetworkStats",
     "SecurityViolation",
     "StackOverflow", "TableAccessOutOfBounds", "UnreachableExecuted", "UnsupportedSource",
     "WasmSandbox", "default_cache_dir", "parse_count", "parse_duration", "parse_size",

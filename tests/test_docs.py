@@ -34,7 +34,7 @@ def _page_id(page: Path) -> str:
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    """A copy of docs/snippets (the files the blocks name: tools.py, calculator.rs, data/...)
+    """A copy of docs/snippets (the files the blocks name: tools.py, tool.js, data/...)
     with the repository's examples/, src/ and bench/ linked in, as the blocks' working
     directory; a shim directory puts ``wasm-sandbox`` and ``python`` (this interpreter) first
     on the PATH."""

@@ -13,7 +13,7 @@ PACKAGE = Path(wasm_sandbox.__file__).parent
 
 # Lowest first. A module may import from its own layer and the layers below it.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("base", {"_errors", "_units"}),
+    ("base", {"_errors", "_platform", "_units"}),
     ("config", {"_config"}),
     ("observe", {"_observe"}),
     ("wasi", {"_wasi"}),

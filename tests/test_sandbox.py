@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import errno
 import os
 import re
 import signal
@@ -57,6 +58,25 @@ def test_source_from_wat_and_wasm_files_and_bytes(tmp_path: Path) -> None:
     ]
     for source in sources:
         assert sandbox(source).call("add", 2, 3) == 5
+
+
+@pytest.mark.parametrize("name", ["missing.wasm", "missing.c", "missing.py"])
+def test_a_missing_source_is_a_sandbox_error_and_a_file_not_found_error(
+    tmp_path: Path, name: str
+) -> None:
+    """A source file that does not exist raises SourceNotFound: a SandboxError (one ``except``
+    catches every failure) and a FileNotFoundError (errno ENOENT, the path as ``filename``
+    and in the message), also from the one-liners."""
+    path = tmp_path / name
+    with pytest.raises(ws.SourceNotFound) as info:
+        ws.WasmSandbox.builder().source(path).build()
+    error = info.value
+    assert isinstance(error, ws.SandboxError) and isinstance(error, FileNotFoundError)
+    assert (error.errno, error.filename, error.path) == (errno.ENOENT, str(path), str(path))
+    assert str(error) == f"source file not found: {path}"
+    assert error.cli_exit_status == 66
+    with pytest.raises(FileNotFoundError, match="source file not found"):
+        ws.run(path, "f")
 
 
 def test_bad_sources(tmp_path: Path) -> None:
@@ -196,9 +216,25 @@ def test_detailed_monitoring_report(calc: ws.WasmSandbox) -> None:
 
 
 def test_run_requires_start(calc: ws.WasmSandbox) -> None:
-    """run() on a module without _start is FunctionNotFound."""
-    with pytest.raises(ws.FunctionNotFound, match="_start"):
+    """run() on a module without _start is FunctionNotFound whose message points to call()
+    and lists what there is to call."""
+    with pytest.raises(ws.FunctionNotFound) as info:
         calc.run()
+    assert str(info.value).startswith(
+        "this module has no _start (it is not a WASI command): call one of its exports with "
+        "call(name, ...): add, add64, mulf, pair, nothing, bump"
+    )
+    assert info.value.name == "_start" and "add" in info.value.available
+
+
+def test_run_of_a_c_library_points_to_call() -> None:
+    """A C source without main is a library: run() names its functions, not the plumbing
+    (``_initialize``, the data ABI's ``alloc``/``dealloc``)."""
+    source = '#include "wasm_sandbox.h"\nint add(int a, int b) { return a + b; }'
+    library = ws.WasmSandbox.builder().source(source).language("c").build()
+    with pytest.raises(ws.FunctionNotFound, match=r"with call\(name, \.\.\.\): add$"):
+        library.run()
+    assert library.call("add", 2, 3) == 5
 
 
 def test_call_of_function_that_exits_raises_guest_exit() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import wasm_sandbox as ws
-from wasm_sandbox._guests import _compile
+from wasm_sandbox._guests import _compile, _toolversion
 
 CALC_RS = """
 #[no_mangle]
@@ -184,3 +184,41 @@ def test_one_liners(tmp_path: Path) -> None:
     assert asyncio.run(ws.run_with_timeout_async(path, "add", 3, 3, 10.0)) == 6
     with pytest.raises(TypeError, match="timeout"):
         ws.run_with_timeout(path, "add")
+
+
+def test_compiler_version_is_asked_once_per_compiler_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``<compiler> --version`` (part of the cache key) runs once per compiler file: later
+    builds, in this process or another (the answer is stored next to the compiled guests),
+    do not start the compiler when the module is cached; a changed compiler file is asked
+    again."""
+    log = tmp_path / "asked"
+    fake = tmp_path / "clang"
+
+    def install(comment: str) -> None:
+        fake.write_text(
+            f'#!/bin/sh\n# {comment}\nif [ "$1" = --version ]; then echo x >> "{log}"; fi\n'
+            'exec clang-14 "$@"\n'
+        )
+        fake.chmod(0o755)
+
+    def asked() -> int:
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    install("first")
+    monkeypatch.setenv("WASM_SANDBOX_CLANG", str(fake))
+    monkeypatch.setattr(_toolversion, "_known", {})
+    source, cache = "int add(int a, int b) { return a + b; }", tmp_path / "cache"
+
+    def build() -> int:
+        sandbox = ws.WasmSandbox.builder().source(source).language("c").cache_dir(cache).build()
+        result: int = sandbox.call("add", 2, 3)
+        return result
+
+    assert build() == 5 and asked() == 1
+    assert build() == 5 and asked() == 1  # remembered in this process
+    monkeypatch.setattr(_toolversion, "_known", {})  # as a new process would start
+    assert build() == 5 and asked() == 1  # read from the cache directory
+    install("an upgrade: another file")
+    assert build() == 5 and asked() == 2

@@ -3,6 +3,8 @@
 Everything public is importable from here; every other module is private.
 """
 
+# First: on a platform the package cannot run on, the import fails here, saying why.
+from . import _platform  # noqa: F401
 from ._builder import SandboxBuilder as SandboxBuilder
 from ._builder import SandboxConfig as SandboxConfig
 from ._bundle import export_prepared as export_prepared
@@ -44,6 +46,7 @@ from ._errors import SandboxError as SandboxError
 from ._errors import SecurityViolation as SecurityViolation
 from ._errors import SessionLost as SessionLost
 from ._errors import SnapshotError as SnapshotError
+from ._errors import SourceNotFound as SourceNotFound
 from ._errors import StackOverflow as StackOverflow
 from ._errors import TableAccessOutOfBounds as TableAccessOutOfBounds
 from ._errors import Timeout as Timeout
@@ -184,6 +187,7 @@ __all__ = [
     "Session",
     "SessionLost",
     "SnapshotError",
+    "SourceNotFound",
     "StackOverflow",
     "TableAccessOutOfBounds",
     "Timeout",

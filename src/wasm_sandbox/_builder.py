@@ -168,7 +168,7 @@ class SandboxConfig:
     (Python's ``__main__``, JavaScript's global object). None: the source is loaded instead,
     as ``call()`` loads it, and calls use it without running it again."""
     host_functions: Sequence[HostFunction] = ()
-    """Host functions guests may call (``SandboxBuilder.host_function``; README: *Host
+    """Host functions guests may call (``SandboxBuilder.host_function``; docs/agents.md: *Host
     functions*), names unique."""
     python_path: Sequence[str | os.PathLike[str]] = ()
     """Directories and pure-Python wheels a Python guest imports from: each is mounted

@@ -17,6 +17,7 @@ from . import (
     ExecutionError,
     ExecutionTimeout,
     FuelExhausted,
+    FunctionNotFound,
     GuestError,
     GuestTrap,
     HostCallLimitExceeded,
@@ -25,12 +26,14 @@ from . import (
     IoLimitExceeded,
     MemoryLimitExceeded,
     NetworkLimitExceeded,
+    NetworkPolicy,
     OptimizationLevel,
     ResourceProfile,
     SandboxBuilder,
     SandboxError,
     SecurityViolation,
     SessionLost,
+    SourceNotFound,
     ToolchainNotFound,
     WasmSandbox,
     __version__,
@@ -63,6 +66,7 @@ _STATUSES = (
         "invalid module, unsupported source, compile error, invalid limits or mounts, unknown "
         "function, bad arguments, or over the build budget",
     ),
+    (SourceNotFound.cli_exit_status, "the source FILE does not exist"),
     (
         ToolchainNotFound.cli_exit_status,
         "the compiler or runtime a C, Rust, Python or JavaScript guest needs is not installed",
@@ -73,10 +77,10 @@ _STATUSES = (
     (MemoryLimitExceeded.cli_exit_status, "memory limit exceeded (also by the initial memory)"),
     (FuelExhausted.cli_exit_status, "fuel exhausted"),
     (IoLimitExceeded.cli_exit_status, "file-system limit hit (with --strict-io)"),
-    (NetworkLimitExceeded.cli_exit_status, "network limit hit (strict network; library only)"),
+    (NetworkLimitExceeded.cli_exit_status, "network limit hit (with --strict-network)"),
     (ExecutionTimeout.cli_exit_status, "wall-clock timeout"),
     (HostCallLimitExceeded.cli_exit_status, "max_host_calls reached (library only)"),
-    (SecurityViolation.cli_exit_status, "network policy refusal (strict network; library only)"),
+    (SecurityViolation.cli_exit_status, "network policy refusal (with --strict-network)"),
     (ExecutionCancelled.cli_exit_status, "interrupted (Ctrl-C) or cancelled"),
 )
 
@@ -99,19 +103,25 @@ counts: 1000000, 10M, 1.5G          durations: 30, 30s, 500ms, 2m, 1h
 exit status:
 {_status_table()}
 
-examples:
+examples (the files are in the project's repository):
   wasm-sandbox run examples/hello.wat
-  wasm-sandbox run --memory 16MiB --fuel 10M --timeout 2s prog.wasm -- --flag value
+  wasm-sandbox run --memory 16MiB --fuel 10M --timeout 2s examples/hello.wat -- --flag value
   wasm-sandbox run --invoke add examples/calculator.wat -- 5 3
-  wasm-sandbox run --fuel unlimited script.py -- arg
-  wasm-sandbox run --json --profile lightweight prog.wasm
+  wasm-sandbox run --invoke add examples/calculator.rs -- 5 3
+  wasm-sandbox run --memory 16MiB examples/memory_hog.wat
+  wasm-sandbox run -c 'import sys; print(sys.argv[1:])' -- a b
+  wasm-sandbox run --quiet --language javascript -c 'console.log(6 * 7)'
+  wasm-sandbox run --allow-network example.com:443 -c 'import urllib.request as u; print(u.urlopen("https://example.com").status)'
+  wasm-sandbox run --json --profile lightweight examples/hello.wat
 """
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wasm-sandbox",
-        description="Run untrusted WebAssembly under enforced memory, fuel and time limits.",
+        description="Run untrusted code in a WebAssembly sandbox under enforced memory, fuel "
+        "and time limits: WebAssembly modules (.wasm, .wat), C and Rust sources (.c, .rs, "
+        "compiled first), Python and JavaScript scripts (.py, .js) or code given with -c.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -146,17 +156,40 @@ def _parser() -> argparse.ArgumentParser:
     )
     run = commands.add_parser(
         "run",
-        help="run a guest (.wasm .wat .c .rs .py .js) and print its resource report",
-        description="Run FILE as a WASI command (or call one export with --invoke), then print "
-        "a resource report: a table on stderr, or with --json one JSON object on stdout.",
+        help="run a guest (.wasm .wat .c .rs .py .js, or -c CODE) and print its resource report",
+        description="Run FILE (or -c CODE) as a WASI command (or call one export with --invoke), "
+        "then print a resource report: a table on stderr (none with --quiet), or with --json "
+        "one JSON object on stdout.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument(
         "file",
+        nargs="?",
         metavar="FILE",
-        help="the guest: a .wasm or .wat module, a .c or .rs source (compiled first), or a "
-        ".py or .js script",
+        help="the guest: a .wasm or .wat module, a .c or .rs source (compiled first), a .py or "
+        ".js script, or '-' to read it from stdin (a module, or any source with --language); "
+        "none with -c",
+    )
+    run.add_argument(
+        "-c",
+        dest="code",
+        metavar="CODE",
+        help="run CODE given inline instead of a FILE (Python unless --language says "
+        "otherwise); ARGs after -- are its arguments",
+    )
+    run.add_argument(
+        "--language",
+        choices=list(_LANGUAGES),
+        help="what FILE, '-' or -c CODE is written in, when the extension does not tell "
+        "(default for -c: python)",
+    )
+    run.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no resource report: only the guest's output and exit status (and one line on "
+        "stderr when it fails)",
     )
     run.add_argument(
         "guest_args", nargs="*", metavar="ARG", help="arguments for the guest (after --)"
@@ -254,8 +287,31 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop the guest at the first file-system limit it hits (exit 122)",
     )
+    network = run.add_argument_group("network (none unless allowed)")
+    network.add_argument(
+        "--allow-network",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="let the guest connect to HOST:PORT (a name, *.domain or IP; a port, a range "
+        "8000-8100 or *); repeatable",
+    )
+    network.add_argument(
+        "--allow-private",
+        action="store_true",
+        help="let allowed names reach private, loopback and link-local addresses too",
+    )
+    network.add_argument(
+        "--strict-network",
+        action="store_true",
+        help="stop the guest at a refused connection (exit 126) or a network limit (exit 123) "
+        "instead of giving it the error",
+    )
     add_mcp_command(commands)
     return parser
+
+
+_LANGUAGES = ("python", "javascript", "c", "rust", "wat", "wasm")
 
 
 _IO_FIELDS = {
@@ -305,8 +361,36 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(EXIT_USAGE)
 
 
+def _source(builder: SandboxBuilder, args: argparse.Namespace) -> None:
+    """FILE, '-' (the source on stdin) or -c CODE, in ``--language`` when given."""
+    if args.code is not None:
+        builder.source(args.code).language(args.language or "python")
+    elif args.file == "-":
+        builder.source(sys.stdin.buffer.read())
+        if args.language is not None:
+            builder.language(args.language)
+    elif args.language is not None:
+        try:
+            with open(args.file, "rb") as f:
+                builder.source(f.read()).language(args.language)
+        except FileNotFoundError:
+            raise SourceNotFound(args.file) from None
+    else:
+        builder.source(args.file)
+
+
+def _network(builder: SandboxBuilder, args: argparse.Namespace) -> None:
+    if args.allow_network:
+        policy = NetworkPolicy(allow=tuple(args.allow_network), allow_private=args.allow_private)
+        builder.network_policy(policy)
+    elif args.allow_private:
+        _fail("--allow-private widens --allow-network patterns: give at least one")
+    builder.strict_network(args.strict_network)
+
+
 def _build(args: argparse.Namespace) -> WasmSandbox:
-    builder = WasmSandbox.builder().source(args.file)
+    builder = WasmSandbox.builder()
+    _source(builder, args)
     builder.resource_profile(ResourceProfile.by_name(args.profile))
     try:
         if args.memory is not None:
@@ -323,6 +407,7 @@ def _build(args: argparse.Namespace) -> WasmSandbox:
             builder.max_output_bytes(parse_size(args.max_output))
         _build_budget(builder, args)
         _files(builder, args)
+        _network(builder, args)
     except SandboxError:
         raise  # a limit or mount that cannot be honoured: exit 65, not a usage error
     except (ValueError, TypeError) as exc:
@@ -355,6 +440,8 @@ def _number(text: str) -> int | float:
 
 
 def _stdin(args: argparse.Namespace) -> bytes | BinaryIO:
+    if args.file == "-" and args.code is None and args.stdin in (None, "-"):
+        return b""  # stdin held the source
     if args.stdin not in (None, "-"):
         try:
             with open(args.stdin, "rb") as f:
@@ -377,7 +464,7 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], report: ResourceRep
             payload["report"] = report.to_dict()
         print(json.dumps(payload, indent=2, sort_keys=True))
         return
-    if report is not None:
+    if report is not None and not args.quiet:
         print(report.format_table(), file=sys.stderr)
 
 
@@ -412,6 +499,19 @@ def _failed(args: argparse.Namespace, exc: SandboxError) -> int:
         print(f"wasm-sandbox: {type(exc).__name__}: {exc}", file=sys.stderr)
     _emit(args, payload, getattr(exc, "report", None))
     return exc.cli_exit_status
+
+
+def _no_start(args: argparse.Namespace, exc: FunctionNotFound) -> FunctionNotFound:
+    """The library's "no _start" error, in the command's terms: ``--invoke``."""
+    what = "-c CODE" if args.code is not None else (args.file or "the module")
+    if not exc.available:
+        message = f"{what} has no _start (it is not a WASI command) and exports no function"
+    else:
+        message = (
+            f"{what} has no _start (it is not a WASI command): call one of its exports with "
+            f"--invoke NAME [-- ARG...]: {FunctionNotFound.listed(exc.available)}"
+        )
+    return FunctionNotFound("_start", exc.available, message)
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -458,12 +558,16 @@ def _run(args: argparse.Namespace) -> int:
             if diagnostics:
                 print(diagnostics, file=sys.stderr)
         return exc.cli_exit_status
-    except FileNotFoundError as exc:
-        _fail(str(exc))
+    except OSError as exc:  # FILE is a directory, or unreadable
+        _fail(f"cannot read {args.file}: {exc.strerror or exc}")
     try:
         if args.invoke:
             return _invoke(args, sandbox)
         run = sandbox.run(stdin=_stdin(args))
+    except FunctionNotFound as exc:
+        if exc.name != "_start":
+            return _failed(args, exc)
+        return _failed(args, _no_start(args, exc))
     except SandboxError as exc:
         return _failed(args, exc)
     if args.json:
@@ -481,7 +585,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     else:
         _write_output(run.stdout, run.stderr)
-        if run.stdout_truncated or run.stderr_truncated:
+        if (run.stdout_truncated or run.stderr_truncated) and not args.quiet:
             print("wasm-sandbox: guest output was truncated at --max-output", file=sys.stderr)
         _emit(args, {}, run.resource_report)
     return run.exit_code & 0xFF
@@ -493,6 +597,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "prepare" and args.import_ and args.runtimes:
         parser.error("prepare --import installs the runtimes its bundle holds: name no RUNTIME")
+    if args.command == "run":
+        if args.code is not None and args.file is not None:  # then FILE was a guest argument
+            args.guest_args, args.file = [args.file, *args.guest_args], None
+        if args.code is None and args.file is None:
+            parser.error("run needs a FILE (or '-' for stdin) or -c CODE")
     try:
         if args.command == "prepare":
             return _prepare(args)

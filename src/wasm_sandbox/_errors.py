@@ -7,6 +7,7 @@ translated in ``_engine`` and never reach the user.
     SandboxError                                                                        exit
     ├── ConfigurationError (also ValueError)   a limit or option that cannot be honoured   65
     ├── MountChanged                           a mounted host directory was replaced       65
+    ├── SourceNotFound (also FileNotFoundError)   the source file does not exist          66
     ├── UnsupportedSource (also NotImplementedError)   an unknown source kind or language  65
     ├── InvalidModule                          malformed, invalid or unlinkable module     65
     ├── BuildLimitExceeded                     the module is over the build budget         65
@@ -45,6 +46,8 @@ translated in ``_engine`` and never reach the user.
 
 from __future__ import annotations
 
+import errno
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -79,6 +82,7 @@ __all__ = [
     "SecurityViolation",
     "SessionLost",
     "SnapshotError",
+    "SourceNotFound",
     "StackOverflow",
     "TableAccessOutOfBounds",
     "Timeout",
@@ -146,6 +150,25 @@ class MountChanged(SandboxError):
         self.guest_path = guest_path
         self.host_path = host_path
         self.detail = detail
+
+
+class SourceNotFound(SandboxError, FileNotFoundError):
+    """The source file given to ``source(...)`` (or a one-liner) does not exist. Also a
+    ``FileNotFoundError`` (``errno`` ENOENT, ``filename`` the path), so ``except
+    FileNotFoundError`` catches it. Not raised for a missing mount or ``python_path`` entry
+    (``ConfigurationError``)."""
+
+    cli_exit_status = 66  # EX_NOINPUT: an input file did not exist
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"source file not found: {path}")
+        self.path = path
+        self.errno = errno.ENOENT
+        self.strerror = os.strerror(errno.ENOENT)
+        self.filename = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path,))
 
 
 class UnsupportedSource(SandboxError, NotImplementedError):
@@ -222,18 +245,25 @@ class SnapshotError(SandboxError):
 
 
 class FunctionNotFound(SandboxError):
-    """The module exports no function with that name (``available`` lists the ones it has)."""
+    """The module exports no function with that name (``available`` lists the ones it has).
+    ``run()`` of a module without ``_start`` (a library, not a WASI command) raises it for
+    ``_start``, its message pointing to ``call()``."""
 
     cli_exit_status = 65
 
-    def __init__(self, name: str, available: tuple[str, ...] = ()) -> None:
-        shown = ", ".join(available[:20]) + (
-            f" and {len(available) - 20} more" if len(available) > 20 else ""
-        )
-        hint = f"; exported functions: {shown}" if available else ""
-        super().__init__(f"Function not found: {name!r}{hint}")
+    def __init__(
+        self, name: str, available: tuple[str, ...] = (), message: str | None = None
+    ) -> None:
+        hint = f"; exported functions: {self.listed(available)}" if available else ""
+        super().__init__(message or f"Function not found: {name!r}{hint}")
         self.name = name
         self.available = available
+
+    @staticmethod
+    def listed(names: tuple[str, ...]) -> str:
+        """``names`` for a message: the first 20, then how many more."""
+        more = f" and {len(names) - 20} more" if len(names) > 20 else ""
+        return ", ".join(names[:20]) + more
 
 
 class InvalidArguments(SandboxError, TypeError):

@@ -18,13 +18,14 @@ from datetime import timedelta
 from typing import Any
 
 from ._builder import SandboxBuilder, SandboxConfig, StdinSource
-from ._config._limits import ResourceLimits, ResourceProfile
+from ._config._limits import ResourceLimits, ResourceProfile, check_timeout
 from ._config._mounts import Mount
 from ._config._policy import NetworkPolicy
 from ._errors import MountChanged
 from ._guests._sources import Source
 from ._observe._code import CodeResult
 from ._sandbox import AsyncWasmSandbox, WasmSandbox
+from ._units import count_option, size_option
 
 __all__ = [
     "run",
@@ -55,13 +56,15 @@ def _sandbox(source: Source, limits: ResourceLimits | None) -> WasmSandbox:
     return builder.build()
 
 
-def _split_timeout(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], timedelta | float]:
-    if not args or isinstance(args[-1], bool) or not isinstance(args[-1], timedelta | int | float):
-        raise TypeError("run_with_timeout needs the timeout (a timedelta or seconds) last")
-    return args[:-1], args[-1]
+def _split_timeout(args: tuple[Any, ...]) -> tuple[tuple[Any, ...], timedelta]:
+    """The call's arguments and its timeout, given last (a timedelta, seconds or ``"30s"``)."""
+    last = args[-1] if args else None
+    if isinstance(last, bool) or not isinstance(last, timedelta | int | float | str):
+        raise TypeError("run_with_timeout needs the timeout (a timedelta, seconds or '30s') last")
+    return args[:-1], check_timeout("timeout (the last argument)", last)
 
 
-def _timeout_limits(timeout: timedelta | float) -> ResourceLimits:
+def _timeout_limits(timeout: timedelta) -> ResourceLimits:
     return ResourceProfile.STANDARD.limits.replace(execution_timeout=timeout)
 
 
@@ -72,8 +75,8 @@ def run(source: Source, function: str, *args: Any, limits: ResourceLimits | None
 
 
 def run_with_timeout(source: Source, function: str, *args: Any) -> Any:
-    """Like ``run`` with the wall-clock limit given last:
-    ``run_with_timeout("tool.c", "process", 7, timedelta(seconds=30))``."""
+    """Like ``run`` with the wall-clock limit given last (a timedelta, seconds or a duration
+    string): ``run_with_timeout("tool.c", "process", 7, "30s")``."""
     call_args, timeout = _split_timeout(args)
     return _sandbox(source, _timeout_limits(timeout)).call(function, *call_args)
 
@@ -110,8 +113,10 @@ def code_builder(
     source of its own, the STANDARD profile's limits with ``timeout``, ``memory`` and ``fuel``
     instead (None: no fuel budget, the time limit governs), ``mounts``, ``network`` and
     ``env``."""
-    limits = ResourceProfile.STANDARD.limits.replace(
-        execution_timeout=timeout, memory_bytes=memory, max_fuel=fuel
+    limits = ResourceProfile.STANDARD.limits.replace(  # checked under the names users gave
+        execution_timeout=None if timeout is None else check_timeout("timeout", timeout),
+        memory_bytes=size_option("memory", memory),
+        max_fuel=count_option("fuel", fuel),
     )
     builder = WasmSandbox.builder().language(language).source("").resource_limits(limits)
     for mount in _mounts(mounts):

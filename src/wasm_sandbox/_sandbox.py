@@ -503,10 +503,23 @@ class SandboxCore:
             turn = self.turn("run", script.text, argv=argv)
             return self._execution.execute(ctx, TurnCall(turn, command=True))
         if "_start" not in self.exports:
-            raise e.FunctionNotFound("_start", tuple(self.exports))
+            raise _no_start(self.exports)
         return self._execution.execute(ctx, Command())
 
 
+def _no_start(exports: Mapping[str, object]) -> e.FunctionNotFound:
+    """``run()`` of a library module: the error points to ``call()`` and what it can call."""
+    names = tuple(n for n in exports if not n.startswith("_") and n not in _PLUMBING)
+    problem = "this module has no _start (it is not a WASI command)"
+    if not names:
+        return e.FunctionNotFound("_start", (), f"{problem} and exports no function to call()")
+    listed = e.FunctionNotFound.listed(names)
+    return e.FunctionNotFound(
+        "_start", names, f"{problem}: call one of its exports with call(name, ...): {listed}"
+    )
+
+
+_PLUMBING = frozenset({"alloc", "dealloc"})  # the data ABI's, not functions to call
 _net_log = logging.getLogger("wasm_sandbox.network")
 # Python requests that read filename and module
 _NAMED_OPS = frozenset({"load", "call", "run", "cell"})

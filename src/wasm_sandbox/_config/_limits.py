@@ -213,8 +213,9 @@ class ProfileBuilder:
         """Linear-memory cap in MiB, or a size string with its unit (``"1GiB"``)."""
         return self._set(memory_bytes=_mebibytes("memory_mb", megabytes))
 
-    def timeout_seconds(self, seconds: float | str | None) -> ProfileBuilder:
-        """Wall-clock limit in seconds, or a duration string (``"2m"``); None: unlimited."""
+    def timeout_seconds(self, seconds: timedelta | float | str | None) -> ProfileBuilder:
+        """Wall-clock limit in seconds, a ``timedelta`` or a duration string (``"2m"``);
+        None: unlimited."""
         timeout = None if seconds is None else check_timeout("timeout_seconds", seconds)
         return self._set(execution_timeout=timeout)
 

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._errors import InvalidModule, UnsupportedSource
+from .._errors import InvalidModule, SourceNotFound, UnsupportedSource
 from .._runtime._engine import wat_to_wasm
 from ._compile import LANGUAGES, compile_source
 
@@ -116,7 +116,7 @@ def _read(path: Path, too_big: Exception) -> bytes:
             raise too_big
         return path.read_bytes()
     except FileNotFoundError:
-        raise FileNotFoundError(f"source file not found: {path}") from None
+        raise SourceNotFound(str(path)) from None
 
 
 def _text(raw: bytes, name: str) -> str:

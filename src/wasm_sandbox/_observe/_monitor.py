@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from .._units import format_size
+from .._units import format_size, size_value
 from ._callbacks import SafeCallback
 
 __all__ = ["Alert", "AlertLevel", "MemoryUsage", "ResourceMonitor", "ResourceUsage", "Sampler"]
@@ -123,8 +123,11 @@ class ResourceMonitor:
         """Alert at ``iops`` file operations per second."""
         return self._set("io", iops)
 
-    def network_threshold(self, bytes_per_s: float) -> ResourceMonitor:
-        """Alert at ``bytes_per_s`` network bytes (both ways) per second."""
+    def network_threshold(self, bytes_per_s: float | str) -> ResourceMonitor:
+        """Alert at ``bytes_per_s`` network bytes (both ways) per second: a number, or a size
+        string (``"1MiB"``: that many bytes per second)."""
+        if isinstance(bytes_per_s, str):
+            bytes_per_s = size_value("bytes_per_s", bytes_per_s)
         return self._set("network", bytes_per_s)
 
     def alert_callback(self, callback: Callable[[Alert], object]) -> ResourceMonitor:

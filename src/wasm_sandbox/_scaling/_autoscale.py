@@ -30,7 +30,14 @@ from datetime import timedelta
 from .._config._limits import WASM_PAGE, ResourceLimits
 from .._errors import ConfigurationError
 from .._observe._callbacks import SafeCallback
-from .._units import duration_value, format_duration, format_size, size_value
+from .._units import (
+    duration_value,
+    format_duration,
+    format_size,
+    parse_duration,
+    parse_size,
+    size_value,
+)
 
 __all__ = ["AutoScaler", "ScalingEvent", "ScalingPolicy"]
 
@@ -56,6 +63,8 @@ class ScalingPolicy:
     """Retry, once, an execution that hit its memory cap below ``max_limit``."""
 
     def __post_init__(self) -> None:
+        for name in ("min_limit", "max_limit"):
+            _check_quantity(name, getattr(self, name))
         if not isinstance(self.min_limit, str) and not isinstance(self.max_limit, str):
             _check_bounds(_number(self.min_limit), _number(self.max_limit))
         # A string's unit depends on the limit scaled: checked by ``bounds`` (memory_policy,
@@ -95,6 +104,22 @@ def _check_bounds(low: float, high: float) -> None:
         raise ConfigurationError(
             f"ScalingPolicy needs 0 < min_limit <= max_limit, got {low:g} and {high:g}"
         )
+
+
+def _check_quantity(name: str, value: float | timedelta | str) -> None:
+    """A string limit is a size or a duration (which one, ``bounds`` decides); else refused
+    now, naming the field, rather than when the policy is given to a scaler."""
+    if not isinstance(value, str):
+        return
+    for parse in (parse_size, parse_duration):
+        try:
+            parse(value)
+            return
+        except ValueError:
+            pass
+    raise ConfigurationError(
+        f"ScalingPolicy.{name}: {value!r} is neither a size ('64MiB') nor a duration ('30s')"
+    )
 
 
 def _number(value: float | timedelta | str) -> float:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigurationError, ExecutionTimeout, Overflow, Timeout
 from .._invocation import Invocation, sandbox_core
-from .._units import duration_within
+from .._units import count_value, duration_within
 
 if TYPE_CHECKING:
     from .._sandbox import WasmSandbox
@@ -112,14 +112,14 @@ class LoadBalancer:
         self._sandbox = sandbox
         return self
 
-    def max_concurrent_executions(self, count: int) -> LoadBalancer:
+    def max_concurrent_executions(self, count: int | str) -> LoadBalancer:
         """How many jobs run at once (worker threads; default: the CPU count)."""
         self._check_started()
         self._workers_wanted = _positive("max_concurrent_executions", count, 4096)
         return self
 
-    def queue_size(self, size: int) -> LoadBalancer:
-        """How many jobs may wait (default 1000)."""
+    def queue_size(self, size: int | str) -> LoadBalancer:
+        """How many jobs may wait (an int or a count such as ``"10k"``; default 1000)."""
         self._capacity = _positive("queue_size", size, 10**7)
         return self
 
@@ -320,12 +320,12 @@ class LoadBalancer:
         self.close()
 
 
-def _positive(name: str, value: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if not 1 <= value <= high:
-        raise ConfigurationError(f"{name} must be within 1..{high}, got {value}")
-    return value
+def _positive(name: str, value: int | str, high: int) -> int:
+    """A count option (an int, or a count string such as ``"10k"``) within ``1..high``."""
+    count = count_value(name, value)
+    if not 1 <= count <= high:
+        raise ConfigurationError(f"{name} must be within 1..{high}, got {count}")
+    return count
 
 
 def _percentile(ordered: list[float], pct: int) -> float | None:

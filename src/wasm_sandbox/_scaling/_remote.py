@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ConfigurationError, ExecutionTimeout, HostError, MemoryLimitExceeded
 from .._invocation import Invocation, sandbox_core
 from .._sandbox import WasmSandbox
+from .._units import count_option
 
 if TYPE_CHECKING:
     from .._builder import SandboxConfig
@@ -134,10 +135,11 @@ class ProcessBackend:
     The configuration travels by pickling: callbacks must be picklable (module-level
     functions). Close it when done: running jobs finish, then every worker is stopped."""
 
-    def __init__(self, max_workers: int | None = None) -> None:
-        if max_workers is not None and (isinstance(max_workers, bool) or max_workers < 1):
-            raise ConfigurationError(f"max_workers must be >= 1, got {max_workers}")
-        self._max_workers = max_workers or os.cpu_count() or 1
+    def __init__(self, max_workers: int | str | None = None) -> None:
+        workers = count_option("max_workers", max_workers)
+        if workers is not None and workers < 1:
+            raise ConfigurationError(f"max_workers must be >= 1, got {workers}")
+        self._max_workers = workers or os.cpu_count() or 1
         self._context = multiprocessing.get_context("spawn")
         self._cond = threading.Condition()
         self._idle: list[_Worker] = []
