@@ -112,6 +112,7 @@ case "$task" in
         "$VENV/bin/python" bench/bench_streaming.py "$@"
         "$VENV/bin/python" bench/bench_host_functions.py "$@"
         "$VENV/bin/python" bench/bench_mcp.py "$@"
+        "$VENV/bin/python" bench/bench_agent.py "$@"
         "$VENV/bin/python" bench/bench_c_toolchains.py "$@"
         ;;
     package)
