@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .._config._mounts import Mount
 from .._errors import ConfigurationError
+from ._python import file_sha256
 
 __all__ = ["PATH_GUEST", "PythonPath", "check_python_path", "python_path"]
 
@@ -78,7 +79,7 @@ def python_path(entries: Sequence[str | os.PathLike[str]], cache_dir: Path) -> P
             guest.append(where)
             identity.append(_directory_identity(path))
         else:
-            digest = _sha256(path)
+            digest = file_sha256(path)
             folder = cache_dir / _FOLDER / digest[:24]
             _place_wheel(path, folder / path.name, digest)
             mounts.append(Mount.directory(folder, where, read_only=True))
@@ -108,18 +109,10 @@ def _directory_identity(root: Path) -> str:
     return f"dir:{h.hexdigest()}"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _place_wheel(source: Path, target: Path, digest: str) -> None:
     """``target``: a copy of ``source`` (never a link: the user's file may change later),
     checked to have ``digest``, written atomically."""
-    if target.is_file() and not target.is_symlink() and _sha256(target) == digest:
+    if target.is_file() and not target.is_symlink() and file_sha256(target) == digest:
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}-")
@@ -128,7 +121,7 @@ def _place_wheel(source: Path, target: Path, digest: str) -> None:
     try:
         shutil.copyfile(source, temp)
         temp.chmod(0o644)
-        if _sha256(temp) != digest:
+        if file_sha256(temp) != digest:
             raise ConfigurationError(f"python_path wheel {source} changed while it was read")
         os.replace(temp, target)
     finally:

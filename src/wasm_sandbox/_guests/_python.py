@@ -38,6 +38,7 @@ from ._reactor import register_module
 __all__ = [
     "STDLIB_GUEST",
     "PythonRuntime",
+    "file_sha256",
     "find_python_runtime",
     "guest_env",
     "private_tmp",
@@ -116,13 +117,13 @@ def find_python_runtime(cache_dir: Path) -> PythonRuntime:
         )
     version, digests = _manifest(artifacts)
     tag = "".join(version.split(".")[:2])
-    digest = digests.get(STDLIB_ZIP) or _sha256(zip_path)
+    digest = digests.get(STDLIB_ZIP) or file_sha256(zip_path)
     stdlib_dir = cache_dir / "python-stdlib" / digest[:24]
     _place(zip_path, stdlib_dir / f"python{tag}.zip", digest)
     data_dir = matplotlib_data(stdlib_dir / f"python{tag}.zip", digest, cache_dir)
     # The module's identity is the SHA-256 the package recorded (checked against the bytes
     # whenever they are read to compile): no process hashes the 100 MB module to find it.
-    wasm_digest = digests.get(SNAPSHOT) or _sha256(wasm)
+    wasm_digest = digests.get(SNAPSHOT) or file_sha256(wasm)
     found = PythonRuntime(wasm, stdlib_dir, version, wasm_digest, data_dir)
     register_module(wasm_digest, wasm)  # for an output rescue (``_reactor``)
     _found[key] = found
@@ -149,7 +150,8 @@ def _manifest(artifacts: Path) -> tuple[str, dict[str, str]]:
     return version, digests
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The SHA-256 (hex) of the file at ``path``, read in 1 MiB pieces."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
@@ -168,7 +170,7 @@ def _place(source: Path, target: Path, digest: str) -> None:
             os.link(source, temp)
         except OSError:
             shutil.copyfile(source, temp)
-        if _sha256(temp) != digest:
+        if file_sha256(temp) != digest:
             raise ConfigurationError(
                 f"{source} does not match its recorded SHA-256: the {RUNTIME_DIST} install is "
                 f"damaged; reinstall it: pip install --force-reinstall {RUNTIME_DIST}"
