@@ -460,3 +460,24 @@ def test_output_past_the_cap_is_flagged() -> None:
     assert cut.report is not None and cut.report.stdout_bytes == 5001
     assert cut.to_dict()["stdout_truncated"] is True
     assert not ws.run_python("print('short')").stdout_truncated
+
+
+def test_a_value_that_contains_itself() -> None:
+    """A reference cycle: a code result shows it as ``[...]`` (as repr does); ``call()``
+    refuses it with a message that says so (not a depth error)."""
+    assert ws.run_python("a = [1]\na.append(a)\na").result == [1, "[...]"]
+    assert ws.run_python("d = {}\nd['me'] = d\nd").result == {"me": "{...}"}
+    source = "def f():\n    a = [1]\n    a.append(a)\n    return a\n"
+    sandbox = ws.WasmSandbox.builder().language("python").source(source).build()
+    with pytest.raises(ws.GuestError, match="contains itself"):
+        sandbox.call("f")
+
+
+def test_a_javascript_cell_ending_in_a_rejected_promise_is_its_error() -> None:
+    """The promise a cell ends with is awaited with its handlers attached: a rejection is
+    the cell's error (type and message), not an unhandled rejection that ends the runtime."""
+    rejected = ws.run_javascript("Promise.reject(new RangeError('nope'))")
+    assert rejected.error is not None
+    assert (rejected.error.type, rejected.error.message) == ("RangeError", "nope")
+    late = ws.run_javascript("(async () => { await null; throw new TypeError('late'); })()")
+    assert late.error is not None and (late.error.type, late.error.message) == ("TypeError", "late")

@@ -82,10 +82,10 @@ def _default(value):
 _MAX_DEPTH = 200
 
 
-def _plain(value, loose, depth=0):
+def _plain(value, loose, depth=0, path=None):
     """``value`` as plain JSON values: NaN and infinities as None, dict keys as strings, the
     other types by ``_default``; with ``loose`` (a code cell's result), what has no JSON form
-    as its repr() instead of a TypeError."""
+    as its repr() instead of a TypeError, and a container that holds itself as ``"[...]"``."""
     if depth > _MAX_DEPTH:
         raise ValueError(f"the value nests more than {_MAX_DEPTH} levels deep")
     if value is None or value is True or value is False or type(value) in (int, str):
@@ -94,10 +94,19 @@ def _plain(value, loose, depth=0):
         return float(value) if value - value == 0 else None  # NaN and +-inf: None
     if isinstance(value, (int, str)):
         return int(value) if isinstance(value, int) else str(value)
-    if isinstance(value, dict):
-        return {_key(k): _plain(v, loose, depth + 1) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, loose, depth + 1) for v in value]
+    if isinstance(value, (dict, list, tuple)):
+        path = set() if path is None else path
+        if id(value) in path:  # a reference cycle: JSON cannot hold it
+            if loose:
+                return "{...}" if isinstance(value, dict) else "[...]"
+            raise ValueError("the value contains itself (a reference cycle): JSON cannot hold it")
+        path.add(id(value))
+        try:
+            if isinstance(value, dict):
+                return {_key(k): _plain(v, loose, depth + 1, path) for k, v in value.items()}
+            return [_plain(v, loose, depth + 1, path) for v in value]
+        finally:
+            path.discard(id(value))
     try:
         converted = _default(value)
     except TypeError:
@@ -107,7 +116,7 @@ def _plain(value, loose, depth=0):
         return text if len(text) <= 100000 else text[:100000] + "..."
     if isinstance(converted, dict) and "$bytes" in converted:
         return converted
-    return _plain(converted, loose, depth + 1)
+    return _plain(converted, loose, depth + 1, path)
 
 
 def _key(key):

@@ -209,7 +209,7 @@ class JavaScriptTurn:
                 js.stash(_STASH_ERROR, int(instance.invoke("JS_GetException", (js.ctx,), None)))
             else:
                 js.stash(_STASH_VALUE, value)
-            if self.request["op"] in ("run", "preinit", "cell"):  # what they start finishes now
+            if self.request["op"] in ("run", "preinit"):  # what they start finishes now
                 js.settle(ctx)
         return self._answer(js, ctx)
 
@@ -220,6 +220,11 @@ class JavaScriptTurn:
         if answer == b'{"pending":true}':
             js.settle(ctx)
             answer = js.string(js.eval("__wsbx.take()", "<wsbx>"))
+        elif self.request["op"] == "cell":
+            # A cell's timers and fetches finish too: after its value was answered (a promise
+            # it ends with is awaited above, its handlers attached before the loop runs, so
+            # a rejection is the cell's error, not an unhandled one).
+            js.settle(ctx)
         return _js_frame(answer, ctx)
 
     def rescue_output(self, instance: GuestInstance) -> None:
