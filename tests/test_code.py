@@ -481,3 +481,21 @@ def test_a_javascript_cell_ending_in_a_rejected_promise_is_its_error() -> None:
     assert (rejected.error.type, rejected.error.message) == ("RangeError", "nope")
     late = ws.run_javascript("(async () => { await null; throw new TypeError('late'); })()")
     assert late.error is not None and (late.error.type, late.error.message) == ("TypeError", "late")
+
+
+def test_a_javascript_timer_that_throws_is_not_lost() -> None:
+    """QuickJS's event loop drops an error thrown in a timer callback; the driver keeps the
+    first one: a cell's error, a run's exit 1 with the error on stderr (as node), a
+    preinitialize setup's build error. A timer that does not throw still runs."""
+    failed = ws.run_javascript("setTimeout(() => { throw new Error('in timer'); }, 1); 'now'")
+    assert failed.error is not None and (failed.error.type, failed.error.message) == (
+        "Error",
+        "in timer",
+    )
+    fine = ws.run_javascript("setTimeout(() => console.log('later'), 1); 'now'")
+    assert (fine.stdout, fine.result, fine.error) == ("later\n", "now", None)
+    script = "setTimeout(() => { throw new TypeError('late'); }, 1);"
+    run = ws.WasmSandbox.builder().language("javascript").source(script).build().run()
+    assert run.exit_code == 1 and run.stderr.startswith(b"TypeError: late")
+    with pytest.raises(ws.GuestError, match="late"):
+        ws.WasmSandbox.builder().language("javascript").source(script).preinitialize().build()

@@ -21,6 +21,8 @@ BOOT = r"""
 (function () {
   const renew = globalThis.__wsbx_renew; // set by the host's first module (the environment)
   delete globalThis.__wsbx_renew;
+  const timerErrors = globalThis.__wsbx_timer_error; // [] or [the first error a timer threw]
+  delete globalThis.__wsbx_timer_error;
   const hostRead = globalThis.__wsbx_hostread; // qjs:os read, set by the host's first module
   delete globalThis.__wsbx_hostread;
   const builtins = new Set([...Object.getOwnPropertyNames(globalThis), "fetch", "host"]);
@@ -159,8 +161,10 @@ BOOT = r"""
     const s = step();
     try {
       if (req.op === "run") {
-        if (s.failed) {
-          const e = errorOf(s.exc);
+        // As node: an uncaught error, in the script or in a timer it set, ends it with 1.
+        const late = timerErrors();
+        if (s.failed || late.length > 0) {
+          const e = errorOf(s.failed ? s.exc : late[0]);
           const text = `${e.type}: ${e.message}\n${e.traceback}`;
           return JSON.stringify({ exit: 1, stderr: text });
         }
@@ -170,10 +174,17 @@ BOOT = r"""
       if (req.op === "call" || req.op === "scall") return call(req);
       if (req.op === "eval") return answer(s.val);
       if (req.op === "cell") return answer(s.val, true);
+      const late = timerErrors(); // a setup's (preinit) or a script's (load) timers
+      if (late.length > 0) return encode(failure(late[0]));
       return encode({ ok: null });
     } catch (e) {
       return encode(failure(e));
     }
+  }
+
+  function lateError() {
+    const late = timerErrors();
+    return late.length > 0 ? encode(failure(late[0])) : "";
   }
 
   function take() {
@@ -182,6 +193,8 @@ BOOT = r"""
     if (p === null || p.state === "pending")
       return encode({ error: { type: "Error", message: "the promise never settled (nothing was left to run)", traceback: "" } });
     if (p.state === "error") return encode(failure(p.error));
+    const late = timerErrors(); // a timer that threw while the promise was awaited
+    if (late.length > 0) return encode(failure(late[0]));
     if (p.loose) return encodeLoose(p.value);
     return encode({ ok: p.value === undefined ? null : p.value });
   }
@@ -392,7 +405,7 @@ BOOT = r"""
   Object.defineProperty(globalThis, "host", { value: host, writable: true, configurable: true });
   Object.defineProperty(globalThis, "fetch", { value: fetch, writable: true, configurable: true });
   Object.defineProperty(globalThis, "__wsbx", {
-    value: Object.freeze({ main: main, take: take, requests: requests, upload: upload, chunk: chunk, respond: respond, renew: renew }),
+    value: Object.freeze({ main: main, take: take, late: lateError, requests: requests, upload: upload, chunk: chunk, respond: respond, renew: renew }),
     enumerable: false,
   });
 })();

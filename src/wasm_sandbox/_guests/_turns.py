@@ -51,10 +51,19 @@ _MAX_QUEUE_TEXT = 16 * (6 * MAX_REQUEST_TEXT + 4096)
 # environment (the C library read the booted one's), and the read host functions are
 # called through.
 _TIMERS = (
-    "import { setTimeout, clearTimeout } from 'qjs:os';\n"
+    "import { setTimeout as osSetTimeout, clearTimeout } from 'qjs:os';\n"
     "import { getenviron, setenv, unsetenv } from 'qjs:std';\n"
     "import { read } from 'qjs:os';\n"
     "Object.defineProperty(globalThis, '__wsbx_hostread', { configurable: true, value: read });\n"
+    # A timer callback that throws: QuickJS's loop would drop the error unseen; the first one
+    # is kept for the driver (__wsbx_timer_error, taken at boot), which reports it.
+    "const timerErrors = [];\n"
+    "const setTimeout = (fn, ms, ...args) => osSetTimeout(() => {\n"
+    "  try { if (typeof fn === 'function') fn(...args); }\n"
+    "  catch (e) { if (timerErrors.length === 0) timerErrors.push(e); }\n"
+    "}, ms);\n"
+    "Object.defineProperty(globalThis, '__wsbx_timer_error', { configurable: true,\n"
+    "  value: () => timerErrors.splice(0) });\n"
     "for (const [k, v] of Object.entries({ setTimeout, clearTimeout }))\n"
     "  Object.defineProperty(globalThis, k, { value: v, writable: true, configurable: true });\n"
     "Object.defineProperty(globalThis, '__wsbx_renew', { configurable: true, value: (env) => {\n"
@@ -223,8 +232,12 @@ class JavaScriptTurn:
         elif self.request["op"] == "cell":
             # A cell's timers and fetches finish too: after its value was answered (a promise
             # it ends with is awaited above, its handlers attached before the loop runs, so
-            # a rejection is the cell's error, not an unhandled one).
+            # a rejection is the cell's error, not an unhandled one); a timer that threw
+            # meanwhile is the cell's error.
             js.settle(ctx)
+            late = js.string(js.eval("__wsbx.late()", "<wsbx>"))
+            if late:
+                answer = late
         return _js_frame(answer, ctx)
 
     def rescue_output(self, instance: GuestInstance) -> None:
