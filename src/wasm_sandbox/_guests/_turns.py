@@ -57,13 +57,17 @@ _TIMERS = (
     "Object.defineProperty(globalThis, '__wsbx_hostread', { configurable: true, value: read });\n"
     # A timer callback that throws: QuickJS's loop would drop the error unseen; the first one
     # is kept for the driver (__wsbx_timer_error, taken at boot), which reports it.
-    "const timerErrors = [];\n"
+    # (No Array method is called: guest code may replace them.)
+    "let timerFailed = false, timerError;\n"
     "const setTimeout = (fn, ms, ...args) => osSetTimeout(() => {\n"
     "  try { if (typeof fn === 'function') fn(...args); }\n"
-    "  catch (e) { if (timerErrors.length === 0) timerErrors.push(e); }\n"
+    "  catch (e) { if (!timerFailed) { timerFailed = true; timerError = e; } }\n"
     "}, ms);\n"
-    "Object.defineProperty(globalThis, '__wsbx_timer_error', { configurable: true,\n"
-    "  value: () => timerErrors.splice(0) });\n"
+    "Object.defineProperty(globalThis, '__wsbx_timer_error', { configurable: true, value: () => {\n"
+    "  const taken = timerFailed ? [timerError] : [];\n"
+    "  timerFailed = false; timerError = undefined;\n"
+    "  return taken;\n"
+    "} });\n"
     "for (const [k, v] of Object.entries({ setTimeout, clearTimeout }))\n"
     "  Object.defineProperty(globalThis, k, { value: v, writable: true, configurable: true });\n"
     "Object.defineProperty(globalThis, '__wsbx_renew', { configurable: true, value: (env) => {\n"
